@@ -1,0 +1,72 @@
+#include "engine/backend.h"
+
+#include <omp.h>
+
+#include <cstdlib>
+#include <string>
+
+#include "engine/error.h"
+#include "engine/random.h"
+
+namespace fer {
+
+Backend* make_cpu_backend();  // kernels/cpu/cpu_backend.cpp
+
+namespace {
+Backend* g_cuda_backend = nullptr;
+}
+
+void register_backend(Device device, Backend* b) {
+  FER_CHECK(device == Device::CUDA, "only the CUDA backend registers itself");
+  g_cuda_backend = b;
+}
+
+bool cuda_available() { return g_cuda_backend != nullptr; }
+
+Backend& backend(Device device) {
+  if (device == Device::CPU) {
+    static Backend* cpu = make_cpu_backend();
+    return *cpu;
+  }
+  FER_CHECK(g_cuda_backend != nullptr,
+            "device 'cuda' requested, but this build has no CUDA backend or no GPU was found");
+  return *g_cuda_backend;
+}
+
+Device parse_device(const std::string& name) {
+  if (name == "cpu") return Device::CPU;
+  if (name == "cuda" || name == "gpu") return Device::CUDA;
+  fail("unknown device '", name, "' (expected 'cpu' or 'cuda')");
+}
+
+namespace {
+int initial_threads() {
+  for (const char* var : {"FER_THREADS", "OMP_NUM_THREADS"}) {
+    if (const char* v = std::getenv(var)) {
+      const int n = std::atoi(v);
+      if (n > 0) return n;
+    }
+  }
+  return omp_get_num_procs();
+}
+int g_threads = 0;
+}  // namespace
+
+int cpu_threads() {
+  if (g_threads == 0) set_cpu_threads(initial_threads());
+  return g_threads;
+}
+
+void set_cpu_threads(int n) {
+  FER_CHECK(n > 0, "thread count must be positive, got ", n);
+  g_threads = n;
+  omp_set_num_threads(n);
+}
+
+Generator& default_generator() {
+  static Generator gen(0x5EEDull);
+  return gen;
+}
+void manual_seed(uint64_t seed) { default_generator().seed(seed); }
+
+}  // namespace fer

@@ -1,0 +1,118 @@
+// Batch normalisation on the CPU, threads over channels.
+//
+// For channel c, over its M = N*HW values:
+//   mean = sum(x) / M,  var = sum((x - mean)^2) / M,  invstd = 1 / sqrt(var + eps)
+//   xhat = (x - mean) * invstd,  y = gamma * xhat + beta
+//   running_mean = (1 - m) running_mean + m mean
+//   running_var  = (1 - m) running_var  + m var * M / (M - 1)     (unbiased, as PyTorch)
+// Backward (saved: mean, invstd; xhat is recomputed from x):
+//   dbeta  = sum(dy),  dgamma = sum(dy * xhat)
+//   dx     = gamma * invstd / M * (M dy - dbeta - xhat * dgamma)
+// Eval mode normalises with the running statistics; as a fixed affine map, its backward is
+// dx = gamma / sqrt(running_var + eps) * dy (handled by the op with the eval "save" values).
+#include <cmath>
+
+#include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/parallel.h"
+
+namespace fer::cpu {
+
+void CpuBackend::batchnorm_forward_train(int64_t N, int64_t C, int64_t HW, const float* x,
+                                         const float* gamma, const float* beta, float eps,
+                                         float momentum, float* running_mean, float* running_var,
+                                         float* y, float* save_mean, float* save_invstd) {
+  const int64_t M = N * HW;
+  parallel_for(C, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      double s = 0.0;
+      for (int64_t n = 0; n < N; ++n) {
+        const float* p = x + (n * C + c) * HW;
+        float part = 0.0f;
+        for (int64_t i = 0; i < HW; ++i) part += p[i];
+        s += part;
+      }
+      const float mean = static_cast<float>(s / M);
+      double ss = 0.0;
+      for (int64_t n = 0; n < N; ++n) {
+        const float* p = x + (n * C + c) * HW;
+        float part = 0.0f;
+        for (int64_t i = 0; i < HW; ++i) part += (p[i] - mean) * (p[i] - mean);
+        ss += part;
+      }
+      const float var = static_cast<float>(ss / M);
+      const float invstd = 1.0f / std::sqrt(var + eps);
+      save_mean[c] = mean;
+      save_invstd[c] = invstd;
+      if (running_mean) {
+        running_mean[c] = (1.0f - momentum) * running_mean[c] + momentum * mean;
+        const float unbiased = M > 1 ? static_cast<float>(ss / (M - 1)) : var;
+        running_var[c] = (1.0f - momentum) * running_var[c] + momentum * unbiased;
+      }
+      const float a = gamma[c] * invstd, b = beta[c] - mean * a;
+      for (int64_t n = 0; n < N; ++n) {
+        const float* p = x + (n * C + c) * HW;
+        float* q = y + (n * C + c) * HW;
+        for (int64_t i = 0; i < HW; ++i) q[i] = a * p[i] + b;
+      }
+    }
+  });
+}
+
+void CpuBackend::batchnorm_forward_eval(int64_t N, int64_t C, int64_t HW, const float* x,
+                                        const float* gamma, const float* beta,
+                                        const float* running_mean, const float* running_var,
+                                        float eps, float* y) {
+  parallel_for(N * C, std::max<int64_t>(1, 16384 / std::max<int64_t>(HW, 1)), [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t c = p % C;
+      const float a = gamma[c] / std::sqrt(running_var[c] + eps);
+      const float b = beta[c] - running_mean[c] * a;
+      const float* in = x + p * HW;
+      float* out = y + p * HW;
+      for (int64_t i = 0; i < HW; ++i) out[i] = a * in[i] + b;
+    }
+  });
+}
+
+void CpuBackend::batchnorm_backward(int64_t N, int64_t C, int64_t HW, const float* x,
+                                    const float* dy, const float* gamma, const float* save_mean,
+                                    const float* save_invstd, float* dx, float* dgamma,
+                                    float* dbeta) {
+  const int64_t M = N * HW;
+  parallel_for(C, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      const float mean = save_mean[c], invstd = save_invstd[c];
+      double sum_dy = 0.0, sum_dy_xhat = 0.0;
+      for (int64_t n = 0; n < N; ++n) {
+        const float* xp = x + (n * C + c) * HW;
+        const float* gp = dy + (n * C + c) * HW;
+        float a = 0.0f, b = 0.0f;
+        for (int64_t i = 0; i < HW; ++i) {
+          a += gp[i];
+          b += gp[i] * (xp[i] - mean);
+        }
+        sum_dy += a;
+        sum_dy_xhat += b;
+      }
+      sum_dy_xhat *= invstd;
+      if (dgamma) dgamma[c] = static_cast<float>(sum_dy_xhat);
+      if (dbeta) dbeta[c] = static_cast<float>(sum_dy);
+      if (!dx) continue;
+      // dx = k * (dy - mean_dy - xhat * mean_dy_xhat), k = gamma * invstd
+      const float k = gamma[c] * invstd;
+      const float mean_dy = static_cast<float>(sum_dy / M);
+      const float mean_dy_xhat = static_cast<float>(sum_dy_xhat / M);
+      for (int64_t n = 0; n < N; ++n) {
+        const float* xp = x + (n * C + c) * HW;
+        const float* gp = dy + (n * C + c) * HW;
+        float* out = dx + (n * C + c) * HW;
+        for (int64_t i = 0; i < HW; ++i) {
+          const float xhat = (xp[i] - mean) * invstd;
+          out[i] = k * (gp[i] - mean_dy - xhat * mean_dy_xhat);
+        }
+      }
+    }
+  });
+}
+
+}  // namespace fer::cpu

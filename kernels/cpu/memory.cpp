@@ -1,0 +1,46 @@
+// CPU memory: 64-byte aligned host buffers (one AVX-512 line; Eigen's packets never straddle).
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/parallel.h"
+
+namespace fer {
+Backend* make_cpu_backend() {
+  static cpu::CpuBackend instance;
+  return &instance;
+}
+}  // namespace fer
+
+namespace fer::cpu {
+
+void* CpuBackend::allocate(size_t bytes) {
+  const size_t rounded = (bytes + 63) / 64 * 64;
+  void* p = std::aligned_alloc(64, rounded);
+  if (!p) throw std::bad_alloc();
+  return p;
+}
+void CpuBackend::deallocate(void* ptr, size_t) { std::free(ptr); }
+void CpuBackend::copy_from_host(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
+void CpuBackend::copy_to_host(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
+void CpuBackend::copy(void* dst, const void* src, size_t bytes) {
+  if (dst != src) std::memmove(dst, src, bytes);
+}
+
+void CpuBackend::copy_2d(const float* src, int64_t src_stride, float* dst, int64_t dst_stride,
+                         int64_t rows, int64_t cols, bool accumulate) {
+  parallel_for(rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(cols, 1)), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* s = src + r * src_stride;
+      float* d = dst + r * dst_stride;
+      if (accumulate) {
+        for (int64_t c = 0; c < cols; ++c) d[c] += s[c];
+      } else {
+        std::memcpy(d, s, cols * sizeof(float));
+      }
+    }
+  });
+}
+
+}  // namespace fer::cpu

@@ -1,0 +1,38 @@
+// Threading helpers for the CPU kernels (OpenMP underneath; the count is fer::cpu_threads()).
+#pragma once
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "engine/backend.h"
+
+namespace fer::cpu {
+
+// Calls body(begin, end) on contiguous chunks of [0, n) in parallel. Chunks hold at least `grain`
+// items, so small loops stay on one thread instead of paying for a fork.
+template <typename Body>
+void parallel_for(int64_t n, int64_t grain, Body body) {
+  const int64_t threads = std::min<int64_t>(cpu_threads(), std::max<int64_t>(1, n / std::max<int64_t>(grain, 1)));
+  if (threads <= 1 || omp_in_parallel()) {
+    if (n > 0) body(int64_t{0}, n);
+    return;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int64_t begin = n * t / nt, end = n * (t + 1) / nt;
+    if (begin < end) body(begin, end);
+  }
+}
+
+// A per-thread scratch buffer that grows as needed and is reused across calls (im2col columns).
+inline float* thread_scratch(size_t floats, int slot = 0) {
+  thread_local std::vector<float> buffers[2];
+  auto& b = buffers[slot];
+  if (b.size() < floats) b.resize(floats);
+  return b.data();
+}
+
+}  // namespace fer::cpu

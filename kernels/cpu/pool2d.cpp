@@ -1,0 +1,110 @@
+// Max and average pooling on the CPU, threads over the N*C planes.
+//
+// Max:  y[p] = max over the window of x;  argmax[p] = index (ih*W + iw) of that maximum in its
+//       plane, so backward routes dy[p] to exactly one input: dx[argmax[p]] += dy[p].
+//       Padded positions never win (they are -inf, as in PyTorch).
+// Avg:  y[p] = sum over the window of x / (KH*KW), padded zeros included (count_include_pad),
+//       windows clipped to the padded extent (PyTorch's divisor for ceil_mode overhang);
+//       backward spreads dy[p] / divisor evenly over the window.
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/parallel.h"
+
+namespace fer::cpu {
+
+namespace {
+// Input rows [h0, h1) and columns [w0, w1) of output (oh, ow), clipped to the image, and the
+// average-pool divisor (window clipped to the padded image).
+struct Window {
+  int64_t h0, h1, w0, w1, divisor;
+};
+Window window(const Pool2dGeometry& g, int64_t oh, int64_t ow) {
+  int64_t h0 = oh * g.stride_h - g.pad_h, w0 = ow * g.stride_w - g.pad_w;
+  int64_t h1 = std::min(h0 + g.KH, g.H + g.pad_h), w1 = std::min(w0 + g.KW, g.W + g.pad_w);
+  const int64_t divisor = (h1 - h0) * (w1 - w0);
+  return {std::max<int64_t>(h0, 0), std::min(h1, g.H), std::max<int64_t>(w0, 0),
+          std::min(w1, g.W), divisor};
+}
+constexpr int64_t kPlaneGrain = 8;
+}  // namespace
+
+void CpuBackend::max_pool2d_forward(const Pool2dGeometry& g, const float* x, float* y,
+                                    int32_t* argmax) {
+  parallel_for(g.N * g.C, kPlaneGrain, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const float* in = x + p * g.H * g.W;
+      float* out = y + p * g.OH * g.OW;
+      int32_t* idx = argmax + p * g.OH * g.OW;
+      for (int64_t oh = 0; oh < g.OH; ++oh) {
+        for (int64_t ow = 0; ow < g.OW; ++ow) {
+          const Window win = window(g, oh, ow);
+          float best = -std::numeric_limits<float>::infinity();
+          int32_t best_i = -1;
+          for (int64_t ih = win.h0; ih < win.h1; ++ih)
+            for (int64_t iw = win.w0; iw < win.w1; ++iw) {
+              const float v = in[ih * g.W + iw];
+              if (v > best || best_i < 0 || std::isnan(v)) {
+                best = v;
+                best_i = static_cast<int32_t>(ih * g.W + iw);
+              }
+            }
+          out[oh * g.OW + ow] = best;
+          idx[oh * g.OW + ow] = best_i;
+        }
+      }
+    }
+  });
+}
+
+void CpuBackend::max_pool2d_backward(const Pool2dGeometry& g, const float* dy,
+                                     const int32_t* argmax, float* dx) {
+  parallel_for(g.N * g.C, kPlaneGrain, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      float* grad_in = dx + p * g.H * g.W;
+      std::memset(grad_in, 0, g.H * g.W * sizeof(float));
+      const float* grad_out = dy + p * g.OH * g.OW;
+      const int32_t* idx = argmax + p * g.OH * g.OW;
+      for (int64_t i = 0; i < g.OH * g.OW; ++i)
+        if (idx[i] >= 0) grad_in[idx[i]] += grad_out[i];
+    }
+  });
+}
+
+void CpuBackend::avg_pool2d_forward(const Pool2dGeometry& g, const float* x, float* y) {
+  parallel_for(g.N * g.C, kPlaneGrain, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const float* in = x + p * g.H * g.W;
+      float* out = y + p * g.OH * g.OW;
+      for (int64_t oh = 0; oh < g.OH; ++oh)
+        for (int64_t ow = 0; ow < g.OW; ++ow) {
+          const Window win = window(g, oh, ow);
+          float s = 0.0f;
+          for (int64_t ih = win.h0; ih < win.h1; ++ih)
+            for (int64_t iw = win.w0; iw < win.w1; ++iw) s += in[ih * g.W + iw];
+          out[oh * g.OW + ow] = s / static_cast<float>(win.divisor);
+        }
+    }
+  });
+}
+
+void CpuBackend::avg_pool2d_backward(const Pool2dGeometry& g, const float* dy, float* dx) {
+  parallel_for(g.N * g.C, kPlaneGrain, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      float* grad_in = dx + p * g.H * g.W;
+      std::memset(grad_in, 0, g.H * g.W * sizeof(float));
+      const float* grad_out = dy + p * g.OH * g.OW;
+      for (int64_t oh = 0; oh < g.OH; ++oh)
+        for (int64_t ow = 0; ow < g.OW; ++ow) {
+          const Window win = window(g, oh, ow);
+          const float share = grad_out[oh * g.OW + ow] / static_cast<float>(win.divisor);
+          for (int64_t ih = win.h0; ih < win.h1; ++ih)
+            for (int64_t iw = win.w0; iw < win.w1; ++iw) grad_in[ih * g.W + iw] += share;
+        }
+    }
+  });
+}
+
+}  // namespace fer::cpu

@@ -1,0 +1,144 @@
+#include "layers/layers.h"
+
+#include <cmath>
+#include <sstream>
+
+#include "engine/init.h"
+
+namespace fer {
+
+namespace {
+template <typename... Parts>
+std::string str(const Parts&... parts) {
+  std::ostringstream os;
+  (os << ... << parts);
+  return os.str();
+}
+}  // namespace
+
+// ---- Conv2d ----------------------------------------------------------------------------------
+Conv2d::Conv2d(const Conv2dConfig& c) : config_(c) {
+  FER_CHECK(c.in_channels > 0 && c.out_channels > 0 && c.kernel > 0 && c.groups > 0 &&
+                c.in_channels % c.groups == 0 && c.out_channels % c.groups == 0,
+            "Conv2d(", c.in_channels, ", ", c.out_channels, ", kernel=", c.kernel, ", groups=",
+            c.groups, "): channels must be positive and divisible by groups");
+  weight = register_parameter("weight",
+                              Tensor::empty({c.out_channels, c.in_channels / c.groups, c.kernel, c.kernel}));
+  init::kaiming_uniform(weight, 1.0f / std::sqrt(3.0f));  // PyTorch default: U(+-1/sqrt(fan_in))
+  if (c.bias) {
+    const float bound = 1.0f / std::sqrt(static_cast<float>(init::fans(weight.shape()).in));
+    bias = register_parameter("bias", Tensor::empty({c.out_channels}));
+    init::uniform(bias, bound);
+  }
+}
+
+Tensor Conv2d::forward(const Tensor& x) {
+  Conv2dOptions o;
+  o.stride_h = o.stride_w = config_.stride;
+  o.pad_h = o.pad_w = config_.padding;
+  o.dil_h = o.dil_w = config_.dilation;
+  o.groups = config_.groups;
+  return conv2d(x, weight, bias, o);
+}
+
+std::string Conv2d::describe() const {
+  return str("Conv2d(", config_.in_channels, ", ", config_.out_channels, ", kernel=",
+             config_.kernel, ", stride=", config_.stride, ", padding=", config_.padding,
+             config_.groups > 1 ? str(", groups=", config_.groups) : "",
+             config_.bias ? "" : ", bias=false", ")");
+}
+
+// ---- BatchNorm -------------------------------------------------------------------------------
+BatchNorm::BatchNorm(int64_t channels, float eps, float momentum) : eps(eps), momentum(momentum) {
+  weight = register_parameter("weight", Tensor::ones({channels}));
+  bias = register_parameter("bias", Tensor::zeros({channels}));
+  running_mean = register_buffer("running_mean", Tensor::zeros({channels}));
+  running_var = register_buffer("running_var", Tensor::ones({channels}));
+  num_batches_tracked = register_buffer("num_batches_tracked", Tensor::zeros({}));
+}
+
+Tensor BatchNorm::forward(const Tensor& x) {
+  if (is_training()) {  // counted on the host: a scalar, and never on a hot path's device
+    num_batches_tracked.copy_(Tensor::scalar(num_batches_tracked.item() + 1.0f));
+  }
+  return batch_norm(x, weight, bias, running_mean, running_var, is_training(), momentum, eps);
+}
+
+std::string BatchNorm::describe() const {
+  return str("BatchNorm(", weight.numel(), ", eps=", eps, ", momentum=", momentum, ")");
+}
+
+// ---- Linear ----------------------------------------------------------------------------------
+Linear::Linear(int64_t in_features, int64_t out_features, bool has_bias) {
+  FER_CHECK(in_features > 0 && out_features > 0, "Linear(", in_features, ", ", out_features,
+            "): sizes must be positive");
+  weight = register_parameter("weight", Tensor::empty({out_features, in_features}));
+  init::kaiming_uniform(weight, 1.0f / std::sqrt(3.0f));
+  if (has_bias) {
+    bias = register_parameter("bias", Tensor::empty({out_features}));
+    init::uniform(bias, 1.0f / std::sqrt(static_cast<float>(in_features)));
+  }
+}
+
+Tensor Linear::forward(const Tensor& x) { return linear(x, weight, bias); }
+
+std::string Linear::describe() const {
+  return str("Linear(", weight.size(1), ", ", weight.size(0), bias.defined() ? "" : ", bias=false",
+             ")");
+}
+
+// ---- Pooling, dropout, activations -----------------------------------------------------------
+namespace {
+Pool2dOptions pool_options(int64_t kernel, int64_t stride, int64_t padding, bool ceil_mode) {
+  Pool2dOptions o;
+  o.kernel_h = o.kernel_w = kernel;
+  o.stride_h = o.stride_w = stride > 0 ? stride : kernel;
+  o.pad_h = o.pad_w = padding;
+  o.ceil_mode = ceil_mode;
+  return o;
+}
+}  // namespace
+
+MaxPool2d::MaxPool2d(int64_t kernel, int64_t stride, int64_t padding, bool ceil_mode)
+    : options(pool_options(kernel, stride, padding, ceil_mode)) {}
+std::string MaxPool2d::describe() const {
+  return str("MaxPool2d(kernel=", options.kernel_h, ", stride=", options.stride_h, ")");
+}
+
+AvgPool2d::AvgPool2d(int64_t kernel, int64_t stride, int64_t padding, bool ceil_mode)
+    : options(pool_options(kernel, stride, padding, ceil_mode)) {}
+std::string AvgPool2d::describe() const {
+  return str("AvgPool2d(kernel=", options.kernel_h, ", stride=", options.stride_h, ")");
+}
+
+std::string Dropout::describe() const { return str("Dropout(p=", p, ")"); }
+
+std::string Act::describe() const {
+  switch (kind) {
+    case Activation::ReLU: return "ReLU()";
+    case Activation::ReLU6: return "ReLU6()";
+    case Activation::LeakyReLU: return str("LeakyReLU(", alpha, ")");
+    case Activation::Sigmoid: return "Sigmoid()";
+    case Activation::Tanh: return "Tanh()";
+  }
+  return "Activation()";
+}
+
+// ---- Sequential ------------------------------------------------------------------------------
+Sequential::Sequential(std::initializer_list<std::shared_ptr<Module>> modules) {
+  for (const auto& m : modules) add(m);
+}
+
+Sequential& Sequential::add(std::shared_ptr<Module> m) {
+  register_module(std::to_string(layers_.size()), m);
+  layers_.push_back(std::move(m));
+  return *this;
+}
+
+Tensor Sequential::forward(const Tensor& x) {
+  Tensor h = x;
+  for (auto& layer : layers_) h = layer->forward(h);
+  return h;
+}
+
+}  // namespace fer

@@ -1,0 +1,124 @@
+#include "layers/module.h"
+
+#include <set>
+#include <sstream>
+
+#include "engine/autograd.h"
+
+namespace fer {
+
+Tensor Module::register_parameter(const std::string& name, Tensor value) {
+  value.set_requires_grad(true);
+  params_.emplace_back(name, value);
+  return params_.back().second;
+}
+
+Tensor Module::register_buffer(const std::string& name, Tensor value) {
+  buffers_.emplace_back(name, value);
+  return buffers_.back().second;
+}
+
+void Module::collect(const std::string& prefix, bool params, bool trainable_only,
+                     NamedTensors& out) const {
+  for (const auto& [name, t] : params ? params_ : buffers_)
+    if (!trainable_only || t.requires_grad()) out.emplace_back(prefix + name, t);
+  for (const auto& [name, m] : children_) m->collect(prefix + name + ".", params, trainable_only, out);
+}
+
+NamedTensors Module::named_parameters(bool trainable_only) const {
+  NamedTensors out;
+  collect("", true, trainable_only, out);
+  return out;
+}
+
+NamedTensors Module::named_buffers() const {
+  NamedTensors out;
+  collect("", false, false, out);
+  return out;
+}
+
+std::vector<Tensor> Module::parameters(bool trainable_only) const {
+  std::vector<Tensor> out;
+  for (auto& [name, t] : named_parameters(trainable_only)) out.push_back(t);
+  return out;
+}
+
+std::shared_ptr<Module> Module::child(const std::string& name) const {
+  for (const auto& [n, m] : children_)
+    if (n == name) return m;
+  fail("module has no child named '", name, "'");
+}
+
+int64_t Module::parameter_count(bool trainable_only) const {
+  int64_t n = 0;
+  for (const Tensor& t : parameters(trainable_only)) n += t.numel();
+  return n;
+}
+
+std::string Module::summary() const {
+  std::ostringstream os;
+  os << describe() << "\n";
+  for (const auto& [name, m] : children_) {
+    std::istringstream lines(m->summary());
+    std::string line;
+    bool first = true;
+    while (std::getline(lines, line)) {
+      os << "  " << (first ? "(" + name + "): " : "") << line << "\n";
+      first = false;
+    }
+  }
+  return os.str();
+}
+
+StateDict Module::state_dict() const {
+  StateDict out;
+  for (auto& [name, t] : named_parameters()) out[name] = t;
+  for (auto& [name, t] : named_buffers()) out[name] = t;
+  return out;
+}
+
+void Module::load_state_dict(const StateDict& state, bool strict) {
+  NoGradGuard no_grad;
+  std::set<std::string> used;
+  auto load = [&](const NamedTensors& mine) {
+    for (const auto& [name, t] : mine) {
+      auto it = state.find(name);
+      if (it == state.end()) {
+        FER_CHECK(!strict, "load_state_dict: missing tensor '", name, "' (expected shape ",
+                  t.shape_str(), ")");
+        continue;
+      }
+      FER_CHECK(it->second.shape() == t.shape(), "load_state_dict: tensor '", name, "' has shape ",
+                it->second.shape_str(), " but the model expects ", t.shape_str());
+      Tensor(t).copy_(it->second);
+      used.insert(name);
+    }
+  };
+  load(named_parameters());
+  load(named_buffers());
+  if (strict)
+    for (const auto& [name, t] : state)
+      FER_CHECK(used.count(name), "load_state_dict: unexpected tensor '", name, "' of shape ",
+                t.shape_str(), " (the model has no such parameter or buffer)");
+}
+
+void Module::train(bool on) {
+  training_ = on;
+  for (auto& [name, m] : children_) m->train(on);
+}
+
+void Module::to(Device device) {
+  for (auto& [name, t] : params_) t.move_to_(device);
+  for (auto& [name, t] : buffers_) t.move_to_(device);
+  for (auto& [name, m] : children_) m->to(device);
+}
+
+void Module::zero_grad() {
+  for (const Tensor& t : parameters(false)) t.zero_grad();
+}
+
+void Module::set_requires_grad(bool value) {
+  for (Tensor t : parameters(false)) t.set_requires_grad(value);
+}
+
+}  // namespace fer

@@ -1,0 +1,74 @@
+// Module: the base of every layer and model, in the manner of torch.nn.Module.
+//
+// A module owns named parameters (trainable tensors), named buffers (state that is saved but not
+// trained, such as batchnorm running statistics) and named child modules. Names compose with dots
+// exactly as in PyTorch ("features.0.weight", "bn1.running_mean"), so a state dict maps one to
+// one onto a torchvision checkpoint. train()/eval() switch the mode of the whole tree (dropout and
+// batchnorm behave differently); to(device) moves every tensor in place, so handles held by the
+// layers and by an optimizer stay valid.
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "engine/tensor.h"
+
+namespace fer {
+
+using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
+using StateDict = std::map<std::string, Tensor>;
+
+class Module {
+ public:
+  virtual ~Module() = default;
+  virtual Tensor forward(const Tensor& x) = 0;
+  Tensor operator()(const Tensor& x) { return forward(x); }
+  // A one-line description ("Conv2d(1, 32, kernel=3, stride=1, padding=1)").
+  virtual std::string describe() const = 0;
+
+  // ---- Tree --------------------------------------------------------------------------------
+  NamedTensors named_parameters(bool trainable_only = false) const;
+  NamedTensors named_buffers() const;
+  std::vector<Tensor> parameters(bool trainable_only = true) const;
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> named_children() const {
+    return children_;
+  }
+  std::shared_ptr<Module> child(const std::string& name) const;
+  int64_t parameter_count(bool trainable_only = false) const;
+  std::string summary() const;  // an indented tree of describe() lines
+
+  // ---- State -------------------------------------------------------------------------------
+  StateDict state_dict() const;  // parameters and buffers, by dotted name
+  // Copies values into this module's tensors. strict: every name must match both ways. Any
+  // mismatch names the tensor and the shapes.
+  void load_state_dict(const StateDict& state, bool strict = true);
+
+  // ---- Modes -------------------------------------------------------------------------------
+  void train(bool on = true);
+  void eval() { train(false); }
+  bool is_training() const { return training_; }
+  void to(Device device);
+  void zero_grad();
+  // Freeze (false) or unfreeze (true) every parameter of this subtree (transfer learning).
+  void set_requires_grad(bool value);
+
+ protected:
+  // Return the registered handle; layers keep it as a member (handles share the tensor).
+  Tensor register_parameter(const std::string& name, Tensor value);
+  Tensor register_buffer(const std::string& name, Tensor value);
+  template <typename M>
+  std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> module) {
+    children_.emplace_back(name, module);
+    return module;
+  }
+
+ private:
+  void collect(const std::string& prefix, bool params, bool trainable_only, NamedTensors& out) const;
+  std::vector<std::pair<std::string, Tensor>> params_, buffers_;
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
+  bool training_ = true;
+};
+
+}  // namespace fer

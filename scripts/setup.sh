@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs every Debian package the build and tests need (only what is missing), then configures
+# and builds the project in ./build. Safe to run again: apt-get is skipped when nothing is missing.
+#
+#   scripts/setup.sh            build dependencies + Release build
+#   FER_WITH_TORCH=1 ...        also PyTorch (python3-torch + OpenBLAS), for the side-by-side benchmarks
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(build-essential cmake pkg-config libeigen3-dev doctest-dev libbenchmark-dev libstb-dev
+          nlohmann-json3-dev libomp-dev)
+if [ "${FER_WITH_TORCH:-0}" = 1 ]; then
+  # OpenBLAS, not Debian's reference BLAS: with the reference BLAS PyTorch's dense layers run ~30x
+  # slower, which would make an unfair reference.
+  packages+=(python3-torch python3-numpy libopenblas0-openmp)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j"$(nproc)"
