@@ -51,9 +51,11 @@ void run_backward(const Tensor& root, const Tensor& seed) {
   }
 
   // 1. Topological order of the nodes reachable from the root (iterative DFS, post-order).
-  std::vector<Node*> order;
+  // `order` owns the nodes: releasing a node's edges below would otherwise destroy the nodes
+  // behind it before their turn.
+  std::vector<std::shared_ptr<Node>> order;
   std::unordered_set<Node*> visited;
-  std::vector<std::pair<Node*, size_t>> stack{{root.grad_fn().get(), 0}};
+  std::vector<std::pair<std::shared_ptr<Node>, size_t>> stack{{root.grad_fn(), 0}};
   visited.insert(root.grad_fn().get());
   while (!stack.empty()) {
     auto& [node, next] = stack.back();
@@ -61,10 +63,10 @@ void run_backward(const Tensor& root, const Tensor& seed) {
               "'): the graph is freed after backward(); run the forward pass again");
     if (next < node->inputs.size()) {
       const Tensor& in = node->inputs[next++];
-      Node* child = in.defined() ? in.grad_fn().get() : nullptr;
-      if (child && visited.insert(child).second) stack.push_back({child, 0});
+      const std::shared_ptr<Node>& child = in.defined() ? in.grad_fn() : nullptr;
+      if (child && visited.insert(child.get()).second) stack.push_back({child, 0});
     } else {
-      order.push_back(node);
+      order.push_back(std::move(node));
       stack.pop_back();
     }
   }
@@ -73,7 +75,7 @@ void run_backward(const Tensor& root, const Tensor& seed) {
   std::unordered_map<Node*, Tensor> pending;
   pending[root.grad_fn().get()] = seed;
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
-    Node* node = *it;
+    Node* node = it->get();
     auto found = pending.find(node);
     if (found == pending.end()) continue;  // no gradient flows here
     Tensor grad_out = std::move(found->second);
