@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake pkg-config libeigen3-dev doctest-dev libbenchmark-dev libstb-dev
-          nlohmann-json3-dev libomp-dev)
+          nlohmann-json3-dev libomp-dev libopenblas-openmp-dev)
 if [ "${FER_WITH_TORCH:-0}" = 1 ]; then
   # OpenBLAS, not Debian's reference BLAS: with the reference BLAS PyTorch's dense layers run ~30x
   # slower, which would make an unfair reference.

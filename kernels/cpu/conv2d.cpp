@@ -18,7 +18,7 @@
 #include <cstring>
 
 #include "kernels/cpu/cpu_backend.h"
-#include "kernels/cpu/eigen_maps.h"
+#include "kernels/cpu/gemm.h"
 #include "kernels/cpu/parallel.h"
 
 namespace fer::cpu {
@@ -117,12 +117,12 @@ void CpuBackend::conv2d_forward(const Conv2dGeometry& g, const float* x, const f
     for (int64_t grp = 0; grp < g.groups; ++grp) {
       const float* xg = x + (n * g.C + grp * Cg) * g.H * g.W;
       if (!pointwise) im2col(g, Cg, xg, col);
-      ConstMatrixMap cols(pointwise ? xg : col, R, P);
-      ConstMatrixMap weights(w + grp * Kg * R, Kg, R);
-      MatrixMap out(y + (n * g.K + grp * Kg) * P, Kg, P);
-      out.noalias() = weights * cols;
+      float* out = y + (n * g.K + grp * Kg) * P;
+      // out[Kg, P] = W_g[Kg, R] * col[R, P]
+      sgemm(false, false, Kg, P, R, 1.0f, w + grp * Kg * R, R, pointwise ? xg : col, P, 0.0f, out, P);
       if (bias)
-        for (int64_t k = 0; k < Kg; ++k) out.row(k).array() += bias[grp * Kg + k];
+        for (int64_t k = 0; k < Kg; ++k)
+          for (int64_t p = 0; p < P; ++p) out[k * P + p] += bias[grp * Kg + k];
     }
   });
 }
@@ -136,10 +136,9 @@ void CpuBackend::conv2d_backward_input(const Conv2dGeometry& g, const float* dy,
     float* dcol = pointwise ? nullptr : thread_scratch(R * P);
     for (int64_t grp = 0; grp < g.groups; ++grp) {
       float* dxg = dx + (n * g.C + grp * Cg) * g.H * g.W;
-      ConstMatrixMap weights(w + grp * Kg * R, Kg, R);
-      ConstMatrixMap grad_out(dy + (n * g.K + grp * Kg) * P, Kg, P);
-      MatrixMap cols(pointwise ? dxg : dcol, R, P);
-      cols.noalias() = weights.transpose() * grad_out;
+      // dcol[R, P] = W_g^T[R, Kg] * dy_g[Kg, P]
+      sgemm(true, false, R, P, Kg, 1.0f, w + grp * Kg * R, R, dy + (n * g.K + grp * Kg) * P, P,
+            0.0f, pointwise ? dxg : dcol, P);
       if (!pointwise) col2im(g, Cg, dcol, dxg);
     }
   });
@@ -165,12 +164,15 @@ void CpuBackend::conv2d_backward_weight(const Conv2dGeometry& g, const float* dy
     for (int64_t grp = 0; grp < g.groups; ++grp) {
       const float* xg = x + (n * g.C + grp * Cg) * g.H * g.W;
       if (!pointwise) im2col(g, Cg, xg, col);
-      ConstMatrixMap cols(pointwise ? xg : col, R, P);
-      ConstMatrixMap grad_out(dy + (n * g.K + grp * Kg) * P, Kg, P);
-      MatrixMap grad_w(dw_t + grp * Kg * R, Kg, R);
-      grad_w.noalias() += grad_out * cols.transpose();
+      const float* dyg = dy + (n * g.K + grp * Kg) * P;
+      // dW_g[Kg, R] += dy_g[Kg, P] * col[R, P]^T
+      sgemm(false, true, Kg, R, P, 1.0f, dyg, P, pointwise ? xg : col, P, 1.0f, dw_t + grp * Kg * R, R);
       if (dbias)
-        for (int64_t k = 0; k < Kg; ++k) db_t[grp * Kg + k] += grad_out.row(k).sum();
+        for (int64_t k = 0; k < Kg; ++k) {
+          float s = 0.0f;
+          for (int64_t p = 0; p < P; ++p) s += dyg[k * P + p];
+          db_t[grp * Kg + k] += s;
+        }
     }
   };
 

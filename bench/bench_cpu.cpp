@@ -1,0 +1,137 @@
+// Google Benchmark cases for the CPU backend at FER2013's shapes (batch 64, 1x48x48 faces):
+// conv2d forward and backward, linear, batchnorm, pooling, a whole training step of the
+// fer_vgg_small CNN and one-face inference. Counters: GFLOP/s where the FLOPs are well defined,
+// images/s for the whole-network cases. scripts/bench_vs_pytorch.py runs the same cases with
+// PyTorch and prints the ratios.
+#include <benchmark/benchmark.h>
+
+#include "engine/autograd.h"
+#include "engine/ops.h"
+#include "engine/random.h"
+#include "models/registry.h"
+
+using namespace fer;
+
+namespace {
+
+Tensor random(const Shape& s, uint64_t seed) {
+  Generator g(seed);
+  return Tensor::uniform(s, -1.0f, 1.0f, g);
+}
+
+// Conv layers of fer_vgg_small at batch 64: (C, K, H).
+void conv_args(benchmark::internal::Benchmark* b) {
+  b->Args({1, 32, 48})->Args({32, 32, 48})->Args({64, 64, 24})->Args({128, 128, 12})->Args({256, 256, 6});
+}
+
+void BM_conv2d_forward(benchmark::State& state) {
+  const int64_t C = state.range(0), K = state.range(1), H = state.range(2), N = 64;
+  Tensor x = random({N, C, H, H}, 1), w = random({K, C, 3, 3}, 2);
+  Conv2dOptions o;
+  o.pad_h = o.pad_w = 1;
+  NoGradGuard no_grad;
+  for (auto _ : state) benchmark::DoNotOptimize(conv2d(x, w, Tensor(), o).data());
+  const double flops = 2.0 * N * K * H * H * C * 9;
+  state.counters["GFLOP/s"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_conv2d_forward)->Apply(conv_args)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_conv2d_backward(benchmark::State& state) {
+  const int64_t C = state.range(0), K = state.range(1), H = state.range(2), N = 64;
+  Tensor x = random({N, C, H, H}, 1), w = random({K, C, 3, 3}, 2);
+  x.set_requires_grad(true);
+  w.set_requires_grad(true);
+  Conv2dOptions o;
+  o.pad_h = o.pad_w = 1;
+  Tensor probe = random({N, K, H, H}, 3);
+  for (auto _ : state) {
+    state.PauseTiming();
+    Tensor y = conv2d(x, w, Tensor(), o);
+    Tensor loss = sum(mul(y, probe));
+    state.ResumeTiming();
+    loss.backward();  // includes the (cheap) sum/mul backward; dominated by conv backward
+    x.zero_grad();
+    w.zero_grad();
+  }
+  const double flops = 2.0 * 2.0 * N * K * H * H * C * 9;  // input and weight gradients
+  state.counters["GFLOP/s"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_conv2d_backward)->Apply(conv_args)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_linear(benchmark::State& state) {
+  const int64_t N = 64, in = state.range(0), out = state.range(1);
+  Tensor x = random({N, in}, 1), w = random({out, in}, 2), b = random({out}, 3);
+  NoGradGuard no_grad;
+  for (auto _ : state) benchmark::DoNotOptimize(linear(x, w, b).data());
+  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * N * in * out * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_linear)->Args({2304, 256})->Args({4608, 512})->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+void BM_gemm(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  Tensor a = random({n, n}, 1), b = random({n, n}, 2);
+  NoGradGuard no_grad;
+  for (auto _ : state) benchmark::DoNotOptimize(matmul(a, b).data());
+  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * n * n * n * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_gemm)->Arg(1024)->Arg(4096)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_batchnorm_train(benchmark::State& state) {
+  const int64_t C = state.range(0), H = state.range(1), N = 64;
+  Tensor x = random({N, C, H, H}, 1), g = Tensor::ones({C}), b = Tensor::zeros({C});
+  Tensor rm = Tensor::zeros({C}), rv = Tensor::ones({C});
+  NoGradGuard no_grad;
+  for (auto _ : state) benchmark::DoNotOptimize(batch_norm(x, g, b, rm, rv, true, 0.1f, 1e-5f).data());
+  state.counters["GB/s"] = benchmark::Counter(3.0 * x.numel() * 4 * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_batchnorm_train)->Args({32, 48})->Args({256, 6})->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_max_pool2d(benchmark::State& state) {
+  const int64_t C = state.range(0), H = state.range(1), N = 64;
+  Tensor x = random({N, C, H, H}, 1);
+  NoGradGuard no_grad;
+  for (auto _ : state) benchmark::DoNotOptimize(max_pool2d(x, {}).data());
+  state.counters["GB/s"] = benchmark::Counter(1.25 * x.numel() * 4 * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_max_pool2d)->Args({32, 48})->Args({256, 6})->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// One SGD training step of fer_vgg_small on a batch of 64 faces: forward, loss, backward, update.
+void BM_train_step(benchmark::State& state) {
+  const int64_t N = state.range(0);
+  manual_seed(1);
+  auto model = create_model("fer_vgg_small");
+  model->train();
+  Tensor x = random({N, 1, 48, 48}, 1);
+  std::vector<float> labels(N);
+  for (int64_t i = 0; i < N; ++i) labels[i] = static_cast<float>(i % 7);
+  Tensor y = Tensor::from_vector({N}, labels);
+  auto params = model->parameters();
+  for (auto _ : state) {
+    model->zero_grad();
+    Tensor loss = cross_entropy(model->forward(x), y);
+    loss.backward();
+    NoGradGuard no_grad;
+    for (Tensor& p : params) {  // plain SGD, lr 0.01, fused in the backend
+      SgdHyper h{0.01f, 0.0f, 0.0f, 0.0f, false, false};
+      backend(p.device()).sgd_update(p.data(), p.grad().data(), nullptr, p.numel(), h);
+    }
+  }
+  state.counters["images/s"] = benchmark::Counter(static_cast<double>(N), benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_train_step)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(3.0);
+
+void BM_inference(benchmark::State& state) {
+  const int64_t N = state.range(0);
+  manual_seed(1);
+  auto model = create_model("fer_vgg_small");
+  model->eval();
+  Tensor x = random({N, 1, 48, 48}, 1);
+  NoGradGuard no_grad;
+  for (auto _ : state) benchmark::DoNotOptimize(model->forward(x).data());
+  state.counters["images/s"] = benchmark::Counter(static_cast<double>(N), benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_inference)->Arg(1)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace
+
+BENCHMARK_MAIN();

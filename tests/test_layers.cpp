@@ -1,0 +1,152 @@
+// Layers and the Module API: PyTorch-style names, state dicts, modes, gradient checks of every
+// layer through its parameters, and a small CNN that must overfit one batch.
+#include <doctest/doctest.h>
+
+#include "engine/autograd.h"
+#include "layers/layers.h"
+#include "models/registry.h"
+#include "tests/support/gradcheck.h"
+
+using namespace fer;
+using namespace fer::testing;
+
+namespace {
+std::shared_ptr<Sequential> tiny_cnn() {
+  return std::make_shared<Sequential>(std::initializer_list<std::shared_ptr<Module>>{
+      std::make_shared<Conv2d>(1, 4, 3, 1, 1, false), std::make_shared<BatchNorm2d>(4), ReLU(),
+      std::make_shared<MaxPool2d>(2), std::make_shared<Flatten>(), std::make_shared<Dropout>(0.1f),
+      std::make_shared<Linear>(4 * 4 * 4, 3)});
+}
+}  // namespace
+
+TEST_CASE("parameter and buffer names follow PyTorch") {
+  auto net = tiny_cnn();
+  std::vector<std::string> names;
+  for (auto& [name, t] : net->named_parameters()) names.push_back(name);
+  CHECK(names == std::vector<std::string>{"0.weight", "1.weight", "1.bias", "6.weight", "6.bias"});
+  StateDict sd = net->state_dict();
+  CHECK(sd.count("1.running_mean"));
+  CHECK(sd.count("1.running_var"));
+  CHECK(sd.count("1.num_batches_tracked"));
+  CHECK(sd.at("0.weight").shape() == Shape{4, 1, 3, 3});
+  CHECK(net->parameter_count() == 4 * 9 + 4 + 4 + 64 * 3 + 3);
+
+  auto model = create_model("fer_vgg_small");
+  auto params = model->named_parameters();
+  CHECK(params.front().first == "features.0.weight");
+  CHECK(params.back().first == "classifier.3.bias");
+  // convs 1,170,720 + BN 1,920 + dense 590,080 + 1,799: the 1.76 M of the reference network
+  CHECK(model->parameter_count() == 1764519);
+  CHECK(forward_flops(*model, 1, 48) == doctest::Approx(0.236e9).epsilon(0.01));
+}
+
+TEST_CASE("state dict round trip, and load errors naming the tensor") {
+  manual_seed(1);
+  auto a = tiny_cnn();
+  manual_seed(2);
+  auto b = tiny_cnn();
+  CHECK(a->state_dict().at("0.weight").to_vector() != b->state_dict().at("0.weight").to_vector());
+  b->load_state_dict(a->state_dict());
+  for (auto& [name, t] : a->state_dict()) CHECK(b->state_dict().at(name).to_vector() == t.to_vector());
+
+  StateDict missing = a->state_dict();
+  missing.erase("6.bias");
+  CHECK_THROWS_WITH_AS(b->load_state_dict(missing), doctest::Contains("missing tensor '6.bias'"), fer::Error);
+  StateDict extra = a->state_dict();
+  extra["7.weight"] = Tensor::zeros({1});
+  CHECK_THROWS_WITH_AS(b->load_state_dict(extra), doctest::Contains("unexpected tensor '7.weight'"), fer::Error);
+  StateDict wrong = a->state_dict();
+  wrong["6.weight"] = Tensor::zeros({3, 65});
+  CHECK_THROWS_WITH_AS(b->load_state_dict(wrong),
+                       doctest::Contains("'6.weight' has shape [3, 65] but the model expects [3, 64]"),
+                       fer::Error);
+  b->load_state_dict(missing, /*strict=*/false);  // non-strict loads what matches
+}
+
+TEST_CASE("train/eval switch dropout and batchnorm; freezing stops gradients") {
+  auto net = tiny_cnn();
+  Tensor x = random_input({2, 1, 8, 8}, 5, false);
+  net->eval();
+  CHECK(!net->is_training());
+  Tensor y1 = (*net)(x), y2 = (*net)(x);
+  CHECK(y1.to_vector() == y2.to_vector());  // deterministic in eval
+  auto bn = std::dynamic_pointer_cast<BatchNorm>((*net)[1]);
+  const auto rm_before = bn->running_mean.to_vector();
+  (*net)(x);
+  CHECK(bn->running_mean.to_vector() == rm_before);  // eval leaves running stats alone
+  net->train();
+  (*net)(x);
+  CHECK(bn->running_mean.to_vector() != rm_before);
+  CHECK(bn->num_batches_tracked.item() == 1.0f);
+
+  (*net)[0]->set_requires_grad(false);  // freeze the first conv
+  CHECK(net->parameters(true).size() == 4);
+  sum((*net)(x)).backward();
+  CHECK(!std::dynamic_pointer_cast<Conv2d>((*net)[0])->weight.grad().defined());
+  CHECK(std::dynamic_pointer_cast<Linear>((*net)[6])->weight.grad().defined());
+}
+
+TEST_CASE("gradient check of every layer through its parameters") {
+  manual_seed(3);
+  auto check_layer = [](const std::string& name, std::shared_ptr<Module> layer, Shape in_shape) {
+    Tensor x = random_input(in_shape, 11);
+    std::vector<Tensor> inputs{x};
+    for (Tensor& p : layer->parameters()) inputs.push_back(p);
+    gradcheck(name, [layer](auto& in) { return layer->forward(in[0]); }, inputs);
+  };
+  check_layer("Conv2d", std::make_shared<Conv2d>(2, 3, 3, 2, 1), {2, 2, 5, 5});
+  check_layer("Conv2d depthwise", std::make_shared<Conv2d>(Conv2dConfig{4, 4, 3, 1, 1, 4, 1, true}), {1, 4, 4, 4});
+  check_layer("BatchNorm2d", std::make_shared<BatchNorm2d>(3), {3, 3, 2, 2});
+  check_layer("BatchNorm1d", std::make_shared<BatchNorm1d>(4), {5, 4});
+  check_layer("Linear", std::make_shared<Linear>(5, 3), {4, 5});
+  check_layer("Dropout", std::make_shared<Dropout>(0.4f), {4, 6});
+  check_layer("AvgPool2d", std::make_shared<AvgPool2d>(2), {1, 2, 4, 4});
+  check_layer("GlobalAvgPool", std::make_shared<GlobalAvgPool>(), {2, 3, 3, 3});
+  check_layer("Tanh", Tanh(), {2, 5});
+  check_layer("Sigmoid", Sigmoid(), {2, 5});
+  check_layer("LeakyReLU", LeakyReLU(0.2f), {2, 5});
+  check_layer("Flatten", std::make_shared<Flatten>(), {2, 2, 2, 2});
+  check_layer("Sequential(conv, bn, relu6, pool, flatten, linear)",
+              std::make_shared<Sequential>(std::initializer_list<std::shared_ptr<Module>>{
+                  std::make_shared<Conv2d>(1, 2, 3, 1, 1), std::make_shared<BatchNorm2d>(2), ReLU6(),
+                  std::make_shared<MaxPool2d>(2), std::make_shared<Flatten>(),
+                  std::make_shared<Linear>(8, 3)}),
+              {3, 1, 4, 4});
+}
+
+TEST_CASE("a small CNN overfits one batch to 100% accuracy") {
+  manual_seed(4);
+  auto net = tiny_cnn();
+  Generator gen(9);
+  Tensor x = Tensor::normal({12, 1, 8, 8}, 0.0f, 1.0f, gen);
+  std::vector<float> labels(12);
+  for (int i = 0; i < 12; ++i) labels[i] = static_cast<float>(i % 3);
+  Tensor y = Tensor::from_vector({12}, labels);
+  auto params = net->parameters();
+  std::vector<Tensor> momentum;
+  for (auto& p : params) momentum.push_back(Tensor::zeros(p.shape()));
+  float first_loss = 0, last_loss = 0;
+  for (int step = 0; step < 150; ++step) {
+    net->zero_grad();
+    Tensor loss = cross_entropy((*net)(x), y);
+    loss.backward();
+    if (step == 0) first_loss = loss.item();
+    last_loss = loss.item();
+    NoGradGuard no_grad;
+    for (size_t i = 0; i < params.size(); ++i)
+      backend(Device::CPU).sgd_update(params[i].data(), params[i].grad().data(), momentum[i].data(),
+                                      params[i].numel(), SgdHyper{0.05f, 0.9f, 0.0f, 0.0f, false, step == 0});
+  }
+  net->eval();
+  NoGradGuard no_grad;
+  const std::vector<float> logits = (*net)(x).to_vector();
+  int correct = 0;
+  for (int i = 0; i < 12; ++i) {
+    int best = 0;
+    for (int c = 1; c < 3; ++c)
+      if (logits[i * 3 + c] > logits[i * 3 + best]) best = c;
+    correct += best == static_cast<int>(labels[i]);
+  }
+  CHECK(last_loss < 0.1f * first_loss);
+  CHECK(correct == 12);
+}
