@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""Side-by-side CPU benchmark: this engine (build/bench_cpu, Google Benchmark) against PyTorch
+running the same cases (same shapes, same network, same thread count), in one run.
+
+  bench/bench_vs_pytorch.py [--threads N] [--build build] [--markdown FILE]
+
+Prints one row per case: our time, PyTorch's time, and ours/PyTorch as a speed ratio (>1 means
+we are faster). Run through scripts/bench.sh, which installs python3-torch with OpenBLAS.
+"""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import date
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def timeit(fn, min_time=1.0, warmup=2):
+    for _ in range(warmup):
+        fn()
+    n, start = 0, time.perf_counter()
+    while True:
+        fn()
+        n += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_time and n >= 3:
+            return elapsed / n
+
+
+def fer_vgg_small(classes=7):
+    """The engine's fer_vgg_small, layer for layer (models/fer_cnn.cpp)."""
+    layers, c = [], 1
+    for width in (32, 64, 128, 256):
+        for _ in range(2):
+            layers += [nn.Conv2d(c, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
+            c = width
+        layers.append(nn.MaxPool2d(2))
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(2304, 256), nn.ReLU(), nn.Dropout(0.5),
+                         nn.Linear(256, classes))
+
+
+CONV_SHAPES = [(1, 32, 48), (32, 32, 48), (64, 64, 24), (128, 128, 12), (256, 256, 6)]
+
+
+def pytorch_cases():
+    """name -> seconds per iteration, with names matching bench_cpu's."""
+    out = {}
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for c, k, h in CONV_SHAPES:
+            x, w = torch.randn(64, c, h, h), torch.randn(k, c, 3, 3)
+            out[f"BM_conv2d_forward/{c}/{k}/{h}"] = timeit(lambda: F.conv2d(x, w, padding=1))
+    for c, k, h in CONV_SHAPES:
+        x = torch.randn(64, c, h, h, requires_grad=True)
+        w = torch.randn(k, c, 3, 3, requires_grad=True)
+        probe = torch.randn(64, k, h, h)
+
+        def conv_backward():
+            y = F.conv2d(x, w, padding=1)
+            loss = (y * probe).sum()
+            loss.backward()
+            x.grad = w.grad = None
+        # the forward is untimed in ours (PauseTiming); time it here and subtract
+        with torch.no_grad():
+            fwd = timeit(lambda: F.conv2d(x, w, padding=1))
+        out[f"BM_conv2d_backward/{c}/{k}/{h}"] = max(timeit(conv_backward) - fwd, 1e-9)
+    with torch.no_grad():
+        for i, o in ((2304, 256), (4608, 512)):
+            x, w, b = torch.randn(64, i), torch.randn(o, i), torch.randn(o)
+            out[f"BM_linear/{i}/{o}"] = timeit(lambda: F.linear(x, w, b))
+        for n in (1024, 4096):
+            a, b = torch.randn(n, n), torch.randn(n, n)
+            out[f"BM_gemm/{n}"] = timeit(lambda: a @ b)
+        for c, h in ((32, 48), (256, 6)):
+            x = torch.randn(64, c, h, h)
+            rm, rv, g, bb = torch.zeros(c), torch.ones(c), torch.ones(c), torch.zeros(c)
+            out[f"BM_batchnorm_train/{c}/{h}"] = timeit(lambda: F.batch_norm(x, rm, rv, g, bb, True, 0.1, 1e-5))
+            out[f"BM_max_pool2d/{c}/{h}"] = timeit(lambda: F.max_pool2d(x, 2))
+
+    model = fer_vgg_small()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    x, y = torch.randn(64, 1, 48, 48), torch.arange(64) % 7
+    model.train()
+
+    def train_step():
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    out["BM_train_step/64/min_time:3.000"] = timeit(train_step, min_time=3.0)
+    model.eval()
+    with torch.no_grad():
+        for n in (1, 64):
+            xi = torch.randn(n, 1, 48, 48)
+            out[f"BM_inference/{n}"] = timeit(lambda: model(xi))
+    return out
+
+
+def ours(build, threads):
+    env = dict(os.environ, FER_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    res = subprocess.run([os.path.join(build, "bench_cpu"), "--benchmark_format=json"],
+                         env=env, check=True, capture_output=True, text=True)
+    report = json.loads(res.stdout)
+    times, counters = {}, {}
+    for b in report["benchmarks"]:
+        name = b["name"].replace("/real_time", "")
+        scale = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}[b["time_unit"]]
+        times[name] = b["real_time"] * scale
+        counters[name] = {k: v for k, v in b.items() if k in ("GFLOP/s", "images/s", "GB/s")}
+    return times, counters
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--markdown", help="also write the table to this file")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    mine, counters = ours(args.build, args.threads)
+    theirs = pytorch_cases()
+
+    lines = [f"CPU benchmark, {date.today()}, {platform.processor() or platform.machine()}, "
+             f"{args.threads} threads, PyTorch {torch.__version__} "
+             f"(BLAS: {'OpenBLAS' if 'openblas' in torch.__config__.show().lower() else 'see torch config'})",
+             "", "| case | ours | PyTorch | ours vs PyTorch (speed) | our throughput |",
+             "|---|---|---|---|---|"]
+    for name, t in mine.items():
+        ref = theirs.get(name)
+        thr = ", ".join(f"{v:.1f} {k}" for k, v in counters[name].items())
+        ratio = f"{ref / t:.2f}x" if ref else "n/a"
+        lines.append(f"| {name} | {t*1e3:.3f} ms | {ref*1e3:.3f} ms | {ratio} | {thr} |" if ref
+                     else f"| {name} | {t*1e3:.3f} ms | - | - | {thr} |")
+    table = "\n".join(lines)
+    print(table)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(table + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
