@@ -46,7 +46,8 @@ struct TempDir {
   std::string file(const std::string& name) const { return (path / name).string(); }
   std::vector<std::string> entries() const {
     std::vector<std::string> names;
-    for (const auto& e : fs::directory_iterator(path)) names.push_back(e.path().filename().string());
+    for (const auto& e : fs::directory_iterator(path))
+      names.push_back(e.path().filename().string());
     return names;
   }
 };
@@ -58,7 +59,8 @@ Bytes read_bytes(const std::string& path) {
 
 void write_bytes(const std::string& path, const Bytes& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  out.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
 }
 
 void append_u64(Bytes& out, uint64_t v) {
@@ -186,7 +188,8 @@ TEST_CASE("safetensors: the header is JSON, tensors sorted and contiguous, data 
   REQUIRE(j.is_object());
   CHECK(j.at("__metadata__") == nlohmann::json{{"k", "v"}});
   // Tensors appear in the header sorted by name, with data laid out in the same order.
-  const std::vector<std::string> names = {"empty", "features.0.bias", "features.0.weight", "scalar"};
+  const std::vector<std::string> names = {"empty", "features.0.bias", "features.0.weight",
+                                          "scalar"};
   uint64_t expected_begin = 0;
   size_t previous_pos = header.find("\"__metadata__\"");
   for (const std::string& name : names) {
@@ -216,9 +219,8 @@ TEST_CASE("safetensors: golden bytes for one small tensor") {
     const std::string json =
         R"({"__metadata__":{"k":"v"},"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
     REQUIRE(json.size() == 79);
-    Bytes expected = {80, 0, 0, 0, 0, 0, 0, 0};  // 79 bytes of JSON padded to 80
-    expected.insert(expected.end(), json.begin(), json.end());
-    expected.push_back(' ');
+    Bytes expected = make_file(json + " ");  // 79 bytes of JSON padded to 80
+    REQUIRE(Bytes(expected.begin(), expected.begin() + 8) == Bytes{80, 0, 0, 0, 0, 0, 0, 0});
     expected.insert(expected.end(), {0x00, 0x00, 0x80, 0x3f});  //  1.0f = 0x3f800000
     expected.insert(expected.end(), {0x00, 0x00, 0x20, 0xc0});  // -2.5f = 0xc0200000
     CHECK(read_bytes(path) == expected);
@@ -229,8 +231,8 @@ TEST_CASE("safetensors: golden bytes for one small tensor") {
     fer::save_safetensors(path, {{"attn.0", Tensor::from_vector({1, 2, 3}, {0, 1, 2, 3, 4, 5})}});
     const std::string json = R"({"attn.0":{"dtype":"F32","shape":[1,2,3],"data_offsets":[0,24]}})";
     REQUIRE(json.size() == 64);
-    Bytes expected = {64, 0, 0, 0, 0, 0, 0, 0};
-    expected.insert(expected.end(), json.begin(), json.end());
+    Bytes expected = make_file(json);
+    REQUIRE(Bytes(expected.begin(), expected.begin() + 8) == Bytes{64, 0, 0, 0, 0, 0, 0, 0});
     for (float v : {0.0f, 1.0f, 2.0f, 3.0f, 4.0f, 5.0f}) append_le(expected, v);
     CHECK(read_bytes(path) == expected);
   }
@@ -239,16 +241,16 @@ TEST_CASE("safetensors: golden bytes for one small tensor") {
     fer::save_safetensors(path, {{"attn0", Tensor::from_vector({1, 1, 2, 3}, {0, 1, 2, 3, 4, 5})}});
     const std::string json = R"({"attn0":{"dtype":"F32","shape":[1,1,2,3],"data_offsets":[0,24]}})";
     REQUIRE(json.size() == 65);
-    Bytes expected = {72, 0, 0, 0, 0, 0, 0, 0};
-    expected.insert(expected.end(), json.begin(), json.end());
-    expected.insert(expected.end(), 7, ' ');
+    Bytes expected = make_file(json + std::string(7, ' '));
+    REQUIRE(Bytes(expected.begin(), expected.begin() + 8) == Bytes{72, 0, 0, 0, 0, 0, 0, 0});
     for (float v : {0.0f, 1.0f, 2.0f, 3.0f, 4.0f, 5.0f}) append_le(expected, v);
     CHECK(read_bytes(path) == expected);
   }
   SUBCASE("no tensors, no metadata") {
     const std::string path = dir.file("empty.safetensors");
     fer::save_safetensors(path, {});
-    CHECK(read_bytes(path) == Bytes{8, 0, 0, 0, 0, 0, 0, 0, '{', '}', ' ', ' ', ' ', ' ', ' ', ' '});
+    CHECK(read_bytes(path) ==
+          Bytes{8, 0, 0, 0, 0, 0, 0, 0, '{', '}', ' ', ' ', ' ', ' ', ' ', ' '});
     const SafetensorsFile loaded = fer::load_safetensors(path);
     CHECK(loaded.tensors.empty());
     CHECK(loaded.metadata.empty());
@@ -282,10 +284,11 @@ TEST_CASE("safetensors: reading I64, I32, F16, BF16 and F64 tensors written by h
   Bytes data;
   append_le<int64_t>(data, 12345);  // num_batches_tracked: [0, 8)
   for (int64_t v : {int64_t{-1}, int64_t{0}, int64_t{1} << 40}) append_le(data, v);  // [8, 32)
-  const uint16_t halves[] = {0x3c00, 0xc000, 0x3555, 0x7bff, 0x0001, 0x8000, 0x7c00, 0xfc00, 0x7e00};
-  for (uint16_t h : halves) append_le(data, h);  // [32, 50)
+  const uint16_t halves[] = {0x3c00, 0xc000, 0x3555, 0x7bff, 0x0001,
+                             0x8000, 0x7c00, 0xfc00, 0x7e00};
+  for (uint16_t h : halves) append_le(data, h);                                // [32, 50)
   for (uint16_t b : {uint16_t{0x3f80}, uint16_t{0xc049}}) append_le(data, b);  // [50, 54)
-  for (int32_t v : {-7, 1 << 24}) append_le(data, v);  // [54, 62)
+  for (int32_t v : {-7, 1 << 24}) append_le(data, v);                          // [54, 62)
   // Doubles past FLT_MAX round to it up to FLT_MAX + half an ulp (2^103); that tie goes to inf.
   const double tie = static_cast<double>(FLT_MAX) + std::ldexp(1.0, 103);
   for (double d : {0.1, 1e300, -1e300, 3.4028235e38, tie, -2.5}) append_le(data, d);  // [62, 110)
@@ -393,10 +396,10 @@ TEST_CASE("safetensors: header length beyond the file or the limit") {
 
 TEST_CASE("safetensors: malformed JSON headers") {
   const std::string bad_headers[] = {
-      R"({"a": {"dtype": "F32",)",          // cut short
+      R"({"a": {"dtype": "F32",)",            // cut short
       R"({"a": {"dtype": "F32"}} trailing)",  // garbage after the object
-      R"({'a': 1})",                        // not JSON
-      "{\"a\xff\": 1}",                     // not UTF-8
+      R"({'a': 1})",                          // not JSON
+      "{\"a\xff\": 1}",                       // not UTF-8
   };
   for (const std::string& h : bad_headers) {
     CAPTURE(h);
@@ -434,10 +437,13 @@ TEST_CASE("safetensors: tensor entries with missing keys or wrong types name the
       {R"({"dtype":"F32","shape":[1.5],"data_offsets":[0,4]})", "tensor 'w': shape holds 1.5"},
       {R"({"dtype":"F32","shape":[-1],"data_offsets":[0,4]})", "tensor 'w': shape holds -1"},
       {R"({"dtype":"F32","shape":[[1]],"data_offsets":[0,4]})", "tensor 'w': shape holds an array"},
-      {R"({"dtype":"F32","shape":[1],"data_offsets":[0]})", "tensor 'w': data_offsets is an array of 1 entries, not a [begin, end] pair"},
-      {R"({"dtype":"F32","shape":[1],"data_offsets":{"a":0}})", "tensor 'w': data_offsets is an object"},
+      {R"({"dtype":"F32","shape":[1],"data_offsets":[0]})",
+       "tensor 'w': data_offsets is an array of 1 entries, not a [begin, end] pair"},
+      {R"({"dtype":"F32","shape":[1],"data_offsets":{"a":0}})",
+       "tensor 'w': data_offsets is an object"},
       {R"({"dtype":"F32","shape":[1],"data_offsets":[-4,0]})", "tensor 'w': data_offsets holds -4"},
-      {R"({"dtype":"F32","shape":[1],"data_offsets":[0,"4"]})", "tensor 'w': data_offsets holds \"4\""},
+      {R"({"dtype":"F32","shape":[1],"data_offsets":[0,"4"]})",
+       "tensor 'w': data_offsets holds \"4\""},
       {R"([1,2])", "tensor 'w': entry is an array, not an object"},
   };
   for (const Case& c : cases) {
@@ -461,18 +467,23 @@ TEST_CASE("safetensors: shapes, sizes and data_offsets that do not fit") {
   };
   // Out of range: the end lies beyond the 8-byte data section.
   std::string msg = one(R"({"dtype":"F32","shape":[100],"data_offsets":[0,400]})", 8);
-  CHECK(contains(msg, "tensor 't': data_offsets [0, 400] run past the end of the 8-byte data section"));
-  msg = one(R"({"dtype":"F32","shape":[1],"data_offsets":[18446744073709551611,18446744073709551615]})", 8);
+  CHECK(contains(msg,
+                 "tensor 't': data_offsets [0, 400] run past the end of the 8-byte data section"));
+  msg = one(
+      R"({"dtype":"F32","shape":[1],"data_offsets":[18446744073709551611,18446744073709551615]})",
+      8);
   CHECK(contains(msg, "tensor 't': data_offsets [18446744073709551611, 18446744073709551615]"));
   // End before begin.
   msg = one(R"({"dtype":"F32","shape":[0],"data_offsets":[8,4]})", 8);
   CHECK(contains(msg, "tensor 't': data_offsets [8, 4] end before they begin"));
   // Bytes that do not match shape * dtype size.
   msg = one(R"({"dtype":"F32","shape":[3],"data_offsets":[0,8]})", 8);
-  CHECK(contains(msg, "tensor 't': data_offsets [0, 8] span 8 bytes but shape [3] of F32 needs 12"));
+  CHECK(
+      contains(msg, "tensor 't': data_offsets [0, 8] span 8 bytes but shape [3] of F32 needs 12"));
   // Element counts and byte sizes that overflow 64 bits.
   msg = one(R"({"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,0]})", 0);
-  CHECK(contains(msg, "tensor 't': the element count of shape [4294967296, 4294967296]... overflows"));
+  CHECK(contains(msg,
+                 "tensor 't': the element count of shape [4294967296, 4294967296]... overflows"));
   msg = one(R"({"dtype":"F64","shape":[4611686018427387904],"data_offsets":[0,0]})", 0);
   CHECK(contains(msg, "tensor 't': the byte size of shape [4611686018427387904] overflows"));
   msg = one(R"({"dtype":"F32","shape":[18446744073709551615],"data_offsets":[0,0]})", 0);
@@ -482,7 +493,8 @@ TEST_CASE("safetensors: shapes, sizes and data_offsets that do not fit") {
   msg = parse_error(make_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
                               R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
                               Bytes(12, 0)));
-  CHECK(contains(msg, "tensor 'b' (data_offsets [4, 12]) overlaps tensor 'a' (data_offsets [0, 8])"));
+  CHECK(
+      contains(msg, "tensor 'b' (data_offsets [4, 12]) overlaps tensor 'a' (data_offsets [0, 8])"));
   // A hole between tensors, and bytes that no tensor claims.
   msg = parse_error(make_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
                               R"("b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})",
@@ -516,7 +528,8 @@ TEST_CASE("safetensors: random corruption is an error or a valid file, never a c
     const int flips = 1 + static_cast<int>(rng() % 4);
     for (int k = 0; k < flips; ++k) {
       const size_t at = rng() % b.size();
-      b[at] = (rng() % 2) ? static_cast<uint8_t>(rng()) : static_cast<uint8_t>(b[at] ^ (1u << (rng() % 8)));
+      b[at] = (rng() % 2) ? static_cast<uint8_t>(rng())
+                          : static_cast<uint8_t>(b[at] ^ (1u << (rng() % 8)));
     }
     if (rng() % 4 == 0) b.resize(rng() % b.size());
     try {
@@ -537,13 +550,15 @@ TEST_CASE("safetensors: load of a missing file names it") {
   const std::string msg = error_of([&] { fer::load_safetensors(path); });
   CHECK(contains(msg, path));
   CHECK(contains(msg, "No such file or directory"));
-  CHECK(contains(error_of([&] { fer::load_safetensors(dir.path.string()); }), "not a regular file"));
+  CHECK(
+      contains(error_of([&] { fer::load_safetensors(dir.path.string()); }), "not a regular file"));
 }
 
 // ---- Checking a file against a model ------------------------------------------------------
 
 TEST_CASE("safetensors: check_state_dict_matches names missing, unexpected and mis-shaped") {
-  const StateDict expected = {{"fc.weight", Tensor::zeros({2, 3})}, {"fc.bias", Tensor::zeros({2})}};
+  const StateDict expected = {{"fc.weight", Tensor::zeros({2, 3})},
+                              {"fc.bias", Tensor::zeros({2})}};
   CHECK_NOTHROW(fer::check_state_dict_matches(
       expected, {{"fc.weight", Tensor::ones({2, 3})}, {"fc.bias", Tensor::ones({2})}}, "ok.st"));
 
@@ -552,7 +567,8 @@ TEST_CASE("safetensors: check_state_dict_matches names missing, unexpected and m
         expected, {{"fc.weight", Tensor::zeros({3, 2})}, {"fc.bias", Tensor::zeros({2})}}, "m.st");
   });
   CHECK(contains(msg, "'m.st'"));
-  CHECK(contains(msg, "tensor 'fc.weight' has shape [3, 2] in the file but the model expects [2, 3]"));
+  CHECK(contains(msg,
+                 "tensor 'fc.weight' has shape [3, 2] in the file but the model expects [2, 3]"));
 
   msg = error_of([&] {
     fer::check_state_dict_matches(expected, {{"fc.weight", Tensor::zeros({2, 3})}}, "m.st");
@@ -569,7 +585,8 @@ TEST_CASE("safetensors: check_state_dict_matches names missing, unexpected and m
   CHECK(contains(msg, "unexpected tensor 'extra.running_mean' of shape [4]"));
 
   msg = error_of([&] {
-    fer::check_state_dict_matches(expected, {{"fc.weight", Tensor::zeros({1})}, {"x", Tensor::zeros({1})}}, "m.st");
+    fer::check_state_dict_matches(
+        expected, {{"fc.weight", Tensor::zeros({1})}, {"x", Tensor::zeros({1})}}, "m.st");
   });
   CHECK(contains(msg, "3 problems"));
   CHECK(contains(msg, "fc.weight"));
@@ -613,11 +630,17 @@ TEST_CASE("safetensors: a failed rename removes the temporary file and keeps the
 TEST_CASE("safetensors: save rejects what it cannot write, before touching the disk") {
   TempDir dir;
   const std::string path = dir.file("x.safetensors");
-  CHECK(contains(error_of([&] { fer::save_safetensors(path, {{"__metadata__", Tensor::zeros({1})}}); }),
+  CHECK(contains(error_of([&] {
+                   fer::save_safetensors(path, {{"__metadata__", Tensor::zeros({1})}});
+                 }),
                  "may not be named '__metadata__'"));
-  CHECK(contains(error_of([&] { fer::save_safetensors(path, {{"ghost", Tensor()}}); }),
+  CHECK(contains(error_of([&] {
+                   fer::save_safetensors(path, {{"ghost", Tensor()}});
+                 }),
                  "tensor 'ghost' is undefined"));
-  CHECK(contains(error_of([&] { fer::save_safetensors(path, {{"bad\xff", Tensor::zeros({1})}}); }),
+  CHECK(contains(error_of([&] {
+                   fer::save_safetensors(path, {{"bad\xff", Tensor::zeros({1})}});
+                 }),
                  "cannot encode the header"));
   CHECK(dir.entries().empty());
 }
