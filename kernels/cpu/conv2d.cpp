@@ -127,11 +127,34 @@ void CpuBackend::conv2d_forward(const Conv2dGeometry& g, const float* x, const f
   });
 }
 
+// Backward w.r.t. the input. With stride 1 and no dilation, dx is itself a convolution: the
+// "full" correlation of dy with the kernels rotated by 180 degrees and with input and output
+// channels swapped,
+//   dx[c, h, w] = sum_k sum_ij dy[k, h + p - i', w + p - j'] W[k, c, i', j'],
+//              = conv2d(dy, W_rot, padding = K - 1 - p)  with W_rot[c, k, i, j] = W[k, c, K-1-i, K-1-j].
+// That runs through the forward path, whose GEMM [C, K*KH*KW] x [K*KH*KW, P] keeps every core
+// busy, instead of the GEMM [R, Kg] x [Kg, P] with its short inner dimension Kg followed by a
+// scattering col2im. Other geometries take the col2im route.
 void CpuBackend::conv2d_backward_input(const Conv2dGeometry& g, const float* dy, const float* w,
                                        float* dx) {
   const int64_t Cg = g.C / g.groups, Kg = g.K / g.groups, P = g.OH * g.OW;
   const int64_t R = Cg * g.KH * g.KW;
   const bool pointwise = is_pointwise(g);
+  if (!pointwise && g.stride_h == 1 && g.stride_w == 1 && g.dil_h == 1 && g.dil_w == 1 &&
+      g.pad_h < g.KH && g.pad_w < g.KW) {
+    std::vector<float> rotated(g.C * Kg * g.KH * g.KW);
+    for (int64_t grp = 0; grp < g.groups; ++grp)
+      for (int64_t k = 0; k < Kg; ++k)
+        for (int64_t c = 0; c < Cg; ++c)
+          for (int64_t i = 0; i < g.KH; ++i)
+            for (int64_t j = 0; j < g.KW; ++j)
+              rotated[(((grp * Cg + c) * Kg + k) * g.KH + (g.KH - 1 - i)) * g.KW + (g.KW - 1 - j)] =
+                  w[(((grp * Kg + k) * Cg + c) * g.KH + i) * g.KW + j];
+    Conv2dGeometry t{g.N, g.K, g.OH, g.OW, g.C, g.KH, g.KW, 1, 1, g.KH - 1 - g.pad_h,
+                     g.KW - 1 - g.pad_w, 1, 1, g.groups, g.H, g.W};
+    conv2d_forward(t, dy, rotated.data(), nullptr, dx);
+    return;
+  }
   for_each_image(g.N, [&](int64_t n) {
     float* dcol = pointwise ? nullptr : thread_scratch(R * P);
     for (int64_t grp = 0; grp < g.groups; ++grp) {
