@@ -65,10 +65,14 @@ clang++ "${common[@]}" -O1 tests/fuzz/make_seeds.cpp "${lib_sources[@]}" -o "$OU
 mkdir -p "$OUT/corpus/image" "$OUT/corpus/csv"
 cp -n "$OUT/seeds/image/"* "$OUT/corpus/image/"
 cp -n "$OUT/seeds/csv/"* "$OUT/corpus/csv/"
+# Inputs that once crashed (kept as regression seeds; see tests/fuzz/regressions/).
+for t in image csv; do
+  [ -d "tests/fuzz/regressions/$t" ] && cp -n "tests/fuzz/regressions/$t/"* "$OUT/corpus/$t/" 2>/dev/null || true
+done
 if [ -d "$FER_DATA/val" ]; then
   for cls in angry disgust fear happy neutral sad surprise; do
-    f=$(find "$FER_DATA/val/$cls" -name '*.jpg' 2>/dev/null | sort | head -n 1)
-    [ -n "$f" ] && cp -n "$f" "$OUT/corpus/image/fer_$cls.jpg"
+    jpgs=("$FER_DATA/val/$cls"/*.jpg)  # sorted by the glob; the first one of each class
+    [ -f "${jpgs[0]}" ] && cp "${jpgs[0]}" "$OUT/corpus/image/fer_$cls.jpg"
   done
 else
   echo "fuzz: no FER2013 data at $FER_DATA; image seeds are generated only"
@@ -89,7 +93,7 @@ for t in "${targets[@]}"; do
   after=$(ls "$OUT/artifacts" | grep -c "^$t-" || true)
   crashes=$((after - before))
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -n 1)
-  secs=$(grep -o 'stat::total_time: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -n 1 || true)
+  secs=$(grep -o 'Done [0-9]* runs in [0-9]* second' "$log" | grep -o 'in [0-9]*' | grep -o '[0-9]*' || true)
   corpus=$(ls "$OUT/corpus/$t" | wc -l)
   line="fuzz_$t: ${execs:-?} execs in ${secs:-?} s, corpus $corpus inputs, crashes $crashes (exit $rc)"
   summary+=("$line")

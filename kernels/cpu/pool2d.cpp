@@ -31,8 +31,38 @@ Window window(const Pool2dGeometry& g, int64_t oh, int64_t ow) {
 constexpr int64_t kPlaneGrain = 8;
 }  // namespace
 
+// The 2x2 / stride 2 / no padding case of every VGG stage, without the general window logic.
+static void max_pool_2x2(const Pool2dGeometry& g, const float* x, float* y, int32_t* argmax) {
+  parallel_for(g.N * g.C, kPlaneGrain, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const float* in = x + p * g.H * g.W;
+      float* out = y + p * g.OH * g.OW;
+      int32_t* idx = argmax + p * g.OH * g.OW;
+      for (int64_t oh = 0; oh < g.OH; ++oh) {
+        const float* r0 = in + 2 * oh * g.W;
+        const float* r1 = r0 + g.W;
+        for (int64_t ow = 0; ow < g.OW; ++ow) {
+          // First maximum in window order (row 0 then row 1), as the general path picks it.
+          int64_t best = 2 * oh * g.W + 2 * ow;
+          float v = r0[2 * ow];
+          if (r0[2 * ow + 1] > v) v = r0[2 * ow + 1], best = 2 * oh * g.W + 2 * ow + 1;
+          if (r1[2 * ow] > v) v = r1[2 * ow], best = (2 * oh + 1) * g.W + 2 * ow;
+          if (r1[2 * ow + 1] > v) v = r1[2 * ow + 1], best = (2 * oh + 1) * g.W + 2 * ow + 1;
+          out[oh * g.OW + ow] = v;
+          idx[oh * g.OW + ow] = static_cast<int32_t>(best);
+        }
+      }
+    }
+  });
+}
+
 void CpuBackend::max_pool2d_forward(const Pool2dGeometry& g, const float* x, float* y,
                                     int32_t* argmax) {
+  if (g.KH == 2 && g.KW == 2 && g.stride_h == 2 && g.stride_w == 2 && g.pad_h == 0 &&
+      g.pad_w == 0 && 2 * g.OH <= g.H && 2 * g.OW <= g.W) {
+    max_pool_2x2(g, x, y, argmax);
+    return;
+  }
   parallel_for(g.N * g.C, kPlaneGrain, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
       const float* in = x + p * g.H * g.W;

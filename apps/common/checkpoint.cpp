@@ -1,0 +1,100 @@
+#include "apps/common/checkpoint.h"
+
+#include <sstream>
+
+namespace fer {
+
+namespace {
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + v[i];
+  return s;
+}
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) out.push_back(item);
+  return out;
+}
+const std::string& need(const Metadata& m, const std::string& key, const std::string& file) {
+  auto it = m.find(key);
+  FER_CHECK(it != m.end(), file, ": not a fer checkpoint: metadata has no '", key, "'");
+  return it->second;
+}
+double number(const Metadata& m, const std::string& key, const std::string& file) {
+  const std::string& v = need(m, key, file);
+  try {
+    size_t used = 0;
+    const double x = std::stod(v, &used);
+    FER_CHECK(used == v.size(), "");
+    return x;
+  } catch (...) {
+    fail(file, ": metadata '", key, "' is not a number: '", v, "'");
+  }
+}
+}  // namespace
+
+Metadata spec_to_metadata(const ModelSpec& s) {
+  return {
+      {"format", "fer-engine-checkpoint/1"},
+      {"model", s.name},
+      {"num_classes", std::to_string(s.config.num_classes)},
+      {"in_channels", std::to_string(s.config.in_channels)},
+      {"input_size", std::to_string(s.config.input_size)},
+      {"dropout", std::to_string(s.config.dropout)},
+      {"stage_dropout", std::to_string(s.config.stage_dropout)},
+      {"class_names", join(s.class_names)},
+      {"preprocess.equalize", s.preprocess.equalize ? "1" : "0"},
+      {"preprocess.standardize", s.preprocess.standardize ? "1" : "0"},
+      {"preprocess.mean", std::to_string(s.preprocess.mean)},
+      {"preprocess.std", std::to_string(s.preprocess.std)},
+  };
+}
+
+ModelSpec spec_from_metadata(const Metadata& m, const std::string& file) {
+  ModelSpec s;
+  s.name = need(m, "model", file);
+  s.config.num_classes = static_cast<int64_t>(number(m, "num_classes", file));
+  s.config.in_channels = static_cast<int64_t>(number(m, "in_channels", file));
+  s.config.input_size = static_cast<int64_t>(number(m, "input_size", file));
+  s.config.dropout = static_cast<float>(number(m, "dropout", file));
+  s.config.stage_dropout = static_cast<float>(number(m, "stage_dropout", file));
+  s.class_names = split(need(m, "class_names", file));
+  FER_CHECK(static_cast<int64_t>(s.class_names.size()) == s.config.num_classes, file, ": ",
+            s.class_names.size(), " class names for ", s.config.num_classes, " classes");
+  s.preprocess.equalize = need(m, "preprocess.equalize", file) == "1";
+  s.preprocess.standardize = need(m, "preprocess.standardize", file) == "1";
+  s.preprocess.mean = static_cast<float>(number(m, "preprocess.mean", file));
+  s.preprocess.std = static_cast<float>(number(m, "preprocess.std", file));
+  return s;
+}
+
+void save_checkpoint(const std::string& path, const Module& model, const ModelSpec& spec,
+                     const StateDict& extra_tensors, const Metadata& extra_metadata) {
+  StateDict tensors = model.state_dict();
+  for (const auto& [name, t] : extra_tensors) {
+    FER_CHECK(!tensors.count(name), "save_checkpoint: tensor name '", name, "' used twice");
+    tensors[name] = t;
+  }
+  Metadata meta = spec_to_metadata(spec);
+  for (const auto& [k, v] : extra_metadata) meta[k] = v;
+  save_safetensors(path, tensors, meta);
+}
+
+LoadedCheckpoint load_checkpoint(const std::string& path, Device device) {
+  LoadedCheckpoint out;
+  out.file = load_safetensors(path);
+  out.spec = spec_from_metadata(out.file.metadata, path);
+  out.model = create_model(out.spec.name, out.spec.config);
+  StateDict weights;
+  for (const auto& [name, t] : out.file.tensors)
+    if (name.rfind("optim.", 0) != 0) weights[name] = t;
+  check_state_dict_matches(out.model->state_dict(), weights, path);
+  out.model->load_state_dict(weights);
+  out.model->to(device);
+  out.model->eval();
+  return out;
+}
+
+}  // namespace fer

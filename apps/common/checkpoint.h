@@ -1,0 +1,46 @@
+// Checkpoints of the apps: one safetensors file holding the model's state dict (plain PyTorch
+// names), optionally the optimizer's state ("optim.*"), and in "__metadata__" everything needed
+// to rebuild and resume: the architecture and its config, the class names, the preprocessing,
+// and the training state (epoch, step, best accuracy, RNG state, schedule state).
+// Written atomically by save_safetensors (temporary file, fsync, rename).
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "data/preprocess.h"
+#include "engine/safetensors.h"
+#include "models/registry.h"
+
+namespace fer {
+
+using Metadata = std::map<std::string, std::string>;
+
+// What a checkpoint's model is: enough to build it again and to feed it the right input.
+struct ModelSpec {
+  std::string name = "fer_vgg_small";
+  ModelConfig config;
+  std::vector<std::string> class_names;
+  data::PreprocessOptions preprocess;
+};
+
+Metadata spec_to_metadata(const ModelSpec& spec);
+ModelSpec spec_from_metadata(const Metadata& meta, const std::string& file);
+
+// Saves model (+ optional extra tensors such as optimizer state) with spec and extra metadata.
+void save_checkpoint(const std::string& path, const Module& model, const ModelSpec& spec,
+                     const StateDict& extra_tensors = {}, const Metadata& extra_metadata = {});
+
+struct LoadedCheckpoint {
+  std::shared_ptr<Module> model;  // built from the spec, weights loaded, in eval mode
+  ModelSpec spec;
+  SafetensorsFile file;           // everything in the file (for resuming)
+};
+
+// Builds the model named in the file and loads its weights (strictly: a missing, extra or
+// mis-shaped tensor is an error naming it and the file). Tensors named "optim.*" are not model
+// weights and are left in file.tensors for the optimizer.
+LoadedCheckpoint load_checkpoint(const std::string& path, Device device = Device::CPU);
+
+}  // namespace fer

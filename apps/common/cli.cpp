@@ -1,0 +1,131 @@
+#include "apps/common/cli.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <iostream>
+#include <sstream>
+
+#include "engine/error.h"
+
+namespace fer::cli {
+
+Args::Args(std::string program, std::string summary)
+    : program_(std::move(program)), summary_(std::move(summary)) {}
+
+Args& Args::option(const std::string& name, const std::string& default_value, const std::string& help) {
+  specs_[name] = {default_value, help, false, false};
+  order_.push_back(name);
+  return *this;
+}
+
+Args& Args::flag(const std::string& name, bool default_value, const std::string& help) {
+  specs_[name] = {default_value ? "true" : "false", help, true, false};
+  order_.push_back(name);
+  return *this;
+}
+
+void Args::parse(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      std::cout << usage();
+      std::exit(0);
+    }
+    if (arg.rfind("--", 0) != 0) {
+      positional_.push_back(arg);
+      continue;
+    }
+    std::string name = arg.substr(2), value;
+    bool has_value = false;
+    if (auto eq = name.find('='); eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+      has_value = true;
+    }
+    bool negated = false;
+    if (!specs_.count(name) && name.rfind("no-", 0) == 0 && specs_.count(name.substr(3)) &&
+        specs_.at(name.substr(3)).is_flag) {
+      name = name.substr(3);
+      negated = true;
+    }
+    auto it = specs_.find(name);
+    FER_CHECK(it != specs_.end(), program_, ": unknown option '--", name, "' (see --help)");
+    Spec& s = it->second;
+    if (s.is_flag) {
+      if (has_value) {
+        FER_CHECK(value == "true" || value == "false" || value == "1" || value == "0", program_,
+                  ": --", name, " takes true or false, got '", value, "'");
+        s.value = (value == "true" || value == "1") != negated ? "true" : "false";
+      } else {
+        s.value = negated ? "false" : "true";
+      }
+    } else {
+      if (!has_value) {
+        FER_CHECK(i + 1 < argc, program_, ": option --", name, " needs a value");
+        value = argv[++i];
+      }
+      s.value = value;
+    }
+    s.given = true;
+  }
+}
+
+const Args::Spec& Args::spec(const std::string& name) const {
+  auto it = specs_.find(name);
+  FER_CHECK(it != specs_.end(), program_, ": internal: undeclared option --", name);
+  return it->second;
+}
+
+std::string Args::str(const std::string& name) const { return spec(name).value; }
+
+int64_t Args::integer(const std::string& name) const {
+  const std::string& v = spec(name).value;
+  char* end = nullptr;
+  const long long x = std::strtoll(v.c_str(), &end, 10);
+  FER_CHECK(!v.empty() && end && *end == '\0', program_, ": --", name, " expects an integer, got '", v, "'");
+  return x;
+}
+
+double Args::number(const std::string& name) const {
+  const std::string& v = spec(name).value;
+  char* end = nullptr;
+  const double x = std::strtod(v.c_str(), &end);
+  FER_CHECK(!v.empty() && end && *end == '\0', program_, ": --", name, " expects a number, got '", v, "'");
+  return x;
+}
+
+bool Args::boolean(const std::string& name) const { return spec(name).value == "true"; }
+bool Args::given(const std::string& name) const { return spec(name).given; }
+
+std::map<std::string, std::string> Args::values() const {
+  std::map<std::string, std::string> out;
+  for (const auto& [name, s] : specs_) out[name] = s.value;
+  return out;
+}
+
+std::string Args::usage() const {
+  std::ostringstream os;
+  os << "usage: " << program_ << " [options]\n\n" << summary_ << "\n\noptions:\n";
+  for (const std::string& name : order_) {
+    const Spec& s = specs_.at(name);
+    std::string left = "  --" + name + (s.is_flag ? "" : " VALUE");
+    if (left.size() < 30) left.resize(30, ' ');
+    else left += "\n" + std::string(30, ' ');
+    os << left << s.help;
+    if (!s.value.empty()) os << " [" << (s.is_flag ? (s.value == "true" ? "on" : "off") : s.value) << "]";
+    os << "\n";
+  }
+  return os.str();
+}
+
+int run_main(const char* program, int (*body)(int, char**), int argc, char** argv) {
+  try {
+    return body(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: error: %s\n", program, e.what());
+    return 2;
+  }
+}
+
+}  // namespace fer::cli

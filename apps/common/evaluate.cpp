@@ -1,0 +1,96 @@
+#include "apps/common/evaluate.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "engine/autograd.h"
+#include "engine/ops.h"
+
+namespace fer {
+
+Tta parse_tta(const std::string& name) {
+  if (name == "none") return Tta::None;
+  if (name == "flip") return Tta::Flip;
+  if (name == "tencrop") return Tta::TenCrop;
+  fail("unknown test-time augmentation '", name, "' (expected none, flip or tencrop)");
+}
+
+namespace {
+// Mirror NCHW images left-right (on the host; TTA batches are small next to the network).
+Tensor mirror(const Tensor& x) {
+  std::vector<float> v = x.to_vector();
+  const int64_t W = x.size(3), rows = x.numel() / W;
+  for (int64_t r = 0; r < rows; ++r) std::reverse(v.begin() + r * W, v.begin() + (r + 1) * W);
+  return Tensor::from_vector(x.shape(), v, x.device());
+}
+
+// The crop of size (ch, cw) at (top, left) of every image.
+Tensor crop(const Tensor& x, int64_t top, int64_t left, int64_t ch, int64_t cw) {
+  const std::vector<float> v = x.to_vector();
+  const int64_t NC = x.size(0) * x.size(1), H = x.size(2), W = x.size(3);
+  std::vector<float> out(NC * ch * cw);
+  for (int64_t p = 0; p < NC; ++p)
+    for (int64_t i = 0; i < ch; ++i)
+      for (int64_t j = 0; j < cw; ++j) out[(p * ch + i) * cw + j] = v[(p * H + top + i) * W + left + j];
+  return Tensor::from_vector({x.size(0), x.size(1), ch, cw}, out, x.device());
+}
+}  // namespace
+
+Tensor predict_batch(Module& model, const Tensor& faces, Tta tta) {
+  NoGradGuard no_grad;
+  std::vector<Tensor> views{faces};
+  if (tta == Tta::Flip) views.push_back(mirror(faces));
+  if (tta == Tta::TenCrop) {
+    views.clear();
+    const int64_t H = faces.size(2), W = faces.size(3);
+    const int64_t ch = H * 7 / 8, cw = W * 7 / 8;  // 42 of 48 pixels
+    const std::pair<int64_t, int64_t> corners[] = {{0, 0}, {0, W - cw}, {H - ch, 0}, {H - ch, W - cw},
+                                                   {(H - ch) / 2, (W - cw) / 2}};
+    for (auto [top, left] : corners) {
+      Tensor c = resize_bilinear(crop(faces, top, left, ch, cw), H, W);
+      views.push_back(c);
+      views.push_back(mirror(c));
+    }
+  }
+  Tensor mean_probs;
+  for (const Tensor& v : views) {
+    Tensor p = softmax(model.forward(v)).to(Device::CPU);
+    mean_probs = mean_probs.defined() ? add(mean_probs, p) : p;
+  }
+  return views.size() > 1 ? scale(mean_probs, 1.0f / static_cast<float>(views.size())) : mean_probs;
+}
+
+Predictions predict_dataset(Module& model, const data::Dataset& data,
+                            const data::PreprocessOptions& preprocess, Device device,
+                            int64_t batch_size, Tta tta) {
+  const bool was_training = model.is_training();
+  model.eval();
+  Predictions out;
+  out.labels = data.labels;
+  double loss = 0;
+  int64_t correct = 0;
+  for (int64_t begin = 0; begin < data.size(); begin += batch_size) {
+    const int64_t n = std::min(batch_size, data.size() - begin);
+    Tensor faces = data::faces_to_tensor(data.image(begin), n, preprocess).to(device);
+    const std::vector<float> probs = predict_batch(model, faces, tta).to_vector();
+    const int64_t C = static_cast<int64_t>(probs.size()) / n;
+    out.num_classes = C;
+    out.probs.insert(out.probs.end(), probs.begin(), probs.end());
+    for (int64_t i = 0; i < n; ++i) {
+      const float* row = probs.data() + i * C;
+      const int best = static_cast<int>(std::max_element(row, row + C) - row);
+      const int label = data.labels[begin + i];
+      out.predicted.push_back(best);
+      correct += best == label;
+      loss -= std::log(std::max(row[label], 1e-12f));
+    }
+  }
+  model.train(was_training);
+  if (data.size() > 0) {
+    out.loss = loss / static_cast<double>(data.size());
+    out.accuracy = static_cast<double>(correct) / static_cast<double>(data.size());
+  }
+  return out;
+}
+
+}  // namespace fer

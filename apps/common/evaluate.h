@@ -1,0 +1,39 @@
+// Inference over a whole data set: class probabilities for every face, with optional test-time
+// augmentation (TTA). Used by fer_train (validation each epoch) and fer_eval (reports).
+//   none     one pass
+//   flip     average of the face and its mirror image
+//   tencrop  average over the 4 corner crops and the centre crop (each resized back to the
+//            model's input) and their mirrors, as torchvision's TenCrop
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "data/dataset.h"
+#include "data/preprocess.h"
+#include "layers/module.h"
+
+namespace fer {
+
+enum class Tta { None, Flip, TenCrop };
+Tta parse_tta(const std::string& name);  // "none" | "flip" | "tencrop"
+
+struct Predictions {
+  int64_t num_classes = 0;
+  std::vector<float> probs;  // N x num_classes, rows sum to 1
+  std::vector<int> labels;   // true labels
+  std::vector<int> predicted;
+  double loss = 0;           // mean cross-entropy of the probabilities
+  double accuracy = 0;
+};
+
+// Puts the model in eval mode for the pass (and restores its mode afterwards).
+Predictions predict_dataset(Module& model, const data::Dataset& data,
+                            const data::PreprocessOptions& preprocess, Device device,
+                            int64_t batch_size = 256, Tta tta = Tta::None);
+
+// The model's probabilities for a batch of preprocessed faces [N, 1, H, W] (on any device),
+// averaged over the TTA views; returns [N, C] on the CPU.
+Tensor predict_batch(Module& model, const Tensor& faces, Tta tta);
+
+}  // namespace fer

@@ -1,0 +1,73 @@
+// The training loop behind fer_train: epochs of shuffled, augmented batches through the model,
+// the optimizer and its schedule, validation after every epoch, metrics appended to
+// OUT/train_log.jsonl and OUT/train_log.csv, OUT/last.safetensors after every epoch and
+// OUT/best.safetensors whenever validation accuracy improves, early stopping, and resumption.
+//
+// Nothing is lost: SIGINT/SIGTERM stop the loop after the current step and save
+// OUT/last.safetensors with the exact position (epoch, step within it, RNG state, optimizer
+// moments, schedule state, running sums of the epoch's metrics), so `--resume` continues the
+// same run step for step: with the same seed and thread count the curve is identical to an
+// uninterrupted run.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "apps/common/checkpoint.h"
+#include "data/augment.h"
+#include "data/dataset.h"
+
+namespace fer {
+
+struct TrainOptions {
+  ModelSpec spec;
+  int64_t epochs = 40;
+  int64_t batch_size = 64;
+  std::string optimizer = "sgd";  // sgd | adam | adamw
+  float lr = 0.01f, momentum = 0.9f, weight_decay = 5e-4f;
+  bool nesterov = true;
+  std::string schedule = "cosine";  // none | step | cosine | onecycle | plateau
+  int64_t warmup_epochs = 0;
+  int64_t step_size = 10;           // StepLR: epochs per decay
+  float gamma = 0.1f;               // StepLR decay
+  float plateau_factor = 0.5f;
+  int64_t plateau_patience = 3;
+  float label_smoothing = 0.0f;
+  bool class_weights = false;       // balanced class weights in the loss
+  bool balanced_sampler = false;    // class-balanced sampling
+  float clip_grad = 0.0f;           // max gradient norm, 0 = off
+  int64_t patience = 0;             // early stopping after this many epochs without improvement
+  data::AugmentOptions augment;
+  int workers = 2;
+  uint64_t seed = 1;
+  std::string out_dir = "runs/fer";
+  bool resume = false;
+  Device device = Device::CPU;
+  int64_t max_steps_per_epoch = 0;  // 0 = the whole epoch (tests and smoke runs use a few)
+  bool progress = true;             // the live progress line on stderr
+  int64_t stop_at_step = 0;         // act as if Ctrl-C came after this global step (tests)
+};
+
+struct EpochRecord {
+  int64_t epoch = 0;  // 1-based
+  double train_loss = 0, train_acc = 0, val_loss = 0, val_acc = 0, lr = 0, seconds = 0,
+         images_per_s = 0;
+};
+
+struct TrainResult {
+  std::vector<EpochRecord> history;  // epochs run in this call
+  double best_val_acc = 0;
+  int64_t best_epoch = 0;
+  bool interrupted = false;
+  bool early_stopped = false;
+  std::string best_path, last_path;
+};
+
+TrainResult train(const TrainOptions& opts, std::shared_ptr<const data::Dataset> train_set,
+                  std::shared_ptr<const data::Dataset> val_set);
+
+// Installs SIGINT/SIGTERM handlers that ask train() to stop after the current step and save.
+void install_stop_handlers();
+void request_stop();  // what the handlers call (and tests)
+
+}  // namespace fer

@@ -1,0 +1,160 @@
+// fer_eval: evaluate a checkpoint on a FER2013 split the way the field reports it.
+//
+//   fer_eval --checkpoint runs/main/best.safetensors --data ../shared/fer2013 --split val --out DIR
+//
+// Prints accuracy and the classification report (per-class precision/recall/F1/support, macro and
+// weighted averages) as a table, and writes to DIR: report.json (top-level "accuracy"),
+// confusion_matrix.png, roc_curves.png, faces.png (a grid of faces with true vs predicted labels),
+// training_curves.png (with --train-log), and predictions.csv.
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "apps/common/checkpoint.h"
+#include "apps/common/cli.h"
+#include "apps/common/dataset_args.h"
+#include "apps/common/evaluate.h"
+#include "apps/common/plot.h"
+#include "engine/backend.h"
+#include "engine/metrics.h"
+#include "engine/random.h"
+
+using namespace fer;
+namespace fs = std::filesystem;
+
+namespace {
+
+// Training curves from fer_train's train_log.csv (epoch, losses and accuracies).
+void plot_training_curves(const std::string& log_path, const std::string& out_dir) {
+  std::ifstream in(log_path);
+  FER_CHECK(in.good(), "--train-log: cannot read ", log_path);
+  std::string line;
+  std::getline(in, line);  // header
+  plot::Series tl{"train loss", {}, {}}, vl{"val loss", {}, {}}, ta{"train accuracy", {}, {}},
+      va{"val accuracy", {}, {}};
+  int line_no = 1;
+  while (std::getline(in, line)) {
+    ++line_no;
+    std::stringstream ss(line);
+    std::vector<double> v;
+    for (std::string cell; std::getline(ss, cell, ',');) {
+      try {
+        v.push_back(std::stod(cell));
+      } catch (...) {
+        fail(log_path, ":", line_no, ": not a number: '", cell, "'");
+      }
+    }
+    FER_CHECK(v.size() >= 5, log_path, ":", line_no, ": expected at least 5 columns");
+    for (auto* s : {&tl, &ta, &vl, &va}) s->x.push_back(v[0]);
+    tl.y.push_back(v[1]);
+    ta.y.push_back(v[2]);
+    vl.y.push_back(v[3]);
+    va.y.push_back(v[4]);
+  }
+  plot::line_chart({tl, vl}, "Loss", "epoch", "cross-entropy", out_dir + "/training_loss.png");
+  plot::line_chart({ta, va}, "Accuracy", "epoch", "accuracy", out_dir + "/training_accuracy.png");
+}
+
+int run(int argc, char** argv) {
+  cli::Args args("fer_eval", "Evaluate a FER checkpoint: accuracy, classification report, "
+                             "confusion matrix, ROC AUC, pictures.");
+  declare_dataset_flags(args);
+  args.option("checkpoint", "models/pretrained/fer_vgg_small.safetensors", "model checkpoint")
+      .option("split", "val", "split to evaluate (train, val, test)")
+      .option("out", "", "output directory for report.json and the pictures (empty: print only)")
+      .option("tta", "none", "test-time augmentation: none | flip | tencrop")
+      .option("batch-size", "256", "faces per inference batch")
+      .option("train-log", "", "fer_train's train_log.csv, to plot the training curves")
+      .option("grid", "48", "faces in the picture grid")
+      .option("threads", "0", "CPU threads (0 = FER_THREADS or all cores)")
+      .option("device", "cpu", "cpu | cuda");
+  args.parse(argc, argv);
+  if (args.integer("threads") > 0) set_cpu_threads(static_cast<int>(args.integer("threads")));
+  Device device = parse_device(args.str("device"));
+  if (device == Device::CUDA && !cuda_available()) {
+    std::fprintf(stderr, "fer_eval: no CUDA GPU available in this build or on this machine: using the CPU\n");
+    device = Device::CPU;
+  }
+
+  LoadedCheckpoint ck = load_checkpoint(args.str("checkpoint"), device);
+  data::Dataset d = load_split_from_flags(args, args.str("split"));
+  FER_CHECK(d.class_names == ck.spec.class_names, "fer_eval: the data's classes (",
+            d.num_classes(), ") differ from the checkpoint's (", ck.spec.class_names.size(),
+            "); pass --classes ", ck.spec.class_names.size());
+  const Tta tta = parse_tta(args.str("tta"));
+  const Predictions p = predict_dataset(*ck.model, d, ck.spec.preprocess, device,
+                                        args.integer("batch-size"), tta);
+
+  const int C = static_cast<int>(p.num_classes);
+  const auto cm = metrics::confusion_matrix(p.labels, p.predicted, C);
+  const auto report = metrics::classification_report(cm, d.class_names);
+  std::vector<std::vector<float>> probs(d.size());
+  for (int64_t i = 0; i < d.size(); ++i)
+    probs[i].assign(p.probs.begin() + i * C, p.probs.begin() + (i + 1) * C);
+  const auto roc = metrics::roc_one_vs_rest(probs, p.labels, C);
+
+  std::printf("%s on %s/%s (%lld faces, tta %s)\n\n", args.str("checkpoint").c_str(),
+              args.str("data").c_str(), args.str("split").c_str(),
+              static_cast<long long>(d.size()), args.str("tta").c_str());
+  std::printf("%s\n", metrics::format_report(report).c_str());
+  std::printf("ROC AUC (one vs rest, macro): %.4f\n", metrics::macro_auc(roc));
+  std::printf("accuracy: %.4f\n", report.accuracy);
+
+  const std::string out = args.str("out");
+  if (out.empty()) return 0;
+  fs::create_directories(out);
+  nlohmann::json j = metrics::to_json(report, cm, roc);
+  j["checkpoint"] = args.str("checkpoint");
+  j["split"] = args.str("split");
+  j["tta"] = args.str("tta");
+  j["loss"] = p.loss;
+  {
+    const std::string tmp = out + "/report.json.tmp";
+    std::ofstream f(tmp);
+    f << j.dump(2) << "\n";
+    FER_CHECK(f.good(), "cannot write ", tmp);
+    f.close();
+    fs::rename(tmp, out + "/report.json");
+  }
+  {
+    std::ofstream f(out + "/predictions.csv");
+    f << "index,true,predicted";
+    for (const auto& n : d.class_names) f << ",p_" << n;
+    f << "\n";
+    for (int64_t i = 0; i < d.size(); ++i) {
+      f << i << ',' << d.class_names[p.labels[i]] << ',' << d.class_names[p.predicted[i]];
+      for (int c = 0; c < C; ++c) f << ',' << p.probs[i * C + c];
+      f << "\n";
+    }
+  }
+  plot::confusion_matrix_heatmap(cm.counts, d.class_names,
+                                 "Confusion matrix (" + args.str("split") + ", accuracy " +
+                                     std::to_string(report.accuracy).substr(0, 6) + ")",
+                                 out + "/confusion_matrix.png");
+  plot::roc_curves(roc, d.class_names, out + "/roc_curves.png");
+
+  // A seeded sample of faces with their true and predicted labels.
+  Generator gen(7);
+  std::vector<std::vector<uint8_t>> faces;
+  std::vector<std::string> captions;
+  std::vector<bool> correct;
+  const int64_t n_grid = std::min<int64_t>(args.integer("grid"), d.size());
+  for (int64_t k = 0; k < n_grid; ++k) {
+    const int64_t i = static_cast<int64_t>(gen.below(d.size()));
+    faces.emplace_back(d.image(i), d.image(i) + 48 * 48);
+    const int pred = p.predicted[i];
+    char conf[16];
+    std::snprintf(conf, sizeof conf, " %.0f%%", 100.0f * p.probs[i * C + pred]);
+    captions.push_back("true: " + d.class_names[p.labels[i]] + " / pred: " + d.class_names[pred] + conf);
+    correct.push_back(pred == p.labels[i]);
+  }
+  plot::image_grid(faces, 48, 48, captions, correct, 8, 3, out + "/faces.png",
+                   "Faces of " + args.str("split") + ": true vs predicted");
+  if (!args.str("train-log").empty()) plot_training_curves(args.str("train-log"), out);
+  std::printf("wrote %s/report.json and pictures\n", out.c_str());
+  return 0;
+}
+}  // namespace
+
+int main(int argc, char** argv) { return cli::run_main("fer_eval", run, argc, argv); }
