@@ -1,5 +1,7 @@
-// Elementwise kernels and activations on the CPU: plain loops the compiler vectorises, split over
-// threads in chunks of at least kGrain elements.
+// Elementwise kernels and activations on the CPU, split over threads in chunks of at least
+// kGrain elements. Each chunk runs a plain loop over __restrict pointers held in locals, which
+// is what lets the compiler keep them in registers and vectorise (through a captured reference
+// every load re-reads the pointer and the loop stays scalar: 4x slower on ReLU's backward).
 #include <cmath>
 
 #include "kernels/cpu/cpu_backend.h"
@@ -9,32 +11,45 @@ namespace fer::cpu {
 
 namespace {
 constexpr int64_t kGrain = 1 << 15;
+
+// Runs body(begin, end) over chunks of [0, n); the lambdas capture pointers by value.
+template <typename Body>
+void chunks(int64_t n, Body body) {
+  parallel_for(n, kGrain, [&](int64_t b, int64_t e) { body(b, e); });
 }
+}  // namespace
 
 void CpuBackend::fill(float* y, int64_t n, float value) {
-  parallel_for(n, kGrain, [&](int64_t b, int64_t e) { std::fill(y + b, y + e, value); });
+  chunks(n, [=](int64_t b, int64_t e) { std::fill(y + b, y + e, value); });
 }
 
 void CpuBackend::add(const float* a, const float* b, float* y, int64_t n) {
-  parallel_for(n, kGrain, [&](int64_t s, int64_t e) {
-    for (int64_t i = s; i < e; ++i) y[i] = a[i] + b[i];
+  chunks(n, [=](int64_t s, int64_t e) {
+    const float* __restrict pa = a;
+    const float* __restrict pb = b;
+    float* __restrict py = y;
+    for (int64_t i = s; i < e; ++i) py[i] = pa[i] + pb[i];
   });
 }
 
 void CpuBackend::mul(const float* a, const float* b, float* y, int64_t n) {
-  parallel_for(n, kGrain, [&](int64_t s, int64_t e) {
-    for (int64_t i = s; i < e; ++i) y[i] = a[i] * b[i];
+  chunks(n, [=](int64_t s, int64_t e) {
+    const float* __restrict pa = a;
+    const float* __restrict pb = b;
+    float* __restrict py = y;
+    for (int64_t i = s; i < e; ++i) py[i] = pa[i] * pb[i];
   });
 }
 
+// y may alias x here (scale in place, accumulate into itself): no __restrict.
 void CpuBackend::axpby(float alpha, const float* x, float beta, float* y, int64_t n) {
-  parallel_for(n, kGrain, [&](int64_t s, int64_t e) {
+  chunks(n, [=](int64_t s, int64_t e) {
     for (int64_t i = s; i < e; ++i) y[i] = alpha * x[i] + beta * y[i];
   });
 }
 
 void CpuBackend::scale(const float* x, float alpha, float* y, int64_t n) {
-  parallel_for(n, kGrain, [&](int64_t s, int64_t e) {
+  chunks(n, [=](int64_t s, int64_t e) {
     for (int64_t i = s; i < e; ++i) y[i] = alpha * x[i];
   });
 }
@@ -56,22 +71,24 @@ double CpuBackend::sum_squares(const float* x, int64_t n) {
 // sigmoid' = y (1 - y);  tanh' = 1 - y^2.
 void CpuBackend::activation_forward(Activation act, float alpha, const float* x, float* y,
                                     int64_t n) {
-  parallel_for(n, kGrain, [&](int64_t s, int64_t e) {
+  chunks(n, [=](int64_t s, int64_t e) {
+    const float* __restrict in = x;
+    float* __restrict out = y;
     switch (act) {
       case Activation::ReLU:
-        for (int64_t i = s; i < e; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        for (int64_t i = s; i < e; ++i) out[i] = std::max(in[i], 0.0f);
         break;
       case Activation::ReLU6:
-        for (int64_t i = s; i < e; ++i) y[i] = std::min(std::max(x[i], 0.0f), 6.0f);
+        for (int64_t i = s; i < e; ++i) out[i] = std::min(std::max(in[i], 0.0f), 6.0f);
         break;
       case Activation::LeakyReLU:
-        for (int64_t i = s; i < e; ++i) y[i] = x[i] > 0.0f ? x[i] : alpha * x[i];
+        for (int64_t i = s; i < e; ++i) out[i] = in[i] > 0.0f ? in[i] : alpha * in[i];
         break;
       case Activation::Sigmoid:
-        for (int64_t i = s; i < e; ++i) y[i] = 1.0f / (1.0f + std::exp(-x[i]));
+        for (int64_t i = s; i < e; ++i) out[i] = 1.0f / (1.0f + std::exp(-in[i]));
         break;
       case Activation::Tanh:
-        for (int64_t i = s; i < e; ++i) y[i] = std::tanh(x[i]);
+        for (int64_t i = s; i < e; ++i) out[i] = std::tanh(in[i]);
         break;
     }
   });
@@ -79,22 +96,26 @@ void CpuBackend::activation_forward(Activation act, float alpha, const float* x,
 
 void CpuBackend::activation_backward(Activation act, float alpha, const float* x, const float* y,
                                      const float* dy, float* dx, int64_t n) {
-  parallel_for(n, kGrain, [&](int64_t s, int64_t e) {
+  chunks(n, [=](int64_t s, int64_t e) {
+    const float* __restrict in = x;
+    const float* __restrict out = y;
+    const float* __restrict g = dy;
+    float* __restrict gx = dx;
     switch (act) {
       case Activation::ReLU:
-        for (int64_t i = s; i < e; ++i) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+        for (int64_t i = s; i < e; ++i) gx[i] = in[i] > 0.0f ? g[i] : 0.0f;
         break;
       case Activation::ReLU6:
-        for (int64_t i = s; i < e; ++i) dx[i] = (x[i] > 0.0f && x[i] < 6.0f) ? dy[i] : 0.0f;
+        for (int64_t i = s; i < e; ++i) gx[i] = (in[i] > 0.0f && in[i] < 6.0f) ? g[i] : 0.0f;
         break;
       case Activation::LeakyReLU:
-        for (int64_t i = s; i < e; ++i) dx[i] = x[i] > 0.0f ? dy[i] : alpha * dy[i];
+        for (int64_t i = s; i < e; ++i) gx[i] = in[i] > 0.0f ? g[i] : alpha * g[i];
         break;
       case Activation::Sigmoid:
-        for (int64_t i = s; i < e; ++i) dx[i] = y[i] * (1.0f - y[i]) * dy[i];
+        for (int64_t i = s; i < e; ++i) gx[i] = out[i] * (1.0f - out[i]) * g[i];
         break;
       case Activation::Tanh:
-        for (int64_t i = s; i < e; ++i) dx[i] = (1.0f - y[i] * y[i]) * dy[i];
+        for (int64_t i = s; i < e; ++i) gx[i] = (1.0f - out[i] * out[i]) * g[i];
         break;
     }
   });
