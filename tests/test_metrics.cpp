@@ -1,6 +1,8 @@
 // Classification metrics against hand-computed numbers and scikit-learn's documented outputs.
 #include <doctest/doctest.h>
 
+#include "tests/support/errors.h"
+
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -11,19 +13,10 @@
 #include "engine/metrics.h"
 
 using namespace fer;
+using fer::testing::throws_naming;
 using namespace fer::metrics;
 
 namespace {
-
-bool throws_naming(const std::function<void()>& f, const std::string& needle) {
-  try {
-    f();
-  } catch (const Error& e) {
-    INFO("message: " << e.what());
-    return std::string(e.what()).find(needle) != std::string::npos;
-  }
-  return false;
-}
 
 void check_vec(const std::vector<double>& got, const std::vector<double>& expected) {
   REQUIRE(got.size() == expected.size());

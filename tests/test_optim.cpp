@@ -1,6 +1,8 @@
 // Optimizers, gradient clipping and learning-rate schedules against hand-computed numbers.
 #include <doctest/doctest.h>
 
+#include "tests/support/errors.h"
+
 #include <cmath>
 #include <functional>
 #include <map>
@@ -14,6 +16,7 @@
 #include "layers/layers.h"
 
 using namespace fer;
+using fer::testing::throws_naming;
 
 namespace {
 
@@ -35,16 +38,6 @@ void check_values(const Tensor& t, std::vector<double> expected, double tol = 1e
     INFO("element " << i << ": got " << got[i] << ", expected " << expected[i]);
     CHECK(std::fabs(got[i] - expected[i]) <= tol);
   }
-}
-
-bool throws_naming(const std::function<void()>& f, const std::string& needle) {
-  try {
-    f();
-  } catch (const Error& e) {
-    INFO("message: " << e.what());
-    return std::string(e.what()).find(needle) != std::string::npos;
-  }
-  return false;
 }
 
 }  // namespace

@@ -3,6 +3,8 @@
 // colours its cells by the normalised value.
 #include <doctest/doctest.h>
 
+#include "tests/support/errors.h"
+
 #include <algorithm>
 #include <climits>
 #include <cmath>
@@ -23,20 +25,11 @@
 #include "engine/metrics.h"
 
 using namespace fer;
+using fer::testing::throws_naming;
 using namespace fer::plot;
 namespace fs = std::filesystem;
 
 namespace {
-
-bool throws_naming(const std::function<void()>& f, const std::string& needle) {
-  try {
-    f();
-  } catch (const Error& e) {
-    INFO("message: " << e.what());
-    return std::string(e.what()).find(needle) != std::string::npos;
-  }
-  return false;
-}
 
 // A fresh directory under the system temp dir, removed with everything in it at scope exit.
 struct TempDir {
