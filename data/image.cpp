@@ -1,7 +1,7 @@
 // Image decoding (stb_image, bounded) and resampling. The single translation unit that compiles
-// the stb_image and stb_image_write implementations. stb_image is the hardened copy in
-// data/third_party/ (Debian's 2.27 plus fixes for fuzzer-found bugs, see its README.md);
-// stb_image_write comes from /usr/include/stb.
+// the stb_image and stb_image_write implementations, both Debian's packaged headers from
+// /usr/include/stb (libstb-dev; stb_image 2.27). That stb_image has known bugs on malformed input,
+// so decode_image runs every input through our own validator first (data/image_guard.h).
 #include "data/image.h"
 
 #include <algorithm>
@@ -10,12 +10,15 @@
 #include <filesystem>
 #include <fstream>
 
+#include "data/image_guard.h"
 #include "engine/error.h"
 
-// Only the formats a face image plausibly comes in; fewer decoders, less attack surface.
+// Only the formats a face image plausibly comes in, and the ones image_guard.cpp validates; fewer
+// decoders, less attack surface.
 #define STBI_ONLY_JPEG
 #define STBI_ONLY_PNG
 #define STBI_NO_STDIO        // all input goes through decode_image's bounded memory path
+#define STBI_NO_LINEAR       // no float loaders (stbi_loadf); only 8-bit output is used
 #define STB_IMAGE_IMPLEMENTATION
 #if defined(__GNUC__)
 #pragma GCC diagnostic push
@@ -23,7 +26,7 @@
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 #pragma GCC diagnostic ignored "-Wsign-compare"
 #endif
-#include "data/third_party/stb_image.h"
+#include <stb_image.h>  // /usr/include/stb (on fer_data's include path)
 #define STB_IMAGE_WRITE_IMPLEMENTATION
 #include <stb_image_write.h>
 #if defined(__GNUC__)
@@ -85,6 +88,10 @@ GrayImage decode_image(const uint8_t* bytes, size_t size, const std::string& nam
     fail("image '", who, "': ", size, " bytes exceeds the limit of ", limits.max_bytes, " bytes");
   // stb_image takes an int length.
   if (size > static_cast<size_t>(INT32_MAX)) fail("image '", who, "': too large");
+
+  // Our structural checks first: even stbi_info_from_memory parses the JPEG tables (DHT) that
+  // stb_image 2.27 mishandles. Throws naming the file, the offset and the reason.
+  guard_image(bytes, size, who, limits);
 
   int w = 0, h = 0, comp = 0;
   if (!stbi_info_from_memory(bytes, static_cast<int>(size), &w, &h, &comp))

@@ -6,9 +6,11 @@
 // the byte size (ImageLimits::max_bytes, 20 MB by default) and the dimensions declared in the
 // header, read with stbi_info_from_memory (width and height in 1..8192, width*height <= 40M).
 // Every failure is a fer::Error whose message names the file (or the in-memory name given) and
-// why it was rejected. Only the JPEG and PNG decoders are compiled in, from a hardened copy of
-// stb_image (data/third_party/: fixes for bugs that tests/fuzz/fuzz_image.cpp found in Debian's
-// 2.27). Decoding is thread-safe (the loaders decode on several threads).
+// why it was rejected. Only the JPEG and PNG decoders of Debian's stb_image 2.27
+// (/usr/include/stb) are compiled in, and every input first passes our own structural validator
+// (data/image_guard.h), which rejects the inputs that trigger that version's known bugs
+// (found by tests/fuzz/fuzz_image.cpp). Decoding is thread-safe (the loaders decode on several
+// threads).
 //
 // Pixel layout everywhere in data/: row-major uint8, row 0 at the top, 0 = black, 255 = white.
 #pragma once

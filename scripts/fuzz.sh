@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes the data pipeline's untrusted-input parsers with libFuzzer + AddressSanitizer + UBSan:
-#   fuzz_image  the bounded stb_image decoder + resize (tests/fuzz/fuzz_image.cpp)
+#   fuzz_image  the image decoder: our validator (data/image_guard.cpp) in front of Debian's
+#               stb_image 2.27 from /usr/include/stb, bounded, + resize (tests/fuzz/fuzz_image.cpp)
 #   fuzz_csv    the FER2013 CSV parser + round trip  (tests/fuzz/fuzz_csv.cpp)
 # Builds them with clang (installed with apt-get if missing), seeds each corpus (a few real FER
 # JPEGs when the data set is present, plus generated PNG/JPEG/CSV files), runs each target for
@@ -44,10 +45,10 @@ fi
 
 # ---- Build ----------------------------------------------------------------------------------------
 mkdir -p "$OUT/obj" "$OUT/artifacts"
-STB_INC=/usr/include/stb
+STB_INC=/usr/include/stb  # Debian's libstb-dev: stb_image 2.27 and stb_image_write, unmodified
 common=(-std=c++20 -g -O1 -I. -I"$STB_INC" -Wno-unused-parameter)
 san=(-fsanitize=address,undefined -fno-sanitize-recover=undefined)
-lib_sources=(data/image.cpp data/dataset.cpp data/fer2013.cpp data/fer_csv.cpp data/fer_folder.cpp)
+lib_sources=(data/image.cpp data/image_guard.cpp data/dataset.cpp data/fer2013.cpp data/fer_csv.cpp data/fer_folder.cpp)
 objs=()
 for src in "${lib_sources[@]}"; do
   obj="$OUT/obj/$(basename "${src%.cpp}").o"

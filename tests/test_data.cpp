@@ -13,6 +13,7 @@
 #include <functional>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <unistd.h>
@@ -22,6 +23,7 @@
 #include "data/dataset.h"
 #include "data/fer2013.h"
 #include "data/image.h"
+#include "data/image_guard.h"
 #include "data/loader.h"
 #include "data/preprocess.h"
 #include "data/synthetic.h"
@@ -196,8 +198,10 @@ TEST_CASE("image: corrupt, truncated, oversized and huge-dimension inputs throw 
     }
   write_bytes(tmp / "bad_dht.jpg", bad_dht);
   msg = error_of([&] { read_face(tmp / "bad_dht.jpg"); });
+  CAPTURE(msg);
   CHECK(contains(msg, "bad_dht.jpg"));
-  CHECK(contains(msg, "bad DHT header"));
+  CHECK(contains(msg, "DHT"));
+  CHECK(contains(msg, "4080 codes"));
 
   write_bytes(tmp / "garbage.png", std::vector<uint8_t>(300, 0x42));
   msg = error_of([&] { read_face(tmp / "garbage.png"); });
@@ -239,6 +243,219 @@ TEST_CASE("image: inputs that crashed stb_image 2.27 under the fuzzer are reject
     ++files;
   }
   CHECK(files >= 3);
+}
+
+namespace {
+
+void put16(std::vector<uint8_t>& b, int v) {
+  b.push_back(static_cast<uint8_t>(v >> 8));
+  b.push_back(static_cast<uint8_t>(v));
+}
+
+// A hand-built baseline gray JPEG, w x h: every 8x8 block is DC category 0 + end-of-block, coded
+// with one-code Huffman tables (code "0"), so each block takes 2 bits and decodes to flat 128.
+// `dc_codes` > 0 replaces the DC table by one declaring that many codes; `data_bytes` sets the
+// length of the entropy-coded data (default: exactly what the blocks need).
+std::vector<uint8_t> tiny_jpeg(int w, int h, int dc_codes = 0, int data_bytes = -1) {
+  std::vector<uint8_t> b = {0xFF, 0xD8};
+  b.insert(b.end(), {0xFF, 0xDB, 0x00, 0x43, 0x00});  // DQT: table 0, all ones
+  b.insert(b.end(), 64, 1);
+  b.insert(b.end(), {0xFF, 0xC0, 0x00, 0x0B, 0x08});  // SOF0, 8-bit
+  put16(b, h);
+  put16(b, w);
+  b.insert(b.end(), {0x01, 0x01, 0x11, 0x00});        // 1 component: id 1, 1x1, table 0
+  for (int tc = 0; tc < 2; ++tc) {                    // DHT: DC table 0, AC table 0
+    std::vector<uint8_t> counts(16, 0), symbols;
+    if (tc == 0 && dc_codes > 0) {
+      for (int len = 9, left = dc_codes; left > 0; ++len) {  // 255 of length 9, the rest 10, ..
+        counts[len - 1] = static_cast<uint8_t>(std::min(left, 255));
+        left -= counts[len - 1];
+      }
+      symbols.assign(static_cast<size_t>(dc_codes), 0);
+    } else {
+      counts[0] = 1;  // one code of length 1 ("0") for symbol 0: DC category 0 / AC end-of-block
+      symbols = {0};
+    }
+    b.insert(b.end(), {0xFF, 0xC4});
+    put16(b, static_cast<int>(2 + 17 + symbols.size()));
+    b.push_back(static_cast<uint8_t>(tc << 4));
+    b.insert(b.end(), counts.begin(), counts.end());
+    b.insert(b.end(), symbols.begin(), symbols.end());
+  }
+  b.insert(b.end(), {0xFF, 0xDA, 0x00, 0x08, 0x01, 0x01, 0x00, 0x00, 0x3F, 0x00});  // SOS
+  const int blocks = ((w + 7) / 8) * ((h + 7) / 8);
+  const int need = (2 * blocks + 7) / 8;
+  const int n = data_bytes < 0 ? need : data_bytes;
+  for (int i = 0; i < n; ++i) {
+    // 2 zero bits per block, the bits after the last block padded with ones.
+    const int used = std::clamp(2 * blocks - 8 * i, 0, 8);
+    b.push_back(static_cast<uint8_t>(0xFF >> used));
+    if (b.back() == 0xFF) b.push_back(0x00);  // byte stuffing
+  }
+  b.insert(b.end(), {0xFF, 0xD9});
+  return b;
+}
+
+// A PNG chunk with a zero CRC (stb_image and the guard do not check it).
+std::vector<uint8_t> png_chunk(const char* type, const std::vector<uint8_t>& data) {
+  std::vector<uint8_t> c(12 + data.size(), 0);
+  for (int i = 0; i < 4; ++i) {
+    c[i] = static_cast<uint8_t>(data.size() >> (24 - 8 * i));
+    c[4 + i] = static_cast<uint8_t>(type[i]);
+  }
+  std::copy(data.begin(), data.end(), c.begin() + 8);
+  return c;
+}
+
+std::string guard_error(const std::vector<uint8_t>& bytes, const std::string& name) {
+  return error_of([&] { guard_image(bytes.data(), bytes.size(), name); });
+}
+
+}  // namespace
+
+TEST_CASE("image guard: files written by stb_image_write and hand-built ones pass and decode") {
+  TempDir tmp;
+  const GrayImage face = test_face(9, 37, 29);
+  write_png(tmp / "ok.png", face);
+  write_jpg(tmp / "ok.jpg", face, 80);
+  for (const char* f : {"ok.png", "ok.jpg"}) {
+    const std::vector<uint8_t> bytes = read_file_bytes(tmp / f, 1 << 20);
+    CAPTURE(f);
+    CHECK(guard_error(bytes, f) == "<no error>");
+    const GrayImage img = decode_image(bytes.data(), bytes.size(), f);
+    CHECK(img.width == 37);
+    CHECK(img.height == 29);
+  }
+  CHECK(read_image(tmp / "ok.png").pixels == face.pixels);
+
+  // The hand-built JPEG (flat 128) at several sizes: 16x8 is two blocks (4 bits: 0x0F), 32x8 four
+  // (exactly 0x00), 40x8 five (0x00 0x3F); 13x21 is six blocks (0x00 0x0F) and also gets a spare
+  // padding byte 0xFF, which the encoder must stuff as 0xFF 0x00.
+  for (auto [w, h, extra] : {std::tuple{8, 8, 0}, std::tuple{16, 8, 0}, std::tuple{32, 8, 0},
+                             std::tuple{40, 8, 0}, std::tuple{13, 21, 0}, std::tuple{13, 21, 1}}) {
+    const int blocks = ((w + 7) / 8) * ((h + 7) / 8);
+    const std::vector<uint8_t> jpg = tiny_jpeg(w, h, 0, (2 * blocks + 7) / 8 + extra);
+    CAPTURE(w);
+    CAPTURE(h);
+    CAPTURE(extra);
+    CHECK(guard_error(jpg, "tiny.jpg") == "<no error>");
+    const GrayImage img = decode_image(jpg.data(), jpg.size(), "tiny.jpg");
+    CHECK(img.width == w);
+    CHECK(img.height == h);
+    CHECK(std::all_of(img.pixels.begin(), img.pixels.end(), [](uint8_t v) { return v == 128; }));
+  }
+}
+
+TEST_CASE("image guard: a JPEG Huffman table with more than 256 codes is rejected naming DHT") {
+  std::vector<uint8_t> jpg = tiny_jpeg(8, 8, 257);
+  std::string msg = error_of([&] { decode_image(jpg.data(), jpg.size(), "dht257.jpg"); });
+  CAPTURE(msg);
+  CHECK(contains(msg, "dht257.jpg"));
+  CHECK(contains(msg, "corrupt"));
+  CHECK(contains(msg, "DHT"));
+  CHECK(contains(msg, "257 codes"));
+  CHECK(contains(msg, "offset"));
+  // 256 codes is the most a table holds: that one is fine structurally (it is only unused).
+  jpg = tiny_jpeg(8, 8, 256);
+  CHECK(!contains(guard_error(jpg, "dht256.jpg"), "DHT"));
+
+  // Symbols running past the end of the DHT segment: shorten the first DHT's length field.
+  jpg = tiny_jpeg(8, 8);
+  for (size_t i = 0; i + 3 < jpg.size(); ++i)
+    if (jpg[i] == 0xFF && jpg[i + 1] == 0xC4) {
+      jpg[i + 3] -= 1;  // 20 -> 19 bytes: the symbol byte is now outside the segment
+      break;
+    }
+  msg = guard_error(jpg, "short_dht.jpg");
+  CAPTURE(msg);
+  CHECK(contains(msg, "DHT"));
+  CHECK(contains(msg, "run past the end of the segment"));
+}
+
+TEST_CASE("image guard: JPEG structure - lengths, SOF/SOS/EOI, empty and truncated scans") {
+  const std::vector<uint8_t> ok = tiny_jpeg(64, 64);  // 64 blocks, 16 data bytes
+  REQUIRE(guard_error(ok, "ok.jpg") == "<no error>");
+
+  // A segment length running past the end of the file.
+  std::vector<uint8_t> jpg(ok.begin(), ok.begin() + 10);
+  std::string msg = guard_error(jpg, "cut.jpg");
+  CAPTURE(msg);
+  CHECK(contains(msg, "cut.jpg"));
+  CHECK(contains(msg, "DQT segment: length 67 runs past the end of the file"));
+
+  // No EOI.
+  jpg.assign(ok.begin(), ok.end() - 2);
+  CHECK(contains(guard_error(jpg, "noeoi.jpg"), "no EOI"));
+
+  // No SOS at all: SOI, tables, EOI.
+  jpg = ok;
+  const uint8_t sos_marker[2] = {0xFF, 0xDA};
+  const auto sos = std::search(jpg.begin(), jpg.end(), sos_marker, sos_marker + 2);
+  REQUIRE(sos != jpg.end());
+  jpg.erase(sos, jpg.end() - 2);
+  CHECK(contains(guard_error(jpg, "nosos.jpg"), "never coded"));
+
+  // SOS with no entropy-coded data after it.
+  msg = guard_error(tiny_jpeg(64, 64, 0, 0), "empty_scan.jpg");
+  CAPTURE(msg);
+  CHECK(contains(msg, "no entropy-coded data"));
+
+  // Scan data that ends (at the EOI marker) before all 64 blocks are decoded: the input that
+  // drives stb_image 2.27's bit counter negative. 4 bytes hold 16 of the 64 blocks.
+  msg = error_of([&] {
+    const std::vector<uint8_t> t = tiny_jpeg(64, 64, 0, 4);
+    decode_image(t.data(), t.size(), "short_scan.jpg");
+  });
+  CAPTURE(msg);
+  CHECK(contains(msg, "short_scan.jpg"));
+  CHECK(contains(msg, "corrupt or truncated"));
+  CHECK(contains(msg, "ends after block 16 of 64"));
+
+  // Garbage instead of a marker between segments; an unsupported (arithmetic-coded) frame.
+  jpg = ok;
+  jpg[2] = 0x42;
+  CHECK(contains(guard_error(jpg, "garbage.jpg"), "expected a marker"));
+  jpg = ok;
+  for (size_t i = 0; i + 1 < jpg.size(); ++i)
+    if (jpg[i] == 0xFF && jpg[i + 1] == 0xC0) {
+      jpg[i + 1] = 0xC9;
+      break;
+    }
+  CHECK(contains(guard_error(jpg, "arith.jpg"), "unsupported SOF9"));
+}
+
+TEST_CASE("image guard: PNG chunks - empty IDAT, missing IEND/IDAT, bad lengths, IHDR first") {
+  TempDir tmp;
+  write_png(tmp / "ok.png", test_face(3));
+  const std::vector<uint8_t> ok = read_file_bytes(tmp / "ok.png", 1 << 20);
+  REQUIRE(guard_error(ok, "ok.png") == "<no error>");
+  const size_t after_ihdr = 8 + 12 + 13;
+
+  // An empty IDAT right after IHDR (stb_image 2.27: memcpy(NULL, .., 0)).
+  std::vector<uint8_t> png = ok;
+  const std::vector<uint8_t> empty_idat = png_chunk("IDAT", {});
+  png.insert(png.begin() + after_ihdr, empty_idat.begin(), empty_idat.end());
+  std::string msg = error_of([&] { decode_image(png.data(), png.size(), "empty_idat.png"); });
+  CAPTURE(msg);
+  CHECK(contains(msg, "empty_idat.png"));
+  CHECK(contains(msg, "corrupt"));
+  CHECK(contains(msg, "empty IDAT chunk"));
+  CHECK(contains(msg, "offset 33"));
+
+  // No IEND (cut before it), no IDAT at all, a length past the end, a first chunk other than IHDR.
+  png.assign(ok.begin(), ok.end() - 12);
+  CHECK(contains(guard_error(png, "noiend.png"), "without an IEND"));
+  png.assign(ok.begin(), ok.begin() + after_ihdr);
+  const std::vector<uint8_t> iend = png_chunk("IEND", {});
+  png.insert(png.end(), iend.begin(), iend.end());
+  CHECK(contains(guard_error(png, "noidat.png"), "IEND before any IDAT"));
+  png = ok;
+  png[after_ihdr] = 0x7F;  // the IDAT length's high byte
+  CHECK(contains(guard_error(png, "long.png"), "past the end of the file"));
+  png = ok;
+  const std::vector<uint8_t> text = png_chunk("tEXt", {'a', 0, 'b'});
+  png.insert(png.begin() + 8, text.begin(), text.end());
+  CHECK(contains(guard_error(png, "late_ihdr.png"), "not IHDR"));
 }
 
 // ---- Folder reader -----------------------------------------------------------------------------

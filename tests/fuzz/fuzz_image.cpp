@@ -1,4 +1,5 @@
-// libFuzzer target: the bounded image decoder (data/image.h) on arbitrary bytes from memory.
+// libFuzzer target: the bounded image decoder (data/image.h: our validator, data/image_guard.h,
+// then Debian's stb_image 2.27) on arbitrary bytes from memory.
 // Any input must either decode to a 48x48 face or throw fer::Error - never crash, leak, hang or
 // trip AddressSanitizer / UndefinedBehaviorSanitizer. Built and run by scripts/fuzz.sh.
 #include <cstddef>
