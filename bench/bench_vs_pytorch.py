@@ -101,6 +101,16 @@ def pytorch_cases():
     return out
 
 
+def cpu_name():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.machine()
+
+
 def ours(build, threads):
     env = dict(os.environ, FER_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
     res = subprocess.run([os.path.join(build, "bench_cpu"), "--benchmark_format=json"],
@@ -126,9 +136,9 @@ def main():
     mine, counters = ours(args.build, args.threads)
     theirs = pytorch_cases()
 
-    lines = [f"CPU benchmark, {date.today()}, {platform.processor() or platform.machine()}, "
-             f"{args.threads} threads, PyTorch {torch.__version__} "
-             f"(BLAS: {'OpenBLAS' if 'openblas' in torch.__config__.show().lower() else 'see torch config'})",
+    blas = os.path.realpath("/usr/lib/x86_64-linux-gnu/libblas.so.3")
+    lines = [f"CPU benchmark, {date.today()}, {cpu_name()}, {args.threads} threads; "
+             f"PyTorch {torch.__version__} (conv: oneDNN, BLAS: {os.path.basename(os.path.dirname(blas))})",
              "", "| case | ours | PyTorch | ours vs PyTorch (speed) | our throughput |",
              "|---|---|---|---|---|"]
     for name, t in mine.items():

@@ -3,7 +3,8 @@
 # and builds the project in ./build. Safe to run again: apt-get is skipped when nothing is missing.
 #
 #   scripts/setup.sh            build dependencies + Release build
-#   FER_WITH_TORCH=1 ...        also PyTorch (python3-torch + OpenBLAS), for the side-by-side benchmarks
+#   FER_WITH_TORCH=1 ...        also PyTorch (python3-torch; OpenBLAS is in the base set), the
+#                               reference of the parity tests and the side-by-side benchmarks
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -4,6 +4,6 @@
 # visibly without a GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+FER_WITH_TORCH=1 bash scripts/setup.sh  # PyTorch is the reference of the parity tests
 export FER_THREADS="${FER_THREADS:-$(nproc)}"
 ctest --test-dir build --output-on-failure -j1 "$@"
