@@ -14,6 +14,8 @@ if [ ! -e "$DATA" ]; then
   # fer_train prints where to get FER2013 and which layouts are accepted; let it say so.
   ./build/fer_train --data "$DATA" --epochs 0 || exit 2
 fi
-./build/fer_train --data "$DATA" --out "$OUT" --epochs "${EPOCHS:-40}" --resume "$@"
+# The recipe of the shipped checkpoint (README, "Training"); flags given to this script override it.
+./build/fer_train --data "$DATA" --out "$OUT" --epochs "${EPOCHS:-40}" --optimizer adamw --lr 0.001 \
+  --weight-decay 0.01 --schedule cosine --warmup-epochs 1 --resume "$@"
 ./build/fer_eval --checkpoint "$OUT/best.safetensors" --data "$DATA" --split val --out "$OUT/eval" \
   --train-log "$OUT/train_log.csv"
