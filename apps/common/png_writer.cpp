@@ -1,6 +1,5 @@
-// PNG output for the plot canvas: the stb_image_write implementation, compiled here with
-// STB_IMAGE_WRITE_STATIC so that its functions are private to this file and cannot clash with
-// another translation unit that also compiles stb_image_write (data/image.cpp does).
+// PNG output for the plot canvas, through stb_image_write. Its implementation is compiled once,
+// in data/image.cpp (fer_data, which fer_app_common links); this file only uses its API.
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -15,19 +14,7 @@
 #include "apps/common/plot.h"
 #include "engine/error.h"
 
-#define STB_IMAGE_WRITE_STATIC
-#define STBI_WRITE_NO_STDIO
-#define STB_IMAGE_WRITE_IMPLEMENTATION
-#if defined(__GNUC__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-function"
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-#pragma GCC diagnostic ignored "-Wsign-compare"
-#endif
 #include <stb_image_write.h>
-#if defined(__GNUC__)
-#pragma GCC diagnostic pop
-#endif
 
 namespace fer::plot {
 
