@@ -63,6 +63,7 @@ int run(int argc, char** argv) {
       .option("device", "cpu", "cpu | cuda")
       .option("out", "runs/fer", "output directory (checkpoints, logs)")
       .flag("resume", false, "continue from OUT/last.safetensors")
+      .option("init", "", "start from the weights of this checkpoint (fine-tuning, warm restarts)")
       .option("max-steps", "0", "stop each epoch after this many steps (0 = whole epoch; smoke tests)")
       .flag("progress", true, "live progress line");
   args.parse(argc, argv);
@@ -134,6 +135,7 @@ int run(int argc, char** argv) {
   }
   o.out_dir = args.str("out");
   o.resume = args.boolean("resume");
+  o.init_from = args.str("init");
   o.max_steps_per_epoch = args.integer("max-steps");
   o.progress = args.boolean("progress");
 

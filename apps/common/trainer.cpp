@@ -174,8 +174,16 @@ TrainResult train(const TrainOptions& o, std::shared_ptr<const data::Dataset> tr
     result.best_epoch = pos.best_epoch;
     std::fprintf(stderr, "resuming %s at epoch %lld, step %lld\n", result.last_path.c_str(),
                  static_cast<long long>(pos.epoch + 1), static_cast<long long>(pos.step_in_epoch));
-  } else if (o.resume) {
-    std::fprintf(stderr, "--resume: no %s yet, starting a new run\n", result.last_path.c_str());
+  } else {
+    if (o.resume)
+      std::fprintf(stderr, "--resume: no %s yet, starting a new run\n", result.last_path.c_str());
+    if (!o.init_from.empty()) {
+      LoadedCheckpoint init = load_checkpoint(o.init_from, o.device);
+      FER_CHECK(init.spec.name == o.spec.name, "--init: ", o.init_from, " holds a '",
+                init.spec.name, "' model, not '", o.spec.name, "'");
+      model->load_state_dict(init.model->state_dict());
+      std::fprintf(stderr, "starting from the weights of %s\n", o.init_from.c_str());
+    }
   }
 
   auto save_last = [&](const Position& p) {

@@ -42,6 +42,7 @@ struct TrainOptions {
   uint64_t seed = 1;
   std::string out_dir = "runs/fer";
   bool resume = false;
+  std::string init_from;            // start from these weights (fresh optimizer and schedule)
   Device device = Device::CPU;
   int64_t max_steps_per_epoch = 0;  // 0 = the whole epoch (tests and smoke runs use a few)
   bool progress = true;             // the live progress line on stderr
