@@ -2,10 +2,12 @@
 """Side-by-side CPU benchmark: this engine (build/bench_cpu, Google Benchmark) against PyTorch
 running the same cases (same shapes, same network, same thread count), in one run.
 
-  bench/bench_vs_pytorch.py [--threads N] [--build build] [--markdown FILE]
+  bench/bench_vs_pytorch.py [--threads N] [--build build] [--markdown FILE] [--device cpu|cuda]
 
 Prints one row per case: our time, PyTorch's time, and ours/PyTorch as a speed ratio (>1 means
 we are faster). Run through scripts/bench.sh, which installs python3-torch with OpenBLAS.
+--device cuda compares the GPU instead: our build/bench_kernels "cuda/..." cases against PyTorch
+eager on the GPU (cuDNN autotuning on, TF32 off on both sides); needs a CUDA build of PyTorch.
 """
 import argparse
 import json
@@ -21,12 +23,22 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+DEVICE = "cpu"        # --device; the tensors of pytorch_cases() live there
+SYNC = lambda: None   # waits for the device (torch.cuda.synchronize with --device cuda)
+
+
+def randn(*shape, **kw):
+    return torch.randn(*shape, device=DEVICE, **kw)
+
+
 def timeit(fn, min_time=1.0, warmup=2):
     for _ in range(warmup):
         fn()
+    SYNC()
     n, start = 0, time.perf_counter()
     while True:
         fn()
+        SYNC()
         n += 1
         elapsed = time.perf_counter() - start
         if elapsed >= min_time and n >= 3:
@@ -54,12 +66,12 @@ def pytorch_cases():
     torch.manual_seed(0)
     with torch.no_grad():
         for c, k, h in CONV_SHAPES:
-            x, w = torch.randn(64, c, h, h), torch.randn(k, c, 3, 3)
+            x, w = randn(64, c, h, h), randn(k, c, 3, 3)
             out[f"BM_conv2d_forward/{c}/{k}/{h}"] = timeit(lambda: F.conv2d(x, w, padding=1))
     for c, k, h in CONV_SHAPES:
-        x = torch.randn(64, c, h, h, requires_grad=True)
-        w = torch.randn(k, c, 3, 3, requires_grad=True)
-        probe = torch.randn(64, k, h, h)
+        x = randn(64, c, h, h, requires_grad=True)
+        w = randn(k, c, 3, 3, requires_grad=True)
+        probe = randn(64, k, h, h)
 
         def conv_backward():
             y = F.conv2d(x, w, padding=1)
@@ -72,20 +84,20 @@ def pytorch_cases():
         out[f"BM_conv2d_backward/{c}/{k}/{h}"] = max(timeit(conv_backward) - fwd, 1e-9)
     with torch.no_grad():
         for i, o in ((2304, 256), (4608, 512)):
-            x, w, b = torch.randn(64, i), torch.randn(o, i), torch.randn(o)
+            x, w, b = randn(64, i), randn(o, i), randn(o)
             out[f"BM_linear/{i}/{o}"] = timeit(lambda: F.linear(x, w, b))
         for n in (1024, 4096):
-            a, b = torch.randn(n, n), torch.randn(n, n)
+            a, b = randn(n, n), randn(n, n)
             out[f"BM_gemm/{n}"] = timeit(lambda: a @ b)
         for c, h in ((32, 48), (256, 6)):
-            x = torch.randn(64, c, h, h)
-            rm, rv, g, bb = torch.zeros(c), torch.ones(c), torch.ones(c), torch.zeros(c)
+            x = randn(64, c, h, h)
+            rm, rv, g, bb = (t.to(DEVICE) for t in (torch.zeros(c), torch.ones(c), torch.ones(c), torch.zeros(c)))
             out[f"BM_batchnorm_train/{c}/{h}"] = timeit(lambda: F.batch_norm(x, rm, rv, g, bb, True, 0.1, 1e-5))
             out[f"BM_max_pool2d/{c}/{h}"] = timeit(lambda: F.max_pool2d(x, 2))
 
-    model = fer_vgg_small()
+    model = fer_vgg_small().to(DEVICE)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    x, y = torch.randn(64, 1, 48, 48), torch.arange(64) % 7
+    x, y = randn(64, 1, 48, 48), (torch.arange(64) % 7).to(DEVICE)
     model.train()
 
     def train_step():
@@ -96,7 +108,7 @@ def pytorch_cases():
     model.eval()
     with torch.no_grad():
         for n in (1, 64):
-            xi = torch.randn(n, 1, 48, 48)
+            xi = randn(n, 1, 48, 48)
             out[f"BM_inference/{n}"] = timeit(lambda: model(xi))
     return out
 
@@ -111,14 +123,33 @@ def cpu_name():
     return platform.machine()
 
 
+def kernels_name(name):
+    """bench_kernels' "cuda/<case>" -> bench_cpu's "BM_<case>" where both time the same work
+    (its batchnorm and max_pool cases time forward + backward, PyTorch's rows forward only: kept
+    apart), and the CUDA-graph step as a row of its own."""
+    backend, case = name.split("/", 1)
+    if backend == "cuda-graph":
+        return "BM_" + case.split("/min_time")[0] + " (CUDA graph)"
+    if case.startswith("train_step/64"):
+        return "BM_train_step/64/min_time:3.000"
+    if case.startswith(("batchnorm_train", "max_pool2d")):
+        return "BM_" + case.replace("/", "_fwd_bwd/", 1)
+    return "BM_" + case
+
+
 def ours(build, threads):
     env = dict(os.environ, FER_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
-    res = subprocess.run([os.path.join(build, "bench_cpu"), "--benchmark_format=json"],
-                         env=env, check=True, capture_output=True, text=True)
+    cmd = [os.path.join(build, "bench_cpu"), "--benchmark_format=json"]
+    if DEVICE == "cuda":
+        cmd = [os.path.join(build, "bench_kernels"), "--benchmark_format=json",
+               "--benchmark_filter=^cuda(-graph)?/"]
+    res = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
     report = json.loads(res.stdout)
     times, counters = {}, {}
     for b in report["benchmarks"]:
         name = b["name"].replace("/real_time", "")
+        if DEVICE == "cuda":
+            name = kernels_name(name)
         scale = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}[b["time_unit"]]
         times[name] = b["real_time"] * scale
         counters[name] = {k: v for k, v in b.items() if k in ("GFLOP/s", "images/s", "GB/s")}
@@ -130,15 +161,28 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--build", default="build")
     ap.add_argument("--markdown", help="also write the table to this file")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                    help="cuda: our bench_kernels GPU cases against PyTorch on the GPU")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    global DEVICE, SYNC
+    if args.device == "cuda":
+        if not torch.cuda.is_available():
+            sys.exit("bench_vs_pytorch.py: --device cuda, but this PyTorch has no usable GPU")
+        DEVICE, SYNC = "cuda", torch.cuda.synchronize
+        torch.backends.cudnn.benchmark = True          # ours times cuDNN's algorithms too
+        torch.backends.cudnn.allow_tf32 = False        # plain FP32 on both sides
+        torch.backends.cuda.matmul.allow_tf32 = False
 
     mine, counters = ours(args.build, args.threads)
     theirs = pytorch_cases()
 
     blas = os.path.realpath("/usr/lib/x86_64-linux-gnu/libblas.so.3")
     lines = [f"CPU benchmark, {date.today()}, {cpu_name()}, {args.threads} threads; "
-             f"PyTorch {torch.__version__} (conv: oneDNN, BLAS: {os.path.basename(os.path.dirname(blas))})",
+             f"PyTorch {torch.__version__} (conv: oneDNN, BLAS: {os.path.basename(os.path.dirname(blas))})"
+             if DEVICE == "cpu" else
+             f"GPU benchmark, {date.today()}, {torch.cuda.get_device_name()}; PyTorch {torch.__version__} "
+             f"eager (cuDNN {torch.backends.cudnn.version()}, benchmark mode, TF32 off), batch 64",
              "", "| case | ours | PyTorch | ours vs PyTorch (speed) | our throughput |",
              "|---|---|---|---|---|"]
     for name, t in mine.items():

@@ -12,7 +12,9 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <string>
 
 #include "engine/device.h"
 
@@ -47,6 +49,18 @@ struct SgdHyper {
   float lr, momentum, dampening, weight_decay;
   bool nesterov;
   bool first_step;  // momentum buffer starts as the gradient (as in PyTorch)
+};
+
+// A recorded sequence of device work that runs again without the host (a CUDA graph); made by
+// Backend::capture. Tensors allocated while recording keep their storage, and every replay
+// rewrites them in place.
+class DeviceGraph {
+ public:
+  virtual ~DeviceGraph() = default;
+  // Runs the recorded work again (asynchronously, in order with the device's other work).
+  // `seed` feeds the random kernels recorded in it (dropout masks): a new seed per replay gives
+  // fresh masks, the same seed the same masks.
+  virtual void replay(uint64_t seed) = 0;
 };
 
 class Backend {
@@ -157,12 +171,34 @@ class Backend {
                           const SgdHyper& h) = 0;
   virtual void adam_update(float* param, const float* grad, float* m, float* v, int64_t n,
                            const AdamHyper& h) = 0;
+
+  // ---- Device controls (the CPU backend has nothing to control: defaults) --------------------
+  // TF32 tensor-core math for float32 GEMMs and convolutions (CUDA, Ampere and newer): several
+  // times the throughput with 10-bit mantissas in the products. Off by default, for CPU parity.
+  virtual void set_allow_tf32(bool allow) {}
+  virtual bool allow_tf32() const { return false; }
+  // One line on the memory this backend holds (the CUDA caching allocator's statistics).
+  virtual std::string memory_summary() const { return {}; }
+  // Records the device work that body() launches into a graph for DeviceGraph::replay (CUDA
+  // graphs); nullptr when this backend cannot (the CPU). Memory allocated inside body comes from
+  // a pool private to `pool`: graphs recorded with one pool id may hand tensors to each other (a
+  // forward graph's saved activations to a backward graph) and must replay in recording order;
+  // that memory stays reserved while any of them lives. Inside body nothing may wait for the
+  // device or read host memory at replay time (copy_to_host, copy_from_host, sum, item(),
+  // nll_loss_forward): those throw a fer::Error naming the op, and the recording is abandoned.
+  virtual std::unique_ptr<DeviceGraph> capture(const std::function<void()>& body, int pool = 0) {
+    return nullptr;
+  }
 };
 
 // The backend of a device. CUDA throws a clear error when the build or the machine has no GPU.
 Backend& backend(Device device);
+// True when the CUDA backend is usable. The first call probes the GPU (kernels/cuda, when the
+// build has it): no driver, no device or no kernels for this GPU leave CUDA unavailable, and
+// cuda_status() says why in one line; otherwise it names the GPU and the libraries.
 bool cuda_available();
-// Registration hook for backends compiled in separately (the CUDA backend registers itself).
+std::string cuda_status();
+// Registration hook for backends compiled in separately; it replaces the probed CUDA backend.
 void register_backend(Device device, Backend* backend);
 
 // Threads used by the CPU kernels: FER_THREADS, else OMP_NUM_THREADS, else all cores.

@@ -58,8 +58,10 @@ BatchNorm::BatchNorm(int64_t channels, float eps, float momentum) : eps(eps), mo
 }
 
 Tensor BatchNorm::forward(const Tensor& x) {
-  if (is_training()) {  // counted on the host: a scalar, and never on a hot path's device
-    num_batches_tracked.copy_(Tensor::scalar(num_batches_tracked.item() + 1.0f));
+  if (is_training()) {  // += 1 on the buffer's device: reading it back would stall a GPU's queue
+    const Device dev = num_batches_tracked.device();  // (and could not be recorded in a CUDA graph)
+    const Tensor one = Tensor::ones({}, dev);
+    backend(dev).axpby(1.0f, one.data(), 1.0f, num_batches_tracked.data(), 1);
   }
   return batch_norm(x, weight, bias, running_mean, running_var, is_training(), momentum, eps);
 }
@@ -130,7 +132,13 @@ Sequential::Sequential(std::initializer_list<std::shared_ptr<Module>> modules) {
 }
 
 Sequential& Sequential::add(std::shared_ptr<Module> m) {
-  register_module(std::to_string(layers_.size()), m);
+  return add(std::to_string(layers_.size()), std::move(m));
+}
+
+Sequential& Sequential::add(const std::string& name, std::shared_ptr<Module> m) {
+  for (const auto& [used, child] : named_children())
+    FER_CHECK(used != name, "Sequential: two children named '", name, "'");
+  register_module(name, m);
   layers_.push_back(std::move(m));
   return *this;
 }

@@ -115,7 +115,9 @@ class Sequential : public Module {
  public:
   Sequential() = default;
   Sequential(std::initializer_list<std::shared_ptr<Module>> modules);
-  Sequential& add(std::shared_ptr<Module> m);
+  Sequential& add(std::shared_ptr<Module> m);  // named by its index: "0", "1", ...
+  // Named explicitly, for trees that mirror another framework's names ("layer1", "conv_dw_1").
+  Sequential& add(const std::string& name, std::shared_ptr<Module> m);
   Tensor forward(const Tensor& x) override;
   std::string describe() const override { return "Sequential()"; }
   size_t size() const { return layers_.size(); }

@@ -72,7 +72,8 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t dim) {
   }
   const Device dev = xs[0].device();
   for (const Tensor& x : xs)
-    FER_CHECK(x.device() == dev, "concat: tensors on different devices");
+    FER_CHECK(x.device() == dev, "concat: tensors on different devices (", device_name(dev), " ",
+              xs[0].shape_str(), " and ", device_name(x.device()), " ", x.shape_str(), ")");
   const int64_t outer = shape_numel(Shape(first.begin(), first.begin() + dim));
   Tensor y = Tensor::empty(out_shape, dev);
   const int64_t total_inner = outer ? y.numel() / outer : 0;
