@@ -25,6 +25,16 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// "a,b,c" -> {"a", "b", "c"} (empty items dropped).
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> items;
+  std::stringstream ss(text);
+  for (std::string item; std::getline(ss, item, ',');)
+    if (!item.empty()) items.push_back(item);
+  FER_CHECK(!items.empty(), "--checkpoint: no checkpoint given");
+  return items;
+}
+
 // Training curves from fer_train's train_log.csv (epoch, losses and accuracies).
 void plot_training_curves(const std::string& log_path, const std::string& out_dir) {
   std::ifstream in(log_path);
@@ -60,7 +70,8 @@ int run(int argc, char** argv) {
   cli::Args args("fer_eval", "Evaluate a FER checkpoint: accuracy, classification report, "
                              "confusion matrix, ROC AUC, pictures.");
   declare_dataset_flags(args);
-  args.option("checkpoint", "models/pretrained/fer_vgg_small.safetensors", "model checkpoint")
+  args.option("checkpoint", "models/pretrained/fer_vgg_small.safetensors",
+              "model checkpoint; several, comma-separated, evaluate their ensemble (mean probabilities)")
       .option("split", "val", "split to evaluate (train, val, test)")
       .option("out", "", "output directory for report.json and the pictures (empty: print only)")
       .option("tta", "none", "test-time augmentation: none | flip | tencrop")
@@ -77,14 +88,20 @@ int run(int argc, char** argv) {
     device = Device::CPU;
   }
 
-  LoadedCheckpoint ck = load_checkpoint(args.str("checkpoint"), device);
   data::Dataset d = load_split_from_flags(args, args.str("split"));
-  FER_CHECK(d.class_names == ck.spec.class_names, "fer_eval: the data's classes (",
-            d.num_classes(), ") differ from the checkpoint's (", ck.spec.class_names.size(),
-            "); pass --classes ", ck.spec.class_names.size());
   const Tta tta = parse_tta(args.str("tta"));
-  const Predictions p = predict_dataset(*ck.model, d, ck.spec.preprocess, device,
-                                        args.integer("batch-size"), tta);
+  std::vector<Predictions> members;
+  for (const std::string& path : split_list(args.str("checkpoint"))) {
+    LoadedCheckpoint ck = load_checkpoint(path, device);
+    FER_CHECK(d.class_names == ck.spec.class_names, "fer_eval: the data's classes (",
+              d.num_classes(), ") differ from those of ", path, " (", ck.spec.class_names.size(),
+              "); pass --classes ", ck.spec.class_names.size());
+    members.push_back(predict_dataset(*ck.model, d, ck.spec.preprocess, device,
+                                      args.integer("batch-size"), tta));
+    if (members.size() > 1 || args.str("checkpoint").find(',') != std::string::npos)
+      std::printf("member %s: accuracy %.4f\n", path.c_str(), members.back().accuracy);
+  }
+  const Predictions p = average_predictions(members);
 
   const int C = static_cast<int>(p.num_classes);
   const auto cm = metrics::confusion_matrix(p.labels, p.predicted, C);

@@ -60,6 +60,25 @@ Tensor predict_batch(Module& model, const Tensor& faces, Tta tta) {
   return views.size() > 1 ? scale(mean_probs, 1.0f / static_cast<float>(views.size())) : mean_probs;
 }
 
+namespace {
+// predicted, loss and accuracy of out from out.probs and out.labels.
+void score(Predictions& out) {
+  const int64_t C = out.num_classes, N = static_cast<int64_t>(out.labels.size());
+  out.predicted.assign(N, 0);
+  double loss = 0;
+  int64_t correct = 0;
+  for (int64_t i = 0; i < N; ++i) {
+    const float* row = out.probs.data() + i * C;
+    const int best = static_cast<int>(std::max_element(row, row + C) - row);
+    out.predicted[i] = best;
+    correct += best == out.labels[i];
+    loss -= std::log(std::max(row[out.labels[i]], 1e-12f));
+  }
+  out.loss = N > 0 ? loss / static_cast<double>(N) : 0.0;
+  out.accuracy = N > 0 ? static_cast<double>(correct) / static_cast<double>(N) : 0.0;
+}
+}  // namespace
+
 Predictions predict_dataset(Module& model, const data::Dataset& data,
                             const data::PreprocessOptions& preprocess, Device device,
                             int64_t batch_size, Tta tta) {
@@ -67,29 +86,29 @@ Predictions predict_dataset(Module& model, const data::Dataset& data,
   model.eval();
   Predictions out;
   out.labels = data.labels;
-  double loss = 0;
-  int64_t correct = 0;
   for (int64_t begin = 0; begin < data.size(); begin += batch_size) {
     const int64_t n = std::min(batch_size, data.size() - begin);
     Tensor faces = data::faces_to_tensor(data.image(begin), n, preprocess).to(device);
     const std::vector<float> probs = predict_batch(model, faces, tta).to_vector();
-    const int64_t C = static_cast<int64_t>(probs.size()) / n;
-    out.num_classes = C;
+    out.num_classes = static_cast<int64_t>(probs.size()) / n;
     out.probs.insert(out.probs.end(), probs.begin(), probs.end());
-    for (int64_t i = 0; i < n; ++i) {
-      const float* row = probs.data() + i * C;
-      const int best = static_cast<int>(std::max_element(row, row + C) - row);
-      const int label = data.labels[begin + i];
-      out.predicted.push_back(best);
-      correct += best == label;
-      loss -= std::log(std::max(row[label], 1e-12f));
-    }
   }
   model.train(was_training);
-  if (data.size() > 0) {
-    out.loss = loss / static_cast<double>(data.size());
-    out.accuracy = static_cast<double>(correct) / static_cast<double>(data.size());
+  score(out);
+  return out;
+}
+
+Predictions average_predictions(const std::vector<Predictions>& members) {
+  FER_CHECK(!members.empty(), "average_predictions: no predictions to average");
+  Predictions out = members.front();
+  for (size_t m = 1; m < members.size(); ++m) {
+    FER_CHECK(members[m].labels == out.labels && members[m].num_classes == out.num_classes,
+              "average_predictions: member ", m, " was run on other faces or classes");
+    for (size_t i = 0; i < out.probs.size(); ++i) out.probs[i] += members[m].probs[i];
   }
+  const float inv = 1.0f / static_cast<float>(members.size());
+  for (float& p : out.probs) p *= inv;
+  score(out);
   return out;
 }
 

@@ -32,6 +32,9 @@ Predictions predict_dataset(Module& model, const data::Dataset& data,
                             const data::PreprocessOptions& preprocess, Device device,
                             int64_t batch_size = 256, Tta tta = Tta::None);
 
+// An ensemble: the mean of several models' probabilities on the same faces, scored again.
+Predictions average_predictions(const std::vector<Predictions>& members);
+
 // The model's probabilities for a batch of preprocessed faces [N, 1, H, W] (on any device),
 // averaged over the TTA views; returns [N, C] on the CPU.
 Tensor predict_batch(Module& model, const Tensor& faces, Tta tta);
