@@ -80,8 +80,11 @@ std::vector<Taps> axis_taps(int in, int out) {
 
 }  // namespace
 
-GrayImage decode_image(const uint8_t* bytes, size_t size, const std::string& name,
-                       const ImageLimits& limits) {
+namespace {
+
+// The bounded decode shared by decode_image (channels = 1) and decode_image_rgb (channels = 3).
+std::vector<uint8_t> decode_pixels(const uint8_t* bytes, size_t size, const std::string& name,
+                                   const ImageLimits& limits, int channels, int& width, int& height) {
   const std::string who = display_name(name);
   if (size == 0) fail("image '", who, "': empty file");
   if (size > limits.max_bytes)
@@ -103,17 +106,32 @@ GrayImage decode_image(const uint8_t* bytes, size_t size, const std::string& nam
          limits.max_side, ", pixels <= ", limits.max_pixels, ")");
 
   int dw = 0, dh = 0, dc = 0;
-  stbi_uc* px = stbi_load_from_memory(bytes, static_cast<int>(size), &dw, &dh, &dc, 1);
+  stbi_uc* px = stbi_load_from_memory(bytes, static_cast<int>(size), &dw, &dh, &dc, channels);
   if (!px) fail("image '", who, "': corrupt or truncated (", stbi_failure_reason(), ")");
-  GrayImage out;
   if (dw != w || dh != h) {
     stbi_image_free(px);
     fail("image '", who, "': header says ", w, "x", h, " but decoded ", dw, "x", dh);
   }
-  out.width = dw;
-  out.height = dh;
-  out.pixels.assign(px, px + static_cast<size_t>(dw) * dh);
+  std::vector<uint8_t> pixels(px, px + static_cast<size_t>(dw) * dh * channels);
   stbi_image_free(px);
+  width = dw;
+  height = dh;
+  return pixels;
+}
+
+}  // namespace
+
+GrayImage decode_image(const uint8_t* bytes, size_t size, const std::string& name,
+                       const ImageLimits& limits) {
+  GrayImage out;
+  out.pixels = decode_pixels(bytes, size, name, limits, 1, out.width, out.height);
+  return out;
+}
+
+RgbImage decode_image_rgb(const uint8_t* bytes, size_t size, const std::string& name,
+                          const ImageLimits& limits) {
+  RgbImage out;
+  out.pixels = decode_pixels(bytes, size, name, limits, 3, out.width, out.height);
   return out;
 }
 

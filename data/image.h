@@ -42,6 +42,16 @@ GrayImage decode_image(const uint8_t* bytes, size_t size, const std::string& nam
 // Read and decode a file (the size bound is checked before the file is read).
 GrayImage read_image(const std::string& path, const ImageLimits& limits = {});
 
+// Colour, for pictures drawn over the photo (fer_predict --annotate): the same checks and
+// decoder, 3 bytes per pixel (R, G, B; a grayscale file gives R = G = B).
+struct RgbImage {
+  int width = 0;
+  int height = 0;
+  std::vector<uint8_t> pixels;  // width * height * 3, row-major
+};
+RgbImage decode_image_rgb(const uint8_t* bytes, size_t size, const std::string& name,
+                          const ImageLimits& limits = {});
+
 // Resample to out_w x out_h: area averaging along an axis that shrinks (as OpenCV INTER_AREA),
 // bilinear with pixel-centre alignment along an axis that grows; identity when sizes match.
 GrayImage resize_gray(const GrayImage& image, int out_w, int out_h);

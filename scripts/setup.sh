@@ -4,16 +4,24 @@
 #
 #   scripts/setup.sh            build dependencies + Release build
 #   FER_WITH_TORCH=1 ...        also PyTorch (python3-torch; OpenBLAS is in the base set), the
-#                               reference of the parity tests and the side-by-side benchmarks
+#                               reference of the parity tests and the side-by-side benchmarks,
+#                               and the real-browser test of fer_serve's page (chromium, Node, npm,
+#                               then playwright-core into tests/browser/node_modules)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake pkg-config libeigen3-dev doctest-dev libbenchmark-dev libstb-dev
-          nlohmann-json3-dev libomp-dev libopenblas-openmp-dev)
+          nlohmann-json3-dev libomp-dev libopenblas-openmp-dev
+          libcpp-httplib-dev  # fer_serve's HTTP server and test client
+          opencv-data opencv-doc)  # Haar cascades (XML data, no OpenCV library); photos for tests
 if [ "${FER_WITH_TORCH:-0}" = 1 ]; then
   # OpenBLAS, not Debian's reference BLAS: with the reference BLAS PyTorch's dense layers run ~30x
   # slower, which would make an unfair reference.
   packages+=(python3-torch python3-numpy libopenblas0-openmp)
+  # tests/browser (CTest browser_serve): Debian's chromium driven by playwright-core under Node.
+  # Debian's nodejs has no npm (package npm); a NodeSource nodejs brings its own and conflicts with it.
+  packages+=(chromium nodejs)
+  command -v npm >/dev/null 2>&1 || packages+=(npm)
 fi
 
 missing=()
@@ -25,6 +33,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+browser=tests/browser
+if [ "${FER_WITH_TORCH:-0}" = 1 ] && { [ ! -d $browser/node_modules/playwright-core ] ||
+     [ $browser/package-lock.json -nt $browser/node_modules/.package-lock.json ]; }; then
+  npm ci --prefix $browser --no-audit --no-fund --loglevel=error >/dev/null ||
+    echo "setup: npm ci in $browser failed: the browser test will be skipped"
 fi
 
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null

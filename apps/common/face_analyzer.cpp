@@ -1,0 +1,204 @@
+// FaceAnalyzer: detection -> crops -> preprocessing -> one batched forward. See face_analyzer.h.
+#include "apps/common/face_analyzer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <optional>
+
+#include <nlohmann/json.hpp>
+
+#include "apps/common/checkpoint.h"
+#include "data/face_detect.h"
+#include "data/preprocess.h"
+#include "engine/autograd.h"
+#include "engine/error.h"
+
+namespace fer {
+
+namespace fs = std::filesystem;
+
+std::string locate_checkpoint(const std::string& path) {
+  FER_CHECK(!path.empty(), "checkpoint: empty path");
+  std::error_code ec;
+  if (fs::exists(path, ec)) return path;
+  FER_CHECK(!fs::path(path).is_absolute(), "checkpoint '", path, "' does not exist");
+  std::vector<fs::path> roots;
+  if (const char* src = std::getenv("FER_SOURCE_DIR"); src && *src) roots.emplace_back(src);
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    roots.push_back(exe.parent_path().parent_path());  // build/fer_predict -> the repository
+    roots.push_back(exe.parent_path());
+  }
+  std::string looked = fs::current_path(ec).string();
+  for (const fs::path& root : roots) {
+    const fs::path candidate = root / path;
+    if (fs::exists(candidate, ec)) return candidate.string();
+    looked += ", " + root.string();
+  }
+  fail("checkpoint '", path, "' not found (looked under ", looked,
+       "); pass --checkpoint FILE or run from the repository root");
+}
+
+struct FaceAnalyzer::Impl {
+  AnalyzerOptions options;
+  std::string checkpoint_path;
+  std::shared_ptr<Module> model;
+  ModelSpec spec;
+  std::optional<data::HaarCascade> cascade;
+  data::DetectOptions detect_options;
+  mutable std::mutex model_mutex;  // Module::forward is not re-entrant
+
+  std::vector<data::Rect> faces_of(const data::GrayImage& image) const {
+    if (!options.detect) return {data::Rect{0, 0, image.width, image.height}};
+    return cascade->detect(image, detect_options);
+  }
+
+  // The model input of one face: crop with margin (clamped), resize, preprocess.
+  void face_input(const data::GrayImage& image, const data::Rect& r, float* out) const {
+    const int S = static_cast<int>(spec.config.input_size);
+    data::GrayImage crop;
+    if (!options.detect) {
+      crop = image;
+    } else {
+      const double mx = options.margin * r.width, my = options.margin * r.height;
+      const int x0 = std::max(0, static_cast<int>(std::floor(r.x - mx)));
+      const int y0 = std::max(0, static_cast<int>(std::floor(r.y - my)));
+      const int x1 = std::min(image.width, static_cast<int>(std::ceil(r.x + r.width + mx)));
+      const int y1 = std::min(image.height, static_cast<int>(std::ceil(r.y + r.height + my)));
+      FER_CHECK(x1 > x0 && y1 > y0, "face box ", r.x, ",", r.y, " ", r.width, "x", r.height,
+                " lies outside the ", image.width, "x", image.height, " image");
+      crop.width = x1 - x0;
+      crop.height = y1 - y0;
+      crop.pixels.resize(static_cast<size_t>(crop.width) * crop.height);
+      for (int y = y0; y < y1; ++y)
+        std::copy_n(image.pixels.data() + static_cast<size_t>(y) * image.width + x0, crop.width,
+                    crop.pixels.data() + static_cast<size_t>(y - y0) * crop.width);
+    }
+    const data::GrayImage face = data::resize_gray(crop, S, S);
+    data::to_unit_float(face.pixels.data(), out, face.pixels.size(), spec.preprocess);
+    data::standardize(out, face.pixels.size(), spec.preprocess);
+  }
+
+  // Probabilities [n, C] of n preprocessed faces.
+  std::vector<float> classify(std::vector<float> inputs, int64_t n) const {
+    const int64_t S = spec.config.input_size;
+    const Tensor faces = Tensor::from_vector({n, 1, S, S}, inputs).to(options.device);
+    NoGradGuard no_grad;  // grad mode is per thread: this thread's forward records nothing
+    std::lock_guard<std::mutex> lock(model_mutex);
+    return predict_batch(*model, faces, options.tta).to_vector();
+  }
+};
+
+FaceAnalyzer::FaceAnalyzer(const AnalyzerOptions& options) : impl_(std::make_unique<Impl>()) {
+  Impl& m = *impl_;
+  m.options = options;
+  FER_CHECK(std::isfinite(options.margin) && options.margin >= 0 && options.margin <= 1,
+            "face analyzer: margin must be in [0, 1], got ", options.margin);
+  FER_CHECK(options.min_face >= 0, "face analyzer: min_face must be >= 0, got ", options.min_face);
+  FER_CHECK(std::isfinite(options.scale_factor) && options.scale_factor > 1 && options.scale_factor <= 4,
+            "face analyzer: scale_factor must be in (1, 4], got ", options.scale_factor);
+  FER_CHECK(options.min_neighbors >= 0, "face analyzer: min_neighbors must be >= 0, got ",
+            options.min_neighbors);
+  FER_CHECK(options.max_side == 0 || options.max_side >= 64,
+            "face analyzer: max_side must be 0 (no limit) or >= 64, got ", options.max_side);
+
+  m.checkpoint_path = locate_checkpoint(options.checkpoint);
+  LoadedCheckpoint ck = load_checkpoint(m.checkpoint_path, options.device);
+  m.model = ck.model;
+  m.model->eval();
+  m.spec = ck.spec;
+  FER_CHECK(m.spec.config.in_channels == 1, "checkpoint '", m.checkpoint_path, "': the model takes ",
+            m.spec.config.in_channels, "-channel input; the face analyzer feeds grayscale faces");
+  FER_CHECK(m.spec.config.input_size >= 8 && m.spec.config.input_size <= 1024, "checkpoint '",
+            m.checkpoint_path, "': implausible input size ", m.spec.config.input_size);
+  FER_CHECK(!m.spec.class_names.empty(), "checkpoint '", m.checkpoint_path, "': no class names");
+
+  if (options.detect) {
+    m.cascade = data::HaarCascade::load(options.cascade.empty() ? data::default_cascade_path()
+                                                                : options.cascade);
+    m.detect_options.scale_factor = options.scale_factor;
+    m.detect_options.min_neighbors = options.min_neighbors;
+    m.detect_options.min_size = options.min_face;
+    m.detect_options.max_side = options.max_side;
+  }
+}
+
+FaceAnalyzer::~FaceAnalyzer() = default;
+
+const std::vector<std::string>& FaceAnalyzer::class_names() const { return impl_->spec.class_names; }
+const AnalyzerOptions& FaceAnalyzer::options() const { return impl_->options; }
+const std::string& FaceAnalyzer::checkpoint_path() const { return impl_->checkpoint_path; }
+int FaceAnalyzer::input_size() const { return static_cast<int>(impl_->spec.config.input_size); }
+
+std::vector<std::vector<FacePrediction>> FaceAnalyzer::analyze_batch(
+    const std::vector<data::GrayImage>& images) const {
+  const Impl& m = *impl_;
+  for (const data::GrayImage& img : images)
+    FER_CHECK(img.width > 0 && img.height > 0 &&
+                  img.pixels.size() == static_cast<size_t>(img.width) * img.height,
+              "face analyzer: malformed image ", img.width, "x", img.height);
+
+  // Every face of every image, in order: (image index, box).
+  std::vector<std::pair<size_t, data::Rect>> faces;
+  for (size_t i = 0; i < images.size(); ++i)
+    for (const data::Rect& r : m.faces_of(images[i])) faces.emplace_back(i, r);
+
+  std::vector<std::vector<FacePrediction>> out(images.size());
+  const int64_t S = m.spec.config.input_size;
+  const size_t C = m.spec.class_names.size();
+  for (size_t begin = 0; begin < faces.size(); begin += kFacesPerForward) {
+    const size_t n = std::min<size_t>(kFacesPerForward, faces.size() - begin);
+    std::vector<float> inputs(n * S * S);
+    for (size_t k = 0; k < n; ++k)
+      m.face_input(images[faces[begin + k].first], faces[begin + k].second, inputs.data() + k * S * S);
+    const std::vector<float> probs = m.classify(std::move(inputs), static_cast<int64_t>(n));
+    FER_CHECK(probs.size() == n * C, "checkpoint '", m.checkpoint_path, "': the model gives ",
+              probs.size() / std::max<size_t>(n, 1), " outputs per face for ", C, " class names");
+    for (size_t k = 0; k < n; ++k) {
+      const auto& [image_index, r] = faces[begin + k];
+      FacePrediction p;
+      p.box = FaceBox{r.x, r.y, r.width, r.height};
+      p.probabilities.assign(probs.begin() + static_cast<std::ptrdiff_t>(k * C),
+                             probs.begin() + static_cast<std::ptrdiff_t>((k + 1) * C));
+      p.label = static_cast<int>(std::max_element(p.probabilities.begin(), p.probabilities.end()) -
+                                 p.probabilities.begin());
+      p.emotion = m.spec.class_names[p.label];
+      p.confidence = p.probabilities[p.label];
+      out[image_index].push_back(std::move(p));
+    }
+  }
+  return out;
+}
+
+std::vector<FacePrediction> FaceAnalyzer::analyze(const data::GrayImage& image) const {
+  std::vector<data::GrayImage> one;
+  one.push_back(image);
+  return std::move(analyze_batch(one).front());
+}
+
+std::vector<FacePrediction> FaceAnalyzer::analyze_encoded(const uint8_t* bytes, size_t size,
+                                                          const std::string& name,
+                                                          const data::ImageLimits& limits) const {
+  return analyze(data::decode_image(bytes, size, name, limits));
+}
+
+std::string faces_to_json(const std::vector<FacePrediction>& faces,
+                          const std::vector<std::string>& class_names) {
+  auto rounded = [](float p) { return std::round(static_cast<double>(p) * 1e6) / 1e6; };
+  nlohmann::ordered_json list = nlohmann::ordered_json::array();
+  for (const FacePrediction& f : faces) {
+    FER_CHECK(f.probabilities.size() == class_names.size(), "faces_to_json: ", f.probabilities.size(),
+              " probabilities for ", class_names.size(), " class names");
+    nlohmann::ordered_json emotions = nlohmann::ordered_json::object();
+    for (size_t c = 0; c < class_names.size(); ++c) emotions[class_names[c]] = rounded(f.probabilities[c]);
+    list.push_back({{"box", {f.box.x, f.box.y, f.box.width, f.box.height}},
+                    {"emotion", f.emotion},
+                    {"confidence", rounded(f.confidence)},
+                    {"emotions", std::move(emotions)}});
+  }
+  return list.dump();
+}
+
+}  // namespace fer

@@ -1,0 +1,324 @@
+// fer_predict: the emotions of the faces in photos, from the command line.
+//
+//   fer_predict photo.jpg                          faces found, one JSON line per image
+//   fer_predict --format csv --out faces.csv DIR   every .jpg/.jpeg/.png under DIR (recursive)
+//   fer_predict --list files.txt --annotate out/   paths one per line; pictures with boxes
+//   fer_predict --no-detect val/happy              the images are already face crops (FER2013)
+//
+// JSON (one object per line per image, in input order):
+//   {"file": "photo.jpg", "width": 640, "height": 480, "faces": [{"box": [x, y, w, h],
+//    "emotion": "happy", "confidence": 0.93, "emotions": {"angry": 0.01, ...}}, ...]}
+// CSV (one row per face; an image without a face has no row):
+//   file,face,x,y,width,height,emotion,confidence,p_angry,...,p_neutral
+// --annotate DIR writes DIR/<name>.png: the photo with each face boxed and labelled
+// "emotion 93%" in the emotion's colour.
+//
+// Work goes in chunks of --batch images: decoded on all threads, faces detected, then all faces
+// of the chunk classified in shared model batches (FaceAnalyzer::analyze_batch). A progress line
+// (images done/total, faces/s, ETA) goes to stderr while it runs, and a summary at the end.
+// An image that cannot be read or decoded stops the run with an error naming it, or with
+// --skip-bad is reported on stderr, counted and left out.
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <unistd.h>
+
+#include "apps/common/cli.h"
+#include "apps/common/face_analyzer.h"
+#include "apps/common/plot.h"
+#include "data/image.h"
+#include "engine/backend.h"
+#include "engine/error.h"
+
+using namespace fer;
+namespace fs = std::filesystem;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+bool is_image_name(const fs::path& p) {
+  std::string ext = p.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  return ext == ".jpg" || ext == ".jpeg" || ext == ".png";
+}
+
+// The inputs in order: positional files as given, folders expanded (sorted, recursive), then the
+// --list file's lines (blank lines and lines starting with '#' skipped).
+std::vector<std::string> collect_inputs(const std::vector<std::string>& positional, const std::string& list) {
+  std::vector<std::string> out;
+  for (const std::string& arg : positional) {
+    std::error_code ec;
+    if (fs::is_directory(arg, ec)) {
+      std::vector<std::string> found;
+      for (auto it = fs::recursive_directory_iterator(arg, fs::directory_options::skip_permission_denied, ec);
+           !ec && it != fs::recursive_directory_iterator(); it.increment(ec))
+        if (it->is_regular_file(ec) && is_image_name(it->path())) found.push_back(it->path().string());
+      FER_CHECK(!ec, "folder '", arg, "': cannot list it (", ec.message(), ")");
+      FER_CHECK(!found.empty(), "folder '", arg, "' holds no .jpg/.jpeg/.png images");
+      std::sort(found.begin(), found.end());
+      out.insert(out.end(), found.begin(), found.end());
+    } else {
+      out.push_back(arg);  // a missing or unreadable file is reported when it is read
+    }
+  }
+  if (!list.empty()) {
+    std::ifstream in(list);
+    FER_CHECK(in.good(), "--list '", list, "': cannot open it");
+    std::string line;
+    while (std::getline(in, line)) {
+      while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.pop_back();
+      const size_t start = line.find_first_not_of(" \t");
+      if (start == std::string::npos || line[start] == '#') continue;
+      out.push_back(line.substr(start));
+    }
+  }
+  FER_CHECK(!out.empty(), "no input images: give image files, folders or --list FILE (see --help)");
+  return out;
+}
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
+}
+
+// The photo with every face boxed and labelled "emotion 93%" in its emotion's colour.
+plot::Canvas annotate(const data::RgbImage& rgb, const std::vector<FacePrediction>& faces) {
+  plot::Canvas canvas(rgb.width, rgb.height);
+  for (int y = 0; y < rgb.height; ++y)
+    for (int x = 0; x < rgb.width; ++x) {
+      const uint8_t* p = rgb.pixels.data() + (static_cast<size_t>(y) * rgb.width + x) * 3;
+      canvas.set(x, y, plot::Color{p[0], p[1], p[2]});
+    }
+  const int side = std::min(rgb.width, rgb.height);
+  const int text_scale = std::max(1, side / 250);
+  for (const FacePrediction& f : faces) {
+    const plot::Color color = plot::palette(f.label);
+    const int thickness = std::max(2, std::min(f.box.width, f.box.height) / 60);
+    canvas.rect(f.box.x, f.box.y, f.box.width, f.box.height, color, thickness);
+    char label[96];
+    std::snprintf(label, sizeof label, "%s %.0f%%", f.emotion.c_str(), 100.0 * f.confidence);
+    const int pad = text_scale * 2;
+    const int tw = plot::Canvas::text_width(label, text_scale) + 2 * pad;
+    const int th = plot::Canvas::text_height(label, text_scale) + 2 * pad;
+    // Above the box when there is room, else inside its top edge.
+    const int ly = f.box.y - th >= 0 ? f.box.y - th : f.box.y;
+    const int lx = std::clamp(f.box.x, 0, std::max(0, rgb.width - tw));
+    canvas.fill_rect(lx, ly, tw, th, color);
+    canvas.text(lx + pad, ly + pad, label, plot::colors::white, text_scale);
+  }
+  return canvas;
+}
+
+// An output name per input, unique within the run: DIR/<stem>.png, then <stem>_2.png, ...
+std::string annotation_path(const std::string& dir, const std::string& input, std::set<std::string>& used) {
+  std::string stem = fs::path(input).stem().string();
+  if (stem.empty()) stem = "image";
+  std::string name = stem + ".png";
+  for (int k = 2; used.count(name); ++k) name = stem + "_" + std::to_string(k) + ".png";
+  used.insert(name);
+  return (fs::path(dir) / name).string();
+}
+
+std::string format_eta(double s) {
+  char buf[32];
+  if (s < 60) std::snprintf(buf, sizeof buf, "%.0fs", s);
+  else if (s < 3600) std::snprintf(buf, sizeof buf, "%dm%02ds", static_cast<int>(s) / 60, static_cast<int>(s) % 60);
+  else std::snprintf(buf, sizeof buf, "%dh%02dm", static_cast<int>(s) / 3600, static_cast<int>(s) % 3600 / 60);
+  return buf;
+}
+
+int run(int argc, char** argv) {
+  cli::Args args("fer_predict",
+                 "Find the faces in photos and predict their emotions.\n"
+                 "Inputs: image files (.jpg/.jpeg/.png), folders (searched recursively) and/or --list "
+                 "FILE.\nOutput: one JSON object per image per line (or CSV rows, one per face) on "
+                 "stdout or --out.");
+  args.option("checkpoint", kDefaultCheckpoint, "model checkpoint")
+      .option("list", "", "a text file of image paths, one per line ('#' starts a comment)")
+      .flag("detect", true, "find faces with the Haar cascade (--no-detect: each image is one face crop)")
+      .option("format", "json", "json (one line per image) | csv (one row per face)")
+      .option("out", "", "write the results to this file (default: stdout)")
+      .option("annotate", "", "write each image with boxes and labels as DIR/<name>.png")
+      .option("tta", "none", "test-time augmentation: none | flip | tencrop")
+      .option("min-face", "24", "smallest face searched, pixels")
+      .option("scale-factor", "1.1", "detector pyramid step (> 1; smaller finds more, slower)")
+      .option("min-neighbors", "4", "raw detections a face needs (more: fewer false faces)")
+      .option("margin", "0.1", "crop margin around a detected face, fraction of its side")
+      .option("max-side", "1024", "detect on a copy of large photos shrunk to this side (0: never)")
+      .option("cascade", "", "Haar cascade XML (default: opencv-data's frontal face cascade)")
+      .option("batch", "32", "images per processing chunk")
+      .option("threads", "0", "CPU threads (0 = FER_THREADS or all cores)")
+      .option("device", "cpu", "cpu | cuda")
+      .flag("skip-bad", false, "report and count unreadable images instead of stopping")
+      .flag("progress", true, "progress line on stderr (--no-progress to silence it)");
+  args.parse(argc, argv);
+
+  if (args.integer("threads") > 0) set_cpu_threads(static_cast<int>(args.integer("threads")));
+  const std::string format = args.str("format");
+  FER_CHECK(format == "json" || format == "csv", "--format: expected json or csv, got '", format, "'");
+  const int64_t batch = args.integer("batch");
+  FER_CHECK(batch >= 1 && batch <= 4096, "--batch: expected 1..4096, got ", batch);
+  const bool skip_bad = args.boolean("skip-bad");
+  const std::string annotate_dir = args.str("annotate");
+
+  AnalyzerOptions options;
+  options.checkpoint = args.str("checkpoint");
+  options.detect = args.boolean("detect");
+  options.tta = parse_tta(args.str("tta"));
+  options.min_face = static_cast<int>(args.integer("min-face"));
+  options.scale_factor = static_cast<float>(args.number("scale-factor"));
+  options.min_neighbors = static_cast<int>(args.integer("min-neighbors"));
+  options.margin = static_cast<float>(args.number("margin"));
+  options.max_side = static_cast<int>(args.integer("max-side"));
+  options.cascade = args.str("cascade");
+  options.device = parse_device(args.str("device"));
+  if (options.device == Device::CUDA && !cuda_available()) {
+    std::fprintf(stderr, "fer_predict: no CUDA GPU available in this build or on this machine: using the CPU\n");
+    options.device = Device::CPU;
+  }
+
+  const std::vector<std::string> inputs = collect_inputs(args.positional(), args.str("list"));
+  const FaceAnalyzer analyzer(options);
+  const std::vector<std::string>& names = analyzer.class_names();
+
+  // Output: stdout, or a temporary file renamed over --out when everything is written (a device
+  // or pipe such as /dev/null is written directly).
+  const std::string out_path = args.str("out");
+  std::error_code ec;
+  const bool out_special = !out_path.empty() && fs::exists(out_path, ec) && !fs::is_regular_file(out_path, ec);
+  const std::string out_write = out_special ? out_path : out_path + ".tmp";
+  std::ofstream file_out;
+  if (!out_path.empty()) {
+    if (!out_special && fs::path(out_path).has_parent_path())
+      fs::create_directories(fs::path(out_path).parent_path());
+    file_out.open(out_write, std::ios::binary);
+    FER_CHECK(file_out.good(), "--out: cannot write '", out_write, "'");
+  }
+  std::ostream& out = out_path.empty() ? std::cout : file_out;
+  if (format == "csv") {
+    out << "file,face,x,y,width,height,emotion,confidence";
+    for (const std::string& n : names) out << ",p_" << csv_field(n);
+    out << "\n";
+  }
+  if (!annotate_dir.empty()) fs::create_directories(annotate_dir);
+  std::set<std::string> annotation_names;
+
+  const bool show_progress = args.boolean("progress") && inputs.size() > 1;
+  const bool tty = isatty(fileno(stderr));
+  const Clock::time_point t0 = Clock::now();
+  Clock::time_point last_progress = t0;
+  int64_t done = 0, faces_total = 0, skipped = 0, without_face = 0;
+
+  for (size_t begin = 0; begin < inputs.size(); begin += static_cast<size_t>(batch)) {
+    const size_t n = std::min(inputs.size() - begin, static_cast<size_t>(batch));
+    // Decode the chunk on all threads; a failure is kept per image.
+    std::vector<std::vector<uint8_t>> bytes(n);
+    std::vector<data::GrayImage> images(n);
+    std::vector<std::string> errors(n);
+    const data::ImageLimits limits;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t k = 0; k < static_cast<int64_t>(n); ++k) {
+      const std::string& path = inputs[begin + k];
+      try {
+        bytes[k] = data::read_file_bytes(path, limits.max_bytes);
+        images[k] = data::decode_image(bytes[k].data(), bytes[k].size(), path, limits);
+        if (annotate_dir.empty()) std::vector<uint8_t>().swap(bytes[k]);  // only kept to draw on
+      } catch (const std::exception& e) {
+        errors[k] = e.what();
+      }
+    }
+    std::vector<data::GrayImage> good;
+    std::vector<size_t> good_index;
+    for (size_t k = 0; k < n; ++k) {
+      if (!errors[k].empty()) {
+        if (!skip_bad) fail(errors[k], " (--skip-bad to report bad images and go on)");
+        if (show_progress && tty) std::fputc('\n', stderr);
+        std::fprintf(stderr, "fer_predict: skipped: %s\n", errors[k].c_str());
+        ++skipped;
+        continue;
+      }
+      good_index.push_back(k);
+      good.push_back(std::move(images[k]));
+    }
+    const std::vector<std::vector<FacePrediction>> results = analyzer.analyze_batch(good);
+
+    for (size_t g = 0; g < good.size(); ++g) {
+      const size_t k = good_index[g];
+      const std::string& path = inputs[begin + k];
+      const std::vector<FacePrediction>& faces = results[g];
+      faces_total += static_cast<int64_t>(faces.size());
+      without_face += faces.empty();
+      if (format == "json") {
+        // A file name that is not UTF-8 gets U+FFFD in place of its bad bytes (JSON is UTF-8).
+        out << "{\"file\":" << nlohmann::json(path).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+            << ",\"width\":" << good[g].width
+            << ",\"height\":" << good[g].height << ",\"faces\":" << faces_to_json(faces, names) << "}\n";
+      } else {
+        for (size_t i = 0; i < faces.size(); ++i) {
+          const FacePrediction& f = faces[i];
+          char conf[32];
+          std::snprintf(conf, sizeof conf, "%.6f", f.confidence);
+          out << csv_field(path) << ',' << i << ',' << f.box.x << ',' << f.box.y << ',' << f.box.width << ','
+              << f.box.height << ',' << csv_field(f.emotion) << ',' << conf;
+          for (float p : f.probabilities) {
+            std::snprintf(conf, sizeof conf, "%.6f", p);
+            out << ',' << conf;
+          }
+          out << "\n";
+        }
+      }
+      if (!annotate_dir.empty()) {
+        const data::RgbImage rgb = data::decode_image_rgb(bytes[k].data(), bytes[k].size(), path, limits);
+        plot::save_png(annotate(rgb, faces), annotation_path(annotate_dir, path, annotation_names));
+      }
+    }
+    FER_CHECK(out.good(), "cannot write the results", out_path.empty() ? "" : " to '" + out_write + "'");
+    done += static_cast<int64_t>(n);
+
+    const double elapsed = seconds_since(t0);
+    if (show_progress && (seconds_since(last_progress) >= (tty ? 0.5 : 5.0) || done == static_cast<int64_t>(inputs.size()))) {
+      last_progress = Clock::now();
+      const double eta = elapsed / done * (static_cast<double>(inputs.size()) - done);
+      std::fprintf(stderr, "%sfer_predict: %lld/%zu images (%.0f%%), %lld faces, %.1f faces/s, ETA %s%s",
+                   tty ? "\r" : "", static_cast<long long>(done), inputs.size(), 100.0 * done / inputs.size(),
+                   static_cast<long long>(faces_total), faces_total / std::max(elapsed, 1e-9),
+                   format_eta(eta).c_str(), tty ? "   " : "\n");
+    }
+  }
+  if (show_progress && tty) std::fputc('\n', stderr);
+
+  out.flush();
+  if (!out_path.empty()) {
+    file_out.close();
+    FER_CHECK(!file_out.fail(), "--out: cannot finish writing '", out_write, "'");
+    if (!out_special) fs::rename(out_write, out_path);
+  }
+  const double elapsed = seconds_since(t0);
+  const int64_t analysed = done - skipped;
+  std::fprintf(stderr,
+               "fer_predict: %lld images (%lld without a face, %lld skipped), %lld faces in %.2f s: "
+               "%.1f faces/s, %.2f ms per image\n",
+               static_cast<long long>(analysed), static_cast<long long>(without_face),
+               static_cast<long long>(skipped), static_cast<long long>(faces_total), elapsed,
+               faces_total / std::max(elapsed, 1e-9), 1000.0 * elapsed / std::max<int64_t>(analysed, 1));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return cli::run_main("fer_predict", run, argc, argv); }

@@ -1,0 +1,373 @@
+// fer_serve: the emotions of the faces in a photo, over HTTP, with a web page to try it on photos
+// and on the webcam.
+//
+//   fer_serve [--host 127.0.0.1] [--port 8080] [--threads 8] [--checkpoint FILE]
+//             [--max-upload-mb 10] [--max-side 4096] [--device cpu] [--quiet]
+//
+// Routes:
+//   GET  /                 the page (apps/web/, embedded into the binary at build time)
+//   GET  /app.js, ...      its other files
+//   GET  /healthz          {"status": "ok", "model", "checkpoint", "classes", "uptime_s", ...}
+//   POST /api/predict      the image as the raw body (Content-Type image/jpeg or image/png) or as
+//                          multipart/form-data with a "file" field; ?detect=0 takes the whole
+//                          image as one face crop (FER2013 style). Answer:
+//                          {"faces": [{"box": [x, y, w, h], "emotion", "confidence", "emotions"}],
+//                           "width", "height", "elapsed_ms"}
+//
+//   curl -H 'Content-Type: image/jpeg' --data-binary @photo.jpg http://127.0.0.1:8080/api/predict
+//   curl -F file=@photo.jpg 'http://127.0.0.1:8080/api/predict?detect=0'
+//
+// Bad input is answered, never crashed on: every error is JSON {"error": "..."} with a 4xx status
+// (400 undecodable, truncated or oversized-dimension image, empty body, bad parameter; 404 unknown
+// route; 413 body over --max-upload-mb; 415 other content types). Dimensions are checked against
+// --max-side from the image header before any pixel is decoded (data/image.h), and the body size
+// by httplib before it is read. Uploads live in memory only; nothing is written to disk.
+//
+// Concurrency: httplib serves each connection on a pool of --threads workers; decoding and face
+// detection run in parallel, the model's forward pass is serialised inside FaceAnalyzer. The
+// kernels' own threads are set by FER_THREADS (or --cpu-threads). --port 0 picks a free port; the
+// chosen address is printed as "fer_serve: listening on http://HOST:PORT" (tests read it).
+// SIGINT / SIGTERM stop the server cleanly (exit 0).
+#include <httplib.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+
+#include "apps/common/cli.h"
+#include "apps/common/face_analyzer.h"
+#include "data/image.h"
+#include "engine/backend.h"
+#include "engine/error.h"
+#include "engine/safetensors.h"
+#include "fer_web_assets.h"
+
+using namespace fer;
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+// Messages may quote what the client sent (a file name, a path): bytes that are not UTF-8 are
+// replaced rather than making the JSON writer throw.
+void send_error(httplib::Response& res, int status, const std::string& message) {
+  res.status = status;
+  res.set_content(nlohmann::json{{"error", message}}.dump(-1, ' ', false,
+                                                         nlohmann::json::error_handler_t::replace),
+                  "application/json");
+}
+
+// "Image/JPEG; charset=x" -> "image/jpeg".
+std::string media_type(const std::string& content_type) {
+  std::string type = content_type.substr(0, content_type.find(';'));
+  while (!type.empty() && std::isspace(static_cast<unsigned char>(type.back()))) type.pop_back();
+  size_t start = 0;
+  while (start < type.size() && std::isspace(static_cast<unsigned char>(type[start]))) ++start;
+  type = type.substr(start);
+  for (char& c : type) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return type;
+}
+
+struct ServerConfig {
+  std::string checkpoint;  // the file loaded
+  std::string model_name;  // the checkpoint's "model" metadata (its architecture)
+  data::ImageLimits limits;
+  bool quiet = false;
+};
+
+// What /api/predict needs: the two analyzers (photo with detection; whole image as one face) and
+// the limits. Both analyzers are thread-safe.
+struct Service {
+  ServerConfig config;
+  std::unique_ptr<FaceAnalyzer> detecting;
+  std::unique_ptr<FaceAnalyzer> whole_image;
+  Clock::time_point started = Clock::now();
+  std::atomic<uint64_t> requests{0}, predictions{0}, errors{0};
+};
+
+// The image bytes of a request: the raw body or the multipart "file" (or "image") field.
+// Returns false after writing the error response.
+bool upload_of(const httplib::Request& req, httplib::Response& res, const std::string*& bytes,
+               std::string& name) {
+  const std::string type = media_type(req.get_header_value("Content-Type"));
+  if (type == "multipart/form-data") {
+    for (const char* field : {"file", "image"}) {
+      auto it = req.files.find(field);
+      if (it == req.files.end()) continue;
+      bytes = &it->second.content;
+      name = it->second.filename.empty() ? std::string(field) : it->second.filename;
+      if (bytes->empty()) {
+        send_error(res, 400, "the multipart field '" + std::string(field) + "' is empty");
+        return false;
+      }
+      return true;
+    }
+    std::string fields;
+    for (const auto& [key, part] : req.files) fields += (fields.empty() ? "" : ", ") + key;
+    send_error(res, 400, "multipart/form-data body has no 'file' field (fields sent: " +
+                             (fields.empty() ? std::string("none") : fields) + ")");
+    return false;
+  }
+  if (req.body.empty()) {
+    send_error(res, 400, "empty request body: send the image bytes (Content-Type image/jpeg or "
+                         "image/png) or multipart/form-data with a 'file' field");
+    return false;
+  }
+  if (type != "image/jpeg" && type != "image/jpg" && type != "image/png" &&
+      type != "application/octet-stream") {
+    send_error(res, 415, "unsupported Content-Type '" + (type.empty() ? std::string("(none)") : type) +
+                             "': send image/jpeg or image/png bytes, or multipart/form-data with "
+                             "a 'file' field");
+    return false;
+  }
+  bytes = &req.body;
+  name = "request body";
+  return true;
+}
+
+void handle_predict(Service& service, const httplib::Request& req, httplib::Response& res) {
+  const auto t0 = Clock::now();
+  res.set_header("Cache-Control", "no-store");
+  bool detect = true;
+  if (req.has_param("detect")) {
+    const std::string v = req.get_param_value("detect");
+    if (v == "0" || v == "false") {
+      detect = false;
+    } else if (v != "1" && v != "true") {
+      send_error(res, 400, "parameter detect='" + v + "': expected 1 (find faces) or 0 (the "
+                           "whole image is one face)");
+      return;
+    }
+  }
+  const std::string* bytes = nullptr;
+  std::string name;
+  if (!upload_of(req, res, bytes, name)) return;
+  if (bytes->size() > service.config.limits.max_bytes) {
+    send_error(res, 413, "image '" + name + "': " + std::to_string(bytes->size()) +
+                             " bytes exceeds the limit of " +
+                             std::to_string(service.config.limits.max_bytes) + " bytes");
+    return;
+  }
+  data::GrayImage image;
+  try {  // the decoder bounds size and dimensions before touching pixels
+    image = data::decode_image(reinterpret_cast<const uint8_t*>(bytes->data()), bytes->size(),
+                               name, service.config.limits);
+  } catch (const Error& e) {
+    send_error(res, 400, e.what());
+    return;
+  }
+  const FaceAnalyzer& analyzer = detect ? *service.detecting : *service.whole_image;
+  const std::vector<FacePrediction> faces = analyzer.analyze(image);  // failures here are 500s
+  service.predictions.fetch_add(1);
+  char tail[96];
+  std::snprintf(tail, sizeof tail, ",\"width\":%d,\"height\":%d,\"elapsed_ms\":%.3f}", image.width,
+                image.height, ms_since(t0));
+  res.set_content("{\"faces\":" + faces_to_json(faces, analyzer.class_names()) + tail,
+                  "application/json");
+}
+
+std::string healthz(const Service& service) {
+  const double uptime = std::chrono::duration<double>(Clock::now() - service.started).count();
+  nlohmann::json j{{"status", "ok"},
+                   {"model", service.config.model_name},
+                   {"checkpoint", service.config.checkpoint},
+                   {"classes", service.detecting->class_names()},
+                   {"uptime_s", uptime},
+                   {"requests", service.requests.load()},
+                   {"predictions", service.predictions.load()},
+                   {"errors", service.errors.load()},
+                   {"max_upload_bytes", service.config.limits.max_bytes},
+                   {"max_side", service.config.limits.max_side}};
+  return j.dump();
+}
+
+// Fills the body of an error httplib raised itself (unknown route, body over the limit, ...).
+httplib::Server::HandlerResponse fill_error(const Service& service, const httplib::Request& req,
+                                            httplib::Response& res) {
+  if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;  // ours already
+  std::string message;
+  switch (res.status) {
+    case 404: message = "no such route: " + req.method + " " + req.path; break;
+    case 413:
+      // httplib caps form-urlencoded bodies at 8 KiB itself: what `curl --data-binary` sends.
+      if (media_type(req.get_header_value("Content-Type")) == "application/x-www-form-urlencoded")
+        message = "form-urlencoded bodies are not accepted: send the image with Content-Type "
+                  "image/jpeg or image/png (curl -H 'Content-Type: image/jpeg' --data-binary "
+                  "@photo.jpg), or as multipart/form-data (curl -F file=@photo.jpg)";
+      else
+        message = "request body larger than the limit of " +
+                  std::to_string(service.config.limits.max_bytes >> 20) + " MiB (--max-upload-mb)";
+      break;
+    default: message = "HTTP " + std::to_string(res.status) + " for " + req.method + " " + req.path;
+  }
+  send_error(res, res.status, message);
+  return httplib::Server::HandlerResponse::Handled;
+}
+
+void add_routes(httplib::Server& server, Service& service) {
+  for (const web::Asset& asset : web::kAssets) {
+    auto serve_asset = [&asset](const httplib::Request&, httplib::Response& res) {
+      res.set_content(reinterpret_cast<const char*>(asset.data), asset.size, asset.content_type);
+      res.set_header("Cache-Control", "no-cache");
+    };
+    std::string pattern = "/";
+    for (const char* c = asset.path; *c; ++c) pattern += (*c == '.' ? std::string("\\.") : std::string(1, *c));
+    server.Get(pattern, serve_asset);
+    if (std::string(asset.path) == "index.html") server.Get("/", serve_asset);
+  }
+  server.Get("/healthz", [&service](const httplib::Request&, httplib::Response& res) {
+    res.set_header("Cache-Control", "no-store");
+    res.set_content(healthz(service), "application/json");
+  });
+  server.Post("/api/predict", [&service](const httplib::Request& req, httplib::Response& res) {
+    handle_predict(service, req, res);
+  });
+  server.set_error_handler(httplib::Server::HandlerWithResponse(
+      [&service](const httplib::Request& req, httplib::Response& res) {
+        return fill_error(service, req, res);
+      }));
+  server.set_exception_handler([](const httplib::Request& req, httplib::Response& res,
+                                  std::exception_ptr ep) {
+    std::string what = "unknown exception";
+    try {
+      std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    std::fprintf(stderr, "fer_serve: %s %s failed: %s\n", req.method.c_str(), req.path.c_str(),
+                 what.c_str());
+    send_error(res, 500, "internal error: " + what);
+  });
+  server.set_post_routing_handler([](const httplib::Request&, httplib::Response& res) {
+    res.set_header("X-Content-Type-Options", "nosniff");
+    res.set_header("Content-Security-Policy",
+                   "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:");
+  });
+  server.set_logger([&service](const httplib::Request& req, const httplib::Response& res) {
+    service.requests.fetch_add(1);
+    if (res.status >= 400) service.errors.fetch_add(1);
+    if (!service.config.quiet)
+      std::fprintf(stderr, "fer_serve: %s %s %d (%zu bytes in, %zu out)\n", req.method.c_str(),
+                   req.path.c_str(), res.status, req.body.size(), res.body.size());
+  });
+}
+
+int run(int argc, char** argv) {
+  cli::Args args("fer_serve", "Serve facial-expression recognition over HTTP, with a web page "
+                              "(photo upload and live webcam).");
+  args.option("host", "127.0.0.1", "address to bind (0.0.0.0 to serve other machines)")
+      .option("port", "8080", "TCP port (0 = any free port, printed at start)")
+      .option("threads", "8", "HTTP worker threads (one connection each)")
+      .option("checkpoint", kDefaultCheckpoint, "model checkpoint")
+      .option("max-upload-mb", "10", "largest request body accepted, MiB")
+      .option("max-side", "4096", "largest image width or height accepted, pixels")
+      .option("device", "cpu", "cpu | cuda")
+      .option("cpu-threads", "0", "CPU kernel threads (0 = FER_THREADS or all cores)")
+      .flag("quiet", false, "do not log each request to stderr");
+  args.parse(argc, argv);
+
+  const int64_t port = args.integer("port"), threads = args.integer("threads");
+  const int64_t max_upload_mb = args.integer("max-upload-mb"), max_side = args.integer("max-side");
+  FER_CHECK(port >= 0 && port <= 65535, "--port ", port, ": expected 0..65535");
+  FER_CHECK(threads >= 1 && threads <= 1024, "--threads ", threads, ": expected 1..1024");
+  FER_CHECK(max_upload_mb >= 1 && max_upload_mb <= 1024, "--max-upload-mb ", max_upload_mb,
+            ": expected 1..1024");
+  FER_CHECK(max_side >= 16 && max_side <= 16384, "--max-side ", max_side, ": expected 16..16384");
+  if (args.integer("cpu-threads") > 0) set_cpu_threads(static_cast<int>(args.integer("cpu-threads")));
+
+  Service service;
+  ServerConfig& config = service.config;
+  config.quiet = args.boolean("quiet");
+  config.limits.max_bytes = static_cast<size_t>(max_upload_mb) << 20;
+  config.limits.max_side = static_cast<int>(max_side);
+  config.limits.max_pixels = std::min<int64_t>(config.limits.max_pixels, max_side * max_side);
+
+  AnalyzerOptions options;  // the default checkpoint is found from any working directory
+  options.checkpoint = args.str("checkpoint");
+  options.device = parse_device(args.str("device"));
+  if (options.device == Device::CUDA && !cuda_available()) {
+    std::fprintf(stderr, "fer_serve: no CUDA GPU available in this build or on this machine: using the CPU\n");
+    options.device = Device::CPU;
+  }
+  service.detecting = std::make_unique<FaceAnalyzer>(options);
+  options.detect = false;
+  service.whole_image = std::make_unique<FaceAnalyzer>(options);
+  config.checkpoint = service.detecting->checkpoint_path();
+  config.model_name = load_safetensors(config.checkpoint).metadata["model"];
+  if (config.model_name.empty()) config.model_name = fs::path(config.checkpoint).stem().string();
+
+  // SIGINT / SIGTERM are taken by a waiting thread (blocked everywhere else: the pool threads
+  // inherit the mask), which stops the server; no work happens inside a signal handler.
+  signal(SIGPIPE, SIG_IGN);
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  httplib::Server server;
+  server.new_task_queue = [n = static_cast<size_t>(threads)] { return new httplib::ThreadPool(n); };
+  // Multipart framing is allowed on top of the image's own limit (checked again per image).
+  server.set_payload_max_length(config.limits.max_bytes + (64u << 10));
+  // httplib's default sets SO_REUSEPORT too, which would let a second fer_serve bind the same port
+  // and silently share its requests; SO_REUSEADDR alone still allows a quick restart.
+  server.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
+  server.set_tcp_nodelay(true);  // else Nagle + delayed ACKs add ~40 ms per small answer
+  server.set_keep_alive_timeout(2);  // an idle keep-alive connection holds a worker thread
+  server.set_keep_alive_max_count(1000);
+  add_routes(server, service);
+
+  const std::string host = args.str("host");
+  int bound_port = static_cast<int>(port);
+  if (port == 0) {
+    bound_port = server.bind_to_any_port(host);
+    FER_CHECK(bound_port > 0, "cannot bind ", host, " on any port");
+  } else {
+    FER_CHECK(server.bind_to_port(host, bound_port), "cannot bind ", host, ":", bound_port,
+              " (address in use, or not an address of this machine?)");
+  }
+
+  std::atomic<bool> finished{false};
+  std::thread stopper([&] {
+    const timespec tick{0, 100'000'000};
+    while (!finished) {
+      if (sigtimedwait(&stop_signals, nullptr, &tick) > 0) {
+        while (!finished) {  // repeat: a stop() before listening has begun would be lost
+          server.stop();
+          std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+      }
+    }
+  });
+  std::printf("fer_serve: listening on http://%s:%d (model %s, %d classes, %lld threads)\n",
+              host.c_str(), bound_port, config.model_name.c_str(),
+              static_cast<int>(service.detecting->class_names().size()),
+              static_cast<long long>(threads));
+  std::fflush(stdout);
+  const bool ok = server.listen_after_bind();
+  finished = true;
+  stopper.join();
+  std::printf("fer_serve: stopped after %llu requests\n",
+              static_cast<unsigned long long>(service.requests.load()));
+  return ok ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return cli::run_main("fer_serve", run, argc, argv); }

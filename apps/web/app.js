@@ -1,0 +1,346 @@
+// fer_serve's page. Two modes share one renderer:
+//   photo: the chosen or dropped file is sent as is to POST /api/predict (its exact bytes, so the
+//          boxes are in the coordinates the server decoded) and drawn on a canvas with its faces;
+//   live:  webcam frames (getUserMedia) are drawn to a canvas, encoded as JPEG and sent at most
+//          `rate` times a second with never more than one request in flight; the boxes of each
+//          answer are drawn over the video.
+// Every face gets a card with its label and a bar per class. A failed request shows the
+// server's JSON {"error": ...} message in the banner.
+"use strict";
+
+const EMOTION_COLORS = {
+  angry: "#e5484d", disgust: "#30a46c", fear: "#8e4ec6", happy: "#f0a000",
+  sad: "#3e63dd", surprise: "#d6409f", neutral: "#7c7f88",
+};
+const FALLBACK_COLORS = ["#3e63dd", "#e5484d", "#30a46c", "#f0a000", "#8e4ec6", "#d6409f", "#12a594"];
+const LIVE_CAPTURE_WIDTH = 640;  // frames are downscaled to this width before upload
+const DISPLAY_MIN_SIDE = 480, DISPLAY_MAX_SIDE = 1600;  // photo canvas size range, pixels
+
+const $ = (id) => document.getElementById(id);
+const state = { classes: [], lastFile: null, photoToken: 0, live: null };
+
+function colorOf(emotion, index) {
+  return EMOTION_COLORS[emotion] || FALLBACK_COLORS[index % FALLBACK_COLORS.length];
+}
+function percent(p) { return `${Math.round(p * 100)}%`; }
+function labelOf(face) { return `${face.emotion} ${percent(face.confidence)}`; }
+
+// ---- errors ----------------------------------------------------------------------------------
+function showError(message) {
+  $("error-text").textContent = message;
+  $("error").hidden = false;
+}
+function clearError() { $("error").hidden = true; }
+
+// POST an image (raw bytes with their content type, or a FormData with a "file" field) to the
+// API; resolves to the parsed answer or throws an Error with the server's message and status.
+async function predict(body, contentType, detect, signal) {
+  const url = `/api/predict${detect ? "" : "?detect=0"}`;
+  let response;
+  try {
+    // A FormData body (contentType null) sets its own multipart Content-Type with the boundary.
+    const headers = contentType ? { "Content-Type": contentType } : {};
+    response = await fetch(url, { method: "POST", body, headers, signal });
+  } catch (e) {
+    if (e.name === "AbortError") throw e;
+    throw new Error("cannot reach the server (is fer_serve still running?)");
+  }
+  let data = null;
+  try { data = await response.json(); } catch (_) { /* not JSON: reported below */ }
+  if (!response.ok) {
+    const why = data && data.error ? data.error : `HTTP ${response.status} ${response.statusText}`;
+    throw new Error(`The server could not read this image (${response.status}): ${why}`);
+  }
+  if (!data || !Array.isArray(data.faces)) throw new Error("the server's answer is not the expected JSON");
+  return data;
+}
+
+// ---- rendering -------------------------------------------------------------------------------
+// Boxes and "emotion 93%" labels; `scale` maps the answer's pixel coordinates onto the canvas.
+function drawFaces(ctx, faces, scale) {
+  const w = ctx.canvas.width, h = ctx.canvas.height;
+  const line = Math.max(2, Math.round(Math.max(w, h) / 320));
+  const fontPx = Math.max(12, Math.round(Math.max(w, h) / 38));
+  ctx.font = `600 ${fontPx}px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif`;
+  ctx.textBaseline = "middle";
+  faces.forEach((face, i) => {
+    const [bx, by, bw, bh] = face.box.map((v) => v * scale);
+    const color = colorOf(face.emotion, i);
+    ctx.lineWidth = line;
+    ctx.strokeStyle = color;
+    ctx.shadowColor = "rgba(0, 0, 0, 0.55)";  // keeps the box visible on any background
+    ctx.shadowBlur = line * 1.5;
+    ctx.strokeRect(bx, by, bw, bh);
+    ctx.shadowBlur = 0;
+    const text = faces.length > 1 ? `${i + 1}  ${labelOf(face)}` : labelOf(face);
+    const padX = Math.round(fontPx * 0.45), tagH = Math.round(fontPx * 1.5);
+    const tagW = ctx.measureText(text).width + 2 * padX;
+    const tagX = Math.min(Math.max(0, bx - line / 2), Math.max(0, w - tagW));
+    const tagY = by - tagH >= 0 ? by - tagH : Math.min(by + bh, h - tagH);  // above, else below
+    ctx.fillStyle = color;
+    ctx.fillRect(tagX, tagY, tagW, tagH);
+    ctx.fillStyle = "#fff";
+    ctx.fillText(text, tagX + padX, tagY + tagH / 2);
+  });
+}
+
+// One card per face: label and a bar per class, in the model's class order.
+function renderCards(container, faces, emptyMessage) {
+  container.replaceChildren();
+  if (faces.length === 0) {
+    const p = document.createElement("p");
+    p.className = "empty";
+    p.textContent = emptyMessage;
+    container.append(p);
+    return;
+  }
+  faces.forEach((face, i) => {
+    const card = document.createElement("article");
+    card.className = "face";
+    card.dataset.emotion = face.emotion;
+    card.dataset.confidence = String(face.confidence);
+    card.style.setProperty("--face-color", colorOf(face.emotion, i));
+    const header = document.createElement("header");
+    const which = document.createElement("span");
+    which.className = "which";
+    which.textContent = faces.length > 1 ? `Face ${i + 1}` : "Face";
+    const label = document.createElement("strong");
+    label.className = "label";
+    label.textContent = labelOf(face);
+    header.append(which, label);
+    const bars = document.createElement("ul");
+    bars.className = "bars";
+    const names = state.classes.length ? state.classes : Object.keys(face.emotions);
+    for (const name of names) {
+      const p = face.emotions[name] ?? 0;
+      const li = document.createElement("li");
+      if (name === face.emotion) li.className = "best";
+      const n = document.createElement("span");
+      n.className = "name";
+      n.textContent = name;
+      const track = document.createElement("span");
+      track.className = "track";
+      const fill = document.createElement("span");
+      fill.className = "fill";
+      fill.style.setProperty("--p", String(p));
+      fill.style.setProperty("--bar-color", colorOf(name, 0));
+      track.append(fill);
+      const pct = document.createElement("span");
+      pct.className = "pct";
+      pct.textContent = percent(p);
+      li.append(n, track, pct);
+      bars.append(li);
+    }
+    card.append(header, bars);
+    container.append(card);
+  });
+}
+
+function facesSummary(result) {
+  const n = result.faces.length;
+  return `${n} face${n === 1 ? "" : "s"} · ${result.width}×${result.height} · ${result.elapsed_ms.toFixed(1)} ms on the server`;
+}
+
+// ---- photo mode ------------------------------------------------------------------------------
+async function decodeForDisplay(file) {
+  // The server ignores EXIF orientation, so draw the pixels unrotated too: boxes then line up.
+  try { return await createImageBitmap(file, { imageOrientation: "none" }); } catch (_) { /* older API */ }
+  return createImageBitmap(file);
+}
+
+async function analyzePhoto(file) {
+  const token = ++state.photoToken;  // a newer photo supersedes this one
+  state.lastFile = file;
+  clearError();
+  const canvas = $("photo-canvas"), status = $("photo-status"), cards = $("photo-faces");
+  $("photo-busy").hidden = false;
+  status.textContent = `Reading ${file.name}…`;
+  try {
+    const form = new FormData();  // multipart, so that the server's messages name the file
+    form.append("file", file, file.name);
+    const [result, bitmap] = await Promise.all([
+      predict(form, null, $("detect").checked),
+      decodeForDisplay(file).catch(() => null),
+    ]);
+    if (token !== state.photoToken) return;
+    if (!bitmap) throw new Error("this browser cannot display the image");
+    // Small crops are enlarged for display and huge photos drawn smaller (the labels stay legible).
+    const side = Math.max(bitmap.width, bitmap.height);
+    const scale = side < DISPLAY_MIN_SIDE ? DISPLAY_MIN_SIDE / side : Math.min(1, DISPLAY_MAX_SIDE / side);
+    canvas.width = Math.round(bitmap.width * scale);
+    canvas.height = Math.round(bitmap.height * scale);
+    const ctx = canvas.getContext("2d");
+    ctx.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+    drawFaces(ctx, result.faces, canvas.width / result.width);
+    canvas.hidden = false;
+    canvas.dataset.faces = String(result.faces.length);
+    $("drop-empty").hidden = true;
+    $("drop").classList.add("has-image");
+    renderCards(cards, result.faces, $("detect").checked
+      ? "No face found. Try a photo with a larger, frontal face, or untick “Find faces” for a cropped face."
+      : "No answer for this image.");
+    status.textContent = `${file.name}: ${facesSummary(result)}`;
+  } catch (e) {
+    if (token !== state.photoToken) return;
+    showError(e.message);
+    status.textContent = "";
+    canvas.hidden = true;  // no stale picture or cards next to the error
+    $("drop-empty").hidden = false;
+    $("drop").classList.remove("has-image");
+    cards.replaceChildren();
+  } finally {
+    if (token === state.photoToken) $("photo-busy").hidden = true;
+  }
+}
+
+function setupPhoto() {
+  const input = $("file"), drop = $("drop");
+  input.addEventListener("change", () => {
+    if (input.files.length) analyzePhoto(input.files[0]);
+    input.value = "";  // choosing the same file again still triggers a change
+  });
+  $("detect").addEventListener("change", () => { if (state.lastFile) analyzePhoto(state.lastFile); });
+  for (const type of ["dragenter", "dragover"]) {
+    drop.addEventListener(type, (e) => { e.preventDefault(); drop.classList.add("dragging"); });
+  }
+  for (const type of ["dragleave", "drop"]) {
+    drop.addEventListener(type, (e) => { e.preventDefault(); drop.classList.remove("dragging"); });
+  }
+  drop.addEventListener("drop", (e) => {
+    const file = e.dataTransfer.files[0];
+    if (file) analyzePhoto(file);
+  });
+  // Dropping a file elsewhere on the page must not navigate away from it.
+  window.addEventListener("dragover", (e) => e.preventDefault());
+  window.addEventListener("drop", (e) => e.preventDefault());
+}
+
+// ---- live mode -------------------------------------------------------------------------------
+function cameraErrorMessage(e) {
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia)
+    return "This browser gives no camera access here: the page must be opened over https or from localhost.";
+  switch (e && e.name) {
+    case "NotAllowedError": return "Camera permission was denied. Allow the camera for this page and try again.";
+    case "NotFoundError": return "No camera was found.";
+    case "NotReadableError": return "The camera is in use by another application.";
+    default: return `Cannot open the camera: ${e && e.message ? e.message : e}`;
+  }
+}
+
+async function startLive() {
+  clearError();
+  const video = $("video"), overlay = $("overlay"), status = $("live-status");
+  let stream;
+  try {
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) throw null;
+    stream = await navigator.mediaDevices.getUserMedia({ video: { width: { ideal: 1280 }, height: { ideal: 720 } }, audio: false });
+  } catch (e) {
+    showError(cameraErrorMessage(e));
+    return;
+  }
+  video.srcObject = stream;
+  await video.play();
+  const live = { stream, frames: 0, totalMs: 0, timer: 0, abort: new AbortController(), stopped: false };
+  state.live = live;
+  $("video-wrap").classList.add("running");
+  const button = $("live-toggle");
+  button.textContent = "Stop camera";
+  button.classList.add("stop");
+  status.textContent = "Waiting for the first answer…";
+
+  const capture = document.createElement("canvas");
+  const loop = async () => {
+    if (live.stopped) return;
+    const started = performance.now();
+    if (video.videoWidth > 0) {
+      const scale = Math.min(1, LIVE_CAPTURE_WIDTH / video.videoWidth);
+      capture.width = Math.round(video.videoWidth * scale);
+      capture.height = Math.round(video.videoHeight * scale);
+      capture.getContext("2d").drawImage(video, 0, 0, capture.width, capture.height);
+      try {
+        const blob = await new Promise((resolve) => capture.toBlob(resolve, "image/jpeg", 0.85));
+        const result = await predict(blob, "image/jpeg", true, live.abort.signal);
+        if (live.stopped) return;
+        live.frames += 1;
+        live.totalMs += performance.now() - started;
+        overlay.width = video.videoWidth;
+        overlay.height = video.videoHeight;
+        const ctx = overlay.getContext("2d");
+        ctx.clearRect(0, 0, overlay.width, overlay.height);
+        drawFaces(ctx, result.faces, video.videoWidth / result.width);
+        overlay.dataset.faces = String(result.faces.length);
+        overlay.dataset.labels = result.faces.map(labelOf).join("|");
+        renderCards($("live-faces"), result.faces, "No face in view.");
+        status.textContent = `${live.frames} frames · ${(live.totalMs / live.frames).toFixed(0)} ms per frame (capture to answer) · ${facesSummary(result)}`;
+        clearError();
+      } catch (e) {
+        if (live.stopped || e.name === "AbortError") return;
+        showError(e.message);
+      }
+    }
+    // At most `rate` requests a second; the next one starts only after this answer arrived.
+    const interval = 1000 / Number($("live-rate").value);
+    live.timer = setTimeout(loop, Math.max(0, interval - (performance.now() - started)));
+  };
+  loop();
+}
+
+function stopLive() {
+  const live = state.live;
+  if (!live) return;
+  live.stopped = true;
+  clearTimeout(live.timer);
+  live.abort.abort();
+  live.stream.getTracks().forEach((t) => t.stop());
+  state.live = null;
+  $("video").srcObject = null;
+  const overlay = $("overlay");
+  overlay.getContext("2d").clearRect(0, 0, overlay.width, overlay.height);
+  $("video-wrap").classList.remove("running");
+  const button = $("live-toggle");
+  button.textContent = "Start camera";
+  button.classList.remove("stop");
+  $("live-status").textContent = live.frames ? `Stopped after ${live.frames} frames.` : "";
+}
+
+function setupLive() {
+  $("live-toggle").addEventListener("click", () => (state.live ? stopLive() : startLive()));
+}
+
+// ---- tabs, health ----------------------------------------------------------------------------
+function selectTab(name) {
+  for (const tab of ["photo", "live"]) {
+    const selected = tab === name;
+    $(`tab-${tab}`).setAttribute("aria-selected", String(selected));
+    $(`panel-${tab}`).hidden = !selected;
+  }
+  if (name !== "live") stopLive();
+  clearError();
+}
+
+async function checkHealth() {
+  const health = $("health");
+  try {
+    const response = await fetch("/healthz", { cache: "no-store" });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    const h = await response.json();
+    state.classes = h.classes;
+    health.dataset.state = "ok";
+    health.textContent = `${h.model} · ${h.classes.length} emotions · up ${Math.round(h.uptime_s)} s`;
+  } catch (e) {
+    health.dataset.state = "down";
+    health.textContent = "server unreachable";
+  }
+}
+
+function setup() {
+  $("tab-photo").addEventListener("click", () => selectTab("photo"));
+  $("tab-live").addEventListener("click", () => selectTab("live"));
+  $("error-close").addEventListener("click", clearError);
+  setupPhoto();
+  setupLive();
+  checkHealth();
+  setInterval(checkHealth, 30000);
+}
+
+document.addEventListener("DOMContentLoaded", setup);

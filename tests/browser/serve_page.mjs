@@ -1,0 +1,307 @@
+// Real-browser test of fer_serve's page (registered with CTest as browser_serve).
+//
+// Starts the built fer_serve ($FER_BUILD_DIR/fer_serve) on a free port, then drives Debian's
+// chromium, headless, with playwright-core (tests/browser/node_modules: `npm ci --prefix tests/browser`):
+//   1. photo mode: uploads face photos through the page's file input (a photo from Debian's
+//      opencv-doc with face detection, a FER2013 val crop with "Find faces" unticked), waits for
+//      the labels and checks they equal the API's answer for the same file; screenshot;
+//   2. error display: a text file posing as a JPEG shows the server's 400 message in the banner;
+//   3. live mode: a second browser whose fake camera plays a .y4m made here from the face photo
+//      (--use-file-for-fake-video-capture); checks that boxes and labels appear over the video and
+//      that requests stay one at a time; screenshot.
+// Screenshots go to $FER_SCREENSHOT_DIR, else $FER_BUILD_DIR/browser_screenshots, else the system
+// temp dir; never into the source tree. Exits 77 (CTest: skipped), saying why, when node_modules,
+// chromium or the fer_serve binary is missing.
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const SKIP = 77;
+const here = path.dirname(fileURLToPath(import.meta.url));
+const CHROMIUM = process.env.FER_CHROMIUM || "/usr/bin/chromium";
+const OPENCV_PHOTO = "/usr/share/doc/opencv-doc/examples/data/messi5.jpg";
+const LABEL = /^(\d+ {2})?[a-z]+ \d{1,3}%$/;
+
+function skip(why) {
+  console.log(`SKIPPED: ${why}`);
+  process.exit(SKIP);
+}
+
+function check(condition, message) {
+  if (!condition) throw new Error(`check failed: ${message}`);
+  console.log(`ok: ${message}`);
+}
+
+// ---- preconditions ---------------------------------------------------------------------------
+const buildDir = process.env.FER_BUILD_DIR || path.resolve(here, "../../build");
+const serveBinary = path.join(buildDir, "fer_serve");
+if (!fs.existsSync(serveBinary)) skip(`${serveBinary} is not built`);
+if (!fs.existsSync(CHROMIUM)) skip(`${CHROMIUM} is absent (Debian package chromium)`);
+let chromium;
+try {
+  ({ chromium } = await import(path.join(here, "node_modules/playwright-core/index.mjs")));
+} catch (e) {
+  skip(`playwright-core is not installed (npm ci --prefix tests/browser): ${e.message}`);
+}
+
+const shotDir = process.env.FER_SCREENSHOT_DIR ||
+  (process.env.FER_BUILD_DIR ? path.join(process.env.FER_BUILD_DIR, "browser_screenshots")
+                             : path.join(os.tmpdir(), "fer_serve_browser"));
+fs.mkdirSync(shotDir, { recursive: true });
+const workDir = fs.mkdtempSync(path.join(os.tmpdir(), "fer_serve_browser_"));
+
+// The photos to upload: [file, detect]. The opencv-doc photo exercises detection; the FER2013
+// crop (whole image = one face) does not depend on it.
+function photos() {
+  const list = [];
+  if (fs.existsSync(OPENCV_PHOTO)) list.push({ file: OPENCV_PHOTO, detect: true });
+  else console.log(`note: ${OPENCV_PHOTO} is absent (opencv-doc): no detection photo`);
+  const data = process.env.FER_DATA || path.resolve(here, "../../../shared/fer2013");
+  const happy = path.join(data, "val", "happy");
+  if (fs.existsSync(happy)) {
+    const files = fs.readdirSync(happy).filter((f) => /\.(jpe?g|png)$/i.test(f)).sort();
+    if (files.length) list.push({ file: path.join(happy, files[0]), detect: false });
+  } else {
+    console.log(`note: ${happy} is absent: no FER2013 crop`);
+  }
+  return list;
+}
+
+// ---- fer_serve -------------------------------------------------------------------------------
+function startServer() {
+  return new Promise((resolve, reject) => {
+    const child = spawn(serveBinary, ["--port", "0", "--quiet", "--threads", "4"], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    let out = "";
+    const timer = setTimeout(() => reject(new Error(`fer_serve did not start: ${out}`)), 120000);
+    child.stdout.on("data", (chunk) => {
+      out += chunk;
+      const m = out.match(/listening on (http:\/\/[\d.]+:\d+)/);
+      if (m) {
+        clearTimeout(timer);
+        resolve({ child, url: m[1] });
+      }
+    });
+    child.on("exit", (code) => reject(new Error(`fer_serve exited (${code}): ${out}`)));
+  });
+}
+
+// The API's answer for a file, sent as the page sends it: multipart/form-data, field "file".
+async function apiPredict(url, file, detect) {
+  const form = new FormData();
+  form.append("file", new Blob([fs.readFileSync(file)]), path.basename(file));
+  const response = await fetch(`${url}/api/predict${detect ? "" : "?detect=0"}`, { method: "POST", body: form });
+  return { status: response.status, body: await response.json() };
+}
+
+const labelOf = (f) => `${f.emotion} ${Math.round(f.confidence * 100)}%`;
+
+// ---- 1 + 2: photo mode and error display -----------------------------------------------------
+async function photoMode(url) {
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    const consoleErrors = [];
+    page.on("console", (msg) => msg.type() === "error" && consoleErrors.push(msg.text()));
+    page.on("pageerror", (err) => consoleErrors.push(err.message));
+    await page.goto(url);
+    await page.waitForFunction(() => document.getElementById("health").dataset.state === "ok");
+    check((await page.textContent("#health")).includes("fer_vgg_small"), "the header shows the model from /healthz");
+
+    let uploaded = 0;
+    for (const { file, detect } of photos()) {
+      const api = await apiPredict(url, file, detect);
+      check(api.status === 200, `API answers 200 for ${path.basename(file)}`);
+      const expected = api.body.faces.map(labelOf);
+      if (detect && expected.length === 0) {
+        console.log(`note: the API finds no face in ${path.basename(file)}; checking the page says so`);
+      }
+      await page.setChecked("#detect", detect);
+      const before = await page.textContent("#photo-status");
+      await page.setInputFiles("#file", file);
+      await page.waitForFunction((prev) => {
+        const s = document.getElementById("photo-status").textContent;
+        return s !== prev && s.includes("ms on the server");
+      }, before, { timeout: 120000 });
+      const shown = await page.$$eval("#photo-faces .face .label", (els) => els.map((e) => e.textContent));
+      console.log(`${path.basename(file)}: page shows [${shown.join(", ")}], API says [${expected.join(", ")}]`);
+      check(JSON.stringify(shown) === JSON.stringify(expected), `labels on the page equal the API's answer for ${path.basename(file)}`);
+      if (expected.length === 0) {
+        check(await page.isVisible("#photo-faces .empty"), "the page says no face was found");
+      }
+      const canvasFaces = await page.getAttribute("#photo-canvas", "data-faces");
+      check(Number(canvasFaces) === expected.length, "the canvas drew one box per face");
+      const bars = await page.$$eval("#photo-faces .face", (cards) => cards.map((c) => c.querySelectorAll(".bars li").length));
+      check(bars.every((n) => n === 7), "every face card has 7 probability bars");
+      const shot = path.join(shotDir, `photo_${uploaded}_${path.basename(file, path.extname(file))}.png`);
+      await page.screenshot({ path: shot, fullPage: true });
+      console.log(`screenshot: ${shot}`);
+      uploaded += 1;
+    }
+    if (uploaded === 0) console.log("note: no face photo available (neither opencv-doc nor FER2013): photo upload not checked");
+
+    // Drag and drop: a File dropped on the picture area is analysed like a chosen one.
+    for (const { file, detect } of photos().slice(0, 1)) {
+      const api = await apiPredict(url, file, detect);
+      await page.setChecked("#detect", detect);
+      await page.waitForFunction(() => document.getElementById("photo-busy").hidden);
+      const before = await page.textContent("#photo-status");
+      const dataTransfer = await page.evaluateHandle(({ b64, name }) => {
+        const dt = new DataTransfer();
+        const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        dt.items.add(new File([bytes], name, { type: "image/jpeg" }));
+        return dt;
+      }, { b64: fs.readFileSync(file).toString("base64"), name: `dropped_${path.basename(file)}` });
+      await page.dispatchEvent("#drop", "drop", { dataTransfer });
+      await page.waitForFunction((prev) => {
+        const s = document.getElementById("photo-status").textContent;
+        return s !== prev && s.startsWith("dropped_") && s.includes("ms on the server");
+      }, before, { timeout: 120000 });
+      const shown = await page.$$eval("#photo-faces .face .label", (els) => els.map((e) => e.textContent));
+      check(JSON.stringify(shown) === JSON.stringify(api.body.faces.map(labelOf)),
+            `a dropped ${path.basename(file)} shows the API's labels [${shown.join(", ")}]`);
+    }
+
+    // A 4xx JSON error is shown with its message.
+    const fake = path.join(workDir, "not_a_photo.jpg");
+    fs.writeFileSync(fake, "these are not the pixels you are looking for");
+    const api = await apiPredict(url, fake, true);
+    check(api.status === 400, "API answers 400 for a text file");
+    await page.setChecked("#detect", true);
+    await page.setInputFiles("#file", fake);
+    await page.waitForSelector("#error:not([hidden])", { timeout: 30000 });
+    const banner = await page.textContent("#error-text");
+    console.log(`error banner: ${banner}`);
+    check(banner.includes(api.body.error) && banner.includes("400") && banner.includes("not_a_photo.jpg"),
+          "the error banner shows the server's message (naming the file) and status");
+    check(await page.isHidden("#photo-canvas"), "no stale picture is left next to the error");
+    const shot = path.join(shotDir, "photo_error.png");
+    await page.screenshot({ path: shot });
+    console.log(`screenshot: ${shot}`);
+    check(consoleErrors.filter((e) => !e.includes("400")).length === 0,
+          `no script errors in the console (${consoleErrors.join(" | ")})`);
+  } finally {
+    await browser.close();
+  }
+}
+
+// ---- 3: live mode ----------------------------------------------------------------------------
+// A .y4m clip (YUV4MPEG2, 4:2:0): `frames` copies of the photo letterboxed into w x h. The
+// browser decodes the photo and converts it to I420 (BT.601 full range, as JPEG uses).
+async function makeY4m(file, w, h, frames) {
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true });
+  try {
+    const page = await browser.newPage();
+    const dataUrl = `data:image/jpeg;base64,${fs.readFileSync(file).toString("base64")}`;
+    const planes = await page.evaluate(async ({ dataUrl, w, h }) => {
+      const img = new Image();
+      img.src = dataUrl;
+      await img.decode();
+      const canvas = document.createElement("canvas");
+      canvas.width = w;
+      canvas.height = h;
+      const ctx = canvas.getContext("2d");
+      ctx.fillStyle = "#404040";
+      ctx.fillRect(0, 0, w, h);
+      const s = Math.min(w / img.width, h / img.height);
+      const dw = img.width * s, dh = img.height * s;
+      ctx.drawImage(img, (w - dw) / 2, (h - dh) / 2, dw, dh);
+      const rgba = ctx.getImageData(0, 0, w, h).data;
+      const y = new Uint8Array(w * h), u = new Uint8Array((w / 2) * (h / 2)), v = new Uint8Array((w / 2) * (h / 2));
+      const clamp = (x) => Math.max(0, Math.min(255, Math.round(x)));
+      for (let i = 0; i < w * h; i++) {
+        y[i] = clamp(0.299 * rgba[4 * i] + 0.587 * rgba[4 * i + 1] + 0.114 * rgba[4 * i + 2]);
+      }
+      for (let cy = 0; cy < h / 2; cy++) {
+        for (let cx = 0; cx < w / 2; cx++) {
+          let r = 0, g = 0, b = 0;
+          for (const [dx, dy] of [[0, 0], [1, 0], [0, 1], [1, 1]]) {
+            const i = 4 * ((2 * cy + dy) * w + 2 * cx + dx);
+            r += rgba[i] / 4; g += rgba[i + 1] / 4; b += rgba[i + 2] / 4;
+          }
+          u[cy * (w / 2) + cx] = clamp(128 - 0.168736 * r - 0.331264 * g + 0.5 * b);
+          v[cy * (w / 2) + cx] = clamp(128 + 0.5 * r - 0.418688 * g - 0.081312 * b);
+        }
+      }
+      const b64 = (a) => { let s = ""; for (let i = 0; i < a.length; i += 8192) s += String.fromCharCode(...a.subarray(i, i + 8192)); return btoa(s); };
+      return { y: b64(y), u: b64(u), v: b64(v) };
+    }, { dataUrl, w, h });
+    const frame = Buffer.concat([Buffer.from("FRAME\n"), Buffer.from(planes.y, "base64"),
+                                 Buffer.from(planes.u, "base64"), Buffer.from(planes.v, "base64")]);
+    const out = path.join(workDir, "face.y4m");
+    fs.writeFileSync(out, Buffer.concat([Buffer.from(`YUV4MPEG2 W${w} H${h} F10:1 Ip A1:1 C420jpeg\n`),
+                                         ...Array(frames).fill(frame)]));
+    return out;
+  } finally {
+    await browser.close();
+  }
+}
+
+async function liveMode(url, photo) {
+  const y4m = await makeY4m(photo, 640, 480, 4);
+  console.log(`fake camera clip: ${y4m} (${fs.statSync(y4m).size} bytes)`);
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+           `--use-file-for-fake-video-capture=${y4m}`],
+  });
+  try {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    await context.grantPermissions(["camera"], { origin: url });
+    const page = await context.newPage();
+    // Count requests in flight to check the page never has more than one.
+    let inFlight = 0, maxInFlight = 0, answered = 0;
+    page.on("request", (r) => { if (r.url().includes("/api/predict")) { inFlight += 1; maxInFlight = Math.max(maxInFlight, inFlight); } });
+    const done = (r) => { if (r.url().includes("/api/predict")) { inFlight -= 1; answered += 1; } };
+    page.on("requestfinished", done);
+    page.on("requestfailed", done);
+    await page.goto(url);
+    await page.click("#tab-live");
+    await page.click("#live-toggle");
+    await page.waitForFunction(() => Number(document.getElementById("overlay").dataset.faces || 0) > 0,
+                               null, { timeout: 120000 });
+    await page.waitForTimeout(1500);  // a few more frames
+    const labels = (await page.getAttribute("#overlay", "data-labels")).split("|");
+    console.log(`live labels over the video: [${labels.join(", ")}] after ${answered} answers`);
+    check(labels.length >= 1 && labels.every((l) => LABEL.test(l)), "labels like 'happy 93%' appear over the video");
+    const cards = await page.$$eval("#live-faces .face .label", (els) => els.map((e) => e.textContent));
+    check(cards.length >= 1 && cards.every((l) => LABEL.test(l)), "live face cards are shown");
+    check(maxInFlight === 1, `at most one request in flight (max seen ${maxInFlight})`);
+    check(!(await page.isVisible("#error")), "no error banner in live mode");
+    const shot = path.join(shotDir, "live.png");
+    await page.screenshot({ path: shot });
+    console.log(`screenshot: ${shot}`);
+    await page.click("#live-toggle");
+    check((await page.textContent("#live-toggle")) === "Start camera", "the camera stops");
+  } finally {
+    await browser.close();
+  }
+}
+
+// ---- main ------------------------------------------------------------------------------------
+const { child, url } = await startServer();
+console.log(`fer_serve at ${url}; screenshots in ${shotDir}`);
+let failed = false;
+try {
+  await photoMode(url);
+  // The live clip: the first photo in which the API finds a face with detection on.
+  let live = null;
+  for (const { file } of photos()) {
+    const api = await apiPredict(url, file, true);
+    if (api.status === 200 && api.body.faces.length > 0) { live = file; break; }
+  }
+  if (live) await liveMode(url, live);
+  else console.log("note: no photo with a detectable face: live mode not checked");
+} catch (e) {
+  failed = true;
+  console.error(`FAILED: ${e.stack || e}`);
+} finally {
+  child.removeAllListeners("exit");
+  child.kill("SIGTERM");
+  fs.rmSync(workDir, { recursive: true, force: true });
+}
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,505 @@
+// Tests of fer_serve, run as the built binary (FER_BUILD_DIR, else this test's own directory) on a
+// free port and driven with httplib::Client: the page and /healthz; every kind of bad upload (not
+// an image, truncated, 20000x20000 declared in a PNG and in a JPEG header, empty body, wrong
+// content type, body over --max-upload-mb, multipart without a file, bad ?detect=) answered with
+// a 4xx JSON {"error"} while the server keeps serving; good faces (a FER2013 val crop with
+// detect=0, and a photo from Debian's opencv-doc with detection) answered exactly as an
+// in-process FaceAnalyzer answers; a concurrent burst with identical answers; port and flag
+// errors; clean shutdown on SIGTERM.
+#include <doctest/doctest.h>
+#include <httplib.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "apps/common/face_analyzer.h"
+#include "data/image.h"
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+constexpr const char* kOpencvPhoto = "/usr/share/doc/opencv-doc/examples/data/messi5.jpg";
+
+fs::path build_dir() {
+  if (const char* dir = std::getenv("FER_BUILD_DIR")) return dir;
+  return fs::read_symlink("/proc/self/exe").parent_path();
+}
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+// A child process with its stdout (and optionally stderr) on a pipe.
+struct Child {
+  pid_t pid = -1;
+  int out = -1;
+  std::string output;
+
+  Child(const std::vector<std::string>& argv, bool capture_stderr) {
+    int fds[2];
+    REQUIRE(pipe(fds) == 0);
+    pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      dup2(fds[1], STDOUT_FILENO);
+      if (capture_stderr) dup2(fds[1], STDERR_FILENO);
+      close(fds[0]);
+      close(fds[1]);
+      std::vector<char*> args;
+      for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+      args.push_back(nullptr);
+      execv(args[0], args.data());
+      _exit(127);
+    }
+    close(fds[1]);
+    out = fds[0];
+  }
+  Child(const Child&) = delete;
+  ~Child() {
+    if (pid > 0) {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+    }
+    if (out >= 0) close(out);
+  }
+
+  // Reads output until `needle` appears, EOF, or the timeout. True if it appeared.
+  bool read_until(const std::string& needle, double timeout_s) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+    while (!contains(output, needle)) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now()).count();
+      if (left <= 0) return false;
+      pollfd p{out, POLLIN, 0};
+      if (poll(&p, 1, static_cast<int>(left)) <= 0) continue;
+      char buf[4096];
+      const ssize_t n = read(out, buf, sizeof buf);
+      if (n <= 0) return false;  // EOF: the process closed its output (exited)
+      output.append(buf, static_cast<size_t>(n));
+    }
+    return true;
+  }
+
+  // Waits for the exit (SIGKILL after the timeout); returns the exit code, or -signal.
+  int wait_exit(double timeout_s) {
+    read_until("\x01never\x01", timeout_s);  // drain until EOF or timeout
+    int status = 0;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    pid = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+  }
+};
+
+std::vector<std::string> serve_argv(const std::vector<std::string>& extra) {
+  std::vector<std::string> argv{(build_dir() / "fer_serve").string()};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return argv;
+}
+
+// A running fer_serve on a free port (the port it printed).
+struct Server {
+  Child child;
+  int port = 0;
+  explicit Server(const std::vector<std::string>& extra)
+      : child(serve_argv(extra), /*capture_stderr=*/false) {
+    const std::string marker = "listening on http://127.0.0.1:";
+    REQUIRE_MESSAGE(child.read_until("threads)", 120), "fer_serve did not start: " << child.output);
+    port = std::stoi(child.output.substr(child.output.find(marker) + marker.size()));
+    REQUIRE(port > 0);
+  }
+  httplib::Client client() const {
+    httplib::Client c("127.0.0.1", port);
+    c.set_read_timeout(120, 0);
+    c.set_write_timeout(60, 0);
+    return c;
+  }
+};
+
+constexpr int kTestUploadMb = 1;
+
+// The server most tests share: 1 MiB upload limit, default 4096 px sides.
+Server& shared_server() {
+  static Server server({"--port", "0", "--quiet", "--threads", "8", "--max-upload-mb",
+                        std::to_string(kTestUploadMb)});
+  return server;
+}
+
+// Checks a 4xx/5xx answer: the status, a JSON body with a non-empty "error"; returns the message.
+std::string error_message(const httplib::Result& res, int status) {
+  REQUIRE_MESSAGE(res, "no answer: " << httplib::to_string(res.error()));
+  CHECK(res->status == status);
+  CHECK(contains(res->get_header_value("Content-Type"), "application/json"));
+  const json body = json::parse(res->body, nullptr, /*allow_exceptions=*/false);
+  REQUIRE_MESSAGE(body.is_object(), "not JSON: " << res->body);
+  REQUIRE(body.contains("error"));
+  const std::string message = body["error"].get<std::string>();
+  CHECK(!message.empty());
+  MESSAGE("HTTP " << res->status << ": " << message);
+  return message;
+}
+
+void check_still_serving(const Server& server) {
+  auto res = server.client().Get("/healthz");
+  REQUIRE(res);
+  CHECK(res->status == 200);
+}
+
+std::string read_bytes(const fs::path& path) {
+  const auto bytes = fer::data::read_file_bytes(path.string(), 64u << 20);
+  return std::string(bytes.begin(), bytes.end());
+}
+
+// A valid JPEG (smooth gradient) of w x h, through a temporary file (the test's, not the server's).
+std::string make_jpeg(int w, int h) {
+  fer::data::GrayImage g;
+  g.width = w;
+  g.height = h;
+  g.pixels.resize(static_cast<size_t>(w) * h);
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x) g.pixels[y * w + x] = static_cast<uint8_t>((x * 3 + y * 2) % 256);
+  const fs::path path = fs::temp_directory_path() / ("fer_test_serve_" + std::to_string(getpid()) + ".jpg");
+  fer::data::write_jpg(path.string(), g);
+  std::string bytes = read_bytes(path);
+  fs::remove(path);
+  return bytes;
+}
+
+uint32_t crc32(const std::string& data) {
+  uint32_t c = 0xFFFFFFFFu;
+  for (unsigned char byte : data) {
+    c ^= byte;
+    for (int k = 0; k < 8; ++k) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
+  }
+  return ~c;
+}
+
+std::string be32(uint32_t v) {
+  return {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8),
+          static_cast<char>(v)};
+}
+
+std::string png_chunk(const std::string& type, const std::string& data) {
+  return be32(static_cast<uint32_t>(data.size())) + type + data + be32(crc32(type + data));
+}
+
+// A PNG whose header declares w x h (8-bit gray); its pixel data is a stub never reached.
+std::string png_declaring(uint32_t w, uint32_t h) {
+  const std::string ihdr = be32(w) + be32(h) + std::string("\x08\x00\x00\x00\x00", 5);
+  const std::string zlib_empty("\x78\x9c\x03\x00\x00\x00\x00\x01", 8);
+  return std::string("\x89PNG\r\n\x1a\n", 8) + png_chunk("IHDR", ihdr) +
+         png_chunk("IDAT", zlib_empty) + png_chunk("IEND", "");
+}
+
+// A baseline JPEG header (DQT + SOF0) declaring w x h, then EOI.
+std::string jpeg_declaring(uint16_t w, uint16_t h) {
+  std::string s("\xFF\xD8", 2);
+  s += std::string("\xFF\xDB\x00\x43\x00", 5) + std::string(64, '\x01');
+  s += std::string("\xFF\xC0\x00\x0B\x08", 5);
+  s += {static_cast<char>(h >> 8), static_cast<char>(h), static_cast<char>(w >> 8), static_cast<char>(w)};
+  s += std::string("\x01\x01\x11\x00", 4);
+  s += std::string("\xFF\xD9", 2);
+  return s;
+}
+
+fs::path fer_val_face() {
+  const char* data = std::getenv("FER_DATA");  // set by CTest; else ../shared next to the repository
+  const fs::path root = data ? fs::path(data) : build_dir().parent_path().parent_path() / "shared/fer2013";
+  const fs::path dir = root / "val" / "happy";
+  if (!fs::is_directory(dir)) return {};
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(dir)) files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  return files.empty() ? fs::path() : files.front();
+}
+
+// The faces of a server answer checked against an in-process FaceAnalyzer's for the same bytes.
+void check_same_faces(const json& served, const std::vector<fer::FacePrediction>& expected,
+                      const std::vector<std::string>& classes) {
+  REQUIRE(served.size() == expected.size());
+  for (size_t i = 0; i < expected.size(); ++i) {
+    const json& f = served[i];
+    const auto& e = expected[i];
+    CHECK(f["emotion"] == e.emotion);
+    CHECK(f["box"] == json::array({e.box.x, e.box.y, e.box.width, e.box.height}));
+    CHECK(std::abs(f["confidence"].get<double>() - e.confidence) < 1e-4);
+    double sum = 0;
+    for (size_t c = 0; c < classes.size(); ++c) {
+      const double p = f["emotions"][classes[c]].get<double>();
+      CHECK(std::abs(p - e.probabilities[c]) < 1e-4);
+      sum += p;
+    }
+    CHECK(std::abs(sum - 1.0) < 1e-3);
+  }
+}
+
+fer::AnalyzerOptions analyzer_options(bool detect) {
+  fer::AnalyzerOptions options;  // the default checkpoint, as fer_serve loads it
+  options.detect = detect;
+  return options;
+}
+
+}  // namespace
+
+TEST_CASE("fer_serve: /healthz, the embedded page and its assets, JSON 404") {
+  Server& server = shared_server();
+  auto client = server.client();
+
+  auto health = client.Get("/healthz");
+  REQUIRE(health);
+  CHECK(health->status == 200);
+  const json h = json::parse(health->body);
+  CHECK(h["status"] == "ok");
+  CHECK(h["model"] == "fer_vgg_small");
+  REQUIRE(h["classes"].size() == 7);
+  CHECK(h["classes"][3] == "happy");
+  CHECK(h["uptime_s"].get<double>() >= 0);
+  CHECK(h["max_upload_bytes"].get<int64_t>() == (int64_t{kTestUploadMb} << 20));
+
+  auto page = client.Get("/");
+  REQUIRE(page);
+  CHECK(page->status == 200);
+  CHECK(contains(page->get_header_value("Content-Type"), "text/html"));
+  CHECK(contains(page->body, "<canvas id=\"photo-canvas\""));
+  CHECK(contains(page->body, "app.js"));
+  for (const auto& [path, type] : std::vector<std::pair<std::string, std::string>>{
+           {"/app.js", "text/javascript"}, {"/style.css", "text/css"}, {"/favicon.svg", "image/svg+xml"},
+           {"/index.html", "text/html"}}) {
+    auto res = client.Get(path.c_str());
+    REQUIRE(res);
+    CHECK_MESSAGE(res->status == 200, path);
+    CHECK_MESSAGE(contains(res->get_header_value("Content-Type"), type), path);
+    CHECK(res->body.size() > 100);
+  }
+  CHECK(contains(client.Get("/app.js")->body, "/api/predict"));
+  // The page is the build's copy of apps/web: byte-identical to the source file.
+  if (const char* src = std::getenv("FER_SOURCE_DIR"))
+    CHECK(client.Get("/style.css")->body == read_bytes(fs::path(src) / "apps/web/style.css"));
+
+  const std::string message = error_message(client.Get("/no/such/page"), 404);
+  CHECK(contains(message, "/no/such/page"));
+}
+
+TEST_CASE("fer_serve: bad uploads get a 4xx JSON error and the server keeps serving") {
+  Server& server = shared_server();
+  auto client = server.client();
+  const std::string jpeg = make_jpeg(64, 64);
+
+  SUBCASE("not an image") {
+    const std::string m = error_message(client.Post("/api/predict", "hello, I am not a picture", "image/jpeg"), 400);
+    CHECK(contains(m, "request body"));
+  }
+  SUBCASE("truncated JPEG") {
+    const std::string m = error_message(client.Post("/api/predict", jpeg.substr(0, jpeg.size() / 2), "image/jpeg"), 400);
+    CHECK(contains(m, "image"));
+  }
+  SUBCASE("truncated PNG") {
+    const std::string png = png_declaring(64, 64);
+    error_message(client.Post("/api/predict", png.substr(0, 30), "image/png"), 400);
+  }
+  SUBCASE("PNG header declaring 20000x20000, refused before decoding") {
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::string m = error_message(client.Post("/api/predict", png_declaring(20000, 20000), "image/png"), 400);
+    CHECK(contains(m, "20000x20000"));
+    CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5));
+  }
+  SUBCASE("JPEG header declaring 20000x20000, refused before decoding") {
+    const std::string m = error_message(client.Post("/api/predict", jpeg_declaring(20000, 20000), "image/jpeg"), 400);
+    CHECK(contains(m, "20000x20000"));
+  }
+  SUBCASE("empty body") {
+    const std::string m = error_message(client.Post("/api/predict", "", "image/jpeg"), 400);
+    CHECK(contains(m, "empty"));
+  }
+  SUBCASE("wrong content type") {
+    const std::string m = error_message(client.Post("/api/predict", jpeg, "text/plain"), 415);
+    CHECK(contains(m, "text/plain"));
+    error_message(client.Post("/api/predict", "{\"image\": 1}", "application/json"), 415);
+  }
+  SUBCASE("body over --max-upload-mb") {
+    std::string big = jpeg;
+    big.resize((size_t{kTestUploadMb} << 20) + (256u << 10), '\0');
+    const std::string m = error_message(client.Post("/api/predict", big, "image/jpeg"), 413);
+    CHECK(contains(m, "limit"));
+    httplib::MultipartFormDataItems items{{"file", big, "big.jpg", "image/jpeg"}};
+    error_message(client.Post("/api/predict", items), 413);
+  }
+  SUBCASE("multipart without a file field, or with an empty one") {
+    httplib::MultipartFormDataItems items{{"comment", "hi", "", ""}};
+    const std::string m = error_message(client.Post("/api/predict", items), 400);
+    CHECK(contains(m, "'file'"));
+    CHECK(contains(m, "comment"));
+    httplib::MultipartFormDataItems empty{{"file", "", "face.jpg", "image/jpeg"}};
+    error_message(client.Post("/api/predict", empty), 400);
+  }
+  SUBCASE("multipart file that is not an image names the file") {
+    httplib::MultipartFormDataItems items{{"file", "GIF89a not supported", "anim.gif", "image/gif"}};
+    const std::string m = error_message(client.Post("/api/predict", items), 400);
+    CHECK(contains(m, "anim.gif"));
+  }
+  SUBCASE("a file name that is not UTF-8 still gets a JSON error") {
+    httplib::MultipartFormDataItems items{{"file", "not an image", "bad\xff\xfe.jpg", "image/jpeg"}};
+    const std::string m = error_message(client.Post("/api/predict", items), 400);
+    CHECK(contains(m, ".jpg"));
+  }
+  SUBCASE("bad detect parameter") {
+    const std::string m = error_message(client.Post("/api/predict?detect=maybe", jpeg, "image/jpeg"), 400);
+    CHECK(contains(m, "maybe"));
+  }
+  check_still_serving(server);
+  // And a good request right after it is still answered.
+  auto ok = client.Post("/api/predict?detect=0", jpeg, "image/jpeg");
+  REQUIRE(ok);
+  CHECK(ok->status == 200);
+}
+
+TEST_CASE("fer_serve: a FER2013 val face (detect=0) is answered as FaceAnalyzer answers it") {
+  const fs::path face = fer_val_face();
+  if (face.empty()) {
+    MESSAGE("SKIPPED: no FER2013 val/happy images under $FER_DATA (or ../shared/fer2013)");
+    return;
+  }
+  Server& server = shared_server();
+  auto client = server.client();
+  const std::string bytes = read_bytes(face);
+  auto res = client.Post("/api/predict?detect=0", bytes, "image/jpeg");
+  REQUIRE(res);
+  REQUIRE_MESSAGE(res->status == 200, res->body);
+  const json answer = json::parse(res->body);
+  CHECK(answer["width"] == 48);
+  CHECK(answer["height"] == 48);
+  CHECK(answer["elapsed_ms"].get<double>() > 0);
+  REQUIRE(answer["faces"].size() == 1);
+  CHECK(answer["faces"][0]["box"] == json::array({0, 0, 48, 48}));
+
+  const fer::FaceAnalyzer local(analyzer_options(false));
+  const auto expected = local.analyze_encoded(reinterpret_cast<const uint8_t*>(bytes.data()),
+                                              bytes.size(), face.string());
+  check_same_faces(answer["faces"], expected, local.class_names());
+
+  // The same file as multipart/form-data gets the same faces.
+  httplib::MultipartFormDataItems items{{"file", bytes, face.filename().string(), "image/jpeg"}};
+  auto multipart = client.Post("/api/predict?detect=0", items);
+  REQUIRE(multipart);
+  REQUIRE(multipart->status == 200);
+  CHECK(json::parse(multipart->body)["faces"] == answer["faces"]);
+}
+
+TEST_CASE("fer_serve: a photo from Debian's opencv-doc, with face detection") {
+  if (!fs::exists(kOpencvPhoto)) {
+    MESSAGE("SKIPPED: " << kOpencvPhoto << " is absent (Debian package opencv-doc)");
+    return;
+  }
+  Server& server = shared_server();
+  const std::string bytes = read_bytes(kOpencvPhoto);
+  auto res = server.client().Post("/api/predict", bytes, "image/jpeg");
+  REQUIRE(res);
+  REQUIRE_MESSAGE(res->status == 200, res->body);
+  const json answer = json::parse(res->body);
+  CHECK(answer["width"] == 548);
+  CHECK(answer["height"] == 342);
+  CHECK(answer["faces"].size() >= 1);
+  for (const json& f : answer["faces"]) {
+    const auto box = f["box"].get<std::vector<int>>();
+    CHECK(box[0] >= 0);
+    CHECK(box[1] >= 0);
+    CHECK(box[0] + box[2] <= 548);
+    CHECK(box[1] + box[3] <= 342);
+  }
+  const fer::FaceAnalyzer local(analyzer_options(true));
+  const auto expected = local.analyze_encoded(reinterpret_cast<const uint8_t*>(bytes.data()),
+                                              bytes.size(), kOpencvPhoto);
+  check_same_faces(answer["faces"], expected, local.class_names());
+}
+
+TEST_CASE("fer_serve: a concurrent burst gets identical answers, bad requests alongside") {
+  Server& server = shared_server();
+  const fs::path face = fer_val_face();
+  const std::string bytes = face.empty() ? make_jpeg(96, 96) : read_bytes(face);
+  if (face.empty()) MESSAGE("(no FER2013 data: the burst uses a synthetic image)");
+  auto first = server.client().Post("/api/predict?detect=0", bytes, "image/jpeg");
+  REQUIRE(first);
+  REQUIRE(first->status == 200);
+  const std::string reference = json::parse(first->body)["faces"].dump();
+
+  constexpr int kThreads = 8, kPerThread = 10;
+  std::atomic<int> ok{0}, wrong_status{0}, differing{0}, bad_answered{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      auto client = server.client();
+      for (int i = 0; i < kPerThread; ++i) {
+        httplib::Result res = (i + t) % 2 == 0
+            ? client.Post("/api/predict?detect=0", bytes, "image/jpeg")
+            : client.Post("/api/predict?detect=0",
+                          httplib::MultipartFormDataItems{{"file", bytes, "face.jpg", "image/jpeg"}});
+        if (!res || res->status != 200) {
+          ++wrong_status;
+          continue;
+        }
+        ++ok;
+        if (json::parse(res->body)["faces"].dump() != reference) ++differing;
+      }
+    });
+  }
+  // Garbage from another client at the same time.
+  threads.emplace_back([&] {
+    auto client = server.client();
+    for (int i = 0; i < kPerThread; ++i) {
+      auto res = client.Post("/api/predict", bytes.substr(0, bytes.size() / 3), "image/jpeg");
+      if (res && res->status == 400) ++bad_answered;
+    }
+  });
+  for (auto& t : threads) t.join();
+  CHECK(ok == kThreads * kPerThread);
+  CHECK(wrong_status == 0);
+  CHECK(differing == 0);
+  CHECK(bad_answered == kPerThread);
+  check_still_serving(server);
+}
+
+TEST_CASE("fer_serve: flag and port errors exit 2 with a message; SIGTERM stops it cleanly") {
+  SUBCASE("bad --port") {
+    Child c(serve_argv({"--port", "70000"}), true);
+    CHECK(c.wait_exit(60) == 2);
+    CHECK(contains(c.output, "--port 70000"));
+  }
+  SUBCASE("missing checkpoint") {
+    Child c(serve_argv({"--port", "0", "--checkpoint", "/nonexistent/model.safetensors"}), true);
+    CHECK(c.wait_exit(60) == 2);
+    CHECK(contains(c.output, "/nonexistent/model.safetensors"));
+  }
+  SUBCASE("port already in use") {
+    Server& server = shared_server();
+    Child c(serve_argv({"--port", std::to_string(server.port)}), true);
+    CHECK(c.wait_exit(120) == 2);
+    CHECK(contains(c.output, "cannot bind"));
+    check_still_serving(server);
+  }
+  SUBCASE("SIGTERM") {
+    Server server({"--port", "0", "--quiet"});
+    check_still_serving(server);
+    kill(server.child.pid, SIGTERM);
+    CHECK(server.child.wait_exit(60) == 0);
+    CHECK(contains(server.child.output, "stopped after"));
+  }
+}
