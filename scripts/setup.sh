@@ -13,11 +13,14 @@ cd "$(dirname "$0")/.."
 packages=(build-essential cmake pkg-config libeigen3-dev doctest-dev libbenchmark-dev libstb-dev
           nlohmann-json3-dev libomp-dev libopenblas-openmp-dev
           libcpp-httplib-dev  # fer_serve's HTTP server and test client
-          opencv-data opencv-doc)  # Haar cascades (XML data, no OpenCV library); photos for tests
+          opencv-data opencv-doc  # Haar cascades (XML data, no OpenCV library); photos for tests
+          libhdf5-dev)  # fer_convert reads Keras .h5 weights (optional in CMake)
 if [ "${FER_WITH_TORCH:-0}" = 1 ]; then
   # OpenBLAS, not Debian's reference BLAS: with the reference BLAS PyTorch's dense layers run ~30x
   # slower, which would make an unfair reference.
   packages+=(python3-torch python3-numpy libopenblas0-openmp)
+  # tests/test_backbones: torchvision's ImageNet models and h5py for Keras-layout weight files.
+  packages+=(python3-torchvision python3-h5py)
   # tests/browser (CTest browser_serve): Debian's chromium driven by playwright-core under Node.
   # Debian's nodejs has no npm (package npm); a NodeSource nodejs brings its own and conflicts with it.
   packages+=(chromium nodejs)

@@ -33,6 +33,39 @@ double number(const Metadata& m, const std::string& key, const std::string& file
     fail(file, ": metadata '", key, "' is not a number: '", v, "'");
   }
 }
+// "1024,512" <-> {1024, 512}; "" is no sizes.
+std::string join_sizes(const std::vector<int64_t>& v) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i) s += ',';
+    s += std::to_string(v[i]);
+  }
+  return s;
+}
+std::vector<int64_t> sizes(const std::string& text, const std::string& key, const std::string& file) {
+  std::vector<int64_t> out;
+  for (const std::string& item : split(text)) {
+    size_t used = 0;
+    long long v = 0;
+    try {
+      v = std::stoll(item, &used);
+    } catch (...) {
+      used = 0;
+    }
+    FER_CHECK(used == item.size() && !item.empty() && v > 0, file, ": metadata '", key,
+              "' is not a list of positive sizes: '", text, "'");
+    out.push_back(v);
+  }
+  return out;
+}
+// Enough digits that the float reads back exactly (std::to_string keeps 6 decimals: 1.001e-5
+// would come back as 1e-5).
+std::string float_text(float v) {
+  std::ostringstream os;
+  os.precision(9);
+  os << v;
+  return os.str();
+}
 }  // namespace
 
 Metadata spec_to_metadata(const ModelSpec& s) {
@@ -44,6 +77,9 @@ Metadata spec_to_metadata(const ModelSpec& s) {
       {"input_size", std::to_string(s.config.input_size)},
       {"dropout", std::to_string(s.config.dropout)},
       {"stage_dropout", std::to_string(s.config.stage_dropout)},
+      {"head", s.config.head},
+      {"hidden", join_sizes(s.config.hidden)},
+      {"bn_eps", float_text(s.config.bn_eps)},
       {"class_names", join(s.class_names)},
       {"preprocess.equalize", s.preprocess.equalize ? "1" : "0"},
       {"preprocess.standardize", s.preprocess.standardize ? "1" : "0"},
@@ -60,6 +96,10 @@ ModelSpec spec_from_metadata(const Metadata& m, const std::string& file) {
   s.config.input_size = static_cast<int64_t>(number(m, "input_size", file));
   s.config.dropout = static_cast<float>(number(m, "dropout", file));
   s.config.stage_dropout = static_cast<float>(number(m, "stage_dropout", file));
+  // Keys added with the ImageNet backbones: checkpoints written before them take the defaults.
+  if (m.count("head")) s.config.head = m.at("head");
+  if (m.count("hidden")) s.config.hidden = sizes(m.at("hidden"), "hidden", file);
+  if (m.count("bn_eps")) s.config.bn_eps = static_cast<float>(number(m, "bn_eps", file));
   s.class_names = split(need(m, "class_names", file));
   FER_CHECK(static_cast<int64_t>(s.class_names.size()) == s.config.num_classes, file, ": ",
             s.class_names.size(), " class names for ", s.config.num_classes, " classes");

@@ -1,7 +1,9 @@
 // Checkpoints of the apps: one safetensors file holding the model's state dict (plain PyTorch
 // names), optionally the optimizer's state ("optim.*"), and in "__metadata__" everything needed
 // to rebuild and resume: the architecture and its config, the class names, the preprocessing,
-// and the training state (epoch, step, best accuracy, RNG state, schedule state).
+// and the training state (epoch, step, best accuracy, RNG state, schedule state). The config keys
+// of the ImageNet backbones ("head", "hidden" as "1024,512", "bn_eps") came later: a checkpoint
+// without them takes ModelConfig's defaults, which is what it was built with.
 // Written atomically by save_safetensors (temporary file, fsync, rename).
 #pragma once
 #include <map>
