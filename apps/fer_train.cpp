@@ -6,25 +6,84 @@
 // prints the model's parameters and FLOPs, trains with a live progress line, logs every epoch,
 // keeps OUT/best.safetensors (by validation accuracy) and OUT/last.safetensors, and stops
 // cleanly on Ctrl-C (resume with --resume).
+//
+// Transfer learning (apps/common/finetune.h) is two runs:
+//   phase 1 (head only):  fer_train --model vgg16 --freeze-backbone --cache-features --out runs/p1
+//   phase 2 (top blocks): fer_train --model vgg16 --init runs/p1/best.safetensors --unfreeze-top 2
+//                                   --lr 1e-4 --backbone-lr-mult 0.1 --out runs/p2
 #include <cstdio>
 #include <filesystem>
+#include <sstream>
 
+#include "apps/common/checkpoint.h"
 #include "apps/common/cli.h"
 #include "apps/common/dataset_args.h"
+#include "apps/common/finetune.h"
 #include "apps/common/trainer.h"
 #include "engine/backend.h"
 
 using namespace fer;
 
 namespace {
+// "1024,256" -> {1024, 256}; "" -> {}.
+std::vector<int64_t> parse_sizes(const std::string& text) {
+  std::vector<int64_t> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    size_t used = 0;
+    long long v = 0;
+    try {
+      v = std::stoll(item, &used);
+    } catch (...) {
+      used = 0;
+    }
+    FER_CHECK(!item.empty() && used == item.size() && v > 0, "--hidden: '", text,
+              "' is not a comma-separated list of positive sizes");
+    out.push_back(v);
+  }
+  return out;
+}
+
+// With --init, the architecture comes from the checkpoint (fer_convert's output, or phase 1's
+// best) unless given on the command line: a converted backbone's input size, head and BatchNorm
+// epsilon are part of what its weights compute.
+void inherit_architecture(const cli::Args& args, ModelSpec& spec) {
+  const std::string& path = args.str("init");
+  const LoadedCheckpoint init = load_checkpoint(path);
+  const ModelConfig& c = init.spec.config;
+  std::string taken;
+  auto take = [&](const char* flag, auto& field, const auto& value, const std::string& shown) {
+    if (args.given(flag)) return;
+    field = value;
+    taken += std::string(taken.empty() ? "" : ", ") + flag + " " + shown;
+  };
+  std::string hidden;
+  for (int64_t h : c.hidden) hidden += (hidden.empty() ? "" : ",") + std::to_string(h);
+  take("model", spec.name, init.spec.name, init.spec.name);
+  take("input-size", spec.config.input_size, c.input_size, std::to_string(c.input_size));
+  take("head", spec.config.head, c.head, c.head);
+  take("hidden", spec.config.hidden, c.hidden, hidden.empty() ? "none" : hidden);
+  take("dropout", spec.config.dropout, c.dropout, std::to_string(c.dropout));
+  take("stage-dropout", spec.config.stage_dropout, c.stage_dropout, std::to_string(c.stage_dropout));
+  spec.config.bn_eps = c.bn_eps;
+  if (!taken.empty()) std::fprintf(stderr, "from %s: %s\n", path.c_str(), taken.c_str());
+}
+
 int run(int argc, char** argv) {
+  std::string known_models;
+  for (const std::string& n : model_names()) known_models += (known_models.empty() ? "" : ", ") + n;
   cli::Args args("fer_train", "Train a facial expression classifier on FER2013.");
   declare_dataset_flags(args);
   args.option("train-split", "train", "split to train on")
       .option("val-split", "val", "split for model selection ('none' to carve --val-fraction from train)")
       .option("val-fraction", "0.1", "stratified fraction of train held out when there is no val split")
       .option("per-class-cap", "0", "at most this many training images per class, seeded (0 = all)")
-      .option("model", "fer_vgg_small", "architecture (fer_vgg_small, fer_vgg, fer_seed_cnn)")
+      .option("val-per-class-cap", "0", "at most this many validation images per class, seeded (0 = all; quick runs)")
+      .option("model", "fer_vgg_small", "architecture (" + known_models + ")")
+      .option("input-size", "48", "backbones: the side faces are resized to (FER CNNs: 48)")
+      .option("head", "gap", "backbones: gap (global average pooling) | flatten")
+      .option("hidden", "", "backbones: hidden dense sizes of the head, e.g. 512 or 1024,256")
       .option("dropout", "0.5", "dropout before the dense layers")
       .option("stage-dropout", "0.0", "dropout after each pooling stage")
       .option("epochs", "40", "training epochs")
@@ -63,7 +122,15 @@ int run(int argc, char** argv) {
       .option("device", "cpu", "cpu | cuda")
       .option("out", "runs/fer", "output directory (checkpoints, logs)")
       .flag("resume", false, "continue from OUT/last.safetensors")
-      .option("init", "", "start from the weights of this checkpoint (fine-tuning, warm restarts)")
+      .option("init", "", "start from the weights of this checkpoint (fine-tuning, warm restarts); "
+              "its architecture (model, input size, head) unless given")
+      .flag("freeze-backbone", false, "transfer learning: freeze every block of the model's features (eval mode, no gradients)")
+      .option("unfreeze-top", "0", "freeze the features except their last N blocks (phase 2 of fine-tuning)")
+      .option("backbone-lr-mult", "1", "learning rate of the trainable feature blocks = lr x this")
+      .option("layer-decay", "1", "and x this per block below the top one (layer-wise lr decay)")
+      .flag("cache-features", false, "frozen backbone: compute its features once, then train the head on them")
+      .option("cache-aug-passes", "0", "with --cache-features: K augmented copies of every training face (epoch e uses copy e mod K)")
+      .option("cache-dtype", "float32", "feature cache storage: float32 | float16")
       .option("max-steps", "0", "stop each epoch after this many steps (0 = whole epoch; smoke tests)")
       .flag("progress", true, "live progress line");
   args.parse(argc, argv);
@@ -78,6 +145,8 @@ int run(int argc, char** argv) {
   data::Dataset val_data;
   if (args.str("val-split") != "none") {
     val_data = load_split_from_flags(args, args.str("val-split"));
+    if (args.integer("val-per-class-cap") > 0)
+      val_data = data::cap_per_class(val_data, args.integer("val-per-class-cap"), args.integer("seed"));
   } else {
     auto tv = data::stratified_split(train_data, args.number("val-fraction"), args.integer("seed"));
     train_data = std::move(tv.train);
@@ -92,7 +161,11 @@ int run(int argc, char** argv) {
   o.spec.config.num_classes = train_data.num_classes();
   o.spec.config.dropout = static_cast<float>(args.number("dropout"));
   o.spec.config.stage_dropout = static_cast<float>(args.number("stage-dropout"));
+  o.spec.config.input_size = args.integer("input-size");
+  o.spec.config.head = args.str("head");
+  o.spec.config.hidden = parse_sizes(args.str("hidden"));
   o.spec.class_names = train_data.class_names;
+  if (!args.str("init").empty()) inherit_architecture(args, o.spec);
   o.spec.preprocess.equalize = args.boolean("equalize");
   o.epochs = args.integer("epochs");
   o.batch_size = args.integer("batch-size");
@@ -137,6 +210,14 @@ int run(int argc, char** argv) {
   o.resume = args.boolean("resume");
   o.init_from = args.str("init");
   o.max_steps_per_epoch = args.integer("max-steps");
+  o.finetune.freeze_backbone = args.boolean("freeze-backbone");
+  o.finetune.unfreeze_top = args.integer("unfreeze-top");
+  o.finetune.backbone_lr_mult = static_cast<float>(args.number("backbone-lr-mult"));
+  o.finetune.layer_decay = static_cast<float>(args.number("layer-decay"));
+  o.finetune.validate();
+  o.cache_features = args.boolean("cache-features");
+  o.cache_aug_passes = args.integer("cache-aug-passes");
+  o.cache_dtype = parse_cache_dtype(args.str("cache-dtype"));
   o.progress = args.boolean("progress");
 
   {
@@ -144,6 +225,14 @@ int run(int argc, char** argv) {
     std::fprintf(stderr, "model %s: %.3f M parameters, %.3f GFLOP per face (forward), %d threads\n",
                  o.spec.name.c_str(), probe->parameter_count() / 1e6,
                  forward_flops(*probe, 1, o.spec.config.input_size) / 1e9, cpu_threads());
+    const FinetunePlan plan = plan_finetune(*probe, o.finetune);
+    if (o.finetune.freezes() || o.finetune.backbone_lr_mult != 1.0f || o.finetune.layer_decay != 1.0f)
+      std::fprintf(stderr, "%s", plan.describe().c_str());
+    else
+      std::fprintf(stderr, "trainable parameters: %lld (every layer)\n",
+                   static_cast<long long>(plan.trainable_params));
+    if (o.cache_features && !plan.backbone_frozen())
+      fail("--cache-features needs the whole backbone frozen: use --freeze-backbone without --unfreeze-top");
   }
   auto train_ptr = std::make_shared<const data::Dataset>(std::move(train_data));
   auto val_ptr = std::make_shared<const data::Dataset>(std::move(val_data));

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <csignal>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -37,12 +38,41 @@ std::string format_duration(double s) {
   return buf;
 }
 
-std::unique_ptr<Optimizer> make_optimizer(const TrainOptions& o, const Module& model) {
-  const std::vector<Tensor> params = model.parameters(true);
-  if (o.optimizer == "sgd") return std::make_unique<SGD>(params, o.lr, o.momentum, 0.0f, o.weight_decay, o.nesterov);
-  if (o.optimizer == "adam") return std::make_unique<Adam>(params, o.lr, 0.9f, 0.999f, 1e-8f, o.weight_decay);
-  if (o.optimizer == "adamw") return std::make_unique<AdamW>(params, o.lr, 0.9f, 0.999f, 1e-8f, o.weight_decay);
+std::unique_ptr<Optimizer> make_optimizer(const TrainOptions& o, std::vector<ParamGroup> groups) {
+  if (o.optimizer == "sgd") return std::make_unique<SGD>(std::move(groups), o.lr, o.momentum, 0.0f, o.weight_decay, o.nesterov);
+  if (o.optimizer == "adam") return std::make_unique<Adam>(std::move(groups), o.lr, 0.9f, 0.999f, 1e-8f, o.weight_decay);
+  if (o.optimizer == "adamw") return std::make_unique<AdamW>(std::move(groups), o.lr, 0.9f, 0.999f, 1e-8f, o.weight_decay);
   fail("unknown optimizer '", o.optimizer, "' (expected sgd, adam or adamw)");
+}
+
+Metadata cache_metadata(const TrainOptions& o) {
+  return {{"cache.features", o.cache_features ? "1" : "0"},
+          {"cache.aug_passes", std::to_string(o.cache_aug_passes)}};
+}
+
+// --resume continues a run exactly only under the same feature cache (the cached run trains on
+// other augmentations). Checkpoints from before the cache existed were uncached.
+void check_cache_matches(const TrainOptions& o, const Metadata& meta, const std::string& file) {
+  for (const auto& [key, value] : cache_metadata(o)) {
+    auto it = meta.find(key);
+    const std::string theirs = it == meta.end() ? "0" : it->second;
+    FER_CHECK(theirs == value, file, " was written with ", key, " = ", theirs, ", this run has ",
+              value, ": resume with the same --cache-features / --cache-aug-passes flags");
+  }
+}
+
+// The process's peak resident memory (Linux: VmHWM of /proc/self/status), or "unknown".
+std::string peak_memory() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmHWM:", 0) == 0) {
+      const long long kb = std::atoll(line.c_str() + 6);
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%.0f MiB", kb / 1024.0);
+      return buf;
+    }
+  return "unknown";
 }
 
 // Per-step schedules are indexed by the global step; "step" and "plateau" act per epoch.
@@ -125,16 +155,24 @@ TrainResult train(const TrainOptions& o, std::shared_ptr<const data::Dataset> tr
                   std::shared_ptr<const data::Dataset> val_set) {
   FER_CHECK(train_set && train_set->size() > 0, "train: the training set is empty");
   FER_CHECK(o.epochs > 0 && o.batch_size > 0, "train: epochs and batch size must be positive");
+  FER_CHECK(o.cache_aug_passes == 0 || o.cache_features,
+            "--cache-aug-passes needs --cache-features");
   std::filesystem::create_directories(o.out_dir);
   TrainResult result;
   result.best_path = o.out_dir + "/best.safetensors";
   result.last_path = o.out_dir + "/last.safetensors";
   g_stop.store(false);
 
-  // ---- Model, data, optimizer, schedule --------------------------------------------------
+  // ---- Model, what trains, data, optimizer, schedule ---------------------------------------
   manual_seed(o.seed);
   std::shared_ptr<Module> model = create_model(o.spec.name, o.spec.config);
   model->to(o.device);
+  const FinetunePlan plan = plan_finetune(*model, o.finetune);
+  apply_freezing(*model, plan);
+  Classifier& classifier = as_classifier(*model);
+  FER_CHECK(!o.cache_features || plan.backbone_frozen(),
+            "--cache-features needs the whole backbone frozen (--freeze-backbone without "
+            "--unfreeze-top); ", plan.trainable_blocks(), " blocks of features train in this run");
   data::LoaderOptions lo;
   lo.batch_size = o.batch_size;
   lo.shuffle = true;
@@ -144,12 +182,13 @@ TrainResult train(const TrainOptions& o, std::shared_ptr<const data::Dataset> tr
   lo.seed = o.seed;
   lo.preprocess = o.spec.preprocess;
   lo.augment = o.augment;
+  // With the cache the loader only supplies each epoch's order (no threads are started).
   data::BatchLoader loader(train_set, lo);
   int64_t steps_per_epoch = loader.batches_per_epoch();
   if (o.max_steps_per_epoch > 0) steps_per_epoch = std::min(steps_per_epoch, o.max_steps_per_epoch);
   FER_CHECK(steps_per_epoch > 0, "train: ", train_set->size(), " images make no batch of ", o.batch_size);
 
-  auto optimizer = make_optimizer(o, *model);
+  auto optimizer = make_optimizer(o, param_groups(*model, plan, o.lr));
   auto schedule = make_schedule(o, steps_per_epoch);
   ReduceLROnPlateau plateau("max", o.plateau_factor, o.plateau_patience);
   CrossEntropyOptions loss_opts;
@@ -166,6 +205,8 @@ TrainResult train(const TrainOptions& o, std::shared_ptr<const data::Dataset> tr
     LoadedCheckpoint ck = load_checkpoint(result.last_path, o.device);
     FER_CHECK(ck.spec.name == o.spec.name, "--resume: ", result.last_path, " holds a '",
               ck.spec.name, "' model, not '", o.spec.name, "'");
+    plan.check_matches(ck.file.metadata, result.last_path);
+    check_cache_matches(o, ck.file.metadata, result.last_path);
     model->load_state_dict(ck.model->state_dict());
     optimizer->load_state_dict(ck.file.tensors, ck.file.metadata);
     if (o.schedule == "plateau") plateau.from_metadata(ck.file.metadata);
@@ -186,6 +227,41 @@ TrainResult train(const TrainOptions& o, std::shared_ptr<const data::Dataset> tr
     }
   }
 
+  // ---- Feature cache (after the weights are final: --init / --resume) -----------------------
+  FeatureCache cache;
+  if (o.cache_features) {
+    FeatureCacheOptions co;
+    co.dtype = o.cache_dtype;
+    co.aug_passes = o.cache_aug_passes;
+    co.preprocess = o.spec.preprocess;
+    co.augment = o.augment;
+    co.seed = o.seed;
+    co.workers = o.workers;
+    co.device = o.device;
+    co.progress = o.progress;
+    co.stop = &g_stop;
+    cache = build_feature_cache(classifier, train_set, val_set, co);
+    if (cache.interrupted) {
+      std::fprintf(stderr, "\ninterrupted during feature extraction: nothing was trained and %s "
+                   "was not touched\n", result.last_path.c_str());
+      result.interrupted = true;
+      return result;
+    }
+    result.cache_seconds = cache.seconds;
+    std::fprintf(stderr, "feature cache: %s, extracted in %s (%.0f img/s); process peak memory %s\n",
+                 cache.describe().c_str(), format_duration(cache.seconds).c_str(),
+                 (static_cast<double>(cache.train_passes.size() * train_set->size()) +
+                  static_cast<double>(cache.val.rows())) / std::max(cache.seconds, 1e-9),
+                 peak_memory().c_str());
+    if (const int64_t lost = cache.lost_values(); lost > 0)
+      std::fprintf(stderr, "warning: %lld cached features were outside float16's range (became 0 or "
+                   "infinite): use --cache-dtype float32\n", static_cast<long long>(lost));
+    if (o.cache_aug_passes == 0 && o.augment.any())
+      std::fprintf(stderr, "note: --cache-aug-passes 0: the head trains on un-augmented features "
+                   "(the augmentation flags apply to the cached passes only)\n");
+  }
+  std::vector<float> train_labels(train_set->labels.begin(), train_set->labels.end());
+
   auto save_last = [&](const Position& p) {
     Position q = p;
     q.rng = default_generator().state();
@@ -193,13 +269,22 @@ TrainResult train(const TrainOptions& o, std::shared_ptr<const data::Dataset> tr
     for (const auto& [k, v] : optimizer->metadata()) meta[k] = v;
     if (o.schedule == "plateau")
       for (const auto& [k, v] : plateau.to_metadata()) meta[k] = v;
+    for (const auto& [k, v] : plan.to_metadata()) meta[k] = v;
+    for (const auto& [k, v] : cache_metadata(o)) meta[k] = v;
     save_checkpoint(result.last_path, *model, o.spec, optimizer->state_dict(), meta);
   };
 
   // ---- Epochs --------------------------------------------------------------------------------
   for (int64_t epoch = pos.epoch; epoch < o.epochs; ++epoch) {
-    model->train();
-    loader.start_epoch(epoch);
+    set_train_mode(*model, plan);
+    std::vector<int64_t> order;          // cached: the epoch's item order, cut into batches
+    const FeatureTable* table = nullptr;  // cached: this epoch's pass
+    if (o.cache_features) {
+      order = loader.epoch_order(epoch);
+      table = &cache.train_for_epoch(epoch);
+    } else {
+      loader.start_epoch(epoch);
+    }
     const auto epoch_start = Clock::now();
     if (epoch != pos.epoch) {  // a fresh epoch (not the one we resumed into)
       pos.step_in_epoch = 0;
@@ -208,15 +293,35 @@ TrainResult train(const TrainOptions& o, std::shared_ptr<const data::Dataset> tr
     }
     if (pos.rng) default_generator().seed(pos.rng), pos.rng = 0;
     data::Batch batch;
-    for (int64_t s = 0; s < pos.step_in_epoch; ++s) loader.next(batch);  // skip what was trained
+    if (!o.cache_features)
+      for (int64_t s = 0; s < pos.step_in_epoch; ++s) loader.next(batch);  // skip what was trained
     const int64_t first_step = pos.step_in_epoch;
 
-    while (pos.step_in_epoch < steps_per_epoch && loader.next(batch)) {
+    // The next batch: images for the whole model, or cached features for the head.
+    auto next_batch = [&](Tensor& x) -> bool {
+      if (!o.cache_features) {
+        if (!loader.next(batch)) return false;
+        x = batch.images.to(o.device);
+        return true;
+      }
+      const size_t first = static_cast<size_t>(pos.step_in_epoch * o.batch_size);
+      if (first + static_cast<size_t>(o.batch_size) > order.size()) return false;
+      batch.indices.assign(order.begin() + static_cast<std::ptrdiff_t>(first),
+                           order.begin() + static_cast<std::ptrdiff_t>(first + o.batch_size));
+      std::vector<float> y(batch.indices.size());
+      for (size_t i = 0; i < y.size(); ++i) y[i] = train_labels[static_cast<size_t>(batch.indices[i])];
+      batch.labels = Tensor::from_vector({static_cast<int64_t>(y.size())}, y);
+      x = table->gather(batch.indices, o.device);
+      return true;
+    };
+
+    Tensor x;
+    while (pos.step_in_epoch < steps_per_epoch && next_batch(x)) {
       if (schedule) pos.lr = schedule->lr_at(pos.global_step);
       optimizer->set_lr(pos.lr);
-      Tensor x = batch.images.to(o.device), y = batch.labels.to(o.device);
+      Tensor y = batch.labels.to(o.device);
       optimizer->zero_grad();
-      Tensor logits = model->forward(x);
+      Tensor logits = o.cache_features ? head_forward(classifier, x) : model->forward(x);
       Tensor loss = cross_entropy(logits, y, loss_opts);
       loss.backward();
       if (o.clip_grad > 0) clip_grad_norm(optimizer->params(), o.clip_grad);
@@ -267,7 +372,9 @@ TrainResult train(const TrainOptions& o, std::shared_ptr<const data::Dataset> tr
     r.seconds = seconds_since(epoch_start);
     r.images_per_s = (pos.step_in_epoch - first_step) * o.batch_size / std::max(r.seconds, 1e-9);
     if (val_set && val_set->size() > 0) {
-      const Predictions p = predict_dataset(*model, *val_set, o.spec.preprocess, o.device);
+      const Predictions p = o.cache_features
+                                ? predict_cached(classifier, cache.val, val_set->labels, o.device)
+                                : predict_dataset(*model, *val_set, o.spec.preprocess, o.device);
       r.val_loss = p.loss;
       r.val_acc = p.accuracy;
     } else {
@@ -285,8 +392,9 @@ TrainResult train(const TrainOptions& o, std::shared_ptr<const data::Dataset> tr
       pos.best_val_acc = r.val_acc;
       pos.best_epoch = r.epoch;
       pos.bad_epochs = 0;
-      save_checkpoint(result.best_path, *model, o.spec, {},
-                      {{"train.epoch", std::to_string(r.epoch)}, {"val_acc", metadata_str(r.val_acc)}});
+      Metadata meta{{"train.epoch", std::to_string(r.epoch)}, {"val_acc", metadata_str(r.val_acc)}};
+      for (const auto& [k, v] : plan.to_metadata()) meta[k] = v;
+      save_checkpoint(result.best_path, *model, o.spec, {}, meta);
     } else {
       ++pos.bad_epochs;
     }

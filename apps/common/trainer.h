@@ -8,12 +8,23 @@
 // moments, schedule state, running sums of the epoch's metrics), so `--resume` continues the
 // same run step for step: with the same seed and thread count the curve is identical to an
 // uninterrupted run.
+//
+// Transfer learning (apps/common/finetune.h): `finetune` freezes all or the first blocks of the
+// model's features (no gradients, eval mode) and gives the optimizer only the trainable
+// parameters, in groups with their own learning rates; the plan is checked on --resume. With
+// `cache_features` (only when the whole of features is frozen) the frozen features of every
+// training image (K augmented copies with cache_aug_passes = K) and every validation image are
+// computed once before the first epoch (apps/common/feature_cache.h) and the head trains on them:
+// the same epoch orders, batches, logs and checkpoints (of the full model: backbone + head) as an
+// uncached run, at a fraction of the time per epoch.
 #pragma once
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "apps/common/checkpoint.h"
+#include "apps/common/feature_cache.h"
+#include "apps/common/finetune.h"
 #include "data/augment.h"
 #include "data/dataset.h"
 
@@ -38,6 +49,10 @@ struct TrainOptions {
   float clip_grad = 0.0f;           // max gradient norm, 0 = off
   int64_t patience = 0;             // early stopping after this many epochs without improvement
   data::AugmentOptions augment;
+  FinetuneOptions finetune;         // frozen blocks and per-block learning rates
+  bool cache_features = false;      // train the head on cached frozen features
+  int64_t cache_aug_passes = 0;     // K augmented copies per training image (0: one clean pass)
+  CacheDtype cache_dtype = CacheDtype::F32;
   int workers = 2;
   uint64_t seed = 1;
   std::string out_dir = "runs/fer";
@@ -57,6 +72,7 @@ struct EpochRecord {
 
 struct TrainResult {
   std::vector<EpochRecord> history;  // epochs run in this call
+  double cache_seconds = 0;          // feature extraction wall time (cache_features)
   double best_val_acc = 0;
   int64_t best_epoch = 0;
   bool interrupted = false;
