@@ -34,6 +34,7 @@
 
 #include "apps/common/cli.h"
 #include "apps/common/face_analyzer.h"
+#include "apps/common/progress.h"
 #include "apps/common/plot.h"
 #include "data/image.h"
 #include "engine/backend.h"
@@ -44,10 +45,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
 
 bool is_image_name(const fs::path& p) {
   std::string ext = p.extension().string();
@@ -134,13 +131,6 @@ std::string annotation_path(const std::string& dir, const std::string& input, st
   return (fs::path(dir) / name).string();
 }
 
-std::string format_eta(double s) {
-  char buf[32];
-  if (s < 60) std::snprintf(buf, sizeof buf, "%.0fs", s);
-  else if (s < 3600) std::snprintf(buf, sizeof buf, "%dm%02ds", static_cast<int>(s) / 60, static_cast<int>(s) % 60);
-  else std::snprintf(buf, sizeof buf, "%dh%02dm", static_cast<int>(s) / 3600, static_cast<int>(s) % 3600 / 60);
-  return buf;
-}
 
 int run(int argc, char** argv) {
   cli::Args args("fer_predict",
@@ -297,7 +287,7 @@ int run(int argc, char** argv) {
       std::fprintf(stderr, "%sfer_predict: %lld/%zu images (%.0f%%), %lld faces, %.1f faces/s, ETA %s%s",
                    tty ? "\r" : "", static_cast<long long>(done), inputs.size(), 100.0 * done / inputs.size(),
                    static_cast<long long>(faces_total), faces_total / std::max(elapsed, 1e-9),
-                   format_eta(eta).c_str(), tty ? "   " : "\n");
+                   format_duration(eta).c_str(), tty ? "   " : "\n");
     }
   }
   if (show_progress && tty) std::fputc('\n', stderr);

@@ -25,26 +25,6 @@
 using namespace fer;
 
 namespace {
-// "1024,256" -> {1024, 256}; "" -> {}.
-std::vector<int64_t> parse_sizes(const std::string& text) {
-  std::vector<int64_t> out;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    size_t used = 0;
-    long long v = 0;
-    try {
-      v = std::stoll(item, &used);
-    } catch (...) {
-      used = 0;
-    }
-    FER_CHECK(!item.empty() && used == item.size() && v > 0, "--hidden: '", text,
-              "' is not a comma-separated list of positive sizes");
-    out.push_back(v);
-  }
-  return out;
-}
-
 // With --init, the architecture comes from the checkpoint (fer_convert's output, or phase 1's
 // best) unless given on the command line: a converted backbone's input size, head and BatchNorm
 // epsilon are part of what its weights compute.
@@ -163,7 +143,7 @@ int run(int argc, char** argv) {
   o.spec.config.stage_dropout = static_cast<float>(args.number("stage-dropout"));
   o.spec.config.input_size = args.integer("input-size");
   o.spec.config.head = args.str("head");
-  o.spec.config.hidden = parse_sizes(args.str("hidden"));
+  o.spec.config.hidden = cli::parse_sizes(args.str("hidden"), "--hidden");
   o.spec.class_names = train_data.class_names;
   if (!args.str("init").empty()) inherit_architecture(args, o.spec);
   o.spec.preprocess.equalize = args.boolean("equalize");

@@ -3,6 +3,8 @@
 // batch loader, synthetic faces, and (when ../shared/fer2013 is present) the real val/ split.
 #include <doctest/doctest.h>
 
+#include "tests/support/temp_dir.h"
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -32,25 +34,10 @@
 
 namespace fs = std::filesystem;
 using namespace fer::data;
+using fer::testing::TempDir;
 
 namespace {
 
-// A fresh directory under the system temp dir, removed with everything in it at scope exit.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() /
-           ("fer_test_data_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& rel) const { return (path / rel).string(); }
-};
 
 // The fer::Error message thrown by f, or "<no error>".
 std::string error_of(const std::function<void()>& f) {

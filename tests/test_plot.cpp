@@ -3,6 +3,8 @@
 // colours its cells by the normalised value.
 #include <doctest/doctest.h>
 
+#include "tests/support/temp_dir.h"
+
 #include "tests/support/errors.h"
 
 #include <algorithm>
@@ -25,27 +27,13 @@
 #include "engine/metrics.h"
 
 using namespace fer;
+using fer::testing::TempDir;
 using fer::testing::throws_naming;
 using namespace fer::plot;
 namespace fs = std::filesystem;
 
 namespace {
 
-// A fresh directory under the system temp dir, removed with everything in it at scope exit.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::random_device rd;
-    path = fs::temp_directory_path() /
-           ("fer_test_plot_" + std::to_string(::getpid()) + "_" + std::to_string(rd()));
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
 
 std::vector<uint8_t> read_bytes(const std::string& path) {
   std::ifstream f(path, std::ios::binary);

@@ -4,6 +4,8 @@
 // opencv-data. Each test skips visibly when what it needs is absent.
 #include <doctest/doctest.h>
 
+#include "tests/support/temp_dir.h"
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -28,6 +30,7 @@
 
 namespace fs = std::filesystem;
 using namespace fer;
+using fer::testing::TempDir;
 using fer::testing::throws_naming;
 
 namespace {
@@ -69,21 +72,6 @@ std::vector<std::pair<std::string, std::string>> val_faces(int per_class) {
   return out;
 }
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() /
-           ("fer_test_predict_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& rel) const { return (path / rel).string(); }
-};
 
 std::string read_text(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -2,6 +2,8 @@
 // state dict, every class of malformed input (each must be a fer::Error naming the tensor or the
 // byte offset, never a crash), dtype conversions on reading, and the atomic write.
 #include <doctest/doctest.h>
+
+#include "tests/support/temp_dir.h"
 #include <unistd.h>
 
 #include <atomic>
@@ -23,34 +25,13 @@
 namespace fs = std::filesystem;
 using fer::SafetensorsFile;
 using fer::Shape;
+using fer::testing::TempDir;
 using fer::StateDict;
 using fer::Tensor;
 using Bytes = std::vector<uint8_t>;
 
 namespace {
 
-// A fresh directory under the system temp dir, removed with everything in it.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() /
-           ("fer_safetensors_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-  std::vector<std::string> entries() const {
-    std::vector<std::string> names;
-    for (const auto& e : fs::directory_iterator(path))
-      names.push_back(e.path().filename().string());
-    return names;
-  }
-};
 
 Bytes read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -1,5 +1,7 @@
 #include "apps/common/checkpoint.h"
 
+#include "apps/common/cli.h"
+
 #include <sstream>
 
 namespace fer {
@@ -42,22 +44,6 @@ std::string join_sizes(const std::vector<int64_t>& v) {
   }
   return s;
 }
-std::vector<int64_t> sizes(const std::string& text, const std::string& key, const std::string& file) {
-  std::vector<int64_t> out;
-  for (const std::string& item : split(text)) {
-    size_t used = 0;
-    long long v = 0;
-    try {
-      v = std::stoll(item, &used);
-    } catch (...) {
-      used = 0;
-    }
-    FER_CHECK(used == item.size() && !item.empty() && v > 0, file, ": metadata '", key,
-              "' is not a list of positive sizes: '", text, "'");
-    out.push_back(v);
-  }
-  return out;
-}
 // Enough digits that the float reads back exactly (std::to_string keeps 6 decimals: 1.001e-5
 // would come back as 1e-5).
 std::string float_text(float v) {
@@ -98,7 +84,7 @@ ModelSpec spec_from_metadata(const Metadata& m, const std::string& file) {
   s.config.stage_dropout = static_cast<float>(number(m, "stage_dropout", file));
   // Keys added with the ImageNet backbones: checkpoints written before them take the defaults.
   if (m.count("head")) s.config.head = m.at("head");
-  if (m.count("hidden")) s.config.hidden = sizes(m.at("hidden"), "hidden", file);
+  if (m.count("hidden")) s.config.hidden = cli::parse_sizes(m.at("hidden"), file + ": metadata 'hidden'");
   if (m.count("bn_eps")) s.config.bn_eps = static_cast<float>(number(m, "bn_eps", file));
   s.class_names = split(need(m, "class_names", file));
   FER_CHECK(static_cast<int64_t>(s.class_names.size()) == s.config.num_classes, file, ": ",

@@ -119,6 +119,24 @@ std::string Args::usage() const {
   return os.str();
 }
 
+std::vector<int64_t> parse_sizes(const std::string& text, const std::string& what) {
+  std::vector<int64_t> out;
+  std::stringstream ss(text);
+  for (std::string item; std::getline(ss, item, ',');) {
+    size_t used = 0;
+    long long v = 0;
+    try {
+      v = std::stoll(item, &used);
+    } catch (...) {
+      used = 0;
+    }
+    FER_CHECK(!item.empty() && used == item.size() && v > 0, what, ": '", text,
+              "' is not a comma-separated list of positive sizes");
+    out.push_back(v);
+  }
+  return out;
+}
+
 int run_main(const char* program, int (*body)(int, char**), int argc, char** argv) {
   try {
     return body(argc, argv);

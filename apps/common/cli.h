@@ -2,6 +2,7 @@
 // `--flag` / `--no-flag`. Every option is declared with a default and a help line, so
 // `--help` documents the whole app and an unknown or malformed flag is an error that names it.
 #pragma once
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
@@ -39,6 +40,10 @@ class Args {
   std::map<std::string, Spec> specs_;
   std::vector<std::string> positional_;
 };
+
+// "1024,256" -> {1024, 256}; "" -> {}. Anything but positive integers is an error that starts
+// with `what` (the flag or the file and key the text came from).
+std::vector<int64_t> parse_sizes(const std::string& text, const std::string& what);
 
 // Runs `body` and turns a fer::Error (or any std::exception) into "program: error: ..." on
 // stderr and exit code 2, so no app ever dies with an uncaught exception.

@@ -1,5 +1,7 @@
 #include "apps/common/feature_cache.h"
 
+#include "apps/common/progress.h"
+
 #include <algorithm>
 #include <bit>
 #include <chrono>
@@ -128,15 +130,6 @@ std::string FeatureCache::describe() const {
 }
 
 namespace {
-using Clock = std::chrono::steady_clock;
-
-std::string format_duration(double s) {
-  char buf[32];
-  const int t = static_cast<int>(s + 0.5);
-  if (t >= 3600) std::snprintf(buf, sizeof buf, "%dh%02dm", t / 3600, t / 60 % 60);
-  else std::snprintf(buf, sizeof buf, "%dm%02ds", t / 60, t % 60);
-  return buf;
-}
 
 // Images done over every pass of the extraction, for one progress line with a global ETA.
 struct Progress {
@@ -145,7 +138,7 @@ struct Progress {
   Clock::time_point start = Clock::now();
   void report(const std::string& what) const {
     if (!on) return;
-    const double el = std::chrono::duration<double>(Clock::now() - start).count();
+    const double el = seconds_since(start);
     const double rate = done / std::max(el, 1e-9);
     const double eta = rate > 0 ? (total - done) / rate : 0;
     std::fprintf(stderr, "\rextracting features: %s  %lld/%lld images  %.0f img/s  ETA %s   ",
@@ -213,7 +206,7 @@ FeatureCache build_feature_cache(Classifier& model, std::shared_ptr<const data::
   if (has_val && !(o.stop && o.stop->load()))
     cache.val = extract_pass(model, val, o, data::AugmentOptions{}, 0, progress, "val");
   cache.interrupted = o.stop && o.stop->load();
-  cache.seconds = std::chrono::duration<double>(Clock::now() - progress.start).count();
+  cache.seconds = seconds_since(progress.start);
   if (o.progress) std::fprintf(stderr, "\n");
   return cache;
 }

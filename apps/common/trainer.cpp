@@ -1,5 +1,7 @@
 #include "apps/common/trainer.h"
 
+#include "apps/common/progress.h"
+
 #include <atomic>
 #include <chrono>
 #include <algorithm>
@@ -25,18 +27,6 @@ namespace {
 std::atomic<bool> g_stop{false};
 extern "C" void on_signal(int) { g_stop.store(true); }
 
-using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-std::string format_duration(double s) {
-  char buf[32];
-  const int t = static_cast<int>(s + 0.5);
-  if (t >= 3600) std::snprintf(buf, sizeof buf, "%dh%02dm", t / 3600, t / 60 % 60);
-  else std::snprintf(buf, sizeof buf, "%dm%02ds", t / 60, t % 60);
-  return buf;
-}
 
 std::unique_ptr<Optimizer> make_optimizer(const TrainOptions& o, std::vector<ParamGroup> groups) {
   if (o.optimizer == "sgd") return std::make_unique<SGD>(std::move(groups), o.lr, o.momentum, 0.0f, o.weight_decay, o.nesterov);
