@@ -34,15 +34,6 @@ using namespace fer;
 
 namespace {
 
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
 std::string source_format(const std::string& from, const std::string& path) {
   if (from != "auto") {
     FER_CHECK(from == "torchvision" || from == "keras", "--from: '", from, "' (auto | torchvision | keras)");
@@ -103,18 +94,12 @@ int run(int argc, char** argv) {
 
   ModelSpec spec;
   spec.name = name;
-  spec.class_names = args.str("classes").empty() ? data::fer_class_names() : split_list(args.str("classes"));
+  spec.class_names = args.str("classes").empty() ? data::fer_class_names() : cli::split_list(args.str("classes"));
   FER_CHECK(spec.class_names.size() >= 2, "--classes: at least two class names");
   spec.config.num_classes = static_cast<int64_t>(spec.class_names.size());
   spec.config.input_size = args.integer("input-size") > 0 ? args.integer("input-size") : info.native_input;
   spec.config.head = args.str("head");
-  for (const std::string& h : split_list(args.str("hidden"))) {
-    try {
-      spec.config.hidden.push_back(std::stoll(h));
-    } catch (...) {
-      fail("--hidden: '", h, "' is not a size");
-    }
-  }
+  spec.config.hidden = cli::parse_sizes(args.str("hidden"), "--hidden");
   spec.config.dropout = static_cast<float>(args.number("dropout"));
   spec.preprocess.equalize = args.boolean("equalize");
 

@@ -25,16 +25,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// "a,b,c" -> {"a", "b", "c"} (empty items dropped).
-std::vector<std::string> split_list(const std::string& text) {
-  std::vector<std::string> items;
-  std::stringstream ss(text);
-  for (std::string item; std::getline(ss, item, ',');)
-    if (!item.empty()) items.push_back(item);
-  FER_CHECK(!items.empty(), "--checkpoint: no checkpoint given");
-  return items;
-}
-
 // Training curves from fer_train's train_log.csv (epoch, losses and accuracies).
 void plot_training_curves(const std::string& log_path, const std::string& out_dir) {
   std::ifstream in(log_path);
@@ -91,7 +81,9 @@ int run(int argc, char** argv) {
   data::Dataset d = load_split_from_flags(args, args.str("split"));
   const Tta tta = parse_tta(args.str("tta"));
   std::vector<Predictions> members;
-  for (const std::string& path : split_list(args.str("checkpoint"))) {
+  const std::vector<std::string> checkpoints = cli::split_list(args.str("checkpoint"));
+  FER_CHECK(!checkpoints.empty(), "--checkpoint: no checkpoint given");
+  for (const std::string& path : checkpoints) {
     LoadedCheckpoint ck = load_checkpoint(path, device);
     FER_CHECK(d.class_names == ck.spec.class_names, "fer_eval: the data's classes (",
               d.num_classes(), ") differ from those of ", path, " (", ck.spec.class_names.size(),

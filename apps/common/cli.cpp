@@ -119,6 +119,14 @@ std::string Args::usage() const {
   return os.str();
 }
 
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> items;
+  std::stringstream ss(text);
+  for (std::string item; std::getline(ss, item, ',');)
+    if (!item.empty()) items.push_back(item);
+  return items;
+}
+
 std::vector<int64_t> parse_sizes(const std::string& text, const std::string& what) {
   std::vector<int64_t> out;
   std::stringstream ss(text);

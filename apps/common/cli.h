@@ -41,6 +41,9 @@ class Args {
   std::vector<std::string> positional_;
 };
 
+// "a,b,,c" -> {"a", "b", "c"}: the items of a comma-separated flag, empty ones dropped.
+std::vector<std::string> split_list(const std::string& text);
+
 // "1024,256" -> {1024, 256}; "" -> {}. Anything but positive integers is an error that starts
 // with `what` (the flag or the file and key the text came from).
 std::vector<int64_t> parse_sizes(const std::string& text, const std::string& what);
