@@ -100,6 +100,8 @@ int run(int argc, char** argv) {
       .option("workers", "2", "data-loading threads")
       .option("seed", "1", "random seed (same seed + same threads = same run)")
       .option("device", "cpu", "cpu | cuda")
+      .flag("cuda-graph", false, "cuda: replay the training step from CUDA graphs (after one eager step)")
+      .flag("tf32", false, "cuda: TF32 tensor-core math in convolutions and GEMMs (10-bit mantissa products)")
       .option("out", "runs/fer", "output directory (checkpoints, logs)")
       .flag("resume", false, "continue from OUT/last.safetensors")
       .option("init", "", "start from the weights of this checkpoint (fine-tuning, warm restarts); "
@@ -185,6 +187,13 @@ int run(int argc, char** argv) {
   if (o.device == Device::CUDA && !cuda_available()) {
     std::fprintf(stderr, "fer_train: no CUDA GPU available in this build or on this machine: using the CPU\n");
     o.device = Device::CPU;
+  }
+  o.cuda_graph = args.boolean("cuda-graph") && o.device == Device::CUDA;
+  if (args.boolean("cuda-graph") && !o.cuda_graph)
+    std::fprintf(stderr, "fer_train: --cuda-graph applies to --device cuda only: the CPU runs eagerly\n");
+  if (args.boolean("tf32")) {
+    if (o.device == Device::CUDA) backend(Device::CUDA).set_allow_tf32(true);
+    else std::fprintf(stderr, "fer_train: --tf32 applies to --device cuda only\n");
   }
   o.out_dir = args.str("out");
   o.resume = args.boolean("resume");

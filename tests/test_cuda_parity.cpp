@@ -29,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "apps/common/graphed_step.h"
 #include "engine/autograd.h"
 #include "engine/ops.h"
 #include "engine/optim.h"
@@ -468,8 +469,8 @@ TEST_CASE("CUDA: misuse and failures give errors that name the op and the shapes
   }
 }
 
-// A training step recorded as two CUDA graphs (forward; backward from dlogits), replayed on new
-// batches, against the same steps run eagerly: the recipe of kernels/cuda/graph.cu.
+// A training step recorded as two CUDA graphs (forward; backward from dlogits) by GraphedStep,
+// what fer_train --cuda-graph runs, replayed on new batches against the same steps run eagerly.
 TEST_CASE("CUDA graphs: a recorded training step replays like the eager one") {
   for (Device dev : other_backends()) {
     Backend& be = backend(dev);
@@ -488,14 +489,14 @@ TEST_CASE("CUDA graphs: a recorded training step replays like the eager one") {
     const int64_t N = 16;
     auto batch = [&](uint64_t seed) {
       Generator g(seed);
-      Tensor x = Tensor::uniform({N, 1, 48, 48}, 0, 1, g, dev);
+      Tensor x = Tensor::uniform({N, 1, 48, 48}, 0, 1, g);  // on the host, as the loader's
       std::vector<float> l(N);
       for (float& v : l) v = static_cast<float>(g.below(7));
       return std::make_pair(x, Tensor::from_vector({N}, l, dev));
     };
     auto eager_step = [&](Module& m, Optimizer& opt, const Tensor& x, const Tensor& y) {
       opt.zero_grad();
-      Tensor logits = m.forward(x);
+      Tensor logits = m.forward(x.to(dev));
       Tensor loss = cross_entropy(logits, y);
       loss.backward();
       opt.step();
@@ -505,33 +506,28 @@ TEST_CASE("CUDA graphs: a recorded training step replays like the eager one") {
     auto [x0, y0] = batch(100);
     eager_step(*eager, opt_e, x0, y0);
     eager_step(*graphed, opt_g, x0, y0);
-    opt_g.zero_grad();  // the backward graph creates the gradients inside its pool
-    Tensor x_static = Tensor::empty({N, 1, 48, 48}, dev), logits, dlogits;
-    auto forward = be.capture([&] { logits = graphed->forward(x_static); }, 1);
-    REQUIRE(forward != nullptr);
-    dlogits = Tensor::empty(logits.shape(), dev);
-    auto backward_graph = be.capture([&] { run_backward(logits, dlogits); }, 1);
-    REQUIRE(backward_graph != nullptr);
-    for (uint64_t step = 1; step <= 3; ++step) {
-      auto [x, y] = batch(100 + step);
+    std::unique_ptr<GraphedStep> step = GraphedStep::record(*graphed, x0.shape(), dev);
+    REQUIRE(step != nullptr);
+    Tensor logits;
+    for (uint64_t s = 1; s <= 3; ++s) {
+      auto [x, y] = batch(100 + s);
       const auto [loss_e, logits_e] = eager_step(*eager, opt_e, x, y);
-      x_static.copy_(x);
-      forward->replay(step);
-      Tensor l = logits.detach();
-      l.set_requires_grad(true);
-      Tensor loss = cross_entropy(l, y);
-      loss.backward();
-      dlogits.copy_(l.grad());
-      backward_graph->replay(0);
+      const GraphedStep::Output out =
+          step->run(x, s, [&](const Tensor& l) { return cross_entropy(l, y); });
       opt_g.step();
-      INFO("step " << step);
-      CHECK(loss.item() == doctest::Approx(loss_e).epsilon(1e-4));
-      compare("graph step " + std::to_string(step), "logits", logits_e, logits.detach(), kNetwork, "graph");
+      logits = out.logits;
+      INFO("step " << s);
+      CHECK(out.loss.item() == doctest::Approx(loss_e).epsilon(1e-4));
+      compare("graph step " + std::to_string(s), "logits", logits_e, out.logits, kNetwork, "graph");
       const NamedTensors pe = eager->named_parameters(), pg = graphed->named_parameters();
       for (size_t i = 0; i < pe.size(); ++i)
-        compare("graph step " + std::to_string(step), "updated " + pe[i].first, pe[i].second.detach(),
+        compare("graph step " + std::to_string(s), "updated " + pe[i].first, pe[i].second.detach(),
                 pg[i].second.detach(), kNetwork, "graph");
     }
+    // A batch of another shape is refused, naming both shapes.
+    CHECK(testing::throws_naming(
+        [&] { step->run(Tensor::zeros({N - 1, 1, 48, 48}), 9, [&](const Tensor& l) { return l; }); },
+        "[15, 1, 48, 48]"));
     // Host reads and uploads cannot be recorded: a clear error, and the backend keeps working.
     CHECK(testing::throws_naming([&] { be.capture([&] { logits.to_vector(); }, 2); }, "copy_to_host"));
     CHECK(Tensor::full({2}, 1.0f, dev).to_vector() == std::vector<float>{1.0f, 1.0f});
@@ -630,4 +626,13 @@ TEST_CASE("CUDA availability is reported in one line") {
   CHECK(!status.empty());
   if (!cuda_available())
     CHECK(testing::throws_naming([] { Tensor::zeros({1}, Device::CUDA); }, status));
+}
+
+TEST_CASE("CUDA graphs: the CPU backend records none, and fer_train's step stays eager there") {
+  ModelConfig cfg;
+  auto model = create_model("fer_vgg_small", cfg);
+  model->train();
+  Tensor x = Tensor::zeros({2, 1, 48, 48});
+  cross_entropy(model->forward(x), Tensor::from_vector({2}, {0, 1})).backward();
+  CHECK(GraphedStep::record(*model, x.shape(), Device::CPU) == nullptr);
 }

@@ -13,6 +13,7 @@
 #include <fstream>
 
 #include "apps/common/evaluate.h"
+#include "apps/common/graphed_step.h"
 #include "data/class_balance.h"
 #include "data/loader.h"
 #include "engine/autograd.h"
@@ -70,7 +71,15 @@ std::unique_ptr<LrScheduler> make_schedule(const TrainOptions& o, int64_t steps_
   const int64_t total = o.epochs * steps_per_epoch;
   if (o.schedule == "none" || o.schedule == "plateau") return nullptr;
   if (o.schedule == "step") return std::make_unique<StepLR>(o.lr, o.step_size * steps_per_epoch, o.gamma);
-  if (o.schedule == "cosine") return std::make_unique<CosineLR>(o.lr, total, 0.0f, o.warmup_epochs * steps_per_epoch);
+  if (o.schedule == "cosine") {
+    // A warm-up as long as the whole run would leave no decay: keep at least one epoch of it.
+    const int64_t warmup = std::min(o.warmup_epochs, o.epochs - 1);
+    if (warmup < o.warmup_epochs)
+      std::fprintf(stderr, "note: %lld warm-up epochs in a %lld-epoch run: warming up for %lld\n",
+                   static_cast<long long>(o.warmup_epochs), static_cast<long long>(o.epochs),
+                   static_cast<long long>(warmup));
+    return std::make_unique<CosineLR>(o.lr, total, 0.0f, warmup * steps_per_epoch);
+  }
   if (o.schedule == "onecycle") return std::make_unique<OneCycleLR>(o.lr, total);
   fail("unknown schedule '", o.schedule, "' (expected none, step, cosine, onecycle or plateau)");
 }
@@ -265,6 +274,9 @@ TrainResult train(const TrainOptions& o, std::shared_ptr<const data::Dataset> tr
   };
 
   // ---- Epochs --------------------------------------------------------------------------------
+  // CUDA graphs replay fixed shapes: every batch has batch_size images (drop_last above).
+  const bool use_graphs = o.cuda_graph && !o.cache_features;
+  std::unique_ptr<GraphedStep> graphed;
   for (int64_t epoch = pos.epoch; epoch < o.epochs; ++epoch) {
     set_train_mode(*model, plan);
     std::vector<int64_t> order;          // cached: the epoch's item order, cut into batches
@@ -291,7 +303,8 @@ TrainResult train(const TrainOptions& o, std::shared_ptr<const data::Dataset> tr
     auto next_batch = [&](Tensor& x) -> bool {
       if (!o.cache_features) {
         if (!loader.next(batch)) return false;
-        x = batch.images.to(o.device);
+        // Graph replays copy the host batch into their recorded input themselves.
+        x = graphed ? batch.images : batch.images.to(o.device);
         return true;
       }
       const size_t first = static_cast<size_t>(pos.step_in_epoch * o.batch_size);
@@ -310,12 +323,28 @@ TrainResult train(const TrainOptions& o, std::shared_ptr<const data::Dataset> tr
       if (schedule) pos.lr = schedule->lr_at(pos.global_step);
       optimizer->set_lr(pos.lr);
       Tensor y = batch.labels.to(o.device);
-      optimizer->zero_grad();
-      Tensor logits = o.cache_features ? head_forward(classifier, x) : model->forward(x);
-      Tensor loss = cross_entropy(logits, y, loss_opts);
-      loss.backward();
+      auto loss_of = [&](const Tensor& logits) { return cross_entropy(logits, y, loss_opts); };
+      Tensor logits, loss;
+      if (graphed) {
+        GraphedStep::Output out = graphed->run(x, default_generator().next_u64(), loss_of);
+        logits = out.logits, loss = out.loss;
+      } else {
+        optimizer->zero_grad();
+        logits = o.cache_features ? head_forward(classifier, x) : model->forward(x);
+        loss = loss_of(logits);
+        loss.backward();
+      }
       if (o.clip_grad > 0) clip_grad_norm(optimizer->params(), o.clip_grad);
       optimizer->step();
+      // --cuda-graph: the first step of the run went eagerly (cuDNN chose its algorithms); the
+      // following ones replay it from graphs.
+      if (use_graphs && !graphed) {
+        graphed = GraphedStep::record(*model, x.shape(), o.device);
+        FER_CHECK(graphed != nullptr, "--cuda-graph: the ", device_name(o.device),
+                  " backend cannot record graphs");
+        std::fprintf(stderr, "%scuda graphs: training step recorded for batches of %s\n",
+                     o.progress ? "\n" : "", x.shape_str().c_str());
+      }
 
       // Running metrics of the epoch.
       const std::vector<float> lg = logits.to_vector(), lb = batch.labels.to_vector();

@@ -59,6 +59,7 @@ struct TrainOptions {
   bool resume = false;
   std::string init_from;            // start from these weights (fresh optimizer and schedule)
   Device device = Device::CPU;
+  bool cuda_graph = false;          // replay the training step from CUDA graphs (graphed_step.h)
   int64_t max_steps_per_epoch = 0;  // 0 = the whole epoch (tests and smoke runs use a few)
   bool progress = true;             // the live progress line on stderr
   int64_t stop_at_step = 0;         // act as if Ctrl-C came after this global step (tests)
