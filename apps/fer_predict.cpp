@@ -138,7 +138,7 @@ int run(int argc, char** argv) {
                  "Inputs: image files (.jpg/.jpeg/.png), folders (searched recursively) and/or --list "
                  "FILE.\nOutput: one JSON object per image per line (or CSV rows, one per face) on "
                  "stdout or --out.");
-  args.option("checkpoint", kDefaultCheckpoint, "model checkpoint")
+  args.option("checkpoint", kDefaultCheckpoint, "model checkpoint; several, comma-separated, are an ensemble (mean probabilities)")
       .option("list", "", "a text file of image paths, one per line ('#' starts a comment)")
       .flag("detect", true, "find faces with the Haar cascade (--no-detect: each image is one face crop)")
       .option("format", "json", "json (one line per image) | csv (one row per face)")

@@ -36,7 +36,6 @@
 #include <cctype>
 #include <chrono>
 #include <cstdio>
-#include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -51,7 +50,6 @@
 #include "fer_web_assets.h"
 
 using namespace fer;
-namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 namespace {
@@ -271,7 +269,7 @@ int run(int argc, char** argv) {
   args.option("host", "127.0.0.1", "address to bind (0.0.0.0 to serve other machines)")
       .option("port", "8080", "TCP port (0 = any free port, printed at start)")
       .option("threads", "8", "HTTP worker threads (one connection each)")
-      .option("checkpoint", kDefaultCheckpoint, "model checkpoint")
+      .option("checkpoint", kDefaultCheckpoint, "model checkpoint; several, comma-separated, are an ensemble (mean probabilities)")
       .option("max-upload-mb", "10", "largest request body accepted, MiB")
       .option("max-side", "4096", "largest image width or height accepted, pixels")
       .option("device", "cpu", "cpu | cuda")
@@ -306,8 +304,7 @@ int run(int argc, char** argv) {
   options.detect = false;
   service.whole_image = std::make_unique<FaceAnalyzer>(options);
   config.checkpoint = service.detecting->checkpoint_path();
-  config.model_name = load_safetensors(config.checkpoint).metadata["model"];
-  if (config.model_name.empty()) config.model_name = fs::path(config.checkpoint).stem().string();
+  config.model_name = service.detecting->model_name();
 
   // SIGINT / SIGTERM are taken by a waiting thread (blocked everywhere else: the pool threads
   // inherit the mask), which stops the server; no work happens inside a signal handler.

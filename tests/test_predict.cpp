@@ -22,10 +22,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "apps/common/checkpoint.h"
 #include "apps/common/face_analyzer.h"
 #include "apps/common/plot.h"
 #include "data/image.h"
 #include "engine/error.h"
+#include "engine/random.h"
+#include "models/registry.h"
 #include "tests/support/errors.h"
 
 namespace fs = std::filesystem;
@@ -218,6 +221,49 @@ TEST_CASE("analyzer: FER2013 val crops without detection, batched like one by on
   // The shipped model scores ~58% on val; 7 classes by chance would be ~14%.
   MESSAGE("accuracy on " << images.size() << " val faces: " << correct << "/" << images.size());
   CHECK(correct >= static_cast<int>(0.35 * images.size()));
+}
+
+TEST_CASE("analyzer: several checkpoints are an ensemble - the mean of the members' probabilities") {
+  TempDir dir("fer_ensemble");
+  // A second member: the shipped spec with other (seeded random) weights.
+  LoadedCheckpoint shipped = load_checkpoint(checkpoint());
+  manual_seed(5);
+  auto other = create_model(shipped.spec.name, shipped.spec.config);
+  const std::string other_path = dir.file("other.safetensors");
+  save_checkpoint(other_path, *other, shipped.spec);
+
+  std::vector<data::GrayImage> images;
+  for (int k = 0; k < 3; ++k) {  // three different 48x48 textures
+    data::GrayImage g{48, 48, std::vector<uint8_t>(48 * 48)};
+    for (int i = 0; i < 48 * 48; ++i) g.pixels[i] = static_cast<uint8_t>((i * (7 + 13 * k)) % 251);
+    images.push_back(g);
+  }
+  AnalyzerOptions o = crops_options();
+  const auto a = FaceAnalyzer(o).analyze_batch(images);
+  o.checkpoint = other_path;
+  const auto b = FaceAnalyzer(o).analyze_batch(images);
+  o.checkpoint = checkpoint() + "," + other_path;
+  const FaceAnalyzer both(o);
+  CHECK(both.model_name() == "ensemble of 2: fer_vgg_small, fer_vgg_small");
+  CHECK(both.checkpoint_path().find(',') != std::string::npos);
+  const auto ab = both.analyze_batch(images);
+  bool members_differ = false;
+  for (size_t i = 0; i < images.size(); ++i)
+    for (size_t c = 0; c < 7; ++c) {
+      const float pa = a[i][0].probabilities[c], pb = b[i][0].probabilities[c];
+      members_differ |= std::fabs(pa - pb) > 1e-3f;
+      CHECK(ab[i][0].probabilities[c] == doctest::Approx((pa + pb) / 2).epsilon(1e-5));
+    }
+  CHECK(members_differ);  // otherwise the check above would not tell a mean from one member
+
+  // A member that reads faces differently is refused, naming it.
+  ModelSpec six = shipped.spec;
+  six.class_names.pop_back();
+  six.config.num_classes = 6;
+  const std::string six_path = dir.file("six.safetensors");
+  save_checkpoint(six_path, *create_model(six.name, six.config), six);
+  o.checkpoint = checkpoint() + "," + six_path;
+  CHECK(throws_naming([&] { FaceAnalyzer x(o); }, six_path + "' (input 48, 6 classes) does not read faces"));
 }
 
 TEST_CASE("analyzer: concurrent analyze() calls give the serial results") {

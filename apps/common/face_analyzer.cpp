@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/common/checkpoint.h"
+#include "apps/common/cli.h"
 #include "data/face_detect.h"
 #include "data/preprocess.h"
 #include "engine/autograd.h"
@@ -43,9 +44,10 @@ std::string locate_checkpoint(const std::string& path) {
 
 struct FaceAnalyzer::Impl {
   AnalyzerOptions options;
-  std::string checkpoint_path;
-  std::shared_ptr<Module> model;
-  ModelSpec spec;
+  std::string checkpoint_path;                  // the files loaded, comma-separated
+  std::vector<std::shared_ptr<Module>> models;  // one per checkpoint: an ensemble when several
+  std::vector<std::string> member_names;        // their architectures
+  ModelSpec spec;                               // the first member's (all share its input)
   std::optional<data::HaarCascade> cascade;
   data::DetectOptions detect_options;
   mutable std::mutex model_mutex;  // Module::forward is not re-entrant
@@ -81,13 +83,21 @@ struct FaceAnalyzer::Impl {
     data::standardize(out, face.pixels.size(), spec.preprocess);
   }
 
-  // Probabilities [n, C] of n preprocessed faces.
+  // Probabilities [n, C] of n preprocessed faces: the mean of the members' probabilities.
   std::vector<float> classify(std::vector<float> inputs, int64_t n) const {
     const int64_t S = spec.config.input_size;
     const Tensor faces = Tensor::from_vector({n, 1, S, S}, inputs).to(options.device);
     NoGradGuard no_grad;  // grad mode is per thread: this thread's forward records nothing
     std::lock_guard<std::mutex> lock(model_mutex);
-    return predict_batch(*model, faces, options.tta).to_vector();
+    std::vector<float> mean;
+    for (const auto& model : models) {
+      const std::vector<float> p = predict_batch(*model, faces, options.tta).to_vector();
+      if (mean.empty()) mean.assign(p.size(), 0.0f);
+      FER_CHECK(p.size() == mean.size(), "checkpoint '", checkpoint_path, "': the ensemble's members "
+                "give different numbers of outputs (", p.size(), " and ", mean.size(), ")");
+      for (size_t i = 0; i < p.size(); ++i) mean[i] += p[i] / static_cast<float>(models.size());
+    }
+    return mean;
   }
 };
 
@@ -104,11 +114,34 @@ FaceAnalyzer::FaceAnalyzer(const AnalyzerOptions& options) : impl_(std::make_uni
   FER_CHECK(options.max_side == 0 || options.max_side >= 64,
             "face analyzer: max_side must be 0 (no limit) or >= 64, got ", options.max_side);
 
-  m.checkpoint_path = locate_checkpoint(options.checkpoint);
-  LoadedCheckpoint ck = load_checkpoint(m.checkpoint_path, options.device);
-  m.model = ck.model;
-  m.model->eval();
-  m.spec = ck.spec;
+  // Several comma-separated checkpoints make an ensemble: the faces go through each member and
+  // their probabilities are averaged (as fer_eval --checkpoint a,b). The members must read faces
+  // the same way: same input size, preprocessing and classes.
+  const std::vector<std::string> members = cli::split_list(options.checkpoint);
+  FER_CHECK(!members.empty(), "face analyzer: no checkpoint given");
+  for (const std::string& member : members) {
+    const std::string path = locate_checkpoint(member);
+    LoadedCheckpoint ck = load_checkpoint(path, options.device);
+    ck.model->eval();
+    if (!m.models.empty()) {
+      const auto same_preprocess = [](const data::PreprocessOptions& a, const data::PreprocessOptions& b) {
+        return a.equalize == b.equalize && a.standardize == b.standardize && a.mean == b.mean &&
+               a.std == b.std;
+      };
+      FER_CHECK(ck.spec.config.input_size == m.spec.config.input_size &&
+                    ck.spec.class_names == m.spec.class_names &&
+                    same_preprocess(ck.spec.preprocess, m.spec.preprocess),
+                "ensemble: checkpoint '", path, "' (input ", ck.spec.config.input_size, ", ",
+                ck.spec.class_names.size(), " classes) does not read faces as '", m.checkpoint_path,
+                "' does (input ", m.spec.config.input_size, ", ", m.spec.class_names.size(),
+                " classes, and the same preprocessing)");
+    } else {
+      m.spec = ck.spec;
+    }
+    m.checkpoint_path += (m.checkpoint_path.empty() ? "" : ",") + path;
+    m.models.push_back(ck.model);
+    m.member_names.push_back(ck.spec.name);
+  }
   FER_CHECK(m.spec.config.in_channels == 1, "checkpoint '", m.checkpoint_path, "': the model takes ",
             m.spec.config.in_channels, "-channel input; the face analyzer feeds grayscale faces");
   FER_CHECK(m.spec.config.input_size >= 8 && m.spec.config.input_size <= 1024, "checkpoint '",
@@ -130,6 +163,14 @@ FaceAnalyzer::~FaceAnalyzer() = default;
 const std::vector<std::string>& FaceAnalyzer::class_names() const { return impl_->spec.class_names; }
 const AnalyzerOptions& FaceAnalyzer::options() const { return impl_->options; }
 const std::string& FaceAnalyzer::checkpoint_path() const { return impl_->checkpoint_path; }
+std::string FaceAnalyzer::model_name() const {
+  const Impl& m = *impl_;
+  if (m.models.size() == 1) return m.spec.name;
+  std::string names;
+  for (const std::string& name : m.member_names) names += (names.empty() ? "" : ", ") + name;
+  return "ensemble of " + std::to_string(m.models.size()) + ": " + names;
+}
+
 int FaceAnalyzer::input_size() const { return static_cast<int>(impl_->spec.config.input_size); }
 
 std::vector<std::vector<FacePrediction>> FaceAnalyzer::analyze_batch(

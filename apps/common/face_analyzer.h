@@ -45,7 +45,9 @@ constexpr const char* kDefaultCheckpoint = "models/pretrained/fer_vgg_small.safe
 constexpr int kFacesPerForward = 64;
 
 struct AnalyzerOptions {
-  std::string checkpoint = kDefaultCheckpoint;  // also searched relative to the executable's source tree
+  // Also searched relative to the executable's source tree. Several, comma-separated, are an
+  // ensemble: the mean of their probabilities.
+  std::string checkpoint = kDefaultCheckpoint;
   Device device = Device::CPU;
   bool detect = true;            // false: the image is one face crop
   float margin = 0.1f;           // crop margin around each detected box, fraction of its side
@@ -66,7 +68,9 @@ class FaceAnalyzer {
 
   const std::vector<std::string>& class_names() const;
   const AnalyzerOptions& options() const;
-  const std::string& checkpoint_path() const;  // the file actually loaded
+  const std::string& checkpoint_path() const;  // the file(s) actually loaded, comma-separated
+  // The architecture ("fer_vgg_small"); an ensemble's is "ensemble of N: a, b".
+  std::string model_name() const;
   int input_size() const;                      // the model's face side (48 for FER2013 models)
 
   // Every face of the image, largest first; an image with no face gives an empty list.
