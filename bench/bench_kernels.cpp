@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "apps/common/graphed_step.h"
 #include "engine/autograd.h"
 #include "engine/ops.h"
 #include "engine/optim.h"
@@ -197,33 +198,26 @@ void train_step(benchmark::State& state, Target t) {
   state.counters["images/s"] = benchmark::Counter(static_cast<double>(N), benchmark::Counter::kIsIterationInvariantRate);
 }
 
-// The same step with the forward and the backward recorded as CUDA graphs (kernels/cuda/graph.cu):
-// per step an upload into the static input, two replays, the loss on the logits eagerly, and the
+// The same step replayed from CUDA graphs as fer_train --cuda-graph runs it (GraphedStep): per
+// step a copy of the batch into the recorded input, two replays, the loss on the logits eagerly, and the
 // optimizer's fused updates.
 void train_step_graph(benchmark::State& state, Target t) {
   const int64_t N = state.range(0);
   MathMode mode(t.device, t.tf32);
-  Backend& be = backend(t.device);
   Step s = make_step(N, t.device);
   s.opt->zero_grad();
   cross_entropy(s.model->forward(s.x), s.y).backward();  // eager warm-up: cuDNN's choices
   s.opt->step();
-  s.opt->zero_grad();
-  Tensor x = Tensor::empty(s.x.shape(), t.device), logits, dlogits;
-  auto forward = be.capture([&] { logits = s.model->forward(x); }, 7);
-  dlogits = Tensor::empty(logits.shape(), t.device);
-  auto backward = be.capture([&] { run_backward(logits, dlogits); }, 7);
+  std::unique_ptr<GraphedStep> graphed = GraphedStep::record(*s.model, s.x.shape(), t.device);
+  if (!graphed) {
+    state.SkipWithError("this backend records no graphs");
+    return;
+  }
   uint64_t seed = 1;
   auto run = [&] {
-    x.copy_(s.x);
-    forward->replay(seed++);
-    Tensor l = logits.detach();
-    l.set_requires_grad(true);
-    cross_entropy(l, s.y).backward();
-    dlogits.copy_(l.grad());
-    backward->replay(0);
+    graphed->run(s.x, seed++, [&](const Tensor& logits) { return cross_entropy(logits, s.y); });
     s.opt->step();
-    be.synchronize();
+    backend(t.device).synchronize();
   };
   run();
   for (auto _ : state) run();
