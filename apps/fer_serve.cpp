@@ -7,7 +7,7 @@
 // Routes:
 //   GET  /                 the page (apps/web/, embedded into the binary at build time)
 //   GET  /app.js, ...      its other files
-//   GET  /healthz          {"status": "ok", "model", "checkpoint", "classes", "uptime_s", ...}
+//   GET  /healthz          {"status": "ok", "model", "checkpoint", "tta", "classes", "uptime_s", ...}
 //   POST /api/predict      the image as the raw body (Content-Type image/jpeg or image/png) or as
 //                          multipart/form-data with a "file" field; ?detect=0 takes the whole
 //                          image as one face crop (FER2013 style). Answer:
@@ -81,6 +81,7 @@ std::string media_type(const std::string& content_type) {
 struct ServerConfig {
   std::string checkpoint;  // the file loaded
   std::string model_name;  // the checkpoint's "model" metadata (its architecture)
+  std::string tta;         // test-time augmentation (--tta)
   data::ImageLimits limits;
   bool quiet = false;
 };
@@ -181,6 +182,7 @@ std::string healthz(const Service& service) {
   nlohmann::json j{{"status", "ok"},
                    {"model", service.config.model_name},
                    {"checkpoint", service.config.checkpoint},
+                   {"tta", service.config.tta},
                    {"classes", service.detecting->class_names()},
                    {"uptime_s", uptime},
                    {"requests", service.requests.load()},
@@ -270,6 +272,7 @@ int run(int argc, char** argv) {
       .option("port", "8080", "TCP port (0 = any free port, printed at start)")
       .option("threads", "8", "HTTP worker threads (one connection each)")
       .option("checkpoint", kDefaultCheckpoint, "model checkpoint; several, comma-separated, are an ensemble (mean probabilities)")
+      .option("tta", "none", "test-time augmentation: none | flip | tencrop")
       .option("max-upload-mb", "10", "largest request body accepted, MiB")
       .option("max-side", "4096", "largest image width or height accepted, pixels")
       .option("device", "cpu", "cpu | cuda")
@@ -295,6 +298,7 @@ int run(int argc, char** argv) {
 
   AnalyzerOptions options;  // the default checkpoint is found from any working directory
   options.checkpoint = args.str("checkpoint");
+  options.tta = parse_tta(args.str("tta"));
   options.device = parse_device(args.str("device"));
   if (options.device == Device::CUDA && !cuda_available()) {
     std::fprintf(stderr, "fer_serve: no CUDA GPU available in this build or on this machine: using the CPU\n");
@@ -305,6 +309,7 @@ int run(int argc, char** argv) {
   service.whole_image = std::make_unique<FaceAnalyzer>(options);
   config.checkpoint = service.detecting->checkpoint_path();
   config.model_name = service.detecting->model_name();
+  config.tta = args.str("tta");
 
   // SIGINT / SIGTERM are taken by a waiting thread (blocked everywhere else: the pool threads
   // inherit the mask), which stops the server; no work happens inside a signal handler.

@@ -404,6 +404,34 @@ TEST_CASE("fer_serve: a FER2013 val face (detect=0) is answered as FaceAnalyzer 
   CHECK(json::parse(multipart->body)["faces"] == answer["faces"]);
 }
 
+TEST_CASE("fer_serve: --tta flip and an ensemble of checkpoints answer as the analyzer does") {
+  // The same checkpoint twice: an ensemble whose mean is that checkpoint's own answer.
+  const std::string ck = fer::locate_checkpoint(fer::kDefaultCheckpoint);
+  Server server({"--port", "0", "--quiet", "--tta", "flip", "--checkpoint", ck + "," + ck});
+  auto client = server.client();
+  auto health = client.Get("/healthz");
+  REQUIRE(health);
+  const json h = json::parse(health->body);
+  CHECK(h["tta"] == "flip");
+  CHECK(h["model"] == "ensemble of 2: fer_vgg_small, fer_vgg_small");
+
+  const std::string bytes = make_jpeg(48, 48);
+  auto res = client.Post("/api/predict?detect=0", bytes, "image/jpeg");
+  REQUIRE(res);
+  REQUIRE_MESSAGE(res->status == 200, res->body);
+  fer::AnalyzerOptions options = analyzer_options(false);
+  options.tta = fer::Tta::Flip;
+  const fer::FaceAnalyzer local(options);
+  const auto expected = local.analyze_encoded(reinterpret_cast<const uint8_t*>(bytes.data()),
+                                              bytes.size(), "gradient.jpg");
+  check_same_faces(json::parse(res->body)["faces"], expected, local.class_names());
+  // And flip makes a difference on this asymmetric image, or the check above proves little.
+  options.tta = fer::Tta::None;
+  const auto plain = fer::FaceAnalyzer(options).analyze_encoded(
+      reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), "gradient.jpg");
+  CHECK(std::abs(plain[0].probabilities[plain[0].label] - expected[0].probabilities[plain[0].label]) > 1e-5);
+}
+
 TEST_CASE("fer_serve: a photo from Debian's opencv-doc, with face detection") {
   if (!fs::exists(kOpencvPhoto)) {
     MESSAGE("SKIPPED: " << kOpencvPhoto << " is absent (Debian package opencv-doc)");
