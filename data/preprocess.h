@@ -25,6 +25,7 @@ struct PreprocessOptions {
   bool standardize = false;  // (x - mean) / std after scaling to [0, 1]
   float mean = 0.0f;
   float std = 1.0f;
+  bool operator==(const PreprocessOptions&) const = default;
 };
 
 // The equalisation lookup table for n pixels (OpenCV equalizeHist semantics).

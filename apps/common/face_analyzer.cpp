@@ -124,13 +124,9 @@ FaceAnalyzer::FaceAnalyzer(const AnalyzerOptions& options) : impl_(std::make_uni
     LoadedCheckpoint ck = load_checkpoint(path, options.device);
     ck.model->eval();
     if (!m.models.empty()) {
-      const auto same_preprocess = [](const data::PreprocessOptions& a, const data::PreprocessOptions& b) {
-        return a.equalize == b.equalize && a.standardize == b.standardize && a.mean == b.mean &&
-               a.std == b.std;
-      };
       FER_CHECK(ck.spec.config.input_size == m.spec.config.input_size &&
                     ck.spec.class_names == m.spec.class_names &&
-                    same_preprocess(ck.spec.preprocess, m.spec.preprocess),
+                    ck.spec.preprocess == m.spec.preprocess,
                 "ensemble: checkpoint '", path, "' (input ", ck.spec.config.input_size, ", ",
                 ck.spec.class_names.size(), " classes) does not read faces as '", m.checkpoint_path,
                 "' does (input ", m.spec.config.input_size, ", ", m.spec.class_names.size(),

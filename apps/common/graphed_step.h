@@ -22,8 +22,8 @@
 #include <memory>
 
 #include "engine/backend.h"
-#include "layers/module.h"
 #include "engine/tensor.h"
+#include "layers/module.h"
 
 namespace fer {
 
@@ -44,8 +44,6 @@ class GraphedStep {
   // backward pass from its gradient, which leaves every trainable parameter's .grad written.
   Output run(const Tensor& images, uint64_t seed,
              const std::function<Tensor(const Tensor& logits)>& loss_fn);
-
-  const Shape& input_shape() const { return input_.shape(); }
 
  private:
   GraphedStep() = default;
