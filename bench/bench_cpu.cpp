@@ -8,6 +8,7 @@
 #include "engine/autograd.h"
 #include "engine/ops.h"
 #include "engine/random.h"
+#include "kernels/cpu/fma_peak.h"
 #include "models/registry.h"
 
 using namespace fer;
@@ -18,6 +19,25 @@ Tensor random(const Shape& s, uint64_t seed) {
   Generator g(seed);
   return Tensor::uniform(s, -1.0f, 1.0f, g);
 }
+
+// The fp32 FMA peak of the active kernel set on cpu_threads() threads: the ceiling for the
+// GFLOP/s of every other case (bench_vs_pytorch.py prints each case's share of it).
+void BM_fma_peak(benchmark::State& state) {
+  const cpu::Isa isa = cpu::fp32_isa();
+  if (isa == cpu::Isa::Scalar) {
+    state.SkipWithError("no vector FMA set on this CPU");
+    return;
+  }
+  const int threads = cpu_threads();
+  double flops = 0.0;
+  for (auto _ : state) {
+#pragma omp parallel num_threads(threads) reduction(+ : flops)
+    flops += cpu::fma_peak_run(isa, int64_t{1} << 22);
+  }
+  state.counters["GFLOP/s"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsRate);
+  state.SetLabel(cpu::cpu_kernels_summary());
+}
+BENCHMARK(BM_fma_peak)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // Conv layers of fer_vgg_small at batch 64: (C, K, H).
 void conv_args(benchmark::internal::Benchmark* b) {

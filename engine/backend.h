@@ -2,7 +2,7 @@
 //
 // Each device has one Backend object; ops look it up with backend(tensor.device()) and call the
 // kernel they need with raw pointers on that device and plain shape descriptors. The CPU backend
-// (kernels/cpu) implements every kernel with Eigen and OpenMP; the CUDA backend (kernels/cuda)
+// (kernels/cpu) implements every kernel with its own packed GEMM and OpenMP; the CUDA backend (kernels/cuda)
 // implements the same interface with cuDNN, cuBLAS and its own kernels. Nothing above this file
 // knows which backend runs; nothing below it knows about autograd.
 //

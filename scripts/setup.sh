@@ -3,15 +3,15 @@
 # and builds the project in ./build. Safe to run again: apt-get is skipped when nothing is missing.
 #
 #   scripts/setup.sh            build dependencies + Release build
-#   FER_WITH_TORCH=1 ...        also PyTorch (python3-torch; OpenBLAS is in the base set), the
+#   FER_WITH_TORCH=1 ...        also PyTorch (python3-torch, with OpenBLAS for its dense layers), the
 #                               reference of the parity tests and the side-by-side benchmarks,
 #                               and the real-browser test of fer_serve's page (chromium, Node, npm,
 #                               then playwright-core into tests/browser/node_modules)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(build-essential cmake pkg-config libeigen3-dev doctest-dev libbenchmark-dev libstb-dev
-          nlohmann-json3-dev libomp-dev libopenblas-openmp-dev
+packages=(build-essential cmake pkg-config doctest-dev libbenchmark-dev libstb-dev
+          nlohmann-json3-dev libomp-dev
           libcpp-httplib-dev  # fer_serve's HTTP server and test client
           opencv-data opencv-doc  # Haar cascades (XML data, no OpenCV library); photos for tests
           libhdf5-dev)  # fer_convert reads Keras .h5 weights (optional in CMake)

@@ -1,4 +1,4 @@
-// 2-d convolution on the CPU: im2col + GEMM, threads over the batch.
+// 2-d convolution on the CPU as matrix products, threads over the batch.
 //
 // Shapes (per image n and group g; Cg = C/groups input channels and Kg = K/groups filters per
 // group; P = OH*OW output pixels; R = Cg*KH*KW is one receptive field):
@@ -9,13 +9,26 @@
 //   dbias[k]    += sum over n, p of dy[n, k, p]
 //   dcol[R, P]   = W_g^T[R, Kg] * dy[n, g][Kg, P]
 //   dx[n, g]     = col2im(dcol)              the adjoint of im2col: overlapping windows add up
-// A 1x1 convolution with stride 1 and no padding needs no im2col: col is x itself.
 //
-// Threads: with at least as many images as threads, each thread takes whole images and runs
-// single-threaded GEMMs on its own column buffer (weight gradients go to per-thread partial sums,
-// added at the end). With fewer images (one-face inference) the images run one after another and
-// Eigen splits each GEMM over the threads instead.
+// How the products run (kernels/cpu/gemm.h):
+// - Forward is an implicit GEMM: W_g is packed once per call (PackedA) and col is never stored;
+//   the GEMM driver asks ImageColumns for one cache block of col at a time, which reads it
+//   straight from the image into the micro-kernel's panel layout. Layers with few pixels
+//   (12x12 and below) put several images side by side in one product, col[R, nb*P], so that
+//   the product is wide enough for the micro-kernel and the weights are streamed once per
+//   group of images rather than once per image.
+// - The weight gradient sums over pixels and images: it materialises col for a group of
+//   images and runs dW_g += dy_group[Kg, nb*P] * col[R, nb*P]^T, a product whose depth is the
+//   number of pixels in the group.
+// - Under the scalar kernel set the same products run through the reference GEMM.
+//
+// Threads: with at least as many image groups as threads, each thread takes whole groups and
+// runs single-threaded products (weight gradients go to per-thread partial sums, added at the
+// end). With fewer (one-face inference) the groups run one after another and each product is
+// split over the threads instead.
+#include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/gemm.h"
@@ -25,39 +38,46 @@ namespace fer::cpu {
 
 namespace {
 
-bool is_pointwise(const Conv2dGeometry& g) {
-  return g.KH == 1 && g.KW == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_h == 0 &&
-         g.pad_w == 0;
+// Output columns [ow_lo, ow_hi) of one im2col row read inside the image: iw = ow*s + w_shift in [0, W).
+void valid_columns(const Conv2dGeometry& g, int64_t w_shift, int64_t& ow_lo, int64_t& ow_hi) {
+  ow_lo = 0, ow_hi = g.OW;
+  while (ow_lo < g.OW && ow_lo * g.stride_w + w_shift < 0) ++ow_lo;
+  while (ow_hi > ow_lo && (ow_hi - 1) * g.stride_w + w_shift >= g.W) --ow_hi;
 }
 
-// col[(c*KH + kh)*KW + kw, oh*OW + ow] = x[c, oh*s - p + kh*d, ow*s - p + kw*d] (0 outside).
-void im2col(const Conv2dGeometry& g, int64_t Cg, const float* x, float* col) {
-  const int64_t P = g.OH * g.OW;
+// Writes out[t] = x_row[(ow0 + t)*s + w_shift] for t in [0, len), zero where that lies outside
+// the row (ow outside [ow_lo, ow_hi)); x_row is null for a row outside the image.
+void gather_row(const Conv2dGeometry& g, const float* x_row, int64_t ow0, int64_t len,
+                int64_t w_shift, int64_t ow_lo, int64_t ow_hi, float* out) {
+  if (!x_row) {
+    std::memset(out, 0, len * sizeof(float));
+    return;
+  }
+  const int64_t lo = std::clamp(ow_lo, ow0, ow0 + len), hi = std::clamp(ow_hi, lo, ow0 + len);
+  for (int64_t ow = ow0; ow < lo; ++ow) out[ow - ow0] = 0.0f;
+  if (g.stride_w == 1) {
+    std::memcpy(out + (lo - ow0), x_row + lo + w_shift, (hi - lo) * sizeof(float));
+  } else {
+    for (int64_t ow = lo; ow < hi; ++ow) out[ow - ow0] = x_row[ow * g.stride_w + w_shift];
+  }
+  for (int64_t ow = hi; ow < ow0 + len; ++ow) out[ow - ow0] = 0.0f;
+}
+
+// col[(c*KH + kh)*KW + kw, oh*OW + ow] = x[c, oh*s - p + kh*d, ow*s - p + kw*d] (0 outside), with
+// rows `ld` floats apart (ld > P puts several images' columns side by side).
+void im2col(const Conv2dGeometry& g, int64_t Cg, const float* x, float* col, int64_t ld) {
   for (int64_t c = 0; c < Cg; ++c) {
     const float* plane = x + c * g.H * g.W;
     for (int64_t kh = 0; kh < g.KH; ++kh) {
       for (int64_t kw = 0; kw < g.KW; ++kw) {
-        float* row = col + ((c * g.KH + kh) * g.KW + kw) * P;
+        float* row = col + ((c * g.KH + kh) * g.KW + kw) * ld;
         const int64_t w_shift = kw * g.dil_w - g.pad_w;
-        // Output columns whose input column lies inside the image: iw = ow*s + w_shift in [0, W).
-        int64_t ow_lo = 0, ow_hi = g.OW;
-        while (ow_lo < g.OW && ow_lo * g.stride_w + w_shift < 0) ++ow_lo;
-        while (ow_hi > ow_lo && (ow_hi - 1) * g.stride_w + w_shift >= g.W) --ow_hi;
+        int64_t ow_lo, ow_hi;
+        valid_columns(g, w_shift, ow_lo, ow_hi);
         for (int64_t oh = 0; oh < g.OH; ++oh) {
-          float* out = row + oh * g.OW;
           const int64_t ih = oh * g.stride_h - g.pad_h + kh * g.dil_h;
-          if (ih < 0 || ih >= g.H) {
-            std::memset(out, 0, g.OW * sizeof(float));
-            continue;
-          }
-          const float* in = plane + ih * g.W + w_shift;
-          for (int64_t ow = 0; ow < ow_lo; ++ow) out[ow] = 0.0f;
-          if (g.stride_w == 1) {
-            std::memcpy(out + ow_lo, in + ow_lo, (ow_hi - ow_lo) * sizeof(float));
-          } else {
-            for (int64_t ow = ow_lo; ow < ow_hi; ++ow) out[ow] = in[ow * g.stride_w];
-          }
-          for (int64_t ow = ow_hi; ow < g.OW; ++ow) out[ow] = 0.0f;
+          const float* x_row = (ih < 0 || ih >= g.H) ? nullptr : plane + ih * g.W;
+          gather_row(g, x_row, 0, g.OW, w_shift, ow_lo, ow_hi, row + oh * g.OW);
         }
       }
     }
@@ -74,9 +94,8 @@ void col2im(const Conv2dGeometry& g, int64_t Cg, const float* col, float* x) {
       for (int64_t kw = 0; kw < g.KW; ++kw) {
         const float* row = col + ((c * g.KH + kh) * g.KW + kw) * P;
         const int64_t w_shift = kw * g.dil_w - g.pad_w;
-        int64_t ow_lo = 0, ow_hi = g.OW;
-        while (ow_lo < g.OW && ow_lo * g.stride_w + w_shift < 0) ++ow_lo;
-        while (ow_hi > ow_lo && (ow_hi - 1) * g.stride_w + w_shift >= g.W) --ow_hi;
+        int64_t ow_lo, ow_hi;
+        valid_columns(g, w_shift, ow_lo, ow_hi);
         for (int64_t oh = 0; oh < g.OH; ++oh) {
           const int64_t ih = oh * g.stride_h - g.pad_h + kh * g.dil_h;
           if (ih < 0 || ih >= g.H) continue;
@@ -93,15 +112,75 @@ void col2im(const Conv2dGeometry& g, int64_t Cg, const float* col, float* x) {
   }
 }
 
-// Runs body(n) for every image, either spreading images over threads or one after another.
+// The im2col matrix of `images` consecutive images (one group of channels each), columns side
+// by side, B[r, n*P + p] = col_n[r, p], packed block by block without ever being stored whole.
+class ImageColumns final : public PanelSource {
+ public:
+  // x points at the first image's first channel of the group; images are image_stride apart.
+  ImageColumns(const Conv2dGeometry& g, int64_t Cg, const float* x, int64_t image_stride)
+      : g_(g), Cg_(Cg), x_(x), image_stride_(image_stride), P_(g.OH * g.OW) {}
+
+  void pack(int64_t p0, int64_t kc, int64_t j0, int64_t nc, int nr, float* dst) const override {
+    const int64_t panels = (nc + nr - 1) / nr;
+    for (int64_t k = 0; k < kc; ++k) {
+      // Row r of col is (channel c, kernel row kh, kernel column kw).
+      const int64_t r = p0 + k, kw = r % g_.KW, kh = (r / g_.KW) % g_.KH, c = r / (g_.KW * g_.KH);
+      const int64_t w_shift = kw * g_.dil_w - g_.pad_w;
+      int64_t ow_lo, ow_hi;
+      valid_columns(g_, w_shift, ow_lo, ow_hi);
+      for (int64_t panel = 0; panel < panels; ++panel) {
+        float* out = dst + (panel * kc + k) * nr;
+        const int64_t first = j0 + panel * nr, cols = std::min<int64_t>(nr, j0 + nc - first);
+        // Walk the panel's columns in runs that stay within one output row of one image.
+        for (int64_t t = 0; t < cols;) {
+          const int64_t j = first + t, n = j / P_, p = j % P_, oh = p / g_.OW, ow = p % g_.OW;
+          const int64_t len = std::min(cols - t, g_.OW - ow);
+          const int64_t ih = oh * g_.stride_h - g_.pad_h + kh * g_.dil_h;
+          const float* x_row = (ih < 0 || ih >= g_.H)
+                                   ? nullptr
+                                   : x_ + n * image_stride_ + (c * g_.H + ih) * g_.W;
+          gather_row(g_, x_row, ow, len, w_shift, ow_lo, ow_hi, out + t);
+          t += len;
+        }
+        for (int64_t t = cols; t < nr; ++t) out[t] = 0.0f;
+      }
+    }
+  }
+
+  float at(int64_t r, int64_t j) const override {
+    const int64_t kw = r % g_.KW, kh = (r / g_.KW) % g_.KH, c = r / (g_.KW * g_.KH);
+    const int64_t n = j / P_, p = j % P_, oh = p / g_.OW, ow = p % g_.OW;
+    const int64_t ih = oh * g_.stride_h - g_.pad_h + kh * g_.dil_h;
+    const int64_t iw = ow * g_.stride_w - g_.pad_w + kw * g_.dil_w;
+    if (ih < 0 || ih >= g_.H || iw < 0 || iw >= g_.W) return 0.0f;
+    return x_[n * image_stride_ + (c * g_.H + ih) * g_.W + iw];
+  }
+
+ private:
+  const Conv2dGeometry& g_;
+  int64_t Cg_;
+  const float* x_;
+  int64_t image_stride_, P_;
+};
+
+// How many images share one product: enough for ~512 columns, so that layers of a few pixels
+// still give the micro-kernel wide products (1 for layers of 512 pixels or more).
+int64_t images_per_group(const Conv2dGeometry& g) {
+  const int64_t P = g.OH * g.OW;
+  return std::clamp<int64_t>((512 + P - 1) / P, 1, g.N);
+}
+
+// Runs body(first_image, count) for every group of images, spreading the groups over threads
+// when there are enough of them, else one after another (then the products use the threads).
 template <typename Body>
-void for_each_image(int64_t N, Body body) {
+void for_each_image_group(int64_t N, int64_t per_group, Body body) {
+  const int64_t groups = (N + per_group - 1) / per_group;
   const int threads = cpu_threads();
-  if (N >= threads && threads > 1) {
+  if (groups >= threads && threads > 1) {
 #pragma omp parallel for schedule(static) num_threads(threads)
-    for (int64_t n = 0; n < N; ++n) body(n);
+    for (int64_t i = 0; i < groups; ++i) body(i * per_group, std::min(per_group, N - i * per_group));
   } else {
-    for (int64_t n = 0; n < N; ++n) body(n);
+    for (int64_t i = 0; i < groups; ++i) body(i * per_group, std::min(per_group, N - i * per_group));
   }
 }
 
@@ -111,18 +190,24 @@ void CpuBackend::conv2d_forward(const Conv2dGeometry& g, const float* x, const f
                                 const float* bias, float* y) {
   const int64_t Cg = g.C / g.groups, Kg = g.K / g.groups, P = g.OH * g.OW;
   const int64_t R = Cg * g.KH * g.KW;
-  const bool pointwise = is_pointwise(g);
-  for_each_image(g.N, [&](int64_t n) {
-    float* col = pointwise ? nullptr : thread_scratch(R * P);
+  std::vector<PackedA> weights;
+  weights.reserve(g.groups);
+  for (int64_t grp = 0; grp < g.groups; ++grp) weights.emplace_back(false, Kg, R, w + grp * Kg * R, R);
+  const int64_t per_group = images_per_group(g);
+  for_each_image_group(g.N, per_group, [&](int64_t n0, int64_t nb) {
+    // One image writes straight into y; several go through a [Kg, nb*P] buffer, then to NCHW.
+    float* buffer = nb > 1 ? thread_scratch(Kg * nb * P) : nullptr;
     for (int64_t grp = 0; grp < g.groups; ++grp) {
-      const float* xg = x + (n * g.C + grp * Cg) * g.H * g.W;
-      if (!pointwise) im2col(g, Cg, xg, col);
-      float* out = y + (n * g.K + grp * Kg) * P;
-      // out[Kg, P] = W_g[Kg, R] * col[R, P]
-      sgemm(false, false, Kg, P, R, 1.0f, w + grp * Kg * R, R, pointwise ? xg : col, P, 0.0f, out, P);
-      if (bias)
-        for (int64_t k = 0; k < Kg; ++k)
-          for (int64_t p = 0; p < P; ++p) out[k * P + p] += bias[grp * Kg + k];
+      const ImageColumns cols(g, Cg, x + (n0 * g.C + grp * Cg) * g.H * g.W, g.C * g.H * g.W);
+      float* out = nb > 1 ? buffer : y + (n0 * g.K + grp * Kg) * P;
+      sgemm_packed(weights[grp], cols, nb * P, 1.0f, 0.0f, out, nb * P);
+      for (int64_t i = 0; i < nb; ++i)
+        for (int64_t k = 0; k < Kg; ++k) {
+          float* dst = y + ((n0 + i) * g.K + grp * Kg + k) * P;
+          if (nb > 1) std::memcpy(dst, buffer + k * nb * P + i * P, P * sizeof(float));
+          if (bias)
+            for (int64_t p = 0; p < P; ++p) dst[p] += bias[grp * Kg + k];
+        }
     }
   });
 }
@@ -139,7 +224,8 @@ void CpuBackend::conv2d_backward_input(const Conv2dGeometry& g, const float* dy,
                                        float* dx) {
   const int64_t Cg = g.C / g.groups, Kg = g.K / g.groups, P = g.OH * g.OW;
   const int64_t R = Cg * g.KH * g.KW;
-  const bool pointwise = is_pointwise(g);
+  const bool pointwise = g.KH == 1 && g.KW == 1 && g.stride_h == 1 && g.stride_w == 1 &&
+                         g.pad_h == 0 && g.pad_w == 0;
   if (!pointwise && g.stride_h == 1 && g.stride_w == 1 && g.dil_h == 1 && g.dil_w == 1 &&
       g.pad_h < g.KH && g.pad_w < g.KW) {
     std::vector<float> rotated(g.C * Kg * g.KH * g.KW);
@@ -155,7 +241,7 @@ void CpuBackend::conv2d_backward_input(const Conv2dGeometry& g, const float* dy,
     conv2d_forward(t, dy, rotated.data(), nullptr, dx);
     return;
   }
-  for_each_image(g.N, [&](int64_t n) {
+  for_each_image_group(g.N, 1, [&](int64_t n, int64_t) {
     float* dcol = pointwise ? nullptr : thread_scratch(R * P);
     for (int64_t grp = 0; grp < g.groups; ++grp) {
       float* dxg = dx + (n * g.C + grp * Cg) * g.H * g.W;
@@ -171,29 +257,37 @@ void CpuBackend::conv2d_backward_weight(const Conv2dGeometry& g, const float* dy
                                         float* dw, float* dbias) {
   const int64_t Cg = g.C / g.groups, Kg = g.K / g.groups, P = g.OH * g.OW;
   const int64_t R = Cg * g.KH * g.KW;
-  const bool pointwise = is_pointwise(g);
   const int64_t wsize = g.K * R;
-  const int threads = (g.N >= cpu_threads()) ? cpu_threads() : 1;
+  const int64_t per_group = images_per_group(g);
+  const int64_t image_groups = (g.N + per_group - 1) / per_group;
+  const int threads = std::max<int>(1, std::min<int64_t>(cpu_threads(), image_groups));
 
   // Partial sums per thread (thread 0 writes straight into dw).
   std::vector<float> partial(static_cast<size_t>(threads - 1) * (wsize + g.K), 0.0f);
   std::fill(dw, dw + wsize, 0.0f);
   if (dbias) std::fill(dbias, dbias + g.K, 0.0f);
 
-  auto work = [&](int64_t n, int t) {
+  // One group of nb images on thread t: dW_g += dy_group[Kg, nb*P] * col_group[R, nb*P]^T.
+  auto work = [&](int64_t n0, int64_t nb, int t) {
     float* dw_t = t == 0 ? dw : partial.data() + (t - 1) * (wsize + g.K);
     float* db_t = t == 0 ? dbias : partial.data() + (t - 1) * (wsize + g.K) + wsize;
-    float* col = pointwise ? nullptr : thread_scratch(R * P);
+    const int64_t cols = nb * P;
+    float* col = thread_scratch(R * cols, 0);
+    float* dy_group = nb > 1 ? thread_scratch(Kg * cols, 1) : nullptr;
     for (int64_t grp = 0; grp < g.groups; ++grp) {
-      const float* xg = x + (n * g.C + grp * Cg) * g.H * g.W;
-      if (!pointwise) im2col(g, Cg, xg, col);
-      const float* dyg = dy + (n * g.K + grp * Kg) * P;
-      // dW_g[Kg, R] += dy_g[Kg, P] * col[R, P]^T
-      sgemm(false, true, Kg, R, P, 1.0f, dyg, P, pointwise ? xg : col, P, 1.0f, dw_t + grp * Kg * R, R);
+      for (int64_t i = 0; i < nb; ++i) {
+        im2col(g, Cg, x + ((n0 + i) * g.C + grp * Cg) * g.H * g.W, col + i * P, cols);
+        if (dy_group)
+          for (int64_t k = 0; k < Kg; ++k)
+            std::memcpy(dy_group + k * cols + i * P, dy + ((n0 + i) * g.K + grp * Kg + k) * P,
+                        P * sizeof(float));
+      }
+      const float* dyg = dy_group ? dy_group : dy + (n0 * g.K + grp * Kg) * P;
+      sgemm(false, true, Kg, R, cols, 1.0f, dyg, cols, col, cols, 1.0f, dw_t + grp * Kg * R, R);
       if (dbias)
         for (int64_t k = 0; k < Kg; ++k) {
           float s = 0.0f;
-          for (int64_t p = 0; p < P; ++p) s += dyg[k * P + p];
+          for (int64_t p = 0; p < cols; ++p) s += dyg[k * cols + p];
           db_t[grp * Kg + k] += s;
         }
     }
@@ -203,7 +297,8 @@ void CpuBackend::conv2d_backward_weight(const Conv2dGeometry& g, const float* dy
 #pragma omp parallel num_threads(threads)
     {
       const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-      for (int64_t n = g.N * t / nt; n < g.N * (t + 1) / nt; ++n) work(n, t);
+      for (int64_t i = image_groups * t / nt; i < image_groups * (t + 1) / nt; ++i)
+        work(i * per_group, std::min(per_group, g.N - i * per_group), t);
     }
     for (int t = 1; t < threads; ++t) {
       const float* p = partial.data() + (t - 1) * (wsize + g.K);
@@ -212,7 +307,7 @@ void CpuBackend::conv2d_backward_weight(const Conv2dGeometry& g, const float* dy
         for (int64_t k = 0; k < g.K; ++k) dbias[k] += p[wsize + k];
     }
   } else {
-    for (int64_t n = 0; n < g.N; ++n) work(n, 0);
+    for (int64_t i = 0; i < image_groups; ++i) work(i * per_group, std::min(per_group, g.N - i * per_group), 0);
   }
 }
 

@@ -1,5 +1,5 @@
-// The CPU backend: every kernel of engine/backend.h on the host, with Eigen for the matrix
-// products and OpenMP for threads. Each family lives in its own file (conv2d.cpp, pool2d.cpp,
+// The CPU backend: every kernel of engine/backend.h on the host, on the engine's own packed GEMM
+// (gemm.h, micro-kernels chosen at run time by isa.h) and OpenMP threads. Each family lives in its own file (conv2d.cpp, pool2d.cpp,
 // batchnorm.cpp, ...); this header only declares the class that ties them together.
 #pragma once
 #include "engine/backend.h"

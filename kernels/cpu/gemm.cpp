@@ -1,67 +1,304 @@
-// Dense kernels: the shared sgemm (OpenBLAS or Eigen) and the row-bias helpers of linear layers.
+// The packed, cache-blocked GEMM (the GotoBLAS/BLIS structure) around the micro-kernels of
+// gemm_microkernel.h, and the CPU backend's dense kernels built on it.
+//
+// Five loops around the micro-kernel, each chosen so that one operand stays in one cache level
+// while the others stream past it:
+//
+//   for jc in N step NC                     B block KC x NC, packed once, lives in L2
+//     for pc in K step KC                   (beta applies to the first depth block only)
+//       pack B[pc:pc+KC, jc:jc+NC] into NR-wide panels
+//       for ic in M step MC
+//         pack A[ic:ic+MC, pc:pc+KC] into MR-tall panels
+//         for ir in MC step MR              A micro-panel MR x KC, lives in L1
+//           for jr in NC step NR            B micro-panels stream from L2
+//             micro-kernel: C[ir:ir+MR, jr:jr+NR] (+)= A panel * B panel
+//
+// Packing copies each operand once per block into the order the micro-kernel reads it (see
+// gemm_microkernel.h), so the inner loop reads memory strictly sequentially whatever the
+// transposes and leading dimensions were, and ragged edges are padded with zeros.
+//
+// Block sizes (KC 256, MC 128, NC = 16 micro-panels) keep the B block near 768 KB at NR 48,
+// inside the 1-2 MB L2 of the Xeon and EPYC cores we run on, and the A micro-panel at 8 KB.
 #include "kernels/cpu/gemm.h"
 
-#include <Eigen/Core>
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <new>
 
+#include "engine/error.h"
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/gemm_microkernel.h"
+#include "kernels/cpu/isa.h"
 #include "kernels/cpu/parallel.h"
-
-#ifdef FER_HAVE_BLAS
-#include <cblas.h>
-#endif
 
 namespace fer::cpu {
 
 namespace {
-using Stride = Eigen::OuterStride<>;
-using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using ConstView = Eigen::Map<const RowMajor, 0, Stride>;
-using View = Eigen::Map<RowMajor, 0, Stride>;
 
-void eigen_sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-                 int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-  View c(C, M, N, Stride(ldc));
-  ConstView a(A, ta ? K : M, ta ? M : K, Stride(lda));
-  ConstView b(B, tb ? N : K, tb ? K : N, Stride(ldb));
-  auto run = [&](const auto& opa, const auto& opb) {
-    if (beta == 0.0f) {
-      c.noalias() = alpha * (opa * opb);
-    } else {
-      if (beta != 1.0f) c *= beta;
-      c.noalias() += alpha * (opa * opb);
-    }
-  };
-  if (!ta && !tb) run(a, b);
-  else if (ta && !tb) run(a.transpose(), b);
-  else if (!ta && tb) run(a, b.transpose());
-  else run(a.transpose(), b.transpose());
+constexpr int64_t KC = 128, MC = 256, NC_PANELS = 16;
+
+// The micro-kernel of the active fp32 set; nullopt under the scalar set.
+const GemmMicroKernel* active_microkernel() {
+  static const GemmMicroKernel avx2 = gemm_microkernel_avx2();
+  static const GemmMicroKernel avx512 = gemm_microkernel_avx512();
+  switch (fp32_isa()) {
+    case Isa::Avx2: return &avx2;
+    case Isa::Avx512: return &avx512;
+    default: return nullptr;
+  }
 }
+
+// A 64-byte aligned scratch buffer per thread and purpose, grown on demand and kept.
+float* aligned_scratch(size_t floats, int slot) {
+  struct Buffer {
+    float* data = nullptr;
+    size_t size = 0;
+    ~Buffer() { std::free(data); }
+  };
+  thread_local Buffer buffers[3];
+  Buffer& b = buffers[slot];
+  if (b.size < floats) {
+    std::free(b.data);
+    b.size = (floats + 15) / 16 * 16;
+    b.data = static_cast<float*>(std::aligned_alloc(64, b.size * sizeof(float)));
+    if (!b.data) throw std::bad_alloc();
+  }
+  return b.data;
+}
+enum ScratchSlot { kSlotA = 0, kSlotB = 1, kSlotTile = 2 };
+
+int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+// Packs op(A)[i0:i0+mc, p0:p0+kc] as ceil(mc/MR) panels: dst[panel][k][r] = op(A)(i0+panel*MR+r, p0+k).
+void pack_a(bool trans, const float* A, int64_t lda, int64_t i0, int64_t mc, int64_t p0,
+            int64_t kc, int mr, float* dst) {
+  for (int64_t ip = 0; ip < mc; ip += mr, dst += mr * kc) {
+    const int64_t rows = std::min<int64_t>(mr, mc - ip);
+    if (trans) {  // op(A)(i, k) = A[k, i]: each k gives `rows` consecutive floats
+      for (int64_t k = 0; k < kc; ++k) {
+        const float* src = A + (p0 + k) * lda + i0 + ip;
+        float* d = dst + k * mr;
+        for (int64_t r = 0; r < rows; ++r) d[r] = src[r];
+        for (int64_t r = rows; r < mr; ++r) d[r] = 0.0f;
+      }
+    } else {  // op(A)(i, k) = A[i, k]: read along rows, write with stride MR
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* src = A + (i0 + ip + r) * lda + p0;
+        for (int64_t k = 0; k < kc; ++k) dst[k * mr + r] = src[k];
+      }
+      for (int64_t r = rows; r < mr; ++r)
+        for (int64_t k = 0; k < kc; ++k) dst[k * mr + r] = 0.0f;
+    }
+  }
+}
+
+// Packs op(B)[p0:p0+kc, j0:j0+nc] as ceil(nc/NR) panels: dst[panel][k][c] = op(B)(p0+k, j0+panel*NR+c).
+void pack_b(bool trans, const float* B, int64_t ldb, int64_t p0, int64_t kc, int64_t j0,
+            int64_t nc, int nr, float* dst) {
+  for (int64_t jp = 0; jp < nc; jp += nr, dst += nr * kc) {
+    const int64_t cols = std::min<int64_t>(nr, nc - jp);
+    if (!trans) {  // op(B)(k, j) = B[k, j]: each k gives `cols` consecutive floats
+      for (int64_t k = 0; k < kc; ++k) {
+        const float* src = B + (p0 + k) * ldb + j0 + jp;
+        float* d = dst + k * nr;
+        std::memcpy(d, src, cols * sizeof(float));
+        for (int64_t c = cols; c < nr; ++c) d[c] = 0.0f;
+      }
+    } else {  // op(B)(k, j) = B[j, k]: read along rows of B, write with stride NR
+      for (int64_t c = 0; c < cols; ++c) {
+        const float* src = B + (j0 + jp + c) * ldb + p0;
+        for (int64_t k = 0; k < kc; ++k) dst[k * nr + c] = src[k];
+      }
+      for (int64_t c = cols; c < nr; ++c)
+        for (int64_t k = 0; k < kc; ++k) dst[k * nr + c] = 0.0f;
+    }
+  }
+}
+
+// C[mc, nc] (+)= packed A block * packed B block, tile by tile. Edge tiles go through a scratch
+// tile so that the micro-kernel never writes outside C.
+void macro_kernel(const GemmMicroKernel& uk, int64_t mc, int64_t nc, int64_t kc, const float* a,
+                  const float* b, float alpha, float beta, float* C, int64_t ldc) {
+  const int mr = uk.mr, nr = uk.nr;
+  float* tile = aligned_scratch(static_cast<size_t>(mr) * nr, kSlotTile);
+  for (int64_t jr = 0; jr < nc; jr += nr) {
+    const int64_t n = std::min<int64_t>(nr, nc - jr);
+    const float* b_panel = b + jr * kc;
+    for (int64_t ir = 0; ir < mc; ir += mr) {
+      const int64_t m = std::min<int64_t>(mr, mc - ir);
+      const float* a_panel = a + ir * kc;
+      float* c = C + ir * ldc + jr;
+      if (m == mr && n == nr) {
+        uk.run(kc, a_panel, b_panel, c, ldc, alpha, beta);
+        continue;
+      }
+      uk.run(kc, a_panel, b_panel, tile, nr, 1.0f, 0.0f);
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) {
+          float& dst = c[i * ldc + j];
+          dst = alpha * tile[i * nr + j] + (beta == 0.0f ? 0.0f : beta * dst);
+        }
+    }
+  }
+}
+
+// Where the driver gets its packed A blocks: packed on the fly from A, or read from a PackedA.
+struct ASource {
+  bool trans;
+  const float* A;
+  int64_t lda;
+  const float* prepacked;  // non-null: panels of a PackedA covering all M rows
+  int64_t prepacked_rows;  // M rounded up to MR (the panel stride of one depth block)
+};
+
+// A plain row-major op(B) as a PanelSource.
+class MatrixSource final : public PanelSource {
+ public:
+  MatrixSource(bool trans, const float* B, int64_t ldb) : trans_(trans), B_(B), ldb_(ldb) {}
+  void pack(int64_t p0, int64_t kc, int64_t j0, int64_t nc, int nr, float* dst) const override {
+    pack_b(trans_, B_, ldb_, p0, kc, j0, nc, nr, dst);
+  }
+  float at(int64_t k, int64_t j) const override { return trans_ ? B_[j * ldb_ + k] : B_[k * ldb_ + j]; }
+
+ private:
+  bool trans_;
+  const float* B_;
+  int64_t ldb_;
+};
+
+// One thread's GEMM on the columns [n0, n1) of C[M, :] (the driver's five loops). C points at
+// column 0; column indices passed to the PanelSource are absolute.
+void gemm_serial(const GemmMicroKernel& uk, const ASource& src, const PanelSource& B, int64_t M,
+                 int64_t n0, int64_t n1, int64_t K, float alpha, float beta, float* C, int64_t ldc) {
+  const int64_t nc_max = NC_PANELS * uk.nr;
+  float* b_block = aligned_scratch(static_cast<size_t>(KC) * nc_max, kSlotB);
+  float* a_block = src.prepacked ? nullptr : aligned_scratch(static_cast<size_t>(KC) * round_up(MC, uk.mr), kSlotA);
+  for (int64_t jc = n0; jc < n1; jc += nc_max) {
+    const int64_t nc = std::min(nc_max, n1 - jc);
+    for (int64_t pc = 0; pc < K; pc += KC) {
+      const int64_t kc = std::min(KC, K - pc);
+      const float beta_block = pc == 0 ? beta : 1.0f;
+      B.pack(pc, kc, jc, nc, uk.nr, b_block);
+      for (int64_t ic = 0; ic < M; ic += MC) {
+        const int64_t mc = std::min(MC, M - ic);
+        const float* a;
+        if (src.prepacked) {
+          a = src.prepacked + pc * src.prepacked_rows + ic * kc;
+        } else {
+          pack_a(src.trans, src.A, src.lda, ic, mc, pc, kc, uk.mr, a_block);
+          a = a_block;
+        }
+        macro_kernel(uk, mc, nc, kc, a, b_block, alpha, beta_block, C + ic * ldc + jc, ldc);
+      }
+    }
+  }
+}
+
+// C = beta * C for the degenerate K == 0 product.
+void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+}
+
+// How many threads a product deserves: one per ~4 MFLOP, none inside a parallel region.
+int gemm_threads(int64_t M, int64_t N, int64_t K) {
+  if (omp_in_parallel()) return 1;
+  const double flops = 2.0 * M * N * K;
+  return static_cast<int>(std::clamp<double>(flops / 4e6, 1.0, cpu_threads()));
+}
+
+// Splits C's columns over threads in whole micro-panels (or its rows, when N is the smaller
+// side and A is a plain matrix), each thread running the serial driver on its part.
+void gemm_parallel(const GemmMicroKernel& uk, const ASource& src, const PanelSource& B, int64_t M,
+                   int64_t N, int64_t K, float alpha, float beta, float* C, int64_t ldc) {
+  const int threads = gemm_threads(M, N, K);
+  if (threads <= 1) return gemm_serial(uk, src, B, M, 0, N, K, alpha, beta, C, ldc);
+  const bool split_rows = !src.prepacked && M > N;
+  const int64_t unit = split_rows ? uk.mr : uk.nr, extent = split_rows ? M : N;
+  const int64_t units = (extent + unit - 1) / unit;
+#pragma omp parallel num_threads(threads)
+  {
+    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int64_t begin = std::min(extent, units * t / nt * unit);
+    const int64_t end = std::min(extent, units * (t + 1) / nt * unit);
+    if (begin < end) {
+      if (split_rows) {
+        ASource part = src;
+        part.A = src.trans ? src.A + begin : src.A + begin * src.lda;
+        gemm_serial(uk, part, B, end - begin, 0, N, K, alpha, beta, C + begin * ldc, ldc);
+      } else {
+        gemm_serial(uk, src, B, M, begin, end, K, alpha, beta, C, ldc);
+      }
+    }
+  }
+}
+
 }  // namespace
 
-void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
            int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   if (M == 0 || N == 0) return;
-  if (K == 0) {
-    for (int64_t i = 0; i < M; ++i)
-      for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
-    return;
-  }
-#ifdef FER_HAVE_BLAS
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-              static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), alpha, A,
-              static_cast<int>(lda), B, static_cast<int>(ldb), beta, C, static_cast<int>(ldc));
-#else
-  eigen_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-#endif
+  if (K == 0) return scale_c(M, N, beta, C, ldc);
+  const GemmMicroKernel* uk = active_microkernel();
+  if (!uk) return sgemm_reference(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  gemm_parallel(*uk, ASource{trans_a, A, lda, nullptr, 0}, MatrixSource(trans_b, B, ldb), M, N, K,
+                alpha, beta, C, ldc);
 }
 
-const char* gemm_library() {
-#ifdef FER_HAVE_BLAS
-  return "OpenBLAS";
-#else
-  return "Eigen";
-#endif
+PackedA::PackedA(bool trans_a, int64_t M, int64_t K, const float* A, int64_t lda)
+    : M_(M), K_(K), mr_(0), source_(A), trans_(trans_a), lda_(lda) {
+  const GemmMicroKernel* uk = active_microkernel();
+  if (!uk) return;  // the scalar set multiplies from A itself
+  mr_ = uk->mr;
+  const int64_t rows = round_up(M, mr_);
+  panels_.resize(static_cast<size_t>(rows) * K);
+  // Depth block pc starts at pc * rows; within it, panel p of kc x MR floats at p * MR * kc:
+  // exactly the layout pack_a writes for a whole column of blocks.
+  for (int64_t pc = 0; pc < K; pc += KC) {
+    const int64_t kc = std::min(KC, K - pc);
+    pack_a(trans_a, A, lda, 0, M, pc, kc, mr_, panels_.data() + pc * rows);
+  }
+  source_ = nullptr;
 }
+
+void sgemm_packed(const PackedA& A, bool trans_b, int64_t N, float alpha, const float* B,
+                  int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (!A.source_ || A.M_ == 0 || A.K_ == 0)
+    return sgemm_packed(A, MatrixSource(trans_b, B, ldb), N, alpha, beta, C, ldc);
+  sgemm_reference(A.trans_, trans_b, A.M_, N, A.K_, alpha, A.source_, A.lda_, B, ldb, beta, C, ldc);
+}
+
+void sgemm_packed(const PackedA& A, const PanelSource& B, int64_t N, float alpha, float beta,
+                  float* C, int64_t ldc) {
+  const int64_t M = A.M_, K = A.K_;
+  if (M == 0 || N == 0) return;
+  if (K == 0) return scale_c(M, N, beta, C, ldc);
+  const GemmMicroKernel* uk = active_microkernel();
+  const int packed_for = A.source_ ? 0 : A.mr_;
+  FER_CHECK((uk ? uk->mr : 0) == packed_for,
+            "sgemm_packed: A was packed for another kernel set than the active one (",
+            isa_name(fp32_isa()), ")");
+  if (!uk) {  // the scalar set: the reference product, element by element
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) {
+        double dot = 0.0;
+        for (int64_t k = 0; k < K; ++k) {
+          const float a = A.trans_ ? A.source_[k * A.lda_ + i] : A.source_[i * A.lda_ + k];
+          dot += static_cast<double>(a) * B.at(k, j);
+        }
+        float& c = C[i * ldc + j];
+        c = static_cast<float>(alpha * dot + (beta == 0.0f ? 0.0 : static_cast<double>(beta) * c));
+      }
+    return;
+  }
+  // MC is a multiple of every MR, so the ic blocks of the driver start on panel boundaries.
+  static_assert(MC % 8 == 0 && MC % 4 == 0);
+  gemm_parallel(*uk, ASource{false, nullptr, 0, A.panels_.data(), round_up(M, A.mr_)}, B, M, N, K,
+                alpha, beta, C, ldc);
+}
+
+// ---- The CPU backend's dense kernels -------------------------------------------------------
 
 void CpuBackend::gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                       const float* A, const float* B, float beta, float* C) {

@@ -1,0 +1,47 @@
+// Which vector instructions the CPU kernels use: detected once at run time, forcible for tests.
+//
+// The engine is compiled for baseline x86-64; each kernel set (GEMM micro-kernels, convolution
+// inner loops) lives in its own source file compiled with that set's instructions, and is only
+// called after CPUID (and the OS, through XGETBV and for AMX arch_prctl) says the CPU can run it.
+// So one binary runs on any x86-64 machine and uses the best unit each one has.
+//
+//   scalar       plain C++ loops: the reference every other set is tested against
+//   avx2         AVX2 + FMA, 8 floats per register
+//   avx512       AVX-512 F/BW/VL, 16 floats per register
+//   avx512-bf16  avx512 plus VDPBF16PS (bf16 pairs, fp32 accumulation) for --precision bf16
+//   amx          avx512-bf16 plus AMX-BF16 tiles (TDPBF16PS) for --precision bf16
+//
+// The environment variable FER_ISA=<name> picks a lower set than the best one (it is refused,
+// with a message, when the CPU lacks it); set_active_isa() does the same from code.
+#pragma once
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace fer::cpu {
+
+enum class Isa { Scalar = 0, Avx2, Avx512, Avx512Bf16, Amx };
+
+const char* isa_name(Isa isa);
+std::optional<Isa> parse_isa(std::string_view name);  // the names above
+std::vector<Isa> all_isas();                             // Scalar .. Amx, in order
+
+bool isa_supported(Isa isa);          // the CPU and the OS can run it
+std::vector<Isa> supported_isas();    // every set this machine runs, Scalar first
+Isa best_isa();                       // the highest supported set
+
+Isa active_isa();                     // the set the kernels use now (FER_ISA or the best)
+void set_active_isa(Isa isa);         // throws fer::Error when the CPU lacks it
+
+// The set that fp32 kernels use under the active set: avx512-bf16 and amx compute fp32 with
+// their avx512 kernels.
+Isa fp32_isa();
+
+// One line for the apps' start-up output, e.g. "cpu kernels: avx512 (fp32), 2 threads".
+std::string cpu_kernels_summary();
+
+// The sets this machine lacks, for test output ("SKIPPED: kernel sets not on this CPU: amx").
+std::string unsupported_isas_line();
+
+}  // namespace fer::cpu
