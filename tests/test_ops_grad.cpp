@@ -1,4 +1,9 @@
 // Finite-difference gradient checks for every op of engine/ops.h, for every differentiable input.
+//
+// The op-case registry (tests/support/op_cases.h) drives the same check over every registered
+// case in test_op_cases.cpp. The checks here stay for what its uniform random inputs cannot give:
+// activations on values kept away from their kinks, max pooling on distinct values, every
+// cross-entropy option, gradients that meet in a small graph.
 #include "tests/support/gradcheck.h"
 
 using namespace fer;

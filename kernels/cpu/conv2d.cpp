@@ -20,7 +20,7 @@
 // - The weight gradient sums over pixels and images: it materialises col for a group of
 //   images and runs dW_g += dy_group[Kg, nb*P] * col[R, nb*P]^T, a product whose depth is the
 //   number of pixels in the group.
-// - Under the scalar kernel set the same products run through the reference GEMM.
+// - Under the scalar kernel set: im2col and the reference GEMM, the plain definition.
 //
 // Threads: with at least as many image groups as threads, each thread takes whole groups and
 // runs single-threaded products (weight gradients go to per-thread partial sums, added at the
@@ -30,8 +30,10 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu/conv2d_direct.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/gemm.h"
+#include "kernels/cpu/gemm_microkernel.h"
 #include "kernels/cpu/parallel.h"
 
 namespace fer::cpu {
@@ -147,15 +149,6 @@ class ImageColumns final : public PanelSource {
     }
   }
 
-  float at(int64_t r, int64_t j) const override {
-    const int64_t kw = r % g_.KW, kh = (r / g_.KW) % g_.KH, c = r / (g_.KW * g_.KH);
-    const int64_t n = j / P_, p = j % P_, oh = p / g_.OW, ow = p % g_.OW;
-    const int64_t ih = oh * g_.stride_h - g_.pad_h + kh * g_.dil_h;
-    const int64_t iw = ow * g_.stride_w - g_.pad_w + kw * g_.dil_w;
-    if (ih < 0 || ih >= g_.H || iw < 0 || iw >= g_.W) return 0.0f;
-    return x_[n * image_stride_ + (c * g_.H + ih) * g_.W + iw];
-  }
-
  private:
   const Conv2dGeometry& g_;
   int64_t Cg_;
@@ -188,8 +181,22 @@ void for_each_image_group(int64_t N, int64_t per_group, Body body) {
 
 void CpuBackend::conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w,
                                 const float* bias, float* y) {
+  if (conv2d_direct_applies(g)) return conv2d_direct_forward(g, x, w, bias, y);
   const int64_t Cg = g.C / g.groups, Kg = g.K / g.groups, P = g.OH * g.OW;
   const int64_t R = Cg * g.KH * g.KW;
+  if (!active_gemm_microkernel()) {  // the scalar set: im2col and the reference product, plainly
+    std::vector<float> col(R * P);
+    for (int64_t n = 0; n < g.N; ++n)
+      for (int64_t grp = 0; grp < g.groups; ++grp) {
+        im2col(g, Cg, x + (n * g.C + grp * Cg) * g.H * g.W, col.data(), P);
+        float* out = y + (n * g.K + grp * Kg) * P;
+        sgemm_reference(false, false, Kg, P, R, 1.0f, w + grp * Kg * R, R, col.data(), P, 0.0f, out, P);
+        if (bias)
+          for (int64_t k = 0; k < Kg; ++k)
+            for (int64_t p = 0; p < P; ++p) out[k * P + p] += bias[grp * Kg + k];
+      }
+    return;
+  }
   std::vector<PackedA> weights;
   weights.reserve(g.groups);
   for (int64_t grp = 0; grp < g.groups; ++grp) weights.emplace_back(false, Kg, R, w + grp * Kg * R, R);
@@ -255,6 +262,7 @@ void CpuBackend::conv2d_backward_input(const Conv2dGeometry& g, const float* dy,
 
 void CpuBackend::conv2d_backward_weight(const Conv2dGeometry& g, const float* dy, const float* x,
                                         float* dw, float* dbias) {
+  if (conv2d_direct_applies(g)) return conv2d_direct_backward_weight(g, dy, x, dw, dbias);
   const int64_t Cg = g.C / g.groups, Kg = g.K / g.groups, P = g.OH * g.OW;
   const int64_t R = Cg * g.KH * g.KW;
   const int64_t wsize = g.K * R;

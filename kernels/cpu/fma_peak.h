@@ -11,7 +11,7 @@ namespace fer::cpu {
 // point operations it performed (2 per lane per FMA). avx2 and avx512 sets only.
 double fma_peak_run(Isa isa, int64_t iterations);
 
-// Defined in the per-ISA files.
+// Defined in simd_<isa>.cpp.
 double fma_peak_avx2(int64_t iterations);
 double fma_peak_avx512(int64_t iterations);
 

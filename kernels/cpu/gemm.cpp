@@ -36,10 +36,11 @@ namespace fer::cpu {
 
 namespace {
 
-constexpr int64_t KC = 128, MC = 256, NC_PANELS = 16;
+constexpr int64_t KC = kGemmDepthBlock, MC = 256, NC_PANELS = 16;
 
-// The micro-kernel of the active fp32 set; nullopt under the scalar set.
-const GemmMicroKernel* active_microkernel() {
+}  // namespace
+
+const GemmMicroKernel* active_gemm_microkernel() {
   static const GemmMicroKernel avx2 = gemm_microkernel_avx2();
   static const GemmMicroKernel avx512 = gemm_microkernel_avx512();
   switch (fp32_isa()) {
@@ -48,6 +49,8 @@ const GemmMicroKernel* active_microkernel() {
     default: return nullptr;
   }
 }
+
+namespace {
 
 // A 64-byte aligned scratch buffer per thread and purpose, grown on demand and kept.
 float* aligned_scratch(size_t floats, int slot) {
@@ -130,10 +133,10 @@ void macro_kernel(const GemmMicroKernel& uk, int64_t mc, int64_t nc, int64_t kc,
       const float* a_panel = a + ir * kc;
       float* c = C + ir * ldc + jr;
       if (m == mr && n == nr) {
-        uk.run(kc, a_panel, b_panel, c, ldc, alpha, beta);
+        uk.run(kc, a_panel, 0, b_panel, nullptr, c, ldc, alpha, beta);
         continue;
       }
-      uk.run(kc, a_panel, b_panel, tile, nr, 1.0f, 0.0f);
+      uk.run(kc, a_panel, 0, b_panel, nullptr, tile, nr, 1.0f, 0.0f);
       for (int64_t i = 0; i < m; ++i)
         for (int64_t j = 0; j < n; ++j) {
           float& dst = c[i * ldc + j];
@@ -159,7 +162,6 @@ class MatrixSource final : public PanelSource {
   void pack(int64_t p0, int64_t kc, int64_t j0, int64_t nc, int nr, float* dst) const override {
     pack_b(trans_, B_, ldb_, p0, kc, j0, nc, nr, dst);
   }
-  float at(int64_t k, int64_t j) const override { return trans_ ? B_[j * ldb_ + k] : B_[k * ldb_ + j]; }
 
  private:
   bool trans_;
@@ -234,21 +236,44 @@ void gemm_parallel(const GemmMicroKernel& uk, const ASource& src, const PanelSou
   }
 }
 
+// C[M, N] for M smaller than a micro-tile: each row of C is a vector-matrix product, computed
+// without packing (dot products with the rows of B^T, or rows of B added up), threads over N.
+void gemm_few_rows(const GemmMicroKernel& uk, bool trans_a, bool trans_b, int64_t M, int64_t N,
+                   int64_t K, float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
+                   float beta, float* C, int64_t ldc) {
+  std::vector<float> a_row(K), c_row(trans_b ? 0 : N);
+  for (int64_t i = 0; i < M; ++i) {
+    for (int64_t k = 0; k < K; ++k) a_row[k] = trans_a ? A[k * lda + i] : A[i * lda + k];
+    float* c = C + i * ldc;
+    auto finish = [&](int64_t j, float product) { c[j] = alpha * product + (beta == 0.0f ? 0.0f : beta * c[j]); };
+    if (trans_b) {  // C(i, j) = a_row . B[j, :]
+      parallel_for(N, std::max<int64_t>(1, 65536 / K), [&](int64_t j0, int64_t j1) {
+        for (int64_t j = j0; j < j1; ++j) finish(j, uk.dot(K, a_row.data(), B + j * ldb));
+      });
+    } else {  // C(i, :) = sum_k a_row[k] * B[k, :]
+      std::fill(c_row.begin(), c_row.end(), 0.0f);
+      for (int64_t k = 0; k < K; ++k) uk.axpy(N, a_row[k], B + k * ldb, c_row.data());
+      for (int64_t j = 0; j < N; ++j) finish(j, c_row[j]);
+    }
+  }
+}
+
 }  // namespace
 
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
            int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   if (M == 0 || N == 0) return;
   if (K == 0) return scale_c(M, N, beta, C, ldc);
-  const GemmMicroKernel* uk = active_microkernel();
+  const GemmMicroKernel* uk = active_gemm_microkernel();
   if (!uk) return sgemm_reference(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  if (M < uk->mr) return gemm_few_rows(*uk, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   gemm_parallel(*uk, ASource{trans_a, A, lda, nullptr, 0}, MatrixSource(trans_b, B, ldb), M, N, K,
                 alpha, beta, C, ldc);
 }
 
 PackedA::PackedA(bool trans_a, int64_t M, int64_t K, const float* A, int64_t lda)
     : M_(M), K_(K), mr_(0), source_(A), trans_(trans_a), lda_(lda) {
-  const GemmMicroKernel* uk = active_microkernel();
+  const GemmMicroKernel* uk = active_gemm_microkernel();
   if (!uk) return;  // the scalar set multiplies from A itself
   mr_ = uk->mr;
   const int64_t rows = round_up(M, mr_);
@@ -274,24 +299,12 @@ void sgemm_packed(const PackedA& A, const PanelSource& B, int64_t N, float alpha
   const int64_t M = A.M_, K = A.K_;
   if (M == 0 || N == 0) return;
   if (K == 0) return scale_c(M, N, beta, C, ldc);
-  const GemmMicroKernel* uk = active_microkernel();
+  const GemmMicroKernel* uk = active_gemm_microkernel();
   const int packed_for = A.source_ ? 0 : A.mr_;
   FER_CHECK((uk ? uk->mr : 0) == packed_for,
             "sgemm_packed: A was packed for another kernel set than the active one (",
             isa_name(fp32_isa()), ")");
-  if (!uk) {  // the scalar set: the reference product, element by element
-    for (int64_t i = 0; i < M; ++i)
-      for (int64_t j = 0; j < N; ++j) {
-        double dot = 0.0;
-        for (int64_t k = 0; k < K; ++k) {
-          const float a = A.trans_ ? A.source_[k * A.lda_ + i] : A.source_[i * A.lda_ + k];
-          dot += static_cast<double>(a) * B.at(k, j);
-        }
-        float& c = C[i * ldc + j];
-        c = static_cast<float>(alpha * dot + (beta == 0.0f ? 0.0 : static_cast<double>(beta) * c));
-      }
-    return;
-  }
+  FER_CHECK(uk, "sgemm_packed: a PanelSource needs a vector kernel set (active: scalar)");
   // MC is a multiple of every MR, so the ic blocks of the driver start on panel boundaries.
   static_assert(MC % 8 == 0 && MC % 4 == 0);
   gemm_parallel(*uk, ASource{false, nullptr, 0, A.panels_.data(), round_up(M, A.mr_)}, B, M, N, K,

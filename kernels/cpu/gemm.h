@@ -64,11 +64,10 @@ class PanelSource {
  public:
   virtual ~PanelSource() = default;
   virtual void pack(int64_t p0, int64_t kc, int64_t j0, int64_t nc, int nr, float* dst) const = 0;
-  // B(k, j) itself, for the scalar set's reference product.
-  virtual float at(int64_t k, int64_t j) const = 0;
 };
 
-// C[M,N] = alpha * A * B[K,N] + beta * C with B given by a PanelSource.
+// C[M,N] = alpha * A * B[K,N] + beta * C with B given by a PanelSource. Needs a vector kernel
+// set (the scalar set has no panels): callers take their reference path under it.
 void sgemm_packed(const PackedA& A, const PanelSource& B, int64_t N, float alpha, float beta,
                   float* C, int64_t ldc);
 

@@ -14,24 +14,41 @@
 // it may hold garbage such as NaN). The tile is always full: the driver handles the ragged edges
 // of C by running the kernel into a scratch tile and copying the part that exists.
 //
-// Each instruction set has its own file (gemm_avx2.cpp, gemm_avx512.cpp) compiled with that
-// set's flags; nothing else of the engine is, so those files use no inline function of any
-// shared header (the linker could otherwise keep their AVX-512 copy for the whole program).
+// Either operand may instead be read where it lies, without packing, as the direct convolution
+// does (conv2d_direct.cpp):
+//   lda > 0:    row i of A is a + i*lda, so A(i, k) = a[i*lda + k] (a weight matrix in place);
+//   b_offsets:  row k of B is the NR floats at b + b_offsets[k] (shifted rows of a padded image).
+//
+// The kernels are templates written once over a vector type (simd_kernels.h) and compiled once
+// per instruction set (simd_avx2.cpp, simd_avx512.cpp); nothing else of the engine is compiled
+// with those sets' flags, and those files use no inline function of a shared header (the linker
+// could otherwise keep their AVX-512 copy for the whole program).
 #pragma once
 #include <cstdint>
 
 namespace fer::cpu {
 
-using GemmMicroKernelFn = void (*)(int64_t kc, const float* a_panel, const float* b_panel, float* c,
-                                   int64_t ldc, float alpha, float beta);
+using GemmMicroKernelFn = void (*)(int64_t kc, const float* a, int64_t lda, const float* b,
+                                   const int32_t* b_offsets /*nullable*/, float* c, int64_t ldc,
+                                   float alpha, float beta);
 
 struct GemmMicroKernel {
   const char* isa;
   int mr, nr;             // tile of C held in registers
   GemmMicroKernelFn run;
+  // Vector helpers for products with fewer rows than a tile (one-face inference), which would
+  // waste most of a tile and all of the packing: dot(n, x, y) = sum x*y; axpy: y += a*x.
+  float (*dot)(int64_t n, const float* x, const float* y);
+  void (*axpy)(int64_t n, float a, const float* x, float* y);
 };
 
-// Defined in the per-ISA files; call only after isa_supported() said yes.
+// The depth of one packed block (the driver's KC): A panels of a PackedA hold KC steps of k.
+constexpr int64_t kGemmDepthBlock = 128;
+
+// The micro-kernel of the active fp32 kernel set (isa.h); null under the scalar set.
+const GemmMicroKernel* active_gemm_microkernel();
+
+// Defined in simd_<isa>.cpp; call only after isa_supported() said yes.
 GemmMicroKernel gemm_microkernel_avx2();    // 4 x 24: 12 of the 16 ymm registers accumulate
 GemmMicroKernel gemm_microkernel_avx512();  // 8 x 48: 24 of the 32 zmm registers accumulate
 

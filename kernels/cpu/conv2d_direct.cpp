@@ -1,0 +1,240 @@
+// Direct convolution (stride 1, no dilation, one group): matrix products whose right operand is
+// read straight from a zero-padded copy of the image, so that nothing like im2col is built.
+//
+// The padded-width pixel grid. Pad the image once to Hp x Wp (Hp = H + 2*pad_h, Wp = W + 2*pad_w)
+// and number output pixels on a grid as wide as the padded image, q = oh*Wp + ow. Then the input
+// pixel under kernel tap (c, kh, kw) of output pixel q is, for every q,
+//
+//   xpad[c*Hp*Wp + (oh + kh)*Wp + ow + kw] = xpad[q + offset(c, kh, kw)],
+//   offset(c, kh, kw) = c*Hp*Wp + kh*Wp + kw,
+//
+// a fixed shift of q. So row r = (c, kh, kw) of the im2col matrix, over consecutive q, is just
+// consecutive floats of xpad starting at offset(r): the GEMM micro-kernel can load its B vectors
+// from xpad + offset(r) + q directly (gemm_microkernel.h's b_offsets). The grid has Wp - OW
+// columns per row that are not output pixels (4% of the work at 48x48, 25% at 6x6); they are
+// computed and dropped when the result is copied out.
+//
+// Forward, per image:  out[K, q] = W[K, R] * xpad(R, q),  then y[k, oh, ow] = out[k, oh*Wp + ow].
+//   Loops: depth blocks of R (that block of the weights stays in L2) > panels of NR grid pixels
+//   (the input rows they read stay in L1) > panels of MR output channels (micro-kernel). Both
+//   operands are read in place: W row by row, xpad through the tap offsets. Nothing is packed,
+//   which matters most for one-face inference, where every weight is used for one image only.
+//
+// Weight gradient: dW^T[r, k] = sum over images n and grid pixels q of xpad_n[q + offset(r)] * dy'_n[k, q],
+//   with dy' the output gradient spread onto the grid (zero in the dropped columns, so they add
+//   nothing): a product of depth "pixels x images" whose left operand is again the shifted
+//   padded image, read in place, and whose right operand is dy' packed pixel-major
+//   (conv2d_microkernel.h). Each thread sums its images into its own dW^T; the sums are added
+//   and transposed into dW at the end.
+//
+// The input gradient needs no kernel of its own: with stride 1 it is a forward convolution of dy
+// with the rotated kernels (conv2d.cpp), which lands here again.
+#include "kernels/cpu/conv2d_direct.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "kernels/cpu/conv2d_microkernel.h"
+#include "kernels/cpu/gemm.h"
+#include "kernels/cpu/gemm_microkernel.h"
+#include "kernels/cpu/isa.h"
+#include "kernels/cpu/parallel.h"
+
+namespace fer::cpu {
+
+namespace {
+
+int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+// Sizes of the padded image and of the output grid.
+struct Grid {
+  int64_t Hp, Wp, plane;  // padded image
+  int64_t cells;          // OH * Wp grid pixels that hold outputs (and dropped columns)
+  int64_t image;          // floats per padded image, with zero slack for reads past the last row
+  Grid(const Conv2dGeometry& g, int64_t slack)
+      : Hp(g.H + 2 * g.pad_h), Wp(g.W + 2 * g.pad_w), plane(Hp * Wp), cells(g.OH * Wp),
+        image(g.C * Hp * Wp + slack) {}
+};
+
+// xpad = x with pad_h / pad_w zero rows and columns around every channel, and zero slack after.
+void pad_image(const Conv2dGeometry& g, const Grid& grid, const float* x, float* xpad) {
+  std::memset(xpad, 0, grid.image * sizeof(float));
+  for (int64_t c = 0; c < g.C; ++c)
+    for (int64_t h = 0; h < g.H; ++h)
+      std::memcpy(xpad + c * grid.plane + (h + g.pad_h) * grid.Wp + g.pad_w, x + (c * g.H + h) * g.W,
+                  g.W * sizeof(float));
+}
+
+// offset(r) for every row r = (c, kh, kw) of the receptive field.
+std::vector<int32_t> tap_offsets(const Conv2dGeometry& g, const Grid& grid) {
+  std::vector<int32_t> offsets(g.C * g.KH * g.KW);
+  for (int64_t c = 0, r = 0; c < g.C; ++c)
+    for (int64_t kh = 0; kh < g.KH; ++kh)
+      for (int64_t kw = 0; kw < g.KW; ++kw) offsets[r++] = static_cast<int32_t>(c * grid.plane + kh * grid.Wp + kw);
+  return offsets;
+}
+
+const ConvWeightGradKernel* active_weight_grad_kernel() {
+  static const ConvWeightGradKernel avx2 = conv_weight_grad_kernel_avx2();
+  static const ConvWeightGradKernel avx512 = conv_weight_grad_kernel_avx512();
+  switch (fp32_isa()) {
+    case Isa::Avx2: return &avx2;
+    case Isa::Avx512: return &avx512;
+    default: return nullptr;
+  }
+}
+
+}  // namespace
+
+bool conv2d_direct_applies(const Conv2dGeometry& g) {
+  return active_gemm_microkernel() && active_weight_grad_kernel() && g.groups == 1 && g.stride_h == 1 &&
+         g.stride_w == 1 && g.dil_h == 1 && g.dil_w == 1;
+}
+
+void conv2d_direct_forward(const Conv2dGeometry& g, const float* x, const float* w,
+                           const float* bias, float* y) {
+  const GemmMicroKernel& uk = *active_gemm_microkernel();
+  const int64_t R = g.C * g.KH * g.KW, P = g.OH * g.OW;
+  const Grid grid(g, 2 * uk.nr + g.KW);
+  const int64_t K_pad = round_up(g.K, uk.mr), cells_pad = round_up(grid.cells, uk.nr);
+  const std::vector<int32_t> offsets = tap_offsets(g, grid);
+  // The micro-kernel reads W[K, R] in place, MR rows at a time; only a K that is not a multiple
+  // of MR needs a copy with zero rows up to K_pad.
+  std::vector<float> w_padded;
+  if (K_pad != g.K) {
+    w_padded.assign(K_pad * R, 0.0f);
+    std::copy(w, w + g.K * R, w_padded.begin());
+    w = w_padded.data();
+  }
+
+  // out[K_pad, cells_pad] (+)= W * xpad over the grid panels [q0, q1), for every depth block.
+  auto multiply = [&](const float* xpad, float* out, int64_t q0, int64_t q1) {
+    for (int64_t k0 = 0; k0 < R; k0 += kGemmDepthBlock) {
+      const int64_t kc = std::min(kGemmDepthBlock, R - k0);
+      const float beta = k0 == 0 ? 0.0f : 1.0f;
+      for (int64_t q = q0; q < q1; q += uk.nr)
+        for (int64_t i = 0; i < K_pad; i += uk.mr)
+          uk.run(kc, w + i * R + k0, R, xpad + q, offsets.data() + k0, out + i * cells_pad + q,
+                 cells_pad, 1.0f, beta);
+    }
+  };
+  // y[n, k, oh, ow] = out[k, oh*Wp + ow] (+ bias[k]) for the channels [k0, k1).
+  auto copy_out = [&](const float* out, float* yn, int64_t k0, int64_t k1) {
+    for (int64_t k = k0; k < k1; ++k)
+      for (int64_t oh = 0; oh < g.OH; ++oh) {
+        const float* src = out + k * cells_pad + oh * grid.Wp;
+        float* dst = yn + k * P + oh * g.OW;
+        const float b = bias ? bias[k] : 0.0f;
+        for (int64_t ow = 0; ow < g.OW; ++ow) dst[ow] = src[ow] + b;
+      }
+  };
+
+  const int threads = cpu_threads();
+  if (g.N >= threads || threads == 1) {  // whole images per thread
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t n = 0; n < g.N; ++n) {
+      float* xpad = thread_scratch(grid.image, 0);
+      float* out = thread_scratch(K_pad * cells_pad, 1);
+      pad_image(g, grid, x + n * g.C * g.H * g.W, xpad);
+      multiply(xpad, out, 0, cells_pad);
+      copy_out(out, y + n * g.K * P, 0, g.K);
+    }
+    return;
+  }
+  // Fewer images than threads (one-face inference): the threads share each image's grid panels.
+  std::vector<float> xpad(grid.image), out(K_pad * cells_pad);
+  const int64_t panels = cells_pad / uk.nr;
+  for (int64_t n = 0; n < g.N; ++n) {
+    pad_image(g, grid, x + n * g.C * g.H * g.W, xpad.data());
+#pragma omp parallel num_threads(threads)
+    {
+      const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+      multiply(xpad.data(), out.data(), panels * t / nt * uk.nr, panels * (t + 1) / nt * uk.nr);
+#pragma omp barrier
+      copy_out(out.data(), y + n * g.K * P, g.K * t / nt, g.K * (t + 1) / nt);
+    }
+  }
+}
+
+void conv2d_direct_backward_weight(const Conv2dGeometry& g, const float* dy, const float* x,
+                                   float* dw, float* dbias) {
+  const ConvWeightGradKernel& kernel = *active_weight_grad_kernel();
+  const int64_t R = g.C * g.KH * g.KW, P = g.OH * g.OW;
+  const Grid grid(g, kernel.mr + g.KW);
+  const int64_t R_pad = round_up(R, kernel.mr), K_pad = round_up(g.K, kernel.nr);
+  const std::vector<int32_t> offsets = tap_offsets(g, grid);
+
+  // Images per group: enough grid pixels (~512) per kernel call that the tile's load and store
+  // are cheap, and no more than keeps a group's padded images and packed dy' near the L2 size.
+  const int64_t per_image = grid.image + K_pad * grid.cells;
+  const int64_t group = std::clamp<int64_t>(
+      std::min((512 + grid.cells - 1) / grid.cells, (1 << 18) / per_image), 1, g.N);
+  const int64_t groups = (g.N + group - 1) / group;
+  const int threads = static_cast<int>(std::min<int64_t>(cpu_threads(), groups));
+  // Per thread: dW^T [R_pad, K_pad] and dbias [K].
+  const int64_t part = R_pad * K_pad + g.K;
+  std::vector<float> partial(static_cast<size_t>(threads) * part, 0.0f);
+
+  // dW^T_t += the contribution of images [n0, n0 + nb).
+  auto accumulate = [&](int64_t n0, int64_t nb, float* dwt, float* db) {
+    const int64_t nr = kernel.nr, panel = nb * grid.cells * nr;  // one channel panel of dyT
+    float* xpads = thread_scratch(nb * grid.image, 0);
+    float* dyT = thread_scratch((K_pad / nr) * panel, 1);
+    std::memset(dyT, 0, (K_pad / nr) * panel * sizeof(float));
+    for (int64_t i = 0; i < nb; ++i) {
+      pad_image(g, grid, x + (n0 + i) * g.C * g.H * g.W, xpads + i * grid.image);
+      // dyT[k / nr][i][q][k % nr] = dy[n0 + i, k, oh, ow] at q = oh*Wp + ow (zero elsewhere).
+      for (int64_t k = 0; k < g.K; ++k) {
+        const float* src = dy + ((n0 + i) * g.K + k) * P;
+        float* dst = dyT + (k / nr) * panel + i * grid.cells * nr + k % nr;
+        float s = 0.0f;
+        for (int64_t oh = 0; oh < g.OH; ++oh)
+          for (int64_t ow = 0; ow < g.OW; ++ow) {
+            const float v = src[oh * g.OW + ow];
+            dst[(oh * grid.Wp + ow) * nr] = v;
+            s += v;
+          }
+        db[k] += s;
+      }
+    }
+    // Chunks of 128 grid pixels keep a chunk's dyT panel (16 KB) in L1 while the taps pass.
+    constexpr int64_t kChunk = 128;
+    const float* x_rows[16];
+    for (int64_t q0 = 0; q0 < grid.cells; q0 += kChunk) {
+      const int64_t len = std::min(kChunk, grid.cells - q0);
+      for (int64_t k0 = 0; k0 < K_pad; k0 += nr)
+        for (int64_t r0 = 0; r0 < R_pad; r0 += kernel.mr) {
+          // Taps past R read a valid row (tap 0); their rows of dW^T are dropped.
+          for (int i = 0; i < kernel.mr; ++i) x_rows[i] = xpads + q0 + (r0 + i < R ? offsets[r0 + i] : 0);
+          kernel.run(nb, len, x_rows, grid.image, dyT + (k0 / nr) * panel + q0 * nr, grid.cells * nr,
+                     dwt + r0 * K_pad + k0, K_pad);
+        }
+    }
+  };
+
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    float* dwt = partial.data() + t * part;
+    for (int64_t i = groups * t / nt; i < groups * (t + 1) / nt; ++i)
+      accumulate(i * group, std::min(group, g.N - i * group), dwt, dwt + R_pad * K_pad);
+  }
+  // dW[k, r] = sum over threads of dW^T_t[r, k].
+  parallel_for(g.K, 1, [&](int64_t k_begin, int64_t k_end) {
+    for (int64_t k = k_begin; k < k_end; ++k)
+      for (int64_t r = 0; r < R; ++r) {
+        float s = 0.0f;
+        for (int t = 0; t < threads; ++t) s += partial[t * part + r * K_pad + k];
+        dw[k * R + r] = s;
+      }
+  });
+  if (dbias)
+    for (int64_t k = 0; k < g.K; ++k) {
+      float s = 0.0f;
+      for (int t = 0; t < threads; ++t) s += partial[t * part + R_pad * K_pad + k];
+      dbias[k] = s;
+    }
+}
+
+}  // namespace fer::cpu

@@ -1,0 +1,16 @@
+// Direct convolution for stride 1 and no dilation (every 3x3 and 1x1 layer of the FER CNNs and
+// most of the backbones'), on the micro-kernels of the active kernel set. See conv2d_direct.cpp.
+#pragma once
+#include "engine/backend.h"
+
+namespace fer::cpu {
+
+// True when the direct kernels handle this geometry under the active kernel set.
+bool conv2d_direct_applies(const Conv2dGeometry& g);
+
+void conv2d_direct_forward(const Conv2dGeometry& g, const float* x, const float* w,
+                           const float* bias, float* y);
+void conv2d_direct_backward_weight(const Conv2dGeometry& g, const float* dy, const float* x,
+                                   float* dw, float* dbias);
+
+}  // namespace fer::cpu

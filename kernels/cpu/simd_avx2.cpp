@@ -1,0 +1,36 @@
+// The AVX2 + FMA kernel set: simd_kernels.h's templates on 8-float registers, compiled with
+// this set's flags (CMakeLists.txt) and called only when CPUID reports it (isa.cpp).
+// 4 x 24 GEMM tiles (12 of the 16 ymm registers accumulate), 6 x 16 weight-gradient tiles.
+#include <immintrin.h>
+
+#include "kernels/cpu/conv2d_microkernel.h"
+#include "kernels/cpu/fma_peak.h"
+#include "kernels/cpu/gemm_microkernel.h"
+#include "kernels/cpu/simd_kernels.h"
+
+namespace fer::cpu {
+
+namespace {
+struct Avx2 {
+  using V = __m256;
+  static constexpr int width = 8;
+  static V zero() { return _mm256_setzero_ps(); }
+  static V broadcast(float x) { return _mm256_set1_ps(x); }
+  static V load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
+  static V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+};
+}  // namespace
+
+GemmMicroKernel gemm_microkernel_avx2() {
+  return {"avx2", 4, 3 * 8, gemm_microkernel<Avx2, 4, 3>, dot<Avx2>, axpy<Avx2>};
+}
+
+ConvWeightGradKernel conv_weight_grad_kernel_avx2() {
+  return {"avx2", 6, 2 * 8, conv_weight_grad<Avx2, 6>};
+}
+
+double fma_peak_avx2(int64_t iterations) { return fma_peak<Avx2>(iterations); }
+
+}  // namespace fer::cpu

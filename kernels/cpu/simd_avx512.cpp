@@ -1,0 +1,36 @@
+// The AVX-512 (F, DQ, BW, VL) kernel set: simd_kernels.h's templates on 16-float registers, compiled with
+// this set's flags (CMakeLists.txt) and called only when CPUID reports it (isa.cpp).
+// 8 x 48 GEMM tiles (24 of the 32 zmm registers accumulate), 12 x 32 weight-gradient tiles.
+#include <immintrin.h>
+
+#include "kernels/cpu/conv2d_microkernel.h"
+#include "kernels/cpu/fma_peak.h"
+#include "kernels/cpu/gemm_microkernel.h"
+#include "kernels/cpu/simd_kernels.h"
+
+namespace fer::cpu {
+
+namespace {
+struct Avx512 {
+  using V = __m512;
+  static constexpr int width = 16;
+  static V zero() { return _mm512_setzero_ps(); }
+  static V broadcast(float x) { return _mm512_set1_ps(x); }
+  static V load(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
+  static V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+};
+}  // namespace
+
+GemmMicroKernel gemm_microkernel_avx512() {
+  return {"avx512", 8, 3 * 16, gemm_microkernel<Avx512, 8, 3>, dot<Avx512>, axpy<Avx512>};
+}
+
+ConvWeightGradKernel conv_weight_grad_kernel_avx512() {
+  return {"avx512", 12, 2 * 16, conv_weight_grad<Avx512, 12>};
+}
+
+double fma_peak_avx512(int64_t iterations) { return fma_peak<Avx512>(iterations); }
+
+}  // namespace fer::cpu

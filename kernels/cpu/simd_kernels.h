@@ -1,0 +1,131 @@
+// The vector micro-kernels, written once as templates over a vector type and compiled once per
+// instruction set: simd_avx2.cpp and simd_avx512.cpp each define a small traits struct (the
+// register type, its width and five intrinsics) and instantiate these templates with it. Only
+// those two files include this header, and everything in it has internal linkage, so each gets
+// its own copy compiled for its own instructions (see gemm_microkernel.h for why that matters).
+//
+// What each kernel computes is specified where it is declared: gemm_microkernel.h (the GEMM
+// tile), conv2d_microkernel.h (the convolution weight gradient), fma_peak.h.
+#pragma once
+#include <cstdint>
+
+namespace fer::cpu {
+namespace {  // NOLINT: internal linkage on purpose, one copy per instruction set
+
+// The GEMM micro-kernel: an MR x (NV * S::width) tile of C in MR * NV registers.
+//   ARows:    row i of A is a + i*lda (read in place) instead of the packed a[k*MR + i].
+//   BOffsets: row k of B starts at b + b_offsets[k] instead of b + k*NR.
+// Per k: NV vector loads of B, MR broadcasts of A, MR*NV FMAs.
+template <class S, int MR, int NV, bool ARows, bool BOffsets>
+void gemm_tile(int64_t kc, const float* a, int64_t lda, const float* b, const int32_t* b_offsets,
+               float* c, int64_t ldc, float alpha, float beta) {
+  using V = typename S::V;
+  constexpr int W = S::width, NR = NV * W;
+  V acc[MR][NV];
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v) acc[i][v] = S::zero();
+  for (int64_t k = 0; k < kc; ++k) {
+    const float* bk = BOffsets ? b + b_offsets[k] : b + k * NR;
+    V bv[NV];
+    for (int v = 0; v < NV; ++v) bv[v] = S::load(bk + v * W);
+    for (int i = 0; i < MR; ++i) {
+      const V ai = S::broadcast(ARows ? a[i * lda + k] : a[k * MR + i]);
+      for (int v = 0; v < NV; ++v) acc[i][v] = S::fmadd(ai, bv[v], acc[i][v]);
+    }
+  }
+  const V va = S::broadcast(alpha);
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v) {
+      float* p = c + i * ldc + v * W;
+      const V scaled = S::mul(va, acc[i][v]);
+      S::store(p, beta == 0.0f ? scaled : S::fmadd(S::broadcast(beta), S::load(p), scaled));
+    }
+}
+
+// The four operand forms behind the one GemmMicroKernelFn signature (lda == 0: packed A).
+template <class S, int MR, int NV>
+void gemm_microkernel(int64_t kc, const float* a, int64_t lda, const float* b,
+                      const int32_t* b_offsets, float* c, int64_t ldc, float alpha, float beta) {
+  if (lda == 0 && !b_offsets) return gemm_tile<S, MR, NV, false, false>(kc, a, 0, b, nullptr, c, ldc, alpha, beta);
+  if (lda == 0) return gemm_tile<S, MR, NV, false, true>(kc, a, 0, b, b_offsets, c, ldc, alpha, beta);
+  if (!b_offsets) return gemm_tile<S, MR, NV, true, false>(kc, a, lda, b, nullptr, c, ldc, alpha, beta);
+  gemm_tile<S, MR, NV, true, true>(kc, a, lda, b, b_offsets, c, ldc, alpha, beta);
+}
+
+// The convolution weight-gradient micro-kernel (conv2d_microkernel.h): MR taps x 2 vectors of
+// output channels, summed over pixels and images, added to C.
+template <class S, int MR>
+void conv_weight_grad(int64_t images, int64_t len, const float* const* x_rows,
+                      int64_t x_image_stride, const float* dyT, int64_t dyT_image_stride, float* c,
+                      int64_t ldc) {
+  using V = typename S::V;
+  constexpr int W = S::width, NR = 2 * W;
+  V acc[MR][2];
+  for (int i = 0; i < MR; ++i) acc[i][0] = acc[i][1] = S::zero();
+  for (int64_t n = 0; n < images; ++n) {
+    const float* x[MR];
+    for (int i = 0; i < MR; ++i) x[i] = x_rows[i] + n * x_image_stride;
+    const float* b = dyT + n * dyT_image_stride;
+    for (int64_t q = 0; q < len; ++q, b += NR) {
+      const V b0 = S::load(b), b1 = S::load(b + W);
+      for (int i = 0; i < MR; ++i) {
+        const V xi = S::broadcast(x[i][q]);
+        acc[i][0] = S::fmadd(xi, b0, acc[i][0]);
+        acc[i][1] = S::fmadd(xi, b1, acc[i][1]);
+      }
+    }
+  }
+  for (int i = 0; i < MR; ++i) {
+    float* row = c + i * ldc;
+    S::store(row, S::fmadd(S::broadcast(1.0f), S::load(row), acc[i][0]));
+    S::store(row + W, S::fmadd(S::broadcast(1.0f), S::load(row + W), acc[i][1]));
+  }
+}
+
+// sum_k x[k] * y[k], in four independent vector accumulators (the products of one-row GEMMs).
+template <class S>
+float dot(int64_t n, const float* x, const float* y) {
+  using V = typename S::V;
+  constexpr int W = S::width;
+  V acc[4] = {S::zero(), S::zero(), S::zero(), S::zero()};
+  int64_t k = 0;
+  for (; k + 4 * W <= n; k += 4 * W)
+    for (int u = 0; u < 4; ++u) acc[u] = S::fmadd(S::load(x + k + u * W), S::load(y + k + u * W), acc[u]);
+  for (; k + W <= n; k += W) acc[0] = S::fmadd(S::load(x + k), S::load(y + k), acc[0]);
+  float lanes[W];
+  S::store(lanes, S::fmadd(S::broadcast(1.0f), S::fmadd(S::broadcast(1.0f), acc[0], acc[1]),
+                           S::fmadd(S::broadcast(1.0f), acc[2], acc[3])));
+  float sum = 0.0f;
+  for (int l = 0; l < W; ++l) sum += lanes[l];
+  for (; k < n; ++k) sum += x[k] * y[k];
+  return sum;
+}
+
+// y[j] += a * x[j] for j < n.
+template <class S>
+void axpy(int64_t n, float a, const float* x, float* y) {
+  constexpr int W = S::width;
+  const auto va = S::broadcast(a);
+  int64_t j = 0;
+  for (; j + W <= n; j += W) S::store(y + j, S::fmadd(va, S::load(x + j), S::load(y + j)));
+  for (; j < n; ++j) y[j] += a * x[j];
+}
+
+// The FMA peak loop (fma_peak.h): 16 independent accumulator chains, nothing but FMAs.
+template <class S>
+double fma_peak(int64_t iterations) {
+  using V = typename S::V;
+  V acc[16];
+  for (int i = 0; i < 16; ++i) acc[i] = S::broadcast(1.0f + i * 1e-3f);
+  const V a = S::broadcast(0.999999f), b = S::broadcast(1e-7f);
+  for (int64_t it = 0; it < iterations; ++it)
+    for (int i = 0; i < 16; ++i) acc[i] = S::fmadd(acc[i], a, b);
+  float out[S::width * 16];
+  for (int i = 0; i < 16; ++i) S::store(out + i * S::width, acc[i]);
+  volatile float sink = out[0];  // keeps the loop alive
+  (void)sink;
+  return 2.0 * S::width * 16 * static_cast<double>(iterations);
+}
+
+}  // namespace
+}  // namespace fer::cpu
