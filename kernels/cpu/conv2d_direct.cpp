@@ -108,13 +108,13 @@ void conv2d_direct_forward(const Conv2dGeometry& g, const float* x, const float*
     w = w_padded.data();
   }
 
-  // out[K_pad, cells_pad] (+)= W * xpad over the grid panels [q0, q1), for every depth block.
-  auto multiply = [&](const float* xpad, float* out, int64_t q0, int64_t q1) {
+  // out[i0:i1, :] (+)= W[i0:i1, :] * xpad for the output channels [i0, i1) (multiples of MR).
+  auto multiply = [&](const float* xpad, float* out, int64_t i0, int64_t i1) {
     for (int64_t k0 = 0; k0 < R; k0 += kGemmDepthBlock) {
       const int64_t kc = std::min(kGemmDepthBlock, R - k0);
       const float beta = k0 == 0 ? 0.0f : 1.0f;
-      for (int64_t q = q0; q < q1; q += uk.nr)
-        for (int64_t i = 0; i < K_pad; i += uk.mr)
+      for (int64_t q = 0; q < cells_pad; q += uk.nr)
+        for (int64_t i = i0; i < i1; i += uk.mr)
           uk.run(kc, w + i * R + k0, R, xpad + q, offsets.data() + k0, out + i * cells_pad + q,
                  cells_pad, 1.0f, beta);
     }
@@ -137,22 +137,23 @@ void conv2d_direct_forward(const Conv2dGeometry& g, const float* x, const float*
       float* xpad = thread_scratch(grid.image, 0);
       float* out = thread_scratch(K_pad * cells_pad, 1);
       pad_image(g, grid, x + n * g.C * g.H * g.W, xpad);
-      multiply(xpad, out, 0, cells_pad);
+      multiply(xpad, out, 0, K_pad);
       copy_out(out, y + n * g.K * P, 0, g.K);
     }
     return;
   }
-  // Fewer images than threads (one-face inference): the threads share each image's grid panels.
+  // Fewer images than threads (one-face inference): the threads share each image's output
+  // channels, so that each reads only its own rows of the weights.
   std::vector<float> xpad(grid.image), out(K_pad * cells_pad);
-  const int64_t panels = cells_pad / uk.nr;
+  const int64_t channel_panels = K_pad / uk.mr;
   for (int64_t n = 0; n < g.N; ++n) {
     pad_image(g, grid, x + n * g.C * g.H * g.W, xpad.data());
 #pragma omp parallel num_threads(threads)
     {
       const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-      multiply(xpad.data(), out.data(), panels * t / nt * uk.nr, panels * (t + 1) / nt * uk.nr);
-#pragma omp barrier
-      copy_out(out.data(), y + n * g.K * P, g.K * t / nt, g.K * (t + 1) / nt);
+      const int64_t i0 = channel_panels * t / nt * uk.mr, i1 = channel_panels * (t + 1) / nt * uk.mr;
+      multiply(xpad.data(), out.data(), i0, i1);
+      copy_out(out.data(), y + n * g.K * P, std::min(i0, g.K), std::min(i1, g.K));
     }
   }
 }
