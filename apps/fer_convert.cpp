@@ -12,7 +12,7 @@
 //                  from safetensors_io import save_file
 //                  save_file(torchvision.models.resnet50(weights="DEFAULT").state_dict(), "resnet50.safetensors")
 //   keras        a Keras Applications .h5 weights file (needs a build with HDF5).
-// The output is a checkpoint (apps/common/checkpoint.h) of the backbone model named in
+// The output is a checkpoint (apps/training/checkpoint.h) of the backbone model named in
 // models/backbones.h: Keras files go into the "_keras" variants, which compute what Keras
 // computes. The backbone's weights come from the file; the head (--head, --hidden, --dropout,
 // --classes) is freshly initialised with --seed. A missing or mis-shaped tensor is an error that
@@ -21,8 +21,8 @@
 #include <filesystem>
 #include <sstream>
 
-#include "apps/common/checkpoint.h"
-#include "apps/common/cli.h"
+#include "apps/cli/args.h"
+#include "apps/training/checkpoint.h"
 #include "data/fer2013.h"
 #include "engine/random.h"
 #include "engine/safetensors.h"
@@ -68,44 +68,54 @@ std::string model_for(const std::string& requested, const std::string& format) {
   fail("--model '", requested, "' is not an ImageNet backbone (", known, ")");
 }
 
+// Where fer_convert's flags go: the checkpoint's model spec (its head), and the conversion.
+struct ConvertFlags {
+  ModelSpec spec;
+  std::string weights, from, model, out, hidden, classes;
+  uint64_t seed = 1;
+};
+
 int run(int argc, char** argv) {
+  ConvertFlags flags;
+  ModelSpec& spec = flags.spec;
   cli::Args args("fer_convert",
                  "Convert torchvision (safetensors) or Keras (.h5) ImageNet weights into a checkpoint "
                  "for fer_train --init.");
-  args.option("weights", "", "the source weights file (.safetensors or .h5)")
-      .option("from", "auto", "auto (by extension) | torchvision | keras")
-      .option("model", "", "vgg16 | resnet50 | mobilenet_v2 | mobilenet_v1 | inception_v3 (or a _keras variant)")
-      .option("out", "", "the checkpoint to write")
-      .option("input-size", "0", "side the input adapter resizes faces to (0 = the ImageNet size, 224 or 299)")
-      .option("head", "gap", "gap (global average pooling) | flatten")
-      .option("hidden", "", "hidden dense layer sizes of the head, e.g. 1024 or 512,256 (none by default)")
-      .option("dropout", "0.5", "dropout after each hidden dense layer")
-      .option("classes", "", "class names, comma-separated (default: FER2013's seven)")
-      .flag("equalize", true, "record histogram equalisation in the checkpoint's preprocessing")
-      .option("seed", "1", "seed of the head's initialisation");
+  args.bind({
+      {"weights", "", "the source weights file (.safetensors or .h5)", &flags.weights},
+      {"from", "auto", "auto (by extension) | torchvision | keras", &flags.from},
+      {"model", "", "vgg16 | resnet50 | mobilenet_v2 | mobilenet_v1 | inception_v3 (or a _keras variant)",
+       &flags.model},
+      {"out", "", "the checkpoint to write", &flags.out},
+      {"input-size", "0", "side the input adapter resizes faces to (0 = the ImageNet size, 224 or 299)",
+       &spec.config.input_size},
+      {"head", "gap", "gap (global average pooling) | flatten", &spec.config.head},
+      {"hidden", "", "hidden dense layer sizes of the head, e.g. 1024 or 512,256 (none by default)", &flags.hidden},
+      {"dropout", "0.5", "dropout after each hidden dense layer", &spec.config.dropout},
+      {"classes", "", "class names, comma-separated (default: FER2013's seven)", &flags.classes},
+      {"equalize", "true", "record histogram equalisation in the checkpoint's preprocessing",
+       &spec.preprocess.equalize},
+      {"seed", "1", "seed of the head's initialisation", &flags.seed},
+  });
   args.parse(argc, argv);
-  FER_CHECK(!args.str("weights").empty(), "--weights is required");
-  FER_CHECK(!args.str("model").empty(), "--model is required");
-  FER_CHECK(!args.str("out").empty(), "--out is required");
-  const std::string path = args.str("weights");
-  const std::string format = source_format(args.str("from"), path);
-  const std::string name = model_for(args.str("model"), format);
+  FER_CHECK(!flags.weights.empty(), "--weights is required");
+  FER_CHECK(!flags.model.empty(), "--model is required");
+  FER_CHECK(!flags.out.empty(), "--out is required");
+  const std::string& path = flags.weights;
+  const std::string format = source_format(flags.from, path);
+  const std::string name = model_for(flags.model, format);
   const BackboneInfo& info = *backbone_info(name);
 
-  ModelSpec spec;
   spec.name = name;
-  spec.class_names = args.str("classes").empty() ? data::fer_class_names() : cli::split_list(args.str("classes"));
+  spec.class_names = flags.classes.empty() ? data::fer_class_names() : split_list(flags.classes);
   FER_CHECK(spec.class_names.size() >= 2, "--classes: at least two class names");
   spec.config.num_classes = static_cast<int64_t>(spec.class_names.size());
-  spec.config.input_size = args.integer("input-size") > 0 ? args.integer("input-size") : info.native_input;
-  spec.config.head = args.str("head");
-  spec.config.hidden = cli::parse_sizes(args.str("hidden"), "--hidden");
-  spec.config.dropout = static_cast<float>(args.number("dropout"));
-  spec.preprocess.equalize = args.boolean("equalize");
+  if (spec.config.input_size <= 0) spec.config.input_size = info.native_input;
+  spec.config.hidden = parse_sizes(flags.hidden, "--hidden");
 
   convert::ConversionReport report;
   std::shared_ptr<Module> model;
-  manual_seed(static_cast<uint64_t>(args.integer("seed")));
+  manual_seed(flags.seed);
   if (format == "keras") {
     const convert::KerasFile keras = convert::read_keras_h5(path);
     spec.config.bn_eps = convert::keras_bn_eps(name, keras);
@@ -121,11 +131,11 @@ int run(int argc, char** argv) {
     convert::load_torchvision_backbone(*model, name, file.tensors, path, report);
   }
 
-  save_checkpoint(args.str("out"), *model, spec, {},
+  save_checkpoint(flags.out, *model, spec, {},
                   {{"converted_from", std::filesystem::path(path).filename().string()},
                    {"converted_format", format}});
   std::printf("%s -> %s: model %s (%s weights), %lld backbone tensors loaded\n", path.c_str(),
-              args.str("out").c_str(), name.c_str(), format.c_str(),
+              flags.out.c_str(), name.c_str(), format.c_str(),
               static_cast<long long>(report.tensors_loaded));
   if (!report.ignored.empty())
     std::printf("  ignored %zu source tensors/layers of the ImageNet head, e.g. %s\n",
@@ -134,9 +144,9 @@ int run(int argc, char** argv) {
   std::printf("  input %lldx%lld, head %s%s%s -> %lld classes; %.2f M parameters, %.3f GFLOP per face\n",
               static_cast<long long>(spec.config.input_size), static_cast<long long>(spec.config.input_size),
               spec.config.head.c_str(), spec.config.hidden.empty() ? "" : " + hidden ",
-              args.str("hidden").c_str(), static_cast<long long>(spec.config.num_classes),
+              flags.hidden.c_str(), static_cast<long long>(spec.config.num_classes),
               model->parameter_count() / 1e6, forward_flops(*model, 1, 48) / 1e9);
-  std::printf("  next: fer_train --model %s --init %s ...\n", name.c_str(), args.str("out").c_str());
+  std::printf("  next: fer_train --model %s --init %s ...\n", name.c_str(), flags.out.c_str());
   return 0;
 }
 

@@ -11,11 +11,11 @@
 #include <fstream>
 #include <sstream>
 
-#include "apps/common/checkpoint.h"
-#include "apps/common/cli.h"
-#include "apps/common/dataset_args.h"
-#include "apps/common/evaluate.h"
-#include "apps/common/plot.h"
+#include "apps/cli/args.h"
+#include "apps/cli/shared_flags.h"
+#include "apps/report/charts.h"
+#include "apps/training/checkpoint.h"
+#include "apps/training/evaluate.h"
 #include "engine/backend.h"
 #include "engine/metrics.h"
 #include "engine/random.h"
@@ -56,32 +56,38 @@ void plot_training_curves(const std::string& log_path, const std::string& out_di
   plot::line_chart({ta, va}, "Accuracy", "epoch", "accuracy", out_dir + "/training_accuracy.png");
 }
 
+// Where fer_eval's flags go.
+struct EvalFlags {
+  cli::DatasetFlags dataset;
+  std::string checkpoint, split, out, tta, train_log, device;
+  int64_t batch_size = 256, grid = 48, threads = 0;
+};
+
 int run(int argc, char** argv) {
+  EvalFlags flags;
   cli::Args args("fer_eval", "Evaluate a FER checkpoint: accuracy, classification report, "
                              "confusion matrix, ROC AUC, pictures.");
-  declare_dataset_flags(args);
-  args.option("checkpoint", "models/pretrained/fer_vgg_small.safetensors",
-              "model checkpoint; several, comma-separated, evaluate their ensemble (mean probabilities)")
-      .option("split", "val", "split to evaluate (train, val, test)")
-      .option("out", "", "output directory for report.json and the pictures (empty: print only)")
-      .option("tta", "none", "test-time augmentation: none | flip | tencrop")
-      .option("batch-size", "256", "faces per inference batch")
-      .option("train-log", "", "fer_train's train_log.csv, to plot the training curves")
-      .option("grid", "48", "faces in the picture grid")
-      .option("threads", "0", "CPU threads (0 = FER_THREADS or all cores)")
-      .option("device", "cpu", "cpu | cuda");
+  args.bind(cli::dataset_flags(flags.dataset));
+  args.bind({
+      {"checkpoint", "models/pretrained/fer_vgg_small.safetensors",
+       "model checkpoint; several, comma-separated, evaluate their ensemble (mean probabilities)", &flags.checkpoint},
+      {"split", "val", "split to evaluate (train, val, test)", &flags.split},
+      {"out", "", "output directory for report.json and the pictures (empty: print only)", &flags.out},
+      {"tta", "none", "test-time augmentation: none | flip | tencrop", &flags.tta},
+      {"batch-size", "256", "faces per inference batch", &flags.batch_size},
+      {"train-log", "", "fer_train's train_log.csv, to plot the training curves", &flags.train_log},
+      {"grid", "48", "faces in the picture grid", &flags.grid},
+      {"threads", "0", "CPU threads (0 = FER_THREADS or all cores)", &flags.threads},
+      {"device", "cpu", "cpu | cuda", &flags.device},
+  });
   args.parse(argc, argv);
-  if (args.integer("threads") > 0) set_cpu_threads(static_cast<int>(args.integer("threads")));
-  Device device = parse_device(args.str("device"));
-  if (device == Device::CUDA && !cuda_available()) {
-    std::fprintf(stderr, "fer_eval: no CUDA GPU available in this build or on this machine: using the CPU\n");
-    device = Device::CPU;
-  }
+  if (flags.threads > 0) set_cpu_threads(static_cast<int>(flags.threads));
+  const Device device = cli::device_or_cpu("fer_eval", flags.device);
 
-  data::Dataset d = load_split_from_flags(args, args.str("split"));
-  const Tta tta = parse_tta(args.str("tta"));
+  data::Dataset d = cli::load_split(flags.dataset, flags.split);
+  const Tta tta = parse_tta(flags.tta);
   std::vector<Predictions> members;
-  const std::vector<std::string> checkpoints = cli::split_list(args.str("checkpoint"));
+  const std::vector<std::string> checkpoints = split_list(flags.checkpoint);
   FER_CHECK(!checkpoints.empty(), "--checkpoint: no checkpoint given");
   for (const std::string& path : checkpoints) {
     LoadedCheckpoint ck = load_checkpoint(path, device);
@@ -89,8 +95,8 @@ int run(int argc, char** argv) {
               d.num_classes(), ") differ from those of ", path, " (", ck.spec.class_names.size(),
               "); pass --classes ", ck.spec.class_names.size());
     members.push_back(predict_dataset(*ck.model, d, ck.spec.preprocess, device,
-                                      args.integer("batch-size"), tta));
-    if (members.size() > 1 || args.str("checkpoint").find(',') != std::string::npos)
+                                      flags.batch_size, tta));
+    if (members.size() > 1 || flags.checkpoint.find(',') != std::string::npos)
       std::printf("member %s: accuracy %.4f\n", path.c_str(), members.back().accuracy);
   }
   const Predictions p = average_predictions(members);
@@ -103,20 +109,19 @@ int run(int argc, char** argv) {
     probs[i].assign(p.probs.begin() + i * C, p.probs.begin() + (i + 1) * C);
   const auto roc = metrics::roc_one_vs_rest(probs, p.labels, C);
 
-  std::printf("%s on %s/%s (%lld faces, tta %s)\n\n", args.str("checkpoint").c_str(),
-              args.str("data").c_str(), args.str("split").c_str(),
-              static_cast<long long>(d.size()), args.str("tta").c_str());
+  std::printf("%s on %s/%s (%lld faces, tta %s)\n\n", flags.checkpoint.c_str(), flags.dataset.root.c_str(),
+              flags.split.c_str(), static_cast<long long>(d.size()), flags.tta.c_str());
   std::printf("%s\n", metrics::format_report(report).c_str());
   std::printf("ROC AUC (one vs rest, macro): %.4f\n", metrics::macro_auc(roc));
   std::printf("accuracy: %.4f\n", report.accuracy);
 
-  const std::string out = args.str("out");
+  const std::string& out = flags.out;
   if (out.empty()) return 0;
   fs::create_directories(out);
   nlohmann::json j = metrics::to_json(report, cm, roc);
-  j["checkpoint"] = args.str("checkpoint");
-  j["split"] = args.str("split");
-  j["tta"] = args.str("tta");
+  j["checkpoint"] = flags.checkpoint;
+  j["split"] = flags.split;
+  j["tta"] = flags.tta;
   j["loss"] = p.loss;
   {
     const std::string tmp = out + "/report.json.tmp";
@@ -138,7 +143,7 @@ int run(int argc, char** argv) {
     }
   }
   plot::confusion_matrix_heatmap(cm.counts, d.class_names,
-                                 "Confusion matrix (" + args.str("split") + ", accuracy " +
+                                 "Confusion matrix (" + flags.split + ", accuracy " +
                                      std::to_string(report.accuracy).substr(0, 6) + ")",
                                  out + "/confusion_matrix.png");
   plot::roc_curves(roc, d.class_names, out + "/roc_curves.png");
@@ -148,7 +153,7 @@ int run(int argc, char** argv) {
   std::vector<std::vector<uint8_t>> faces;
   std::vector<std::string> captions;
   std::vector<bool> correct;
-  const int64_t n_grid = std::min<int64_t>(args.integer("grid"), d.size());
+  const int64_t n_grid = std::min<int64_t>(flags.grid, d.size());
   for (int64_t k = 0; k < n_grid; ++k) {
     const int64_t i = static_cast<int64_t>(gen.below(d.size()));
     faces.emplace_back(d.image(i), d.image(i) + 48 * 48);
@@ -159,8 +164,8 @@ int run(int argc, char** argv) {
     correct.push_back(pred == p.labels[i]);
   }
   plot::image_grid(faces, 48, 48, captions, correct, 8, 3, out + "/faces.png",
-                   "Faces of " + args.str("split") + ": true vs predicted");
-  if (!args.str("train-log").empty()) plot_training_curves(args.str("train-log"), out);
+                   "Faces of " + flags.split + ": true vs predicted");
+  if (!flags.train_log.empty()) plot_training_curves(flags.train_log, out);
   std::printf("wrote %s/report.json and pictures\n", out.c_str());
   return 0;
 }

@@ -32,10 +32,12 @@
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
-#include "apps/common/cli.h"
-#include "apps/common/face_analyzer.h"
-#include "apps/common/progress.h"
-#include "apps/common/plot.h"
+#include "apps/cli/args.h"
+#include "apps/cli/shared_flags.h"
+#include "apps/inference/face_analyzer.h"
+#include "apps/report/canvas.h"
+#include "apps/report/png.h"
+#include "apps/training/progress.h"
 #include "data/image.h"
 #include "engine/backend.h"
 #include "engine/error.h"
@@ -132,63 +134,62 @@ std::string annotation_path(const std::string& dir, const std::string& input, st
 }
 
 
+// Where fer_predict's flags go: the analyzer's options, and how the app reads and writes.
+struct PredictFlags {
+  AnalyzerOptions analyzer;
+  std::string list, format, out, annotate, device;
+  int64_t batch = 32, threads = 0;
+  bool skip_bad = false, progress = true;
+};
+
 int run(int argc, char** argv) {
+  PredictFlags flags;
+  AnalyzerOptions& options = flags.analyzer;
   cli::Args args("fer_predict",
                  "Find the faces in photos and predict their emotions.\n"
                  "Inputs: image files (.jpg/.jpeg/.png), folders (searched recursively) and/or --list "
                  "FILE.\nOutput: one JSON object per image per line (or CSV rows, one per face) on "
                  "stdout or --out.");
-  args.option("checkpoint", kDefaultCheckpoint, "model checkpoint; several, comma-separated, are an ensemble (mean probabilities)")
-      .option("list", "", "a text file of image paths, one per line ('#' starts a comment)")
-      .flag("detect", true, "find faces with the Haar cascade (--no-detect: each image is one face crop)")
-      .option("format", "json", "json (one line per image) | csv (one row per face)")
-      .option("out", "", "write the results to this file (default: stdout)")
-      .option("annotate", "", "write each image with boxes and labels as DIR/<name>.png")
-      .option("tta", "none", "test-time augmentation: none | flip | tencrop")
-      .option("min-face", "24", "smallest face searched, pixels")
-      .option("scale-factor", "1.1", "detector pyramid step (> 1; smaller finds more, slower)")
-      .option("min-neighbors", "4", "raw detections a face needs (more: fewer false faces)")
-      .option("margin", "0.1", "crop margin around a detected face, fraction of its side")
-      .option("max-side", "1024", "detect on a copy of large photos shrunk to this side (0: never)")
-      .option("cascade", "", "Haar cascade XML (default: opencv-data's frontal face cascade)")
-      .option("batch", "32", "images per processing chunk")
-      .option("threads", "0", "CPU threads (0 = FER_THREADS or all cores)")
-      .option("device", "cpu", "cpu | cuda")
-      .flag("skip-bad", false, "report and count unreadable images instead of stopping")
-      .flag("progress", true, "progress line on stderr (--no-progress to silence it)");
+  args.bind({
+      {"checkpoint", kDefaultCheckpoint, "model checkpoint; several, comma-separated, are an ensemble (mean probabilities)",
+       &options.checkpoint},
+      {"list", "", "a text file of image paths, one per line ('#' starts a comment)", &flags.list},
+      {"detect", "true", "find faces with the Haar cascade (--no-detect: each image is one face crop)", &options.detect},
+      {"format", "json", "json (one line per image) | csv (one row per face)", &flags.format},
+      {"out", "", "write the results to this file (default: stdout)", &flags.out},
+      {"annotate", "", "write each image with boxes and labels as DIR/<name>.png", &flags.annotate},
+      {"tta", "none", "test-time augmentation: none | flip | tencrop",
+       [&options](const std::string& v) { options.tta = parse_tta(v); }},
+      {"min-face", "24", "smallest face searched, pixels", &options.min_face},
+      {"scale-factor", "1.1", "detector pyramid step (> 1; smaller finds more, slower)", &options.scale_factor},
+      {"min-neighbors", "4", "raw detections a face needs (more: fewer false faces)", &options.min_neighbors},
+      {"margin", "0.1", "crop margin around a detected face, fraction of its side", &options.margin},
+      {"max-side", "1024", "detect on a copy of large photos shrunk to this side (0: never)", &options.max_side},
+      {"cascade", "", "Haar cascade XML (default: opencv-data's frontal face cascade)", &options.cascade},
+      {"batch", "32", "images per processing chunk", &flags.batch},
+      {"threads", "0", "CPU threads (0 = FER_THREADS or all cores)", &flags.threads},
+      {"device", "cpu", "cpu | cuda", &flags.device},
+      {"skip-bad", "false", "report and count unreadable images instead of stopping", &flags.skip_bad},
+      {"progress", "true", "progress line on stderr (--no-progress to silence it)", &flags.progress},
+  });
   args.parse(argc, argv);
 
-  if (args.integer("threads") > 0) set_cpu_threads(static_cast<int>(args.integer("threads")));
-  const std::string format = args.str("format");
+  if (flags.threads > 0) set_cpu_threads(static_cast<int>(flags.threads));
+  const std::string& format = flags.format;
   FER_CHECK(format == "json" || format == "csv", "--format: expected json or csv, got '", format, "'");
-  const int64_t batch = args.integer("batch");
+  const int64_t batch = flags.batch;
   FER_CHECK(batch >= 1 && batch <= 4096, "--batch: expected 1..4096, got ", batch);
-  const bool skip_bad = args.boolean("skip-bad");
-  const std::string annotate_dir = args.str("annotate");
+  const bool skip_bad = flags.skip_bad;
+  const std::string& annotate_dir = flags.annotate;
+  options.device = cli::device_or_cpu("fer_predict", flags.device);
 
-  AnalyzerOptions options;
-  options.checkpoint = args.str("checkpoint");
-  options.detect = args.boolean("detect");
-  options.tta = parse_tta(args.str("tta"));
-  options.min_face = static_cast<int>(args.integer("min-face"));
-  options.scale_factor = static_cast<float>(args.number("scale-factor"));
-  options.min_neighbors = static_cast<int>(args.integer("min-neighbors"));
-  options.margin = static_cast<float>(args.number("margin"));
-  options.max_side = static_cast<int>(args.integer("max-side"));
-  options.cascade = args.str("cascade");
-  options.device = parse_device(args.str("device"));
-  if (options.device == Device::CUDA && !cuda_available()) {
-    std::fprintf(stderr, "fer_predict: no CUDA GPU available in this build or on this machine: using the CPU\n");
-    options.device = Device::CPU;
-  }
-
-  const std::vector<std::string> inputs = collect_inputs(args.positional(), args.str("list"));
+  const std::vector<std::string> inputs = collect_inputs(args.positional(), flags.list);
   const FaceAnalyzer analyzer(options);
   const std::vector<std::string>& names = analyzer.class_names();
 
   // Output: stdout, or a temporary file renamed over --out when everything is written (a device
   // or pipe such as /dev/null is written directly).
-  const std::string out_path = args.str("out");
+  const std::string& out_path = flags.out;
   std::error_code ec;
   const bool out_special = !out_path.empty() && fs::exists(out_path, ec) && !fs::is_regular_file(out_path, ec);
   const std::string out_write = out_special ? out_path : out_path + ".tmp";
@@ -208,7 +209,7 @@ int run(int argc, char** argv) {
   if (!annotate_dir.empty()) fs::create_directories(annotate_dir);
   std::set<std::string> annotation_names;
 
-  const bool show_progress = args.boolean("progress") && inputs.size() > 1;
+  const bool show_progress = flags.progress && inputs.size() > 1;
   const bool tty = isatty(fileno(stderr));
   const Clock::time_point t0 = Clock::now();
   Clock::time_point last_progress = t0;

@@ -41,8 +41,9 @@
 #include <string>
 #include <thread>
 
-#include "apps/common/cli.h"
-#include "apps/common/face_analyzer.h"
+#include "apps/cli/args.h"
+#include "apps/cli/shared_flags.h"
+#include "apps/inference/face_analyzer.h"
 #include "data/image.h"
 #include "engine/backend.h"
 #include "engine/error.h"
@@ -265,51 +266,58 @@ void add_routes(httplib::Server& server, Service& service) {
   });
 }
 
+// Where fer_serve's flags go.
+struct ServeFlags {
+  AnalyzerOptions analyzer;  // the default checkpoint is found from any working directory
+  std::string host, tta, device;
+  int64_t port = 8080, threads = 8, max_upload_mb = 10, max_side = 4096, cpu_threads = 0;
+  bool quiet = false;
+};
+
 int run(int argc, char** argv) {
+  ServeFlags flags;
+  AnalyzerOptions& options = flags.analyzer;
   cli::Args args("fer_serve", "Serve facial-expression recognition over HTTP, with a web page "
                               "(photo upload and live webcam).");
-  args.option("host", "127.0.0.1", "address to bind (0.0.0.0 to serve other machines)")
-      .option("port", "8080", "TCP port (0 = any free port, printed at start)")
-      .option("threads", "8", "HTTP worker threads (one connection each)")
-      .option("checkpoint", kDefaultCheckpoint, "model checkpoint; several, comma-separated, are an ensemble (mean probabilities)")
-      .option("tta", "none", "test-time augmentation: none | flip | tencrop")
-      .option("max-upload-mb", "10", "largest request body accepted, MiB")
-      .option("max-side", "4096", "largest image width or height accepted, pixels")
-      .option("device", "cpu", "cpu | cuda")
-      .option("cpu-threads", "0", "CPU kernel threads (0 = FER_THREADS or all cores)")
-      .flag("quiet", false, "do not log each request to stderr");
+  args.bind({
+      {"host", "127.0.0.1", "address to bind (0.0.0.0 to serve other machines)", &flags.host},
+      {"port", "8080", "TCP port (0 = any free port, printed at start)", &flags.port},
+      {"threads", "8", "HTTP worker threads (one connection each)", &flags.threads},
+      {"checkpoint", kDefaultCheckpoint, "model checkpoint; several, comma-separated, are an ensemble (mean probabilities)",
+       &options.checkpoint},
+      {"tta", "none", "test-time augmentation: none | flip | tencrop", &flags.tta},
+      {"max-upload-mb", "10", "largest request body accepted, MiB", &flags.max_upload_mb},
+      {"max-side", "4096", "largest image width or height accepted, pixels", &flags.max_side},
+      {"device", "cpu", "cpu | cuda", &flags.device},
+      {"cpu-threads", "0", "CPU kernel threads (0 = FER_THREADS or all cores)", &flags.cpu_threads},
+      {"quiet", "false", "do not log each request to stderr", &flags.quiet},
+  });
   args.parse(argc, argv);
 
-  const int64_t port = args.integer("port"), threads = args.integer("threads");
-  const int64_t max_upload_mb = args.integer("max-upload-mb"), max_side = args.integer("max-side");
+  const int64_t port = flags.port, threads = flags.threads;
+  const int64_t max_upload_mb = flags.max_upload_mb, max_side = flags.max_side;
   FER_CHECK(port >= 0 && port <= 65535, "--port ", port, ": expected 0..65535");
   FER_CHECK(threads >= 1 && threads <= 1024, "--threads ", threads, ": expected 1..1024");
   FER_CHECK(max_upload_mb >= 1 && max_upload_mb <= 1024, "--max-upload-mb ", max_upload_mb,
             ": expected 1..1024");
   FER_CHECK(max_side >= 16 && max_side <= 16384, "--max-side ", max_side, ": expected 16..16384");
-  if (args.integer("cpu-threads") > 0) set_cpu_threads(static_cast<int>(args.integer("cpu-threads")));
+  if (flags.cpu_threads > 0) set_cpu_threads(static_cast<int>(flags.cpu_threads));
 
   Service service;
   ServerConfig& config = service.config;
-  config.quiet = args.boolean("quiet");
+  config.quiet = flags.quiet;
   config.limits.max_bytes = static_cast<size_t>(max_upload_mb) << 20;
   config.limits.max_side = static_cast<int>(max_side);
   config.limits.max_pixels = std::min<int64_t>(config.limits.max_pixels, max_side * max_side);
 
-  AnalyzerOptions options;  // the default checkpoint is found from any working directory
-  options.checkpoint = args.str("checkpoint");
-  options.tta = parse_tta(args.str("tta"));
-  options.device = parse_device(args.str("device"));
-  if (options.device == Device::CUDA && !cuda_available()) {
-    std::fprintf(stderr, "fer_serve: no CUDA GPU available in this build or on this machine: using the CPU\n");
-    options.device = Device::CPU;
-  }
+  options.tta = parse_tta(flags.tta);
+  options.device = cli::device_or_cpu("fer_serve", flags.device);
   service.detecting = std::make_unique<FaceAnalyzer>(options);
   options.detect = false;
   service.whole_image = std::make_unique<FaceAnalyzer>(options);
   config.checkpoint = service.detecting->checkpoint_path();
   config.model_name = service.detecting->model_name();
-  config.tta = args.str("tta");
+  config.tta = flags.tta;
 
   // SIGINT / SIGTERM are taken by a waiting thread (blocked everywhere else: the pool threads
   // inherit the mask), which stops the server; no work happens inside a signal handler.
@@ -335,7 +343,7 @@ int run(int argc, char** argv) {
   server.set_keep_alive_max_count(1000);
   add_routes(server, service);
 
-  const std::string host = args.str("host");
+  const std::string& host = flags.host;
   int bound_port = static_cast<int>(port);
   if (port == 0) {
     bound_port = server.bind_to_any_port(host);

@@ -22,7 +22,7 @@
 #include <thread>
 #include <vector>
 
-#include "apps/common/cli.h"
+#include "apps/cli/args.h"
 #include "data/image.h"
 #include "engine/error.h"
 

@@ -9,22 +9,25 @@
 // same run step for step: with the same seed and thread count the curve is identical to an
 // uninterrupted run.
 //
-// Transfer learning (apps/common/finetune.h): `finetune` freezes all or the first blocks of the
+// Transfer learning (apps/training/finetune.h): `finetune` freezes all or the first blocks of the
 // model's features (no gradients, eval mode) and gives the optimizer only the trainable
 // parameters, in groups with their own learning rates; the plan is checked on --resume. With
 // `cache_features` (only when the whole of features is frozen) the frozen features of every
 // training image (K augmented copies with cache_aug_passes = K) and every validation image are
-// computed once before the first epoch (apps/common/feature_cache.h) and the head trains on them:
+// computed once before the first epoch (apps/training/feature_cache.h) and the head trains on them:
 // the same epoch orders, batches, logs and checkpoints (of the full model: backbone + head) as an
 // uncached run, at a fraction of the time per epoch.
+//
+// How a step runs (eager, replayed from CUDA graphs, or the head alone on cached features) is a
+// strategy of train_step.h; this loop is the same for all three.
 #pragma once
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "apps/common/checkpoint.h"
-#include "apps/common/feature_cache.h"
-#include "apps/common/finetune.h"
+#include "apps/training/checkpoint.h"
+#include "apps/training/feature_cache.h"
+#include "apps/training/finetune.h"
 #include "data/augment.h"
 #include "data/dataset.h"
 

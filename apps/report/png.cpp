@@ -1,5 +1,5 @@
-// PNG output for the plot canvas, through stb_image_write. Its implementation is compiled once,
-// in data/image.cpp (fer_data, which fer_app_common links); this file only uses its API.
+// PNG output for the report canvas, through stb_image_write. Its implementation is compiled once,
+// in data/image.cpp (fer_data, which fer_report links); this file only uses its API.
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -11,7 +11,7 @@
 
 #include <unistd.h>
 
-#include "apps/common/plot.h"
+#include "apps/report/png.h"
 #include "engine/error.h"
 
 #include <stb_image_write.h>

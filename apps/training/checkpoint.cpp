@@ -1,6 +1,4 @@
-#include "apps/common/checkpoint.h"
-
-#include "apps/common/cli.h"
+#include "apps/training/checkpoint.h"
 
 #include <sstream>
 
@@ -84,7 +82,7 @@ ModelSpec spec_from_metadata(const Metadata& m, const std::string& file) {
   s.config.stage_dropout = static_cast<float>(number(m, "stage_dropout", file));
   // Keys added with the ImageNet backbones: checkpoints written before them take the defaults.
   if (m.count("head")) s.config.head = m.at("head");
-  if (m.count("hidden")) s.config.hidden = cli::parse_sizes(m.at("hidden"), file + ": metadata 'hidden'");
+  if (m.count("hidden")) s.config.hidden = parse_sizes(m.at("hidden"), file + ": metadata 'hidden'");
   if (m.count("bn_eps")) s.config.bn_eps = static_cast<float>(number(m, "bn_eps", file));
   s.class_names = split(need(m, "class_names", file));
   FER_CHECK(static_cast<int64_t>(s.class_names.size()) == s.config.num_classes, file, ": ",
@@ -120,6 +118,32 @@ LoadedCheckpoint load_checkpoint(const std::string& path, Device device) {
   out.model->load_state_dict(weights);
   out.model->to(device);
   out.model->eval();
+  return out;
+}
+
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> items;
+  std::stringstream ss(text);
+  for (std::string item; std::getline(ss, item, ',');)
+    if (!item.empty()) items.push_back(item);
+  return items;
+}
+
+std::vector<int64_t> parse_sizes(const std::string& text, const std::string& what) {
+  std::vector<int64_t> out;
+  std::stringstream ss(text);
+  for (std::string item; std::getline(ss, item, ',');) {
+    size_t used = 0;
+    long long v = 0;
+    try {
+      v = std::stoll(item, &used);
+    } catch (...) {
+      used = 0;
+    }
+    FER_CHECK(!item.empty() && used == item.size() && v > 0, what, ": '", text,
+              "' is not a comma-separated list of positive sizes");
+    out.push_back(v);
+  }
   return out;
 }
 

@@ -1,5 +1,5 @@
 // FaceAnalyzer: detection -> crops -> preprocessing -> one batched forward. See face_analyzer.h.
-#include "apps/common/face_analyzer.h"
+#include "apps/inference/face_analyzer.h"
 
 #include <algorithm>
 #include <cmath>
@@ -9,8 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "apps/common/checkpoint.h"
-#include "apps/common/cli.h"
+#include "apps/training/checkpoint.h"
 #include "data/face_detect.h"
 #include "data/preprocess.h"
 #include "engine/autograd.h"
@@ -117,7 +116,7 @@ FaceAnalyzer::FaceAnalyzer(const AnalyzerOptions& options) : impl_(std::make_uni
   // Several comma-separated checkpoints make an ensemble: the faces go through each member and
   // their probabilities are averaged (as fer_eval --checkpoint a,b). The members must read faces
   // the same way: same input size, preprocessing and classes.
-  const std::vector<std::string> members = cli::split_list(options.checkpoint);
+  const std::vector<std::string> members = split_list(options.checkpoint);
   FER_CHECK(!members.empty(), "face analyzer: no checkpoint given");
   for (const std::string& member : members) {
     const std::string path = locate_checkpoint(member);
@@ -157,7 +156,6 @@ FaceAnalyzer::FaceAnalyzer(const AnalyzerOptions& options) : impl_(std::make_uni
 FaceAnalyzer::~FaceAnalyzer() = default;
 
 const std::vector<std::string>& FaceAnalyzer::class_names() const { return impl_->spec.class_names; }
-const AnalyzerOptions& FaceAnalyzer::options() const { return impl_->options; }
 const std::string& FaceAnalyzer::checkpoint_path() const { return impl_->checkpoint_path; }
 std::string FaceAnalyzer::model_name() const {
   const Impl& m = *impl_;

@@ -1,6 +1,6 @@
 // Cached features: train a classifier head on the outputs of a frozen backbone, computed once.
 //
-// When every block of a Classifier's `features` is frozen (apps/common/finetune.h), features run
+// When every block of a Classifier's `features` is frozen (apps/training/finetune.h), features run
 // in eval mode and never change, so features(image) is a fixed vector per image. Phase 1 of the
 // transfer-learning recipe then spends nearly all of its time recomputing the same vectors every
 // epoch. The cache computes them once, keeps them in memory, and trains the head on them:
@@ -34,7 +34,7 @@
 #include <string>
 #include <vector>
 
-#include "apps/common/evaluate.h"
+#include "apps/training/evaluate.h"
 #include "data/augment.h"
 #include "data/dataset.h"
 #include "data/preprocess.h"
@@ -106,6 +106,10 @@ struct FeatureCache {
 FeatureCache build_feature_cache(Classifier& model, std::shared_ptr<const data::Dataset> train,
                                  std::shared_ptr<const data::Dataset> val,
                                  const FeatureCacheOptions& opts);
+
+// Says on stderr what the cache holds, how long extraction took and the process's peak memory;
+// warns when float16 lost values, and notes when `opts` asked for augmentation that no pass used.
+void report_feature_cache(const FeatureCache& cache, const FeatureCacheOptions& opts);
 
 // What Classifier::forward does after `features`: the head on the flattened features.
 Tensor head_forward(Classifier& model, const Tensor& features);

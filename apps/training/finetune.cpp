@@ -1,4 +1,4 @@
-#include "apps/common/finetune.h"
+#include "apps/training/finetune.h"
 
 #include <cmath>
 #include <cstdio>

@@ -27,6 +27,10 @@ struct Predictions {
   double accuracy = 0;
 };
 
+// Fills predicted (the most probable class), loss (mean cross-entropy) and accuracy from probs and
+// labels.
+void score(Predictions& predictions);
+
 // Puts the model in eval mode for the pass (and restores its mode afterwards).
 Predictions predict_dataset(Module& model, const data::Dataset& data,
                             const data::PreprocessOptions& preprocess, Device device,

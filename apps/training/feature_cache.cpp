@@ -1,13 +1,16 @@
-#include "apps/common/feature_cache.h"
+#include "apps/training/feature_cache.h"
 
-#include "apps/common/progress.h"
+#include "apps/training/progress.h"
 
 #include <algorithm>
 #include <bit>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <memory>
+#include <string>
 
 #include "data/loader.h"
 #include "engine/autograd.h"
@@ -211,6 +214,37 @@ FeatureCache build_feature_cache(Classifier& model, std::shared_ptr<const data::
   return cache;
 }
 
+namespace {
+// The process's peak resident memory (Linux: VmHWM of /proc/self/status), or "unknown".
+std::string peak_memory() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmHWM:", 0) == 0) {
+      const long long kb = std::atoll(line.c_str() + 6);
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%.0f MiB", kb / 1024.0);
+      return buf;
+    }
+  return "unknown";
+}
+}  // namespace
+
+void report_feature_cache(const FeatureCache& cache, const FeatureCacheOptions& o) {
+  const double train_rows = static_cast<double>(cache.train_passes.size() *
+                                                static_cast<size_t>(cache.train_passes.front().rows()));
+  std::fprintf(stderr, "feature cache: %s, extracted in %s (%.0f img/s); process peak memory %s\n",
+               cache.describe().c_str(), format_duration(cache.seconds).c_str(),
+               (train_rows + static_cast<double>(cache.val.rows())) / std::max(cache.seconds, 1e-9),
+               peak_memory().c_str());
+  if (const int64_t lost = cache.lost_values(); lost > 0)
+    std::fprintf(stderr, "warning: %lld cached features were outside float16's range (became 0 or "
+                 "infinite): use --cache-dtype float32\n", static_cast<long long>(lost));
+  if (o.aug_passes == 0 && o.augment.any())
+    std::fprintf(stderr, "note: --cache-aug-passes 0: the head trains on un-augmented features "
+                 "(the augmentation flags apply to the cached passes only)\n");
+}
+
 Tensor head_forward(Classifier& model, const Tensor& features) {
   return model.classifier->forward(features.flatten(1));
 }
@@ -224,31 +258,17 @@ Predictions predict_cached(Classifier& model, const FeatureTable& features,
   NoGradGuard no_grad;
   Predictions out;
   out.labels = labels;
-  double loss = 0;
-  int64_t correct = 0;
   std::vector<int64_t> rows;
   for (int64_t begin = 0; begin < features.rows(); begin += batch_size) {
     const int64_t n = std::min(batch_size, features.rows() - begin);
     rows.resize(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) rows[static_cast<size_t>(i)] = begin + i;
     const std::vector<float> probs = softmax(head_forward(model, features.gather(rows, device))).to_vector();
-    const int64_t C = static_cast<int64_t>(probs.size()) / n;
-    out.num_classes = C;
+    out.num_classes = static_cast<int64_t>(probs.size()) / n;
     out.probs.insert(out.probs.end(), probs.begin(), probs.end());
-    for (int64_t i = 0; i < n; ++i) {
-      const float* row = probs.data() + i * C;
-      const int best = static_cast<int>(std::max_element(row, row + C) - row);
-      const int label = labels[static_cast<size_t>(begin + i)];
-      out.predicted.push_back(best);
-      correct += best == label;
-      loss -= std::log(std::max(row[label], 1e-12f));
-    }
   }
   model.classifier->train(was_training);
-  if (features.rows() > 0) {
-    out.loss = loss / static_cast<double>(features.rows());
-    out.accuracy = static_cast<double>(correct) / static_cast<double>(features.rows());
-  }
+  score(out);
   return out;
 }
 

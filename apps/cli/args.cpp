@@ -1,10 +1,11 @@
-#include "apps/common/cli.h"
+#include "apps/cli/args.h"
 
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <iostream>
 #include <sstream>
+#include <type_traits>
 
 #include "engine/error.h"
 
@@ -23,6 +24,37 @@ Args& Args::flag(const std::string& name, bool default_value, const std::string&
   specs_[name] = {default_value ? "true" : "false", help, true, false};
   order_.push_back(name);
   return *this;
+}
+
+Args& Args::bind(const std::vector<Flag>& table) {
+  for (const Flag& row : table) {
+    if (std::holds_alternative<bool*>(row.target)) {
+      FER_CHECK(row.default_value == "true" || row.default_value == "false", program_,
+                ": internal: the switch --", row.name, " has the default '", row.default_value,
+                "' (true or false)");
+      flag(row.name, row.default_value == "true", row.help);
+    } else {
+      option(row.name, row.default_value, row.help);
+    }
+    bound_.push_back(row);
+  }
+  return *this;
+}
+
+// The same conversions (and error messages) as reading the flag with integer(), number(), ...
+void Args::store(const Flag& row) const {
+  const std::string& name = row.name;
+  std::visit(
+      [&](const auto& target) {
+        using T = std::decay_t<decltype(target)>;
+        if constexpr (std::is_same_v<T, Flag::Setter>) target(str(name));
+        else if constexpr (std::is_same_v<T, bool*>) *target = boolean(name);
+        else if constexpr (std::is_same_v<T, std::string*>) *target = str(name);
+        else if constexpr (std::is_same_v<T, float*>) *target = static_cast<float>(number(name));
+        else if constexpr (std::is_same_v<T, double*>) *target = number(name);
+        else *target = static_cast<std::remove_pointer_t<T>>(integer(name));  // int, int64_t, uint64_t
+      },
+      row.target);
 }
 
 void Args::parse(int argc, char** argv) {
@@ -69,6 +101,7 @@ void Args::parse(int argc, char** argv) {
     }
     s.given = true;
   }
+  for (const Flag& row : bound_) store(row);
 }
 
 const Args::Spec& Args::spec(const std::string& name) const {
@@ -98,12 +131,6 @@ double Args::number(const std::string& name) const {
 bool Args::boolean(const std::string& name) const { return spec(name).value == "true"; }
 bool Args::given(const std::string& name) const { return spec(name).given; }
 
-std::map<std::string, std::string> Args::values() const {
-  std::map<std::string, std::string> out;
-  for (const auto& [name, s] : specs_) out[name] = s.value;
-  return out;
-}
-
 std::string Args::usage() const {
   std::ostringstream os;
   os << "usage: " << program_ << " [options]\n\n" << summary_ << "\n\noptions:\n";
@@ -117,32 +144,6 @@ std::string Args::usage() const {
     os << "\n";
   }
   return os.str();
-}
-
-std::vector<std::string> split_list(const std::string& text) {
-  std::vector<std::string> items;
-  std::stringstream ss(text);
-  for (std::string item; std::getline(ss, item, ',');)
-    if (!item.empty()) items.push_back(item);
-  return items;
-}
-
-std::vector<int64_t> parse_sizes(const std::string& text, const std::string& what) {
-  std::vector<int64_t> out;
-  std::stringstream ss(text);
-  for (std::string item; std::getline(ss, item, ',');) {
-    size_t used = 0;
-    long long v = 0;
-    try {
-      v = std::stoll(item, &used);
-    } catch (...) {
-      used = 0;
-    }
-    FER_CHECK(!item.empty() && used == item.size() && v > 0, what, ": '", text,
-              "' is not a comma-separated list of positive sizes");
-    out.push_back(v);
-  }
-  return out;
 }
 
 int run_main(const char* program, int (*body)(int, char**), int argc, char** argv) {

@@ -45,4 +45,14 @@ struct LoadedCheckpoint {
 // weights and are left in file.tensors for the optimizer.
 LoadedCheckpoint load_checkpoint(const std::string& path, Device device = Device::CPU);
 
+// ---- Lists as text: metadata values, and the apps' flags that name the same things ----------
+
+// "a,b,,c" -> {"a", "b", "c"}: the items of a comma-separated list (an ensemble's checkpoints,
+// class names), empty ones dropped.
+std::vector<std::string> split_list(const std::string& text);
+
+// "1024,256" -> {1024, 256}; "" -> {} (ModelConfig::hidden). Anything but positive integers is an
+// error that starts with `what` (the flag, or the file and key the text came from).
+std::vector<int64_t> parse_sizes(const std::string& text, const std::string& what);
+
 }  // namespace fer

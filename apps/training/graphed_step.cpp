@@ -1,4 +1,4 @@
-#include "apps/common/graphed_step.h"
+#include "apps/training/graphed_step.h"
 
 #include "engine/autograd.h"
 #include "engine/error.h"

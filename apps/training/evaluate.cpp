@@ -1,4 +1,4 @@
-#include "apps/common/evaluate.h"
+#include "apps/training/evaluate.h"
 
 #include <algorithm>
 #include <cmath>
@@ -60,8 +60,6 @@ Tensor predict_batch(Module& model, const Tensor& faces, Tta tta) {
   return views.size() > 1 ? scale(mean_probs, 1.0f / static_cast<float>(views.size())) : mean_probs;
 }
 
-namespace {
-// predicted, loss and accuracy of out from out.probs and out.labels.
 void score(Predictions& out) {
   const int64_t C = out.num_classes, N = static_cast<int64_t>(out.labels.size());
   out.predicted.assign(N, 0);
@@ -77,7 +75,6 @@ void score(Predictions& out) {
   out.loss = N > 0 ? loss / static_cast<double>(N) : 0.0;
   out.accuracy = N > 0 ? static_cast<double>(correct) / static_cast<double>(N) : 0.0;
 }
-}  // namespace
 
 Predictions predict_dataset(Module& model, const data::Dataset& data,
                             const data::PreprocessOptions& preprocess, Device device,

@@ -13,14 +13,14 @@
 // [y - margin*h, y + h + margin*h), clamped to the image, resized with data::resize_gray (area
 // averaging when shrinking) to the model's input_size. All faces of one call go through the model
 // together (in batches of at most kFacesPerForward), with the checkpoint's test-time augmentation
-// option (predict_batch in apps/common/evaluate.h).
+// option (predict_batch in apps/training/evaluate.h).
 #pragma once
 #include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
-#include "apps/common/evaluate.h"
+#include "apps/training/evaluate.h"
 #include "data/image.h"
 #include "engine/device.h"
 
@@ -67,7 +67,6 @@ class FaceAnalyzer {
   ~FaceAnalyzer();
 
   const std::vector<std::string>& class_names() const;
-  const AnalyzerOptions& options() const;
   const std::string& checkpoint_path() const;  // the file(s) actually loaded, comma-separated
   // The architecture ("fer_vgg_small"); an ensemble's is "ensemble of N: a, b".
   std::string model_name() const;

@@ -1,0 +1,369 @@
+// The training loop of trainer.h. Each call of train() is one TrainingRun: the constructor builds
+// the model, the optimizer and the schedule; restore() resumes or initialises the weights; the
+// epochs' steps go through a TrainStep strategy (train_step.h: eager, CUDA graphs, or the head on
+// cached features); after every epoch come validation, the logs and the checkpoints.
+#include "apps/training/trainer.h"
+
+#include <algorithm>
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+
+#include "apps/training/evaluate.h"
+#include "apps/training/progress.h"
+#include "apps/training/resume_state.h"
+#include "apps/training/train_step.h"
+#include "data/class_balance.h"
+#include "data/loader.h"
+#include "engine/autograd.h"
+#include "engine/lr_schedule.h"
+#include "engine/ops.h"
+#include "engine/optim.h"
+#include "engine/random.h"
+
+namespace fer {
+
+namespace {
+std::atomic<bool> g_stop{false};
+extern "C" void on_signal(int) { g_stop.store(true); }
+
+std::unique_ptr<Optimizer> make_optimizer(const TrainOptions& o, std::vector<ParamGroup> groups) {
+  if (o.optimizer == "sgd") return std::make_unique<SGD>(std::move(groups), o.lr, o.momentum, 0.0f, o.weight_decay, o.nesterov);
+  if (o.optimizer == "adam") return std::make_unique<Adam>(std::move(groups), o.lr, 0.9f, 0.999f, 1e-8f, o.weight_decay);
+  if (o.optimizer == "adamw") return std::make_unique<AdamW>(std::move(groups), o.lr, 0.9f, 0.999f, 1e-8f, o.weight_decay);
+  fail("unknown optimizer '", o.optimizer, "' (expected sgd, adam or adamw)");
+}
+
+// Per-step schedules are indexed by the global step; "step" and "plateau" act per epoch.
+std::unique_ptr<LrScheduler> make_schedule(const TrainOptions& o, int64_t steps_per_epoch) {
+  const int64_t total = o.epochs * steps_per_epoch;
+  if (o.schedule == "none" || o.schedule == "plateau") return nullptr;
+  if (o.schedule == "step") return std::make_unique<StepLR>(o.lr, o.step_size * steps_per_epoch, o.gamma);
+  if (o.schedule == "cosine") {
+    // A warm-up as long as the whole run would leave no decay: keep at least one epoch of it.
+    const int64_t warmup = std::min(o.warmup_epochs, o.epochs - 1);
+    if (warmup < o.warmup_epochs)
+      std::fprintf(stderr, "note: %lld warm-up epochs in a %lld-epoch run: warming up for %lld\n",
+                   static_cast<long long>(o.warmup_epochs), static_cast<long long>(o.epochs),
+                   static_cast<long long>(warmup));
+    return std::make_unique<CosineLR>(o.lr, total, 0.0f, warmup * steps_per_epoch);
+  }
+  if (o.schedule == "onecycle") return std::make_unique<OneCycleLR>(o.lr, total);
+  fail("unknown schedule '", o.schedule, "' (expected none, step, cosine, onecycle or plateau)");
+}
+
+void append_logs(const std::string& dir, const EpochRecord& r) {
+  const std::string csv = dir + "/train_log.csv";
+  const bool fresh = !std::filesystem::exists(csv);
+  std::ofstream c(csv, std::ios::app);
+  if (fresh) c << "epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds,images_per_s\n";
+  c << r.epoch << ',' << r.train_loss << ',' << r.train_acc << ',' << r.val_loss << ','
+    << r.val_acc << ',' << r.lr << ',' << r.seconds << ',' << r.images_per_s << '\n';
+  std::ofstream j(dir + "/train_log.jsonl", std::ios::app);
+  j << "{\"epoch\": " << r.epoch << ", \"train_loss\": " << r.train_loss << ", \"train_acc\": "
+    << r.train_acc << ", \"val_loss\": " << r.val_loss << ", \"val_acc\": " << r.val_acc
+    << ", \"lr\": " << r.lr << ", \"seconds\": " << r.seconds << ", \"images_per_s\": "
+    << r.images_per_s << "}\n";
+  FER_CHECK(c.good() && j.good(), "cannot append to the training logs in ", dir);
+}
+
+class TrainingRun {
+ public:
+  TrainingRun(const TrainOptions& o, std::shared_ptr<const data::Dataset> train_set,
+              std::shared_ptr<const data::Dataset> val_set);
+  // --resume: continue from OUT/last.safetensors when it exists; otherwise start from --init's
+  // weights when given.
+  void restore();
+  // Chooses the step strategy, once the weights are final (the feature cache depends on them);
+  // false when a stop came during feature extraction.
+  bool prepare_steps();
+  int64_t first_epoch() const { return pos_.epoch; }
+  // Trains epoch `epoch` from the position reached; false when asked to stop (OUT/last.safetensors
+  // then holds the exact position).
+  bool train_epoch(int64_t epoch);
+  // Validation, logs, checkpoints, the plateau schedule; false when early stopping ends the run.
+  bool finish_epoch(int64_t epoch);
+  TrainResult& result() { return result_; }
+
+ private:
+  void save_last(const RunPosition& p);
+  void print_progress(int64_t epoch) const;
+
+  const TrainOptions& o_;
+  std::shared_ptr<const data::Dataset> train_set_, val_set_;
+  TrainResult result_;
+  std::shared_ptr<Module> model_;
+  FinetunePlan plan_;
+  std::unique_ptr<data::BatchLoader> loader_;
+  int64_t steps_per_epoch_ = 0;
+  std::unique_ptr<Optimizer> optimizer_;
+  std::unique_ptr<LrScheduler> schedule_;  // null: the lr changes per epoch, or never
+  ReduceLROnPlateau plateau_;
+  CrossEntropyOptions loss_opts_;
+  std::unique_ptr<TrainStep> step_;
+  RunPosition pos_;
+  Clock::time_point epoch_start_;
+  int64_t first_step_ = 0;  // the epoch's first step in this process (> 0 after a resume)
+};
+
+TrainingRun::TrainingRun(const TrainOptions& o, std::shared_ptr<const data::Dataset> train_set,
+                         std::shared_ptr<const data::Dataset> val_set)
+    : o_(o),
+      train_set_(std::move(train_set)),
+      val_set_(std::move(val_set)),
+      plateau_("max", o.plateau_factor, o.plateau_patience) {
+  FER_CHECK(train_set_ && train_set_->size() > 0, "train: the training set is empty");
+  FER_CHECK(o.epochs > 0 && o.batch_size > 0, "train: epochs and batch size must be positive");
+  FER_CHECK(o.cache_aug_passes == 0 || o.cache_features,
+            "--cache-aug-passes needs --cache-features");
+  std::filesystem::create_directories(o.out_dir);
+  result_.best_path = o.out_dir + "/best.safetensors";
+  result_.last_path = o.out_dir + "/last.safetensors";
+  g_stop.store(false);
+
+  // ---- Model and what trains ----------------------------------------------------------------
+  manual_seed(o.seed);
+  model_ = create_model(o.spec.name, o.spec.config);
+  model_->to(o.device);
+  plan_ = plan_finetune(*model_, o.finetune);
+  apply_freezing(*model_, plan_);
+  FER_CHECK(!o.cache_features || plan_.backbone_frozen(),
+            "--cache-features needs the whole backbone frozen (--freeze-backbone without "
+            "--unfreeze-top); ", plan_.trainable_blocks(), " blocks of features train in this run");
+
+  // ---- Data: every step a full batch, so batchnorm never sees a tiny last one ----------------
+  data::LoaderOptions lo;
+  lo.batch_size = o.batch_size;
+  lo.shuffle = true;
+  lo.drop_last = true;
+  lo.balanced = o.balanced_sampler;
+  lo.workers = o.workers;
+  lo.seed = o.seed;
+  lo.preprocess = o.spec.preprocess;
+  lo.augment = o.augment;
+  loader_ = std::make_unique<data::BatchLoader>(train_set_, lo);  // threads start with an epoch
+  steps_per_epoch_ = loader_->batches_per_epoch();
+  if (o.max_steps_per_epoch > 0) steps_per_epoch_ = std::min(steps_per_epoch_, o.max_steps_per_epoch);
+  FER_CHECK(steps_per_epoch_ > 0, "train: ", train_set_->size(), " images make no batch of ", o.batch_size);
+
+  // ---- Optimizer, schedule, loss -------------------------------------------------------------
+  optimizer_ = make_optimizer(o, param_groups(*model_, plan_, o.lr));
+  schedule_ = make_schedule(o, steps_per_epoch_);
+  loss_opts_.label_smoothing = o.label_smoothing;
+  if (o.class_weights) {
+    const std::vector<float> w = data::balanced_class_weights(*train_set_);
+    loss_opts_.class_weights = Tensor::from_vector({static_cast<int64_t>(w.size())}, w, o.device);
+  }
+  pos_.lr = o.lr;
+}
+
+void TrainingRun::restore() {
+  const std::string& last = result_.last_path;
+  if (o_.resume && std::filesystem::exists(last)) {
+    LoadedCheckpoint ck = load_checkpoint(last, o_.device);
+    FER_CHECK(ck.spec.name == o_.spec.name, "--resume: ", last, " holds a '", ck.spec.name,
+              "' model, not '", o_.spec.name, "'");
+    plan_.check_matches(ck.file.metadata, last);
+    check_cache_matches(o_, ck.file.metadata, last);
+    model_->load_state_dict(ck.model->state_dict());
+    optimizer_->load_state_dict(ck.file.tensors, ck.file.metadata);
+    if (o_.schedule == "plateau") plateau_.from_metadata(ck.file.metadata);
+    pos_ = position_from(ck.file.metadata);
+    result_.best_val_acc = std::max(0.0, pos_.best_val_acc);
+    result_.best_epoch = pos_.best_epoch;
+    std::fprintf(stderr, "resuming %s at epoch %lld, step %lld\n", last.c_str(),
+                 static_cast<long long>(pos_.epoch + 1), static_cast<long long>(pos_.step_in_epoch));
+    return;
+  }
+  if (o_.resume) std::fprintf(stderr, "--resume: no %s yet, starting a new run\n", last.c_str());
+  if (!o_.init_from.empty()) {
+    LoadedCheckpoint init = load_checkpoint(o_.init_from, o_.device);
+    FER_CHECK(init.spec.name == o_.spec.name, "--init: ", o_.init_from, " holds a '",
+              init.spec.name, "' model, not '", o_.spec.name, "'");
+    model_->load_state_dict(init.model->state_dict());
+    std::fprintf(stderr, "starting from the weights of %s\n", o_.init_from.c_str());
+  }
+}
+
+bool TrainingRun::prepare_steps() {
+  if (o_.cache_features) {
+    FeatureCacheOptions co;
+    co.dtype = o_.cache_dtype;
+    co.aug_passes = o_.cache_aug_passes;
+    co.preprocess = o_.spec.preprocess;
+    co.augment = o_.augment;
+    co.seed = o_.seed;
+    co.workers = o_.workers;
+    co.device = o_.device;
+    co.progress = o_.progress;
+    co.stop = &g_stop;
+    Classifier& classifier = as_classifier(*model_);
+    FeatureCache cache = build_feature_cache(classifier, train_set_, val_set_, co);
+    if (cache.interrupted) {
+      std::fprintf(stderr, "\ninterrupted during feature extraction: nothing was trained and %s "
+                   "was not touched\n", result_.last_path.c_str());
+      result_.interrupted = true;
+      return false;
+    }
+    result_.cache_seconds = cache.seconds;
+    report_feature_cache(cache, co);
+    step_ = std::make_unique<CachedHeadTrainStep>(classifier, *optimizer_, *loader_, std::move(cache),
+                                                  *train_set_, o_.batch_size, o_.device);
+  } else if (o_.cuda_graph) {
+    step_ = std::make_unique<GraphedTrainStep>(*model_, *optimizer_, *loader_, o_.device,
+                                               o_.spec.preprocess, o_.progress);
+  } else {
+    step_ = std::make_unique<EagerTrainStep>(*model_, *optimizer_, *loader_, o_.device, o_.spec.preprocess);
+  }
+  return true;
+}
+
+bool TrainingRun::train_epoch(int64_t epoch) {
+  set_train_mode(*model_, plan_);
+  step_->start_epoch(epoch, pos_.step_in_epoch);
+  epoch_start_ = Clock::now();
+  first_step_ = pos_.step_in_epoch;
+  if (pos_.rng) default_generator().seed(pos_.rng), pos_.rng = 0;  // resumed: dropout goes on
+
+  while (pos_.step_in_epoch < steps_per_epoch_ && step_->next_batch()) {
+    if (schedule_) pos_.lr = schedule_->lr_at(pos_.global_step);
+    optimizer_->set_lr(pos_.lr);
+    const data::Batch& batch = step_->batch();
+    const Tensor y = batch.labels.to(o_.device);
+    const StepOutput out = step_->forward_backward(
+        [&](const Tensor& logits) { return cross_entropy(logits, y, loss_opts_); });
+    if (o_.clip_grad > 0) clip_grad_norm(optimizer_->params(), o_.clip_grad);
+    optimizer_->step();
+    step_->after_update();
+
+    // Running metrics of the epoch.
+    const std::vector<float> lg = out.logits.to_vector(), lb = batch.labels.to_vector();
+    const int64_t C = out.logits.size(1);
+    for (int64_t i = 0; i < batch.size(); ++i) {
+      const float* row = lg.data() + i * C;
+      pos_.correct += (std::max_element(row, row + C) - row) == static_cast<int64_t>(lb[i]);
+    }
+    pos_.loss_sum += static_cast<double>(out.loss.item()) * batch.size();
+    pos_.seen += batch.size();
+    ++pos_.step_in_epoch;
+    ++pos_.global_step;
+
+    if (o_.progress) print_progress(epoch);
+    if (g_stop.load() || (o_.stop_at_step > 0 && pos_.global_step == o_.stop_at_step)) {
+      save_last(pos_);
+      std::fprintf(stderr, "\ninterrupted: saved %s (epoch %lld, step %lld); continue with --resume\n",
+                   result_.last_path.c_str(), static_cast<long long>(epoch + 1),
+                   static_cast<long long>(pos_.step_in_epoch));
+      result_.interrupted = true;
+      return false;
+    }
+  }
+  if (o_.progress) std::fprintf(stderr, "\n");
+  return true;
+}
+
+void TrainingRun::print_progress(int64_t epoch) const {
+  const double el = seconds_since(epoch_start_);
+  const int64_t done = pos_.step_in_epoch - first_step_;
+  const double rate = done * o_.batch_size / std::max(el, 1e-9);
+  const double per_step = el / std::max<int64_t>(done, 1);
+  const double eta = per_step * ((steps_per_epoch_ - pos_.step_in_epoch) +
+                                 (o_.epochs - epoch - 1) * steps_per_epoch_);
+  std::fprintf(stderr, "\repoch %lld/%lld  step %lld/%lld  loss %.4f  acc %.4f  %.0f img/s  ETA %s   ",
+               static_cast<long long>(epoch + 1), static_cast<long long>(o_.epochs),
+               static_cast<long long>(pos_.step_in_epoch), static_cast<long long>(steps_per_epoch_),
+               pos_.loss_sum / pos_.seen, static_cast<double>(pos_.correct) / pos_.seen, rate,
+               format_duration(eta).c_str());
+}
+
+bool TrainingRun::finish_epoch(int64_t epoch) {
+  EpochRecord r;
+  r.epoch = epoch + 1;
+  r.train_loss = pos_.loss_sum / std::max<int64_t>(pos_.seen, 1);
+  r.train_acc = static_cast<double>(pos_.correct) / std::max<int64_t>(pos_.seen, 1);
+  r.lr = pos_.lr;
+  r.seconds = seconds_since(epoch_start_);
+  r.images_per_s = (pos_.step_in_epoch - first_step_) * o_.batch_size / std::max(r.seconds, 1e-9);
+  if (val_set_ && val_set_->size() > 0) {
+    const Predictions p = step_->validate(*val_set_);
+    r.val_loss = p.loss;
+    r.val_acc = p.accuracy;
+  } else {
+    r.val_acc = r.train_acc;  // no validation data: select on training accuracy
+    r.val_loss = r.train_loss;
+  }
+  append_logs(o_.out_dir, r);
+  result_.history.push_back(r);
+  std::fprintf(stderr, "epoch %lld: train loss %.4f acc %.4f | val loss %.4f acc %.4f | lr %.5f | %.0f s\n",
+               static_cast<long long>(r.epoch), r.train_loss, r.train_acc, r.val_loss, r.val_acc,
+               r.lr, r.seconds);
+
+  if (r.val_acc > pos_.best_val_acc) {
+    pos_.best_val_acc = r.val_acc;
+    pos_.best_epoch = r.epoch;
+    pos_.bad_epochs = 0;
+    Metadata meta{{"train.epoch", std::to_string(r.epoch)}, {"val_acc", metadata_str(r.val_acc)}};
+    for (const auto& [k, v] : plan_.to_metadata()) meta[k] = v;
+    save_checkpoint(result_.best_path, *model_, o_.spec, {}, meta);
+  } else {
+    ++pos_.bad_epochs;
+  }
+  if (o_.schedule == "plateau") pos_.lr = plateau_.step(static_cast<float>(r.val_acc), pos_.lr);
+  // The position of the next epoch's start, saved: a resume from here starts that epoch.
+  RunPosition next = pos_;
+  next.epoch = epoch + 1;
+  next.step_in_epoch = 0;
+  next.loss_sum = 0;
+  next.correct = next.seen = 0;
+  save_last(next);
+  pos_ = next;
+  pos_.rng = 0;  // the generator already holds this state
+  result_.best_val_acc = pos_.best_val_acc;
+  result_.best_epoch = pos_.best_epoch;
+  if (o_.patience > 0 && pos_.bad_epochs >= o_.patience) {
+    std::fprintf(stderr, "early stopping: no improvement for %lld epochs (best %.4f at epoch %lld)\n",
+                 static_cast<long long>(pos_.bad_epochs), pos_.best_val_acc,
+                 static_cast<long long>(pos_.best_epoch));
+    result_.early_stopped = true;
+    return false;
+  }
+  return true;
+}
+
+// OUT/last.safetensors: the model, the optimizer's state, and in the metadata everything a
+// resume needs to take the same steps: the position, the RNG, the schedule, the plan, the cache.
+void TrainingRun::save_last(const RunPosition& p) {
+  RunPosition q = p;
+  q.rng = default_generator().state();
+  Metadata meta = position_metadata(q);
+  for (const auto& [k, v] : optimizer_->metadata()) meta[k] = v;
+  if (o_.schedule == "plateau")
+    for (const auto& [k, v] : plateau_.to_metadata()) meta[k] = v;
+  for (const auto& [k, v] : plan_.to_metadata()) meta[k] = v;
+  for (const auto& [k, v] : cache_metadata(o_)) meta[k] = v;
+  save_checkpoint(result_.last_path, *model_, o_.spec, optimizer_->state_dict(), meta);
+}
+
+}  // namespace
+
+void request_stop() { g_stop.store(true); }
+
+void install_stop_handlers() {
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+}
+
+TrainResult train(const TrainOptions& o, std::shared_ptr<const data::Dataset> train_set,
+                  std::shared_ptr<const data::Dataset> val_set) {
+  TrainingRun run(o, std::move(train_set), std::move(val_set));
+  run.restore();
+  if (!run.prepare_steps()) return run.result();
+  for (int64_t epoch = run.first_epoch(); epoch < o.epochs; ++epoch)
+    if (!run.train_epoch(epoch) || !run.finish_epoch(epoch)) break;
+  return run.result();
+}
+
+}  // namespace fer
