@@ -3,7 +3,9 @@
 // Each op validates its inputs (shapes, devices) with a message naming the op and the shapes,
 // allocates its output on the inputs' device, runs the forward kernel of that device's backend
 // and, when grad mode is on and an input requires grad, records a backward Node. The op's forward
-// and backward sit side by side in engine/ops/<family>.cpp; the kernels in kernels/<backend>/.
+// and backward sit side by side in engine/ops/<family>.cpp, under its math (shapes, formula, what
+// is saved for backward); the kernels' contracts are in engine/backend.h, their code in
+// kernels/<backend>/.
 #pragma once
 #include <cstdint>
 #include <vector>

@@ -47,7 +47,6 @@
 
 namespace fer {
 
-using StateDict = std::map<std::string, Tensor>;  // the same alias as layers/module.h
 using Metadata = std::map<std::string, std::string>;
 
 struct ParamGroup {

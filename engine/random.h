@@ -11,11 +11,7 @@
 #include <cmath>
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define FER_HOST_DEVICE __host__ __device__
-#else
-#define FER_HOST_DEVICE
-#endif
+#include "engine/host_device.h"
 
 namespace fer {
 

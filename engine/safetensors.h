@@ -24,7 +24,7 @@
 #include <map>
 #include <string>
 
-#include "layers/module.h"
+#include "engine/tensor.h"
 
 namespace fer {
 

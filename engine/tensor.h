@@ -11,6 +11,7 @@
 // topological order and accumulates gradients into the .grad of leaf tensors that require grad.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -112,5 +113,9 @@ class Tensor {
  private:
   std::shared_ptr<TensorImpl> impl_;
 };
+
+// Tensors by name, in name order: a model's parameters and buffers (Module::state_dict), an
+// optimizer's state (Optimizer::state_dict), the contents of a checkpoint (engine/safetensors.h).
+using StateDict = std::map<std::string, Tensor>;
 
 }  // namespace fer

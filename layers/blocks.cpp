@@ -8,10 +8,6 @@
 
 namespace fer {
 
-Tensor CompositeModule::forward(const Tensor& x) {
-  return forward_with(x, [](Module& m, const Tensor& t) { return m.forward(t); });
-}
-
 // ---- FlexConv2d --------------------------------------------------------------------------------
 FlexConv2d::FlexConv2d(const FlexConv2dConfig& c) : config_(c) {
   FER_CHECK(c.in_channels > 0 && c.out_channels > 0 && c.kernel_h > 0 && c.kernel_w > 0 &&

@@ -1,10 +1,5 @@
 // Building blocks of the ImageNet backbones (models/backbones.h), each a Module over existing ops:
 //
-//   CompositeModule  a module made of named children whose forward is a small graph (a residual
-//                    block, an Inception block). It writes its forward once, as forward_with(x,
-//                    run), calling run(child, input) for every child; forward() passes the plain
-//                    "call the child" step, and forward_flops (models/registry.h) passes one that
-//                    also counts the work of every convolution inside, however deep.
 //   FlexConv2d       a convolution with a rectangular kernel (Inception's 1x7 and 7x1) and either
 //                    PyTorch's symmetric padding or TensorFlow's "SAME" padding, which for a
 //                    stride-2 layer on an even input pads one pixel at the bottom/right only (the
@@ -23,20 +18,12 @@
 //                    parameters or buffers: the mixing is a fixed 1x1 convolution built per call.
 #pragma once
 #include <array>
-#include <functional>
 #include <memory>
 #include <string>
 
 #include "layers/layers.h"
 
 namespace fer {
-
-class CompositeModule : public Module {
- public:
-  using RunChild = std::function<Tensor(Module&, const Tensor&)>;
-  virtual Tensor forward_with(const Tensor& x, const RunChild& run) = 0;
-  Tensor forward(const Tensor& x) override;
-};
 
 struct FlexConv2dConfig {
   int64_t in_channels, out_channels, kernel_h, kernel_w, stride = 1;

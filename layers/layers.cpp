@@ -145,7 +145,7 @@ Sequential& Sequential::add(const std::string& name, std::shared_ptr<Module> m) 
 
 Tensor Sequential::forward(const Tensor& x) {
   Tensor h = x;
-  for (auto& layer : layers_) h = layer->forward(h);
+  for (auto& layer : layers_) h = (*layer)(h);
   return h;
 }
 

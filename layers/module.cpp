@@ -7,6 +7,19 @@
 
 namespace fer {
 
+namespace {
+thread_local ForwardHook* active_hook = nullptr;
+}  // namespace
+
+ForwardHook::ForwardHook(Fn fn) : fn_(std::move(fn)), previous_(active_hook) { active_hook = this; }
+ForwardHook::~ForwardHook() { active_hook = previous_; }
+
+Tensor Module::operator()(const Tensor& x) {
+  Tensor y = forward(x);
+  if (active_hook) active_hook->fn_(*this, x, y);
+  return y;
+}
+
 Tensor Module::register_parameter(const std::string& name, Tensor value) {
   value.set_requires_grad(true);
   params_.emplace_back(name, value);

@@ -6,7 +6,13 @@
 // one onto a torchvision checkpoint. train()/eval() switch the mode of the whole tree (dropout and
 // batchnorm behave differently); to(device) moves every tensor in place, so handles held by the
 // layers and by an optimizer stay valid.
+//
+// A module calls its children as PyTorch's do, child(x) (operator()), not child.forward(x): the
+// call runs forward and then shows (module, input, output) to the ForwardHook in scope, if any,
+// which is how a tool looks inside a model without knowing how it is built (forward_flops in
+// models/registry.h counts every convolution of a ResNet block that way).
 #pragma once
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -18,13 +24,13 @@
 namespace fer {
 
 using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
-using StateDict = std::map<std::string, Tensor>;
 
 class Module {
  public:
   virtual ~Module() = default;
   virtual Tensor forward(const Tensor& x) = 0;
-  Tensor operator()(const Tensor& x) { return forward(x); }
+  // forward(x), then the ForwardHook in scope (if any) sees this module, x and the result.
+  Tensor operator()(const Tensor& x);
   // A one-line description ("Conv2d(1, 32, kernel=3, stride=1, padding=1)").
   virtual std::string describe() const = 0;
 
@@ -69,6 +75,24 @@ class Module {
   std::vector<std::pair<std::string, Tensor>> params_, buffers_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
   bool training_ = true;
+};
+
+// A forward hook for a scope, as PyTorch's register_forward_hook but on every module at once:
+// while it lives, each module called through operator() on this thread reports itself, its input
+// and its output to fn, after its forward has run, however deep in the tree. A hook created in
+// the scope of another replaces it until it ends.
+class ForwardHook {
+ public:
+  using Fn = std::function<void(const Module& module, const Tensor& input, const Tensor& output)>;
+  explicit ForwardHook(Fn fn);
+  ~ForwardHook();
+  ForwardHook(const ForwardHook&) = delete;
+  ForwardHook& operator=(const ForwardHook&) = delete;
+
+ private:
+  friend class Module;
+  Fn fn_;
+  ForwardHook* previous_;
 };
 
 }  // namespace fer

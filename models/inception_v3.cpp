@@ -37,7 +37,7 @@ std::shared_ptr<Sequential> basic(int64_t in, int64_t out, int64_t k, int64_t st
 }
 
 // The shared machinery of blocks A-E: named children, and the 3x3/1 average pool of the flavour.
-class InceptionBlock : public CompositeModule {
+class InceptionBlock : public Module {
  protected:
   InceptionBlock(bool keras, float eps) : keras_(keras), eps_(eps) {}
   // The 3x3/1 average pool in front of branch_pool (blocks A, C, E), a parameterless child.
@@ -78,9 +78,9 @@ class InceptionA : public InceptionBlock {
     bp = conv("branch_pool", in, pool_features, 1);
     add_avgpool();
   }
-  Tensor forward_with(const Tensor& x, const RunChild& run) override {
-    return concat({run(*b1, x), run(*b5_2, run(*b5_1, x)), run(*d3, run(*d2, run(*d1, x))),
-                   run(*bp, run(*avgpool_, x))}, 1);
+  Tensor forward(const Tensor& x) override {
+    return concat({(*b1)(x), (*b5_2)((*b5_1)(x)), (*d3)((*d2)((*d1)(x))),
+                   (*bp)((*avgpool_)(x))}, 1);
   }
   std::string describe() const override { return "InceptionA()"; }
 
@@ -96,8 +96,8 @@ class InceptionB : public InceptionBlock {
     d2 = conv("branch3x3dbl_2", 64, 96, 3, 1, 1);
     d3 = conv("branch3x3dbl_3", 96, 96, 3, 2);
   }
-  Tensor forward_with(const Tensor& x, const RunChild& run) override {
-    return concat({run(*b3, x), run(*d3, run(*d2, run(*d1, x))), max_pool3s2(x)}, 1);
+  Tensor forward(const Tensor& x) override {
+    return concat({(*b3)(x), (*d3)((*d2)((*d1)(x))), max_pool3s2(x)}, 1);
   }
   std::string describe() const override { return "InceptionB()"; }
 
@@ -120,10 +120,10 @@ class InceptionC : public InceptionBlock {
     bp = conv("branch_pool", in, 192, 1);
     add_avgpool();
   }
-  Tensor forward_with(const Tensor& x, const RunChild& run) override {
-    Tensor s = run(*s3, run(*s2, run(*s1, x)));
-    Tensor d = run(*d5, run(*d4, run(*d3, run(*d2, run(*d1, x)))));
-    return concat({run(*b1, x), s, d, run(*bp, run(*avgpool_, x))}, 1);
+  Tensor forward(const Tensor& x) override {
+    Tensor s = (*s3)((*s2)((*s1)(x)));
+    Tensor d = (*d5)((*d4)((*d3)((*d2)((*d1)(x)))));
+    return concat({(*b1)(x), s, d, (*bp)((*avgpool_)(x))}, 1);
   }
   std::string describe() const override { return "InceptionC()"; }
 
@@ -141,8 +141,8 @@ class InceptionD : public InceptionBlock {
     s3 = conv("branch7x7x3_3", 192, 192, 7, 1, 3, 0);
     s4 = conv("branch7x7x3_4", 192, 192, 3, 2);
   }
-  Tensor forward_with(const Tensor& x, const RunChild& run) override {
-    return concat({run(*t2, run(*t1, x)), run(*s4, run(*s3, run(*s2, run(*s1, x)))), max_pool3s2(x)}, 1);
+  Tensor forward(const Tensor& x) override {
+    return concat({(*t2)((*t1)(x)), (*s4)((*s3)((*s2)((*s1)(x)))), max_pool3s2(x)}, 1);
   }
   std::string describe() const override { return "InceptionD()"; }
 
@@ -164,11 +164,11 @@ class InceptionE : public InceptionBlock {
     bp = conv("branch_pool", in, 192, 1);
     add_avgpool();
   }
-  Tensor forward_with(const Tensor& x, const RunChild& run) override {
-    Tensor t = run(*t1, x);
-    Tensor d = run(*d2, run(*d1, x));
-    return concat({run(*b1, x), run(*t2a, t), run(*t2b, t), run(*d3a, d), run(*d3b, d),
-                   run(*bp, run(*avgpool_, x))}, 1);
+  Tensor forward(const Tensor& x) override {
+    Tensor t = (*t1)(x);
+    Tensor d = (*d2)((*d1)(x));
+    return concat({(*b1)(x), (*t2a)(t), (*t2b)(t), (*d3a)(d), (*d3b)(d),
+                   (*bp)((*avgpool_)(x))}, 1);
   }
   std::string describe() const override { return "InceptionE()"; }
 

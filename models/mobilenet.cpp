@@ -32,7 +32,7 @@ std::shared_ptr<Sequential> conv_bn_relu6(int64_t in, int64_t out, int64_t kerne
   return seq;
 }
 
-class InvertedResidual : public CompositeModule {
+class InvertedResidual : public Module {
  public:
   InvertedResidual(int64_t in, int64_t out, int64_t stride, int64_t expand, bool tf_same, float eps)
       : residual_(stride == 1 && in == out) {
@@ -43,8 +43,8 @@ class InvertedResidual : public CompositeModule {
     conv_->add(std::make_shared<Conv2d>(hidden, out, 1, 1, 0, false));
     conv_->add(std::make_shared<BatchNorm2d>(out, eps));
   }
-  Tensor forward_with(const Tensor& x, const RunChild& run) override {
-    Tensor y = run(*conv_, x);
+  Tensor forward(const Tensor& x) override {
+    Tensor y = (*conv_)(x);
     return residual_ ? add(x, y) : y;
   }
   std::string describe() const override {

@@ -16,7 +16,7 @@ Classifier::Classifier(std::shared_ptr<Module> f, std::shared_ptr<Module> c)
     : features(register_module("features", std::move(f))),
       classifier(register_module("classifier", std::move(c))) {}
 
-Tensor Classifier::forward(const Tensor& x) { return classifier->forward(features->forward(x).flatten(1)); }
+Tensor Classifier::forward(const Tensor& x) { return (*classifier)((*features)(x).flatten(1)); }
 
 std::shared_ptr<Sequential> dense_head(int64_t in, const std::vector<int64_t>& hidden,
                                        int64_t classes, float dropout) {
@@ -72,32 +72,22 @@ std::vector<std::string> model_names() {
 }
 
 int64_t forward_flops(Module& model, int64_t channels, int64_t size) {
-  // Walk the module tree alongside a real forward pass of one zero image: each convolution and
-  // Linear contributes 2 * (output elements) * (multiply-adds per output element). Sequentials,
-  // the Classifier and composite blocks are opened so that every layer inside is seen.
+  // A real forward pass of one zero image, with a hook that sees every layer it runs, however
+  // deep: each convolution and Linear contributes 2 * (output elements) * (multiply-adds per
+  // output element), the count of PyTorch's forward hooks on those layers.
   int64_t flops = 0;
-  std::function<Tensor(Module&, const Tensor&)> run = [&](Module& m, const Tensor& x) -> Tensor {
-    if (auto* seq = dynamic_cast<Sequential*>(&m)) {
-      Tensor h = x;
-      for (size_t i = 0; i < seq->size(); ++i) h = run(*(*seq)[i], h);
-      return h;
-    }
-    if (auto* cls = dynamic_cast<Classifier*>(&m))
-      return run(*cls->classifier, run(*cls->features, x).flatten(1));
-    if (auto* block = dynamic_cast<CompositeModule*>(&m)) return block->forward_with(x, run);
-    Tensor y = m.forward(x);
-    if (auto* conv = dynamic_cast<Conv2d*>(&m))
+  ForwardHook count([&](const Module& m, const Tensor&, const Tensor& y) {
+    if (auto* conv = dynamic_cast<const Conv2d*>(&m))
       flops += 2 * y.numel() * conv->weight.numel() / conv->weight.size(0);
-    else if (auto* flex = dynamic_cast<FlexConv2d*>(&m))
+    else if (auto* flex = dynamic_cast<const FlexConv2d*>(&m))
       flops += 2 * y.numel() * flex->weight.numel() / flex->weight.size(0);
-    else if (auto* lin = dynamic_cast<Linear*>(&m))
+    else if (auto* lin = dynamic_cast<const Linear*>(&m))
       flops += 2 * y.numel() * lin->weight.size(1);
-    return y;
-  };
+  });
   const bool was_training = model.is_training();
   model.eval();
   NoGradGuard no_grad;
-  run(model, Tensor::zeros({1, channels, size, size}));
+  model(Tensor::zeros({1, channels, size, size}));
   model.train(was_training);
   return flops;
 }

@@ -63,8 +63,8 @@ std::shared_ptr<Sequential> dense_head(int64_t in, const std::vector<int64_t>& h
 
 // Multiply-accumulates x 2 of one forward pass of a single input of [channels, size, size]
 // (convolutions and dense layers, which are >99% of the work). It runs the model on a zero
-// image and counts every Conv2d, FlexConv2d and Linear it passes through, including those
-// inside Sequentials and composite blocks (layers/blocks.h).
+// image and counts every Conv2d, FlexConv2d and Linear it passes through, however deep, with a
+// ForwardHook (layers/module.h).
 int64_t forward_flops(Module& model, int64_t channels, int64_t size);
 
 }  // namespace fer

@@ -12,7 +12,7 @@ namespace fer {
 
 namespace {
 
-class Bottleneck : public CompositeModule {
+class Bottleneck : public Module {
  public:
   Bottleneck(int64_t in, int64_t planes, int64_t stride, bool stride_on_1x1, float eps) {
     const int64_t s1 = stride_on_1x1 ? stride : 1, s3 = stride_on_1x1 ? 1 : stride;
@@ -28,11 +28,11 @@ class Bottleneck : public CompositeModule {
       downsample->add(std::make_shared<BatchNorm2d>(planes * 4, eps));
     }
   }
-  Tensor forward_with(const Tensor& x, const RunChild& run) override {
-    Tensor h = relu(run(*bn1, run(*conv1, x)));
-    h = relu(run(*bn2, run(*conv2, h)));
-    h = run(*bn3, run(*conv3, h));
-    return relu(add(h, downsample ? run(*downsample, x) : x));
+  Tensor forward(const Tensor& x) override {
+    Tensor h = relu((*bn1)((*conv1)(x)));
+    h = relu((*bn2)((*conv2)(h)));
+    h = (*bn3)((*conv3)(h));
+    return relu(add(h, downsample ? (*downsample)(x) : x));
   }
   std::string describe() const override { return "Bottleneck()"; }
 

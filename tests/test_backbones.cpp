@@ -22,7 +22,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "apps/common/checkpoint.h"
+#include "apps/training/checkpoint.h"
 #include "engine/autograd.h"
 #include "engine/random.h"
 #include "engine/safetensors.h"

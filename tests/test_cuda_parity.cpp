@@ -20,7 +20,7 @@
 #include <string>
 #include <vector>
 
-#include "apps/common/graphed_step.h"
+#include "apps/training/graphed_step.h"
 #include "engine/autograd.h"
 #include "engine/ops.h"
 #include "engine/optim.h"

@@ -6,7 +6,7 @@
 #include <cmath>
 #include <vector>
 
-#include "apps/common/evaluate.h"
+#include "apps/training/evaluate.h"
 
 using namespace fer;
 using fer::testing::throws_naming;

@@ -1,5 +1,5 @@
 // Transfer learning: freezing, per-block learning rates, the feature cache, and fer_train's
-// two-phase recipe end to end (apps/common/finetune.h, apps/common/feature_cache.h).
+// two-phase recipe end to end (apps/training/finetune.h, apps/training/feature_cache.h).
 #include <doctest/doctest.h>
 
 #include <sys/wait.h>
@@ -13,11 +13,11 @@
 #include <fstream>
 #include <sstream>
 
-#include "apps/common/checkpoint.h"
-#include "apps/common/evaluate.h"
-#include "apps/common/feature_cache.h"
-#include "apps/common/finetune.h"
-#include "apps/common/trainer.h"
+#include "apps/training/checkpoint.h"
+#include "apps/training/evaluate.h"
+#include "apps/training/feature_cache.h"
+#include "apps/training/finetune.h"
+#include "apps/training/trainer.h"
 #include "data/fer2013.h"
 #include "data/loader.h"
 #include "data/synthetic.h"

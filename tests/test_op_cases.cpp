@@ -228,6 +228,14 @@ class RecordingBackend final : public Backend {
     note("batchnorm_backward")
         .batchnorm_backward(N, C, HW, x, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta);
   }
+  void batchnorm_backward_eval(int64_t N, int64_t C, int64_t HW, const float* x, const float* dy,
+                               const float* gamma, const float* running_mean,
+                               const float* running_var, float eps, float* dx, float* dgamma,
+                               float* dbeta) override {
+    note("batchnorm_backward_eval")
+        .batchnorm_backward_eval(N, C, HW, x, dy, gamma, running_mean, running_var, eps, dx, dgamma,
+                                 dbeta);
+  }
 
   void softmax_forward(const float* x, float* y, int64_t rows, int64_t cols, bool log) override {
     note("softmax_forward").softmax_forward(x, y, rows, cols, log);

@@ -22,7 +22,7 @@
 
 #include <unistd.h>
 
-#include "apps/common/plot.h"
+#include "apps/report/charts.h"
 #include "engine/error.h"
 #include "engine/metrics.h"
 

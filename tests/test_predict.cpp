@@ -1,4 +1,4 @@
-// Tests of the FaceAnalyzer (apps/common/face_analyzer.h) with the shipped checkpoint, and of the
+// Tests of the FaceAnalyzer (apps/inference/face_analyzer.h) with the shipped checkpoint, and of the
 // fer_predict app end to end (the built binary, found through FER_BUILD_DIR, which CTest sets).
 // FER2013 faces come from $FER_DATA/val; photos from Debian's opencv-doc and the cascade from
 // opencv-data. Each test skips visibly when what it needs is absent.
@@ -22,9 +22,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "apps/common/checkpoint.h"
-#include "apps/common/face_analyzer.h"
-#include "apps/common/plot.h"
+#include "apps/inference/face_analyzer.h"
+#include "apps/report/charts.h"
+#include "apps/training/checkpoint.h"
 #include "data/image.h"
 #include "engine/error.h"
 #include "engine/random.h"

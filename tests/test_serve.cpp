@@ -24,7 +24,7 @@
 #include <thread>
 #include <vector>
 
-#include "apps/common/face_analyzer.h"
+#include "apps/inference/face_analyzer.h"
 #include "data/image.h"
 
 namespace fs = std::filesystem;

@@ -6,9 +6,9 @@
 #include <filesystem>
 #include <fstream>
 
-#include "apps/common/checkpoint.h"
-#include "apps/common/evaluate.h"
-#include "apps/common/trainer.h"
+#include "apps/training/checkpoint.h"
+#include "apps/training/evaluate.h"
+#include "apps/training/trainer.h"
 #include "data/fer2013.h"
 #include "data/synthetic.h"
 

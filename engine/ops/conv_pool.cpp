@@ -1,11 +1,32 @@
 // conv2d, max/avg pooling and global average pooling: validation, forward and backward.
-// The math of each is written above its kernels in kernels/cpu/conv2d.cpp and pool2d.cpp.
 #include "engine/ops/op_util.h"
 
 namespace fer {
 using namespace ops_detail;
 
 namespace {
+// ---- conv2d ------------------------------------------------------------------------------------
+// x [N, C, H, W], w [K, C/G, KH, KW], b [K] -> y [N, K, OH, OW], with G groups, stride s, padding
+// p and dilation d per axis. Output channel k belongs to group g = k / (K/G) and reads the input
+// channels of that group only, c = g*C/G + c' for c' < C/G:
+//
+//   y[n,k,oh,ow] = b[k] + sum over c' < C/G, kh < KH, kw < KW of
+//                  w[k,c',kh,kw] * x[n, g*C/G + c', oh*s_h - p_h + kh*d_h, ow*s_w - p_w + kw*d_w]
+//
+// with x = 0 outside the image, and OH = (H + 2 p_h - d_h (KH-1) - 1) / s_h + 1 (likewise OW) so
+// that the last window still fits. This is a cross-correlation, as PyTorch's conv2d (the kernel is
+// not flipped). Each product w * x in the sum sends dy back to both factors:
+//
+//   dx[n,c,ih,iw]   = sum of w[k,c',kh,kw] dy[n,k,oh,ow] over the (k, kh, kw, oh, ow) whose tap
+//                     reads (ih, iw)        (a transposed convolution of dy)
+//   dw[k,c',kh,kw]  = sum over n, oh, ow of dy[n,k,oh,ow] x[n, g*C/G + c', ih, iw] at that tap
+//   db[k]           = sum over n, oh, ow of dy[n,k,oh,ow]
+//
+// As matrix products, per image n and group g, with R = C/G*KH*KW taps and P = OH*OW pixels:
+// col[R, P] = im2col(x[n, g]) holds the input value of tap r under pixel q, and
+//   y[n, g][K/G, P] = w_g[K/G, R] col[R, P],   dw_g += dy[n, g] col^T,
+//   dcol = w_g^T dy[n, g],   dx[n, g] = col2im(dcol)   (overlapping windows add up).
+// Saved for backward: x (for dw) and w (for dx); the geometry.
 struct Conv2dBackward : Node {
   Conv2dGeometry g;
   Tensor x, w;
@@ -32,6 +53,21 @@ struct Conv2dBackward : Node {
   const char* name() const override { return "conv2d"; }
 };
 
+// ---- max_pool2d, avg_pool2d, global_avg_pool ----------------------------------------------------
+// x [N, C, H, W] -> y [N, C, OH, OW], every plane on its own. Output (oh, ow) has the window of
+// input rows oh*s_h - p_h + [0, KH) and columns ow*s_w - p_w + [0, KW); the padding is at most
+// half the window. OH = floor((H + 2 p_h - KH) / s_h) + 1, or with ceil_mode the ceiling, less
+// one when that last window would start past the image's last row (as PyTorch); likewise OW.
+//
+// max:  y = max of x over the window's positions inside the image (padding never wins, as if it
+//       were -inf; a NaN wins, so it propagates). argmax = ih*W + iw of the first maximum in
+//       row-major window order.  dx[i] = sum of dy[o] over the outputs o with argmax[o] == i.
+//       Saved for backward: argmax (int32, one per output), not x.
+// avg:  y = sum of x over the window's positions inside the image / divisor, the divisor being
+//       the window clipped to the padded image [-p, H + p) x [-p, W + p): padded zeros count
+//       (PyTorch's count_include_pad=True), the ceil_mode overhang beyond the padding does not.
+//       dx[i] = sum of dy[o] / divisor(o) over the windows o that hold i. Saved: the geometry.
+// global_avg_pool: avg_pool2d with one window the size of the image, viewed as [N, C].
 struct MaxPoolBackward : Node {
   Pool2dGeometry g;
   std::shared_ptr<Storage> argmax;

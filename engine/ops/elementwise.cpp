@@ -46,7 +46,14 @@ struct SumBackward : Node {
   const char* name() const override { return "sum"; }
 };
 
-// ---- activation: y = f(x);  dx = f'(x) dy (see kernels/cpu/elementwise.cpp for f') ----------------
+// ---- activation: y = f(x);  dx = f'(x) dy -------------------------------------------------------
+//   ReLU       f = max(x, 0)                     f' = [x > 0]
+//   ReLU6      f = min(max(x, 0), 6)             f' = [0 < x < 6]
+//   LeakyReLU  f = x > 0 ? x : alpha x           f' = x > 0 ? 1 : alpha
+//   Sigmoid    f = 1 / (1 + exp(-x))             f' = y (1 - y)
+//   Tanh       f = tanh(x)                       f' = 1 - y^2
+// (At the kinks, f' is what these expressions give, as in PyTorch.) Saved for backward: x and y,
+// so that each f' reads whichever is cheaper.
 struct ActivationBackward : Node {
   Activation act;
   float alpha = 0.0f;

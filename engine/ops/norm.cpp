@@ -1,6 +1,4 @@
-// batch_norm and dropout: forward and backward side by side (math in kernels/cpu/batchnorm.cpp).
-#include <cmath>
-
+// batch_norm and dropout: forward and backward side by side.
 #include "engine/ops/op_util.h"
 #include "engine/random.h"
 
@@ -8,50 +6,58 @@ namespace fer {
 using namespace ops_detail;
 
 namespace {
-// Training mode: normalised with the batch statistics, which depend on every x, so dx carries
-// the mean and variance terms. Eval mode: a fixed per-channel affine map, so dx = gamma*invstd*dy
-// with invstd from the running variance; the same backward kernel gives dgamma and dbeta when it
-// is handed the running statistics as "saved" ones.
+// ---- batch_norm --------------------------------------------------------------------------------
+// x [N, C, H, W], or [N, C] with H*W = 1; gamma, beta, running_mean, running_var [C]. Every
+// channel c is normalised over its M = N*H*W values.
+//
+// Training: with the statistics of the batch, which also update the running ones (PyTorch's
+// momentum m):
+//   mean = sum(x) / M,   var = sum((x - mean)^2) / M,   invstd = 1 / sqrt(var + eps)
+//   xhat = (x - mean) invstd,   y = gamma xhat + beta
+//   running_mean = (1 - m) running_mean + m mean
+//   running_var  = (1 - m) running_var  + m var M / (M - 1)      (unbiased, as PyTorch)
+// Backward: mean and var depend on every x of the channel, which gives dx two more terms than
+// an affine map would have:
+//   dbeta = sum(dy),   dgamma = sum(dy xhat)
+//   dx    = gamma invstd / M (M dy - dbeta - xhat dgamma)
+// Saved for backward: x, gamma, and the batch mean and invstd (xhat is recomputed from x).
+//
+// Evaluation: the running statistics make it a fixed affine map per channel:
+//   y  = a x + b,   a = gamma / sqrt(running_var + eps),   b = beta - running_mean a
+//   dx = a dy,   dgamma = sum(dy (x - running_mean)) / sqrt(running_var + eps),   dbeta = sum(dy)
+// Saved for backward: x, gamma, and copies of the running statistics and eps (a training step may
+// update the buffers in place before this backward runs; the gradient is that of the values used).
 struct BatchNormBackward : Node {
   int64_t N, C, HW;
   bool training;
-  Tensor x, gamma, mean, invstd;  // mean/invstd: batch statistics, or running ones in eval mode
+  float eps = 0.0f;
+  Tensor x, gamma;
+  Tensor mean, invstd;              // training: the batch statistics
+  Tensor running_mean, running_var;  // evaluation: the running statistics
   std::vector<Tensor> backward(const Tensor& gy) override {
+    auto wanted = [&](int input, const Shape& shape) {
+      return inputs[input].requires_grad() ? Tensor::empty(shape, gy.device()) : Tensor();
+    };
+    Tensor gx = wanted(0, x.shape()), gg = wanted(1, {C}), gb = wanted(2, {C});
+    auto out = [](Tensor& t) { return t.defined() ? t.data() : nullptr; };
     Backend& be = backend_of(gy);
-    const bool want_x = inputs[0].requires_grad();
-    const bool want_params = inputs[1].requires_grad() || inputs[2].requires_grad();
-    Tensor gx, gg, gb;
-    if (want_params) {
-      gg = Tensor::empty({C}, gy.device());
-      gb = Tensor::empty({C}, gy.device());
-    }
-    if (want_x) gx = Tensor::empty(x.shape(), x.device());
-    if (training) {
+    if (training)
       be.batchnorm_backward(N, C, HW, x.data(), gy.data(), gamma.data(), mean.data(),
-                            invstd.data(), want_x ? gx.data() : nullptr,
-                            want_params ? gg.data() : nullptr, want_params ? gb.data() : nullptr);
-    } else {
-      if (want_params)
-        be.batchnorm_backward(N, C, HW, x.data(), gy.data(), gamma.data(), mean.data(),
-                              invstd.data(), nullptr, gg.data(), gb.data());
-      if (want_x) {
-        // dx = gamma * invstd * dy: the eval forward with beta = 0, mean = 0, var = 1/invstd^2 - eps
-        // would be roundabout; a per-channel scale through the eval kernel with var chosen so that
-        // 1/sqrt(var + 0) = invstd does exactly that.
-        std::vector<float> inv = invstd.to_vector(), var(C);
-        for (int64_t c = 0; c < C; ++c) var[c] = 1.0f / (inv[c] * inv[c]);
-        Tensor var_t = Tensor::from_vector({C}, var, gy.device());
-        Tensor zeros = Tensor::zeros({C}, gy.device());
-        be.batchnorm_forward_eval(N, C, HW, gy.data(), gamma.data(), zeros.data(), zeros.data(),
-                                  var_t.data(), 0.0f, gx.data());
-      }
-    }
-    return {gx, inputs[1].requires_grad() ? gg : Tensor(), inputs[2].requires_grad() ? gb : Tensor()};
+                            invstd.data(), out(gx), out(gg), out(gb));
+    else
+      be.batchnorm_backward_eval(N, C, HW, x.data(), gy.data(), gamma.data(), running_mean.data(),
+                                 running_var.data(), eps, out(gx), out(gg), out(gb));
+    return {gx, gg, gb};
   }
-  void release_saved() override { x = gamma = mean = invstd = Tensor(); }
+  void release_saved() override {
+    x = gamma = mean = invstd = running_mean = running_var = Tensor();
+  }
   const char* name() const override { return "batch_norm"; }
 };
 
+// ---- dropout -----------------------------------------------------------------------------------
+// Inverted dropout, in training only: y = x * mask,  mask = (u >= p) / (1 - p) with u uniform in
+// [0, 1) (Backend::dropout_mask), so that E[y] = x;  dx = dy * mask. Saved for backward: the mask.
 struct DropoutBackward : Node {
   Tensor mask;
   std::vector<Tensor> backward(const Tensor& gy) override { return {mul(gy, mask)}; }
@@ -97,10 +103,9 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
       node->mean = mean;
       node->invstd = invstd;
     } else {
-      std::vector<float> rv = running_var.to_vector();
-      for (float& v : rv) v = 1.0f / std::sqrt(v + eps);
-      node->mean = running_mean.clone();
-      node->invstd = Tensor::from_vector({C}, rv, dev);
+      node->eps = eps;
+      node->running_mean = running_mean.clone();
+      node->running_var = running_var.clone();
     }
     record(y, node, {x, gamma, beta});
   }

@@ -31,6 +31,13 @@ struct ConcatBackward : Node {
   const char* name() const override { return "concat"; }
 };
 
+// ---- resize_bilinear ---------------------------------------------------------------------------
+// x [N, C, H, W] -> y [N, C, OH, OW], PyTorch's align_corners=False: along each axis, output
+// index o samples the input at
+//   src = (o + 0.5) * (in / out) - 0.5, clamped at 0,
+// between i0 = floor(src) and i1 = min(i0 + 1, in - 1) with weights (1 - l, l), l = src - i0;
+// y is the product of the two axes' interpolations (four taps). The backward adds each dy into
+// dx with the same four weights. Saved for backward: the sizes only.
 struct ResizeBackward : Node {
   int64_t N, C, H, W, OH, OW;
   std::vector<Tensor> backward(const Tensor& gy) override {
@@ -41,6 +48,9 @@ struct ResizeBackward : Node {
   const char* name() const override { return "resize_bilinear"; }
 };
 
+// ---- pad2d -------------------------------------------------------------------------------------
+// x [N, C, H, W] -> y [N, C, H + top + bottom, W + left + right]: x placed at (top, left) in a
+// plane of zeros. The backward crops dy back to [H, W] at the same place.
 struct PadBackward : Node {
   int64_t N, C, H, W, top, bottom, left, right;
   std::vector<Tensor> backward(const Tensor& gy) override {

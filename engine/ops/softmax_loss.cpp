@@ -1,4 +1,4 @@
-// softmax, log_softmax, nll_loss and cross_entropy (math in kernels/cpu/softmax_loss.cpp).
+// softmax, log_softmax, nll_loss and cross_entropy: forward and backward side by side.
 #include <cmath>
 
 #include "engine/ops/op_util.h"
@@ -7,6 +7,14 @@ namespace fer {
 using namespace ops_detail;
 
 namespace {
+// ---- softmax, log_softmax ----------------------------------------------------------------------
+// Over the last dimension: x [..., C] is viewed as rows of C values, each row on its own.
+//   softmax:      y_c = exp(x_c - max) / sum_j exp(x_j - max)     (max = max_j x_j, subtracted so
+//                                                                  that no exp overflows)
+//     backward:   dx_c = y_c (dy_c - sum_j dy_j y_j)
+//   log_softmax:  y_c = x_c - max - log sum_j exp(x_j - max)
+//     backward:   dx_c = dy_c - exp(y_c) sum_j dy_j
+// Saved for backward: y (both gradients are cheaper from y than from x).
 struct SoftmaxBackward : Node {
   bool log = false;
   Tensor y;
@@ -20,6 +28,14 @@ struct SoftmaxBackward : Node {
   const char* name() const override { return log ? "log_softmax" : "softmax"; }
 };
 
+// ---- nll_loss, cross_entropy -------------------------------------------------------------------
+// logp [N, C] log-probabilities, target [N] class ids t_i, class weights w [C] (all ones when
+// not given), label smoothing e in [0, 1) (PyTorch's definitions):
+//   loss = 1/W sum_i [ (1-e) w[t_i] (-logp[i,t_i]) + e/C sum_c w[c] (-logp[i,c]) ],
+//   W = sum_i w[t_i]
+//   d loss / d logp[i,c] = -1/W [ (1-e) w[t_i] [c == t_i] + e/C w[c] ]
+// The gradient does not depend on logp: saved for backward are the target and the weights.
+// cross_entropy(logits) = nll_loss(log_softmax(logits)), the two ops' backwards chained.
 struct NllLossBackward : Node {
   Tensor target, weight;
   Shape shape;

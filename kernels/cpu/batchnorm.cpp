@@ -1,15 +1,10 @@
-// Batch normalisation on the CPU, threads over channels.
+// Batch normalisation on the CPU (the math: batch_norm in engine/ops/norm.cpp; the kernels'
+// contracts: engine/backend.h).
 //
-// For channel c, over its M = N*HW values:
-//   mean = sum(x) / M,  var = sum((x - mean)^2) / M,  invstd = 1 / sqrt(var + eps)
-//   xhat = (x - mean) * invstd,  y = gamma * xhat + beta
-//   running_mean = (1 - m) running_mean + m mean
-//   running_var  = (1 - m) running_var  + m var * M / (M - 1)     (unbiased, as PyTorch)
-// Backward (saved: mean, invstd; xhat is recomputed from x):
-//   dbeta  = sum(dy),  dgamma = sum(dy * xhat)
-//   dx     = gamma * invstd / M * (M dy - dbeta - xhat * dgamma)
-// Eval mode normalises with the running statistics; as a fixed affine map, its backward is
-// dx = gamma / sqrt(running_var + eps) * dy (handled by the op with the eval "save" values).
+// Threads over channels for the statistics and the training backward: each channel's sums run
+// on one thread, as float partials per plane of HW values added into a double, so that a
+// channel's result does not depend on the thread count. The elementwise passes of evaluation
+// split the N*C planes instead.
 #include <cmath>
 
 #include "kernels/cpu/cpu_backend.h"
@@ -111,6 +106,46 @@ void CpuBackend::batchnorm_backward(int64_t N, int64_t C, int64_t HW, const floa
           out[i] = k * (gp[i] - mean_dy - xhat * mean_dy_xhat);
         }
       }
+    }
+  });
+}
+
+void CpuBackend::batchnorm_backward_eval(int64_t N, int64_t C, int64_t HW, const float* x,
+                                         const float* dy, const float* gamma,
+                                         const float* running_mean, const float* running_var,
+                                         float eps, float* dx, float* dgamma, float* dbeta) {
+  if (dgamma || dbeta) {
+    parallel_for(C, 1, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        const float mean = running_mean[c];
+        double sum_dy = 0.0, sum_dy_xmu = 0.0;
+        for (int64_t n = 0; n < N; ++n) {
+          const float* xp = x + (n * C + c) * HW;
+          const float* gp = dy + (n * C + c) * HW;
+          float a = 0.0f, b = 0.0f;
+          for (int64_t i = 0; i < HW; ++i) {
+            a += gp[i];
+            b += gp[i] * (xp[i] - mean);
+          }
+          sum_dy += a;
+          sum_dy_xmu += b;
+        }
+        const float invstd = 1.0f / std::sqrt(running_var[c] + eps);
+        if (dgamma) dgamma[c] = static_cast<float>(sum_dy_xmu * invstd);
+        if (dbeta) dbeta[c] = static_cast<float>(sum_dy);
+      }
+    });
+  }
+  if (!dx) return;
+  // dx = a dy with the slope a of batchnorm_forward_eval, computed the same way.
+  const int64_t planes_per_chunk = std::max<int64_t>(1, 16384 / std::max<int64_t>(HW, 1));
+  parallel_for(N * C, planes_per_chunk, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t c = p % C;
+      const float a = gamma[c] / std::sqrt(running_var[c] + eps);
+      const float* in = dy + p * HW;
+      float* out = dx + p * HW;
+      for (int64_t i = 0; i < HW; ++i) out[i] = a * in[i];
     }
   });
 }

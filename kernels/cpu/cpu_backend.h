@@ -61,6 +61,10 @@ class CpuBackend final : public Backend {
   void batchnorm_backward(int64_t N, int64_t C, int64_t HW, const float* x, const float* dy,
                           const float* gamma, const float* save_mean, const float* save_invstd,
                           float* dx, float* dgamma, float* dbeta) override;
+  void batchnorm_backward_eval(int64_t N, int64_t C, int64_t HW, const float* x, const float* dy,
+                               const float* gamma, const float* running_mean,
+                               const float* running_var, float eps, float* dx, float* dgamma,
+                               float* dbeta) override;
 
   void softmax_forward(const float* x, float* y, int64_t rows, int64_t cols, bool log) override;
   void softmax_backward(const float* y, const float* dy, float* dx, int64_t rows, int64_t cols,

@@ -1,4 +1,5 @@
-// Dropout masks, bilinear resize and zero padding on the CPU.
+// Dropout masks, bilinear resize and zero padding on the CPU, threads over elements (masks) or
+// planes (the contracts: engine/backend.h; resize and padding: engine/ops/shape.cpp).
 #include <cstring>
 
 #include "engine/random.h"
@@ -15,10 +16,9 @@ void CpuBackend::dropout_mask(float* mask, int64_t n, float p, uint64_t seed, ui
   });
 }
 
-// Bilinear resize, align_corners=False: output pixel o samples the input at
-//   src = (o + 0.5) * (in / out) - 0.5, clamped at 0,
-// between i0 = floor(src) and i1 = min(i0 + 1, in - 1) with weights (1 - l, l), l = src - i0.
-// Backward scatters dy with the same four weights.
+// Bilinear resize (the math: resize_bilinear in engine/ops/shape.cpp). The taps of each axis
+// (i0, i1 and their weights) are computed once per call, then every plane reuses them; backward
+// scatters dy with the same four weights into a zeroed plane.
 namespace {
 struct Tap {
   int64_t i0, i1;
@@ -83,7 +83,7 @@ void CpuBackend::resize_bilinear_backward(int64_t NC, int64_t H, int64_t W, int6
   });
 }
 
-// Zero padding: y is x placed at (top, left) inside a larger zero plane; backward crops dy.
+// Zero padding: each plane zeroed, then x copied in row by row; backward copies the rows back.
 void CpuBackend::pad2d_forward(int64_t NC, int64_t H, int64_t W, int64_t top, int64_t bottom,
                                int64_t left, int64_t right, const float* x, float* y) {
   const int64_t OH = H + top + bottom, OW = W + left + right;

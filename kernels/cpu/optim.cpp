@@ -1,15 +1,8 @@
-// Fused optimizer updates on the CPU (one pass over each parameter tensor).
-//
-// SGD (PyTorch's formulation):
-//   g = grad + wd * param
-//   buf = first step ? g : momentum * buf + (1 - dampening) * g
-//   step = nesterov ? g + momentum * buf : buf        (plain g when momentum == 0)
-//   param -= lr * step
-// Adam / AdamW:
-//   g = grad + wd * param              (Adam: L2 penalty folded into the gradient)
-//   param *= 1 - lr * wd               (AdamW: decoupled decay instead)
-//   m = b1 m + (1 - b1) g,  v = b2 v + (1 - b2) g^2
-//   param -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+// Fused optimizer updates on the CPU, one pass over each parameter tensor, split over threads
+// (the formulas: engine/optim.h). Adam's bias corrections are folded into two scalars per call,
+// step_size = lr / (1 - b1^t) and 1 / sqrt(1 - b2^t), so that the loop computes
+//   p -= step_size m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+// which is the formula of engine/optim.h rearranged (as PyTorch's kernel does).
 #include <cmath>
 
 #include "kernels/cpu/cpu_backend.h"

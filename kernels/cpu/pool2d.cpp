@@ -1,11 +1,10 @@
-// Max and average pooling on the CPU, threads over the N*C planes.
+// Max and average pooling on the CPU (the math: max_pool2d and avg_pool2d in
+// engine/ops/conv_pool.cpp; the kernels' contracts: engine/backend.h).
 //
-// Max:  y[p] = max over the window of x;  argmax[p] = index (ih*W + iw) of that maximum in its
-//       plane, so backward routes dy[p] to exactly one input: dx[argmax[p]] += dy[p].
-//       Padded positions never win (they are -inf, as in PyTorch).
-// Avg:  y[p] = sum over the window of x / (KH*KW), padded zeros included (count_include_pad),
-//       windows clipped to the padded extent (PyTorch's divisor for ceil_mode overhang);
-//       backward spreads dy[p] / divisor evenly over the window.
+// Threads over the N*C planes. Forward visits each output's window clipped to the image, in
+// row-major order; backward scatters: each output adds its dy (max: into its argmax; avg: dy /
+// divisor into every input of its window) into a zeroed plane of dx, in output order. The 2x2,
+// stride 2 windows of every VGG stage have a path of their own without the general window logic.
 #include <cmath>
 #include <cstring>
 #include <limits>

@@ -1,13 +1,9 @@
-// Softmax, log-softmax and the negative log-likelihood loss on the CPU, one row per sample.
+// Softmax, log-softmax and the negative log-likelihood loss on the CPU (the math:
+// engine/ops/softmax_loss.cpp; the kernels' contracts: engine/backend.h).
 //
-// softmax:      y_c = exp(x_c - max) / sum_j exp(x_j - max)      (max subtracted for stability)
-//   backward:   dx_c = y_c (dy_c - sum_j dy_j y_j)
-// log_softmax:  y_c = x_c - max - log sum_j exp(x_j - max)
-//   backward:   dx_c = dy_c - exp(y_c) sum_j dy_j
-// nll loss with class weights w and label smoothing e over C classes (PyTorch's definition):
-//   loss = 1/W * sum_i [ (1-e) w[t_i] (-logp[i,t_i]) + e/C sum_c w[c] (-logp[i,c]) ],
-//   W = sum_i w[t_i]
-//   d loss / d logp[i,c] = -1/W [ (1-e) w[t_i] [c == t_i] + e/C w[c] ]
+// Softmax: threads over rows (samples), each row's sums in double. Loss: one pass on the calling
+// thread (a batch of labels is small), summed in double in row order, so the loss does not
+// depend on the thread count.
 #include <cmath>
 
 #include "kernels/cpu/cpu_backend.h"

@@ -1,13 +1,8 @@
-// Batch normalisation on the GPU, with the CPU's semantics exactly (kernels/cpu/batchnorm.cpp):
-//   mean = sum(x) / M,  var = sum((x - mean)^2) / M    (two passes, M = N*HW values per channel)
-//   invstd = 1 / sqrt(var + eps);  save_mean = mean, save_invstd = invstd
-//   running_mean = (1 - m) running_mean + m mean
-//   running_var  = (1 - m) running_var  + m var M / (M - 1)      (unbiased; var when M == 1)
-//   y = a x + b  with a = gamma invstd, b = beta - mean a
-// Backward: dbeta = sum(dy), dgamma = sum(dy (x - mean)) invstd,
-//   dx = gamma invstd (dy - dbeta/M - xhat dgamma/M),  xhat = (x - mean) invstd
-// Own kernels rather than cuDNN's: the interface fixes what is saved (mean and invstd) and how the
-// running variance is updated, and these match it line for line.
+// Batch normalisation on the GPU (the math: batch_norm in engine/ops/norm.cpp; the kernels'
+// contracts: engine/backend.h). Own kernels rather than cuDNN's: the interface fixes what is saved
+// (mean and invstd) and how the running variance is updated, and these follow it line for line,
+// with the CPU's order of operations (two passes for the variance; coefficients a = gamma invstd,
+// b = beta - mean a; dx = a (dy - mean(dy) - xhat mean(dy xhat))).
 //
 // Each statistics kernel runs one block per channel, threads striding over the channel's N*HW
 // values (contiguous within each plane; ChannelCursor), accumulating in double and reducing in a
@@ -134,6 +129,36 @@ void CudaBackend::batchnorm_backward(int64_t N, int64_t C, int64_t HW, const flo
     dx[i] = k[c] * (dy[i] - k[C + c] - xhat * k[2 * C + c]);
   });
   launched("batchnorm_backward", shapes);
+}
+
+void CudaBackend::batchnorm_backward_eval(int64_t N, int64_t C, int64_t HW, const float* x,
+                                          const float* dy, const float* gamma,
+                                          const float* running_mean, const float* running_var,
+                                          float eps, float* dx, float* dgamma, float* dbeta) {
+  if (C <= 0 || (!dx && !dgamma && !dbeta)) return;
+  auto shapes = [&] { return detail_str("x [", N, ", ", C, ", ", HW, "] (N, C, H*W)"); };
+  FER_CHECK(plane_fits(N * C, HW), "cuda batchnorm: ", shapes(),
+            " exceeds the kernels' 32-bit grid");
+  if (dgamma || dbeta) {
+    // The training backward's statistics kernel, handed the running statistics as the saved ones
+    // and no coefficient buffer: dgamma = sum(dy (x - mean)) invstd, dbeta = sum(dy).
+    ScratchBuffer invstd_buffer(allocator_, C * sizeof(float));
+    float* invstd = invstd_buffer.as<float>();
+    launch_for_each(stream_, C, [=] __device__(int64_t c) {
+      invstd[c] = 1.0f / sqrtf(running_var[c] + eps);
+    });
+    launched("batchnorm_backward_eval", shapes);
+    bn_backward_stats_kernel<<<static_cast<unsigned>(C), kChannelThreads, 0, stream_>>>(
+        N, C, HW, x, dy, gamma, running_mean, invstd, dgamma, dbeta, nullptr);
+    launched("batchnorm_backward_eval", shapes);
+  }
+  if (!dx) return;
+  launch_planes(stream_, N * C, HW, [=] __device__(int64_t plane, int32_t j) {
+    const int64_t c = plane % C, i = plane * HW + j;
+    const float a = gamma[c] / sqrtf(running_var[c] + eps);  // batchnorm_forward_eval's slope
+    dx[i] = a * dy[i];
+  });
+  launched("batchnorm_backward_eval", shapes);
 }
 
 }  // namespace fer::cuda

@@ -1,4 +1,5 @@
 // 2-d convolution on the GPU through cuDNN (its legacy convolution API, still shipped in cuDNN 9).
+// The math: conv2d in engine/ops/conv_pool.cpp; the kernels' contracts: engine/backend.h.
 //
 // Per geometry (and TF32 mode) the backend keeps a ConvPlan (conv_plan.h): tensor, filter and
 // convolution descriptors (NCHW float; cross-correlation as in PyTorch; groups through
@@ -96,76 +97,38 @@ void check_not_capturing(const CudaBackend& be, const char* op, const Conv2dGeom
 
 cudnnMathType_t search_math(bool tf32) { return tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH; }
 
-ConvAlgo choose_forward(CudaBackend& be, ConvPlan& p, const Conv2dGeometry& g, const float* x,
-                        const float* w, float* y) {
-  const char* op = "conv2d_forward";
+// Chooses the algorithm of one direction on its first use. The three directions call the same
+// three cuDNN functions, each in its own flavour, with the same argument pattern: two operands a, b
+// and a result, each with its descriptor (forward: x, w -> y; backward data: w, dy -> dx; backward
+// filter: x, dy -> dw). So one function serves all three, handed that direction's functions:
+// max_count_of (how many algorithms there are), find (cudnnFind...AlgorithmEx: time them on the
+// real buffers) and rank (cudnnGet...Algorithm_v7: the heuristic order, FER_CUDNN_BENCHMARK=0).
+template <typename ADesc, typename BDesc, typename OutDesc, typename Perf>
+ConvAlgo choose_algorithm(
+    CudaBackend& be, ConvPlan& p, const Conv2dGeometry& g, const char* op,
+    cudnnStatus_t (*max_count_of)(cudnnHandle_t, int*),
+    cudnnStatus_t (*find)(cudnnHandle_t, ADesc, const void*, BDesc, const void*,
+                          cudnnConvolutionDescriptor_t, OutDesc, void*, int, int*, Perf*, void*,
+                          size_t),
+    cudnnStatus_t (*rank)(cudnnHandle_t, ADesc, BDesc, cudnnConvolutionDescriptor_t, OutDesc, int,
+                          int*, Perf*),
+    ADesc a_desc, const float* a, BDesc b_desc, const float* b, OutDesc out_desc, float* out) {
   check_not_capturing(be, op, g);
   FER_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, search_math(p.tf32)), op, conv_str(g));
   int max_count = 0;
-  FER_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(be.cudnn(), &max_count), op);
-  std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(std::max(max_count, 1));
+  FER_CUDNN_CHECK(max_count_of(be.cudnn(), &max_count), op);
+  std::vector<Perf> perf(std::max(max_count, 1));
   int returned = 0;
   size_t limit = kMaxWorkspace;
   if (be.cudnn_benchmark()) {
     FindWorkspace ws;
     limit = ws.size;
-    FER_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(be.cudnn(), p.x, x, p.w, w, p.conv, p.y, y,
-                                                           max_count, &returned, perf.data(), ws.ptr,
-                                                           ws.size),
+    FER_CUDNN_CHECK(find(be.cudnn(), a_desc, a, b_desc, b, p.conv, out_desc, out, max_count,
+                         &returned, perf.data(), ws.ptr, ws.size),
                     op, conv_str(g));
   } else {
-    FER_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(be.cudnn(), p.x, p.w, p.conv, p.y, max_count,
-                                                           &returned, perf.data()),
-                    op, conv_str(g));
-  }
-  return pick(candidates(perf, returned), limit, p.tf32, be.cudnn_deterministic(), op, g);
-}
-
-ConvAlgo choose_backward_data(CudaBackend& be, ConvPlan& p, const Conv2dGeometry& g,
-                              const float* dy, const float* w, float* dx) {
-  const char* op = "conv2d_backward_input";
-  check_not_capturing(be, op, g);
-  FER_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, search_math(p.tf32)), op, conv_str(g));
-  int max_count = 0;
-  FER_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(be.cudnn(), &max_count), op);
-  std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(std::max(max_count, 1));
-  int returned = 0;
-  size_t limit = kMaxWorkspace;
-  if (be.cudnn_benchmark()) {
-    FindWorkspace ws;
-    limit = ws.size;
-    FER_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(be.cudnn(), p.w, w, p.y, dy, p.conv,
-                                                                p.x, dx, max_count, &returned,
-                                                                perf.data(), ws.ptr, ws.size),
-                    op, conv_str(g));
-  } else {
-    FER_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(be.cudnn(), p.w, p.y, p.conv, p.x,
-                                                                max_count, &returned, perf.data()),
-                    op, conv_str(g));
-  }
-  return pick(candidates(perf, returned), limit, p.tf32, be.cudnn_deterministic(), op, g);
-}
-
-ConvAlgo choose_backward_filter(CudaBackend& be, ConvPlan& p, const Conv2dGeometry& g,
-                                const float* x, const float* dy, float* dw) {
-  const char* op = "conv2d_backward_weight";
-  check_not_capturing(be, op, g);
-  FER_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, search_math(p.tf32)), op, conv_str(g));
-  int max_count = 0;
-  FER_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(be.cudnn(), &max_count), op);
-  std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perf(std::max(max_count, 1));
-  int returned = 0;
-  size_t limit = kMaxWorkspace;
-  if (be.cudnn_benchmark()) {
-    FindWorkspace ws;
-    limit = ws.size;
-    FER_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(be.cudnn(), p.x, x, p.y, dy, p.conv,
-                                                                  p.w, dw, max_count, &returned,
-                                                                  perf.data(), ws.ptr, ws.size),
-                    op, conv_str(g));
-  } else {
-    FER_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(be.cudnn(), p.x, p.y, p.conv, p.w,
-                                                                  max_count, &returned, perf.data()),
+    FER_CUDNN_CHECK(rank(be.cudnn(), a_desc, b_desc, p.conv, out_desc, max_count, &returned,
+                         perf.data()),
                     op, conv_str(g));
   }
   return pick(candidates(perf, returned), limit, p.tf32, be.cudnn_deterministic(), op, g);
@@ -229,7 +192,11 @@ void CudaBackend::conv2d_forward(const Conv2dGeometry& g, const float* x, const 
                                  const float* bias, float* y) {
   if (g.N == 0) return;  // an empty batch: nothing to compute (cuDNN rejects zero sizes)
   ConvPlan& p = conv_plan(g);
-  if (!p.forward.chosen) p.forward = choose_forward(*this, p, g, x, w, y);
+  if (!p.forward.chosen)
+    p.forward = choose_algorithm(*this, p, g, "conv2d_forward",
+                                 cudnnGetConvolutionForwardAlgorithmMaxCount,
+                                 cudnnFindConvolutionForwardAlgorithmEx,
+                                 cudnnGetConvolutionForwardAlgorithm_v7, p.x, x, p.w, w, p.y, y);
   const ConvAlgo& a = p.forward;
   FER_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, a.math), "conv2d_forward", conv_str(g));
   ScratchBuffer ws(allocator_, a.workspace);
@@ -250,7 +217,12 @@ void CudaBackend::conv2d_backward_input(const Conv2dGeometry& g, const float* dy
                                         float* dx) {
   if (g.N == 0) return;
   ConvPlan& p = conv_plan(g);
-  if (!p.backward_data.chosen) p.backward_data = choose_backward_data(*this, p, g, dy, w, dx);
+  if (!p.backward_data.chosen)
+    p.backward_data = choose_algorithm(*this, p, g, "conv2d_backward_input",
+                                       cudnnGetConvolutionBackwardDataAlgorithmMaxCount,
+                                       cudnnFindConvolutionBackwardDataAlgorithmEx,
+                                       cudnnGetConvolutionBackwardDataAlgorithm_v7, p.w, w, p.y, dy,
+                                       p.x, dx);
   const ConvAlgo& a = p.backward_data;
   FER_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, a.math), "conv2d_backward_input", conv_str(g));
   ScratchBuffer ws(allocator_, a.workspace);
@@ -271,7 +243,12 @@ void CudaBackend::conv2d_backward_weight(const Conv2dGeometry& g, const float* d
   }
   if (dw) {
     ConvPlan& p = conv_plan(g);
-    if (!p.backward_filter.chosen) p.backward_filter = choose_backward_filter(*this, p, g, x, dy, dw);
+    if (!p.backward_filter.chosen)
+      p.backward_filter = choose_algorithm(*this, p, g, "conv2d_backward_weight",
+                                           cudnnGetConvolutionBackwardFilterAlgorithmMaxCount,
+                                           cudnnFindConvolutionBackwardFilterAlgorithmEx,
+                                           cudnnGetConvolutionBackwardFilterAlgorithm_v7, p.x, x,
+                                           p.y, dy, p.w, dw);
     const ConvAlgo& a = p.backward_filter;
     FER_CUDNN_CHECK(cudnnSetConvolutionMathType(p.conv, a.math), "conv2d_backward_weight", conv_str(g));
     ScratchBuffer ws(allocator_, a.workspace);

@@ -1,7 +1,5 @@
 // Elementwise kernels, activations and the two full reductions (sum, sum of squares) on the GPU.
-// The math is the CPU's (kernels/cpu/elementwise.cpp):
-//   relu' = [x > 0];  relu6' = [0 < x < 6];  leaky' = x > 0 ? 1 : alpha;
-//   sigmoid' = y (1 - y);  tanh' = 1 - y^2.
+// The activations' f and f' are specified above activation in engine/ops/elementwise.cpp.
 // Reductions: each block sums a grid-stride share of x in double and writes one partial; a
 // second one-block kernel adds the partials. The grid depends only on n, so the order of the
 // additions, and the result, is the same on every run.

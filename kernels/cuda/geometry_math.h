@@ -1,16 +1,12 @@
 // Per-element math of the GPU bilinear resize, as __host__ __device__ functions (geometry.cu runs
-// them on the GPU, tests/test_cuda_parity.cpp on the host against the CPU backend). The semantics
-// are kernels/cpu/geometry.cpp's, PyTorch's align_corners=False: output pixel o samples the input at
-//   src = (o + 0.5) * (in / out) - 0.5, clamped at 0,
-// between i0 = floor(src) and i1 = min(i0 + 1, in - 1), with weights (1 - l, l), l = src - i0.
+// them on the GPU, tests/test_cuda_parity.cpp on the host against the CPU backend). What they
+// compute (PyTorch's align_corners=False sampling) is specified above resize_bilinear in
+// engine/ops/shape.cpp; resize_tap is one axis's (i0, i1, 1 - l, l) there, computed with the
+// same float operations as the CPU kernel's.
 #pragma once
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define FER_HOST_DEVICE __host__ __device__
-#else
-#define FER_HOST_DEVICE
-#endif
+#include "engine/host_device.h"
 
 namespace fer::cuda {
 

@@ -1,9 +1,8 @@
-// Fused optimizer updates on the GPU: one pass over each parameter tensor, with the CPU's formulas
-// (kernels/cpu/optim.cpp), the bias corrections computed on the host exactly as there:
-// SGD:   g = grad + wd p;  buf = first ? g : momentum buf + (1 - dampening) g;
-//        step = nesterov ? g + momentum buf : buf  (g when momentum == 0);  p -= lr step
-// Adam:  g = grad + wd p (Adam) | p *= 1 - lr wd (AdamW);  m = b1 m + (1 - b1) g;
-//        v = b2 v + (1 - b2) g^2;  p -= lr/(1 - b1^t) m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+// Fused optimizer updates on the GPU: one pass over each parameter tensor (the formulas:
+// engine/optim.h). As on the CPU, Adam's bias corrections are folded into two scalars computed on
+// the host, step_size = lr / (1 - b1^t) and 1 / sqrt(1 - b2^t), so that the kernel's update is
+//   p -= step_size m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+// in the same order of operations as kernels/cpu/optim.cpp's.
 #include <cmath>
 
 #include "kernels/cuda/cuda_backend.h"

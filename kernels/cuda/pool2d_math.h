@@ -1,12 +1,11 @@
 // The per-element math of the GPU pooling kernels, as __host__ __device__ functions: the CUDA
 // kernels (pool2d.cu) run them on the GPU, and tests/test_cuda_parity.cpp runs them on the host
 // against the CPU backend, so their index arithmetic is checked even on machines without a GPU.
-// The semantics are kernels/cpu/pool2d.cpp's:
+// What they compute (windows, divisor, argmax, NaN) is specified above max_pool2d and avg_pool2d
+// in engine/ops/conv_pool.cpp.
 //
-// Max:  y = max over the window (clipped to the image), argmax = ih*W + iw of the first maximum in
-//       window order; a NaN wins (and propagates). Padded positions never win.
-// Avg:  y = sum over the clipped window / divisor, the divisor counting padded zeros but not the
-//       ceil_mode overhang beyond the padded image (PyTorch's count_include_pad=True).
+// Forward: one output per call, its window visited in row-major order (the first maximum wins,
+// as on the CPU).
 // Backward, as a gather instead of the CPU's scatter: the thread of input (ih, iw) visits the
 // outputs whose window contains it, in the same row-major order in which the CPU adds their
 // contributions, so the sums are bit-identical and no atomics are needed:
@@ -19,12 +18,7 @@
 #include <cstdint>
 
 #include "engine/backend.h"
-
-#if defined(__CUDACC__)
-#define FER_HOST_DEVICE __host__ __device__
-#else
-#define FER_HOST_DEVICE
-#endif
+#include "engine/host_device.h"
 
 namespace fer::cuda {
 

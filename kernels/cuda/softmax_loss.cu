@@ -1,9 +1,5 @@
-// Softmax, log-softmax and the weighted, label-smoothed NLL loss on the GPU, with the CPU's math
-// (kernels/cpu/softmax_loss.cpp):
-//   softmax:      y_c = exp(x_c - max) / sum_j exp(x_j - max);  dx_c = y_c (dy_c - sum_j dy_j y_j)
-//   log_softmax:  y_c = x_c - max - log sum_j exp(x_j - max);   dx_c = dy_c - exp(y_c) sum_j dy_j
-//   nll:  loss = 1/W sum_i [(1-e) w[t_i] (-logp[i,t_i]) + e/C sum_c w[c] (-logp[i,c])],  W = sum_i w[t_i]
-//         d loss / d logp[i,c] = -grad_scale/W [(1-e) w[t_i] [c == t_i] + e/C w[c]]
+// Softmax, log-softmax and the weighted, label-smoothed NLL loss on the GPU (the math:
+// engine/ops/softmax_loss.cpp; the kernels' contracts: engine/backend.h).
 // Rows are samples and columns classes (7 for FER), so one thread per row runs the CPU's loop
 // with its double accumulators: exact to the last bit of the exponentials, and plenty fast for a
 // few thousand classes or less.

@@ -316,12 +316,20 @@ std::vector<OpCase> all_op_cases() {
   c.push_back(op_case("global_avg_pool", {"global_avg_pool"}, {{img}}, [](auto& x) { return global_avg_pool(x[0]); }));
 
   // Batch normalisation: training (4-d and 2-d; output, gradients and the running buffers,
-  // unbiased variance), evaluation (running statistics). Inputs x, gamma, beta, running_mean,
-  // running_var from seeds 1..5; the buffers are updated in place, so they are results too.
-  auto bn = [&](const std::string& name, Shape x, bool training, bool small = true) {
+  // unbiased variance), evaluation (running statistics; Backend::batchnorm_backward_eval). Inputs
+  // x, gamma, beta, running_mean, running_var from seeds 1..5; the buffers are updated in place,
+  // so they are results too. Frozen gamma and beta (fine-tuning), or an input that needs no
+  // gradient (the first layer), leave those gradients out: the kernels skip them.
+  struct BnGrads {
+    bool x = true, params = true;
+  };
+  auto bn = [&](const std::string& name, Shape x, bool training, bool small = true,
+                BnGrads want = {}) {
     const int64_t C = x[1];
-    const std::vector<Input> in{{x}, {{C}, 0.5f, 1.5f}, {{C}}, {{C}, -0.5f, 0.5f, false},
-                                {{C}, 0.5f, 2.0f, false}};
+    std::vector<Input> in{{x}, {{C}, 0.5f, 1.5f}, {{C}}, {{C}, -0.5f, 0.5f, false},
+                          {{C}, 0.5f, 2.0f, false}};
+    in[0].grad = want.x;
+    in[1].grad = in[2].grad = want.params;
     const OpFn fn = [training](const std::vector<Tensor>& t) {
       Tensor running_mean = t[3], running_var = t[4];  // handles: updates reach the inputs
       return batch_norm(t[0], t[1], t[2], running_mean, running_var, training, 0.1f, 1e-5f);
@@ -334,8 +342,13 @@ std::vector<OpCase> all_op_cases() {
       Tensor y = fn(t);
       Generator pg(999);
       sum(mul(y, Tensor::uniform(y.shape(), -1, 1, pg, dev))).backward();
-      return Named{{"output", y.detach()}, {"dx", t[0].grad()}, {"dgamma", t[1].grad()},
-                   {"dbeta", t[2].grad()}, {"running_mean", t[3]}, {"running_var", t[4]}};
+      Named r{{"output", y.detach()}};
+      const char* grad_names[] = {"dx", "dgamma", "dbeta"};
+      for (int i = 0; i < 3; ++i)
+        if (t[i].requires_grad()) r.push_back({grad_names[i], t[i].grad()});
+      r.push_back({"running_mean", t[3]});
+      r.push_back({"running_var", t[4]});
+      return r;
     };
     k.inputs = in;
     k.fn = fn;
@@ -345,7 +358,12 @@ std::vector<OpCase> all_op_cases() {
   bn("train [3, 5, 7, 9]", img, true);
   bn("train [6, 5]", {6, 5}, true);
   bn("train [64, 32, 6, 6]", {64, 32, 6, 6}, true, false);
+  bn("train [3, 5, 7, 9], gamma and beta frozen", img, true, true, {.x = true, .params = false});
   bn("eval [3, 5, 7, 9]", img, false);
+  bn("eval [6, 5]", {6, 5}, false);
+  bn("eval [64, 32, 6, 6]", {64, 32, 6, 6}, false, false);
+  bn("eval [3, 5, 7, 9], gamma and beta frozen", img, false, true, {.x = true, .params = false});
+  bn("eval [3, 5, 7, 9], input without gradient", img, false, true, {.x = false, .params = true});
 
   // Dropout: the same counter-based masks on every backend (and, reseeded before every forward
   // run, the same mask for every finite difference).
