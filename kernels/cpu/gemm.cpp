@@ -50,6 +50,16 @@ const GemmMicroKernel* active_gemm_microkernel() {
   }
 }
 
+const VectorKernels* active_vector_kernels() {
+  static const VectorKernels avx2 = vector_kernels_avx2();
+  static const VectorKernels avx512 = vector_kernels_avx512();
+  switch (fp32_isa()) {
+    case Isa::Avx2: return &avx2;
+    case Isa::Avx512: return &avx512;
+    default: return nullptr;
+  }
+}
+
 namespace {
 
 // A 64-byte aligned scratch buffer per thread and purpose, grown on demand and kept.
@@ -238,7 +248,7 @@ void gemm_parallel(const GemmMicroKernel& uk, const ASource& src, const PanelSou
 
 // C[M, N] for M smaller than a micro-tile: each row of C is a vector-matrix product, computed
 // without packing (dot products with the rows of B^T, or rows of B added up), threads over N.
-void gemm_few_rows(const GemmMicroKernel& uk, bool trans_a, bool trans_b, int64_t M, int64_t N,
+void gemm_few_rows(const VectorKernels& vk, bool trans_a, bool trans_b, int64_t M, int64_t N,
                    int64_t K, float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
                    float beta, float* C, int64_t ldc) {
   std::vector<float> a_row(K), c_row(trans_b ? 0 : N);
@@ -248,11 +258,11 @@ void gemm_few_rows(const GemmMicroKernel& uk, bool trans_a, bool trans_b, int64_
     auto finish = [&](int64_t j, float product) { c[j] = alpha * product + (beta == 0.0f ? 0.0f : beta * c[j]); };
     if (trans_b) {  // C(i, j) = a_row . B[j, :]
       parallel_for(N, std::max<int64_t>(1, 65536 / K), [&](int64_t j0, int64_t j1) {
-        for (int64_t j = j0; j < j1; ++j) finish(j, uk.dot(K, a_row.data(), B + j * ldb));
+        for (int64_t j = j0; j < j1; ++j) finish(j, vk.dot(K, a_row.data(), B + j * ldb));
       });
     } else {  // C(i, :) = sum_k a_row[k] * B[k, :]
       std::fill(c_row.begin(), c_row.end(), 0.0f);
-      for (int64_t k = 0; k < K; ++k) uk.axpy(N, a_row[k], B + k * ldb, c_row.data());
+      for (int64_t k = 0; k < K; ++k) vk.axpy(N, a_row[k], B + k * ldb, c_row.data());
       for (int64_t j = 0; j < N; ++j) finish(j, c_row[j]);
     }
   }
@@ -266,7 +276,7 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
   if (K == 0) return scale_c(M, N, beta, C, ldc);
   const GemmMicroKernel* uk = active_gemm_microkernel();
   if (!uk) return sgemm_reference(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-  if (M < uk->mr) return gemm_few_rows(*uk, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  if (M < uk->mr) return gemm_few_rows(*active_vector_kernels(), trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   gemm_parallel(*uk, ASource{trans_a, A, lda, nullptr, 0}, MatrixSource(trans_b, B, ldb), M, N, K,
                 alpha, beta, C, ldc);
 }
