@@ -192,6 +192,7 @@ void gemm_serial(const GemmMicroKernel& uk, const ASource& src, const PanelSourc
       const int64_t kc = std::min(KC, K - pc);
       const float beta_block = pc == 0 ? beta : 1.0f;
       B.pack(pc, kc, jc, nc, uk.nr, b_block);
+      round_operands(b_block, kc * round_up(nc, uk.nr));
       for (int64_t ic = 0; ic < M; ic += MC) {
         const int64_t mc = std::min(MC, M - ic);
         const float* a;
@@ -199,6 +200,7 @@ void gemm_serial(const GemmMicroKernel& uk, const ASource& src, const PanelSourc
           a = src.prepacked + pc * src.prepacked_rows + ic * kc;
         } else {
           pack_a(src.trans, src.A, src.lda, ic, mc, pc, kc, uk.mr, a_block);
+          round_operands(a_block, kc * round_up(mc, uk.mr));
           a = a_block;
         }
         macro_kernel(uk, mc, nc, kc, a, b_block, alpha, beta_block, C + ic * ldc + jc, ldc);
@@ -276,7 +278,8 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
   if (K == 0) return scale_c(M, N, beta, C, ldc);
   const GemmMicroKernel* uk = active_gemm_microkernel();
   if (!uk) return sgemm_reference(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-  if (M < uk->mr) return gemm_few_rows(*active_vector_kernels(), trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  // (bf16 takes the tiled path: its packing rounds the operands)
+  if (M < uk->mr && matmul_precision() == Precision::FP32) return gemm_few_rows(*active_vector_kernels(), trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   gemm_parallel(*uk, ASource{trans_a, A, lda, nullptr, 0}, MatrixSource(trans_b, B, ldb), M, N, K,
                 alpha, beta, C, ldc);
 }
@@ -294,6 +297,7 @@ PackedA::PackedA(bool trans_a, int64_t M, int64_t K, const float* A, int64_t lda
     const int64_t kc = std::min(KC, K - pc);
     pack_a(trans_a, A, lda, 0, M, pc, kc, mr_, panels_.data() + pc * rows);
   }
+  round_operands(panels_.data(), static_cast<int64_t>(panels_.size()));
   source_ = nullptr;
 }
 

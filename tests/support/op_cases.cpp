@@ -219,6 +219,7 @@ OpCase network_case(const std::string& name, std::vector<std::string> ops,
   c.run = std::move(run);
   c.tol = tol;
   c.no_gradcheck = "a whole training step (dropout, an optimizer update): every op in it has its own case";
+  c.whole_network = true;
   return c;
 }
 
