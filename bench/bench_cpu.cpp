@@ -115,11 +115,11 @@ void BM_max_pool2d(benchmark::State& state) {
 }
 BENCHMARK(BM_max_pool2d)->Args({32, 48})->Args({256, 6})->Unit(benchmark::kMillisecond)->UseRealTime();
 
-// One SGD training step of fer_vgg_small on a batch of 64 faces: forward, loss, backward, update.
-void BM_train_step(benchmark::State& state) {
+// One SGD training step of a model on a batch of 48x48 faces: forward, loss, backward, update.
+void train_step(benchmark::State& state, const std::string& name, const ModelConfig& config) {
   const int64_t N = state.range(0);
   manual_seed(1);
-  auto model = create_model("fer_vgg_small");
+  auto model = create_model(name, config);
   model->train();
   Tensor x = random({N, 1, 48, 48}, 1);
   std::vector<float> labels(N);
@@ -138,19 +138,36 @@ void BM_train_step(benchmark::State& state) {
   }
   state.counters["images/s"] = benchmark::Counter(static_cast<double>(N), benchmark::Counter::kIsIterationInvariantRate);
 }
-BENCHMARK(BM_train_step)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(3.0);
 
-void BM_inference(benchmark::State& state) {
+void inference(benchmark::State& state, const std::string& name, const ModelConfig& config) {
   const int64_t N = state.range(0);
   manual_seed(1);
-  auto model = create_model("fer_vgg_small");
+  auto model = create_model(name, config);
   model->eval();
   Tensor x = random({N, 1, 48, 48}, 1);
   NoGradGuard no_grad;
   for (auto _ : state) benchmark::DoNotOptimize(model->forward(x).data());
   state.counters["images/s"] = benchmark::Counter(static_cast<double>(N), benchmark::Counter::kIsIterationInvariantRate);
 }
+
+// MobileNetV2 (torchvision's) on faces resized to 96x96 and 3 channels by its input adapter.
+ModelConfig mobilenet_96() {
+  ModelConfig c;
+  c.input_size = 96;
+  return c;
+}
+
+void BM_train_step(benchmark::State& state) { train_step(state, "fer_vgg_small", {}); }
+BENCHMARK(BM_train_step)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(3.0);
+
+void BM_inference(benchmark::State& state) { inference(state, "fer_vgg_small", {}); }
 BENCHMARK(BM_inference)->Arg(1)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_mobilenet_v2_96_train_step(benchmark::State& state) { train_step(state, "mobilenet_v2", mobilenet_96()); }
+BENCHMARK(BM_mobilenet_v2_96_train_step)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(3.0);
+
+void BM_mobilenet_v2_96_inference(benchmark::State& state) { inference(state, "mobilenet_v2", mobilenet_96()); }
+BENCHMARK(BM_mobilenet_v2_96_inference)->Arg(1)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 

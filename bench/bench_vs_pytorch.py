@@ -5,7 +5,9 @@ running the same cases (same shapes, same network, same thread count), in one ru
   bench/bench_vs_pytorch.py [--threads N] [--build build] [--markdown FILE] [--device cpu|cuda]
 
 Prints one row per case: our time, PyTorch's time, and ours/PyTorch as a speed ratio (>1 means
-we are faster). Run through scripts/bench.sh, which installs python3-torch with OpenBLAS.
+we are faster), in fp32 and in bf16 (ours with FER_PRECISION=bf16, PyTorch under
+torch.autocast("cpu", dtype=torch.bfloat16)), and our GFLOP/s as a share of the machine's
+measured FMA peak (BM_fma_peak). Run through scripts/bench.sh, which installs python3-torch.
 --device cuda compares the GPU instead: our build/bench_kernels "cuda/..." cases against PyTorch
 eager on the GPU (cuDNN autotuning on, TF32 off on both sides); needs a CUDA build of PyTorch.
 """
@@ -60,8 +62,41 @@ def fer_vgg_small(classes=7):
 CONV_SHAPES = [(1, 32, 48), (32, 32, 48), (64, 64, 24), (128, 128, 12), (256, 256, 6)]
 
 
-def pytorch_cases():
-    """name -> seconds per iteration, with names matching bench_cpu's."""
+def mobilenet_v2_96():
+    """torchvision's MobileNetV2 for 7 classes; fed 3x96x96 (ours: 1x48x48 through its input
+    adapter, which resizes to 96x96 and repeats the channel: a little more work on our side)."""
+    import torchvision
+    return torchvision.models.mobilenet_v2(num_classes=7)
+
+
+def network_cases(out, name, model, x):
+    """Training step (SGD) at batch 64 and inference at batch 1 and 64 of one network."""
+    model = model.to(DEVICE)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    y = (torch.arange(x.shape[0]) % 7).to(DEVICE)
+    model.train()
+
+    def train_step():
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    try:
+        out[f"BM_{name}train_step/64/min_time:3.000"] = timeit(train_step, min_time=3.0)
+    except RuntimeError as e:  # e.g. PyTorch 1.13 has no bf16 ReLU6 backward on the CPU
+        print(f"PyTorch cannot run the {name or 'fer_vgg_small '}training step here: {e}", file=sys.stderr)
+    model.eval()
+    with torch.no_grad():
+        for n in (1, 64):
+            xi = x[:n].clone()
+            out[f"BM_{name}inference/{n}"] = timeit(lambda: model(xi))
+
+
+def pytorch_cases(bf16=False):
+    """name -> seconds per iteration, with names matching bench_cpu's; bf16: under autocast."""
+    if bf16:
+        # No weight-cast cache: the untimed no_grad forwards would leave casts without grad_fn.
+        with torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False):
+            return pytorch_cases(False)
     out = {}
     torch.manual_seed(0)
     with torch.no_grad():
@@ -95,21 +130,9 @@ def pytorch_cases():
             out[f"BM_batchnorm_train/{c}/{h}"] = timeit(lambda: F.batch_norm(x, rm, rv, g, bb, True, 0.1, 1e-5))
             out[f"BM_max_pool2d/{c}/{h}"] = timeit(lambda: F.max_pool2d(x, 2))
 
-    model = fer_vgg_small().to(DEVICE)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    x, y = randn(64, 1, 48, 48), (torch.arange(64) % 7).to(DEVICE)
-    model.train()
-
-    def train_step():
-        opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
-        opt.step()
-    out["BM_train_step/64/min_time:3.000"] = timeit(train_step, min_time=3.0)
-    model.eval()
-    with torch.no_grad():
-        for n in (1, 64):
-            xi = randn(n, 1, 48, 48)
-            out[f"BM_inference/{n}"] = timeit(lambda: model(xi))
+    network_cases(out, "", fer_vgg_small(), randn(64, 1, 48, 48))
+    if DEVICE == "cpu":
+        network_cases(out, "mobilenet_v2_96_", mobilenet_v2_96(), randn(64, 3, 96, 96))
     return out
 
 
@@ -137,8 +160,9 @@ def kernels_name(name):
     return "BM_" + case
 
 
-def ours(build, threads):
-    env = dict(os.environ, FER_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+def ours(build, threads, precision="fp32"):
+    env = dict(os.environ, FER_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
+               FER_PRECISION=precision)
     cmd = [os.path.join(build, "bench_cpu"), "--benchmark_format=json"]
     if DEVICE == "cuda":
         cmd = [os.path.join(build, "bench_kernels"), "--benchmark_format=json",
@@ -153,7 +177,22 @@ def ours(build, threads):
         scale = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}[b["time_unit"]]
         times[name] = b["real_time"] * scale
         counters[name] = {k: v for k, v in b.items() if k in ("GFLOP/s", "images/s", "GB/s")}
+        if b.get("label"):
+            counters[name]["label"] = b["label"]
     return times, counters
+
+
+def cpu_flags():
+    """The vector units that matter here, from /proc/cpuinfo."""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
+                return " ".join(f for f in wanted if f in have)
+    except OSError:
+        pass
+    return "?"
 
 
 def main():
@@ -176,21 +215,44 @@ def main():
 
     mine, counters = ours(args.build, args.threads)
     theirs = pytorch_cases()
+    if DEVICE == "cpu":
+        mine16, counters16 = ours(args.build, args.threads, "bf16")
+        theirs16 = pytorch_cases(bf16=True)
 
-    blas = os.path.realpath("/usr/lib/x86_64-linux-gnu/libblas.so.3")
-    lines = [f"CPU benchmark, {date.today()}, {cpu_name()}, {args.threads} threads; "
-             f"PyTorch {torch.__version__} (conv: oneDNN, BLAS: {os.path.basename(os.path.dirname(blas))})"
-             if DEVICE == "cpu" else
-             f"GPU benchmark, {date.today()}, {torch.cuda.get_device_name()}; PyTorch {torch.__version__} "
-             f"eager (cuDNN {torch.backends.cudnn.version()}, benchmark mode, TF32 off), batch 64",
-             "", "| case | ours | PyTorch | ours vs PyTorch (speed) | our throughput |",
-             "|---|---|---|---|---|"]
-    for name, t in mine.items():
-        ref = theirs.get(name)
-        thr = ", ".join(f"{v:.1f} {k}" for k, v in counters[name].items())
-        ratio = f"{ref / t:.2f}x" if ref else "n/a"
-        lines.append(f"| {name} | {t*1e3:.3f} ms | {ref*1e3:.3f} ms | {ratio} | {thr} |" if ref
-                     else f"| {name} | {t*1e3:.3f} ms | - | - | {thr} |")
+    if DEVICE == "cpu":
+        peak = counters.get("BM_fma_peak", {}).get("GFLOP/s")
+        kernels = counters.get("BM_fma_peak", {}).get("label", "?")
+        lines = [f"CPU benchmark, {date.today()}, {cpu_name()} ({cpu_flags()}), {args.threads} threads, "
+                 f"{kernels}; measured FMA peak {peak:.0f} GFLOP/s" if peak else "",
+                 f"PyTorch {torch.__version__} (oneDNN convolutions); bf16 columns: ours with "
+                 f"FER_PRECISION=bf16, PyTorch under torch.autocast('cpu', dtype=torch.bfloat16)",
+                 "", "| case | ours fp32 | PyTorch fp32 | speed vs PyTorch | our fp32 throughput (share of peak) "
+                 "| ours bf16 | PyTorch bf16 | speed vs PyTorch |", "|---|---|---|---|---|---|---|---|"]
+        for name, t in mine.items():
+            if name == "BM_fma_peak":
+                continue
+            c = counters[name]
+            thr = ", ".join(f"{v:.1f} {k}" for k, v in c.items() if k != "label")
+            if peak and "GFLOP/s" in c:
+                thr += f" ({100 * c['GFLOP/s'] / peak:.0f}%)"
+            cells = [name]
+            for ours_t, ref in ((t, theirs.get(name)), (mine16.get(name), theirs16.get(name))):
+                cells += [f"{ours_t * 1e3:.3f} ms" if ours_t else "-", f"{ref * 1e3:.3f} ms" if ref else "-",
+                          f"{ref / ours_t:.2f}x" if ref and ours_t else "-"]
+                if len(cells) == 4:
+                    cells.append(thr)
+            lines.append("| " + " | ".join(cells) + " |")
+    else:
+        lines = [f"GPU benchmark, {date.today()}, {torch.cuda.get_device_name()}; PyTorch {torch.__version__} "
+                 f"eager (cuDNN {torch.backends.cudnn.version()}, benchmark mode, TF32 off), batch 64",
+                 "", "| case | ours | PyTorch | ours vs PyTorch (speed) | our throughput |",
+                 "|---|---|---|---|---|"]
+        for name, t in mine.items():
+            ref = theirs.get(name)
+            thr = ", ".join(f"{v:.1f} {k}" for k, v in counters[name].items() if k != "label")
+            ratio = f"{ref / t:.2f}x" if ref else "n/a"
+            lines.append(f"| {name} | {t*1e3:.3f} ms | {ref*1e3:.3f} ms | {ratio} | {thr} |" if ref
+                         else f"| {name} | {t*1e3:.3f} ms | - | - | {thr} |")
     table = "\n".join(lines)
     print(table)
     if args.markdown:

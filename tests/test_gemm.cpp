@@ -5,6 +5,8 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstring>
+#include <limits>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -23,9 +25,11 @@ namespace {
 struct IsaGuard {
   Isa saved = active_isa();
   int threads = cpu_threads();
+  Precision precision = matmul_precision();
   ~IsaGuard() {
     set_active_isa(saved);
     set_cpu_threads(threads);
+    set_matmul_precision(precision);
   }
 };
 
@@ -84,7 +88,8 @@ void check_problem(const Problem& p, bool prepacked) {
         first = "C(" + std::to_string(i) + "," + std::to_string(j) + "): " + std::to_string(g) +
                 " vs reference " + std::to_string(r);
     }
-  CHECK_MESSAGE(bad == 0, isa_name(active_isa()), " ", cpu_threads(), " thread(s)",
+  CHECK_MESSAGE(bad == 0, isa_name(active_isa()), " ", precision_name(matmul_precision()), " ",
+                cpu_threads(), " thread(s)",
                 prepacked ? " prepacked " : " ", describe(p), ": ", bad, " bad values, first ", first);
 }
 
@@ -105,13 +110,15 @@ std::vector<Problem> problems() {
 
 }  // namespace
 
-TEST_CASE("gemm: every kernel set and thread count against the reference") {
+TEST_CASE("gemm: every kernel set, thread count and precision against the reference") {
   IsaGuard guard;
   const std::string skipped = unsupported_isas_line();
   if (!skipped.empty()) std::printf("%s\n", skipped.c_str());
   for (Isa isa : supported_isas()) {
     set_active_isa(isa);
-    for (int threads : {1, 2}) {
+    for (int threads : {1, 2})
+    for (Precision precision : {Precision::FP32, Precision::BF16}) {
+      set_matmul_precision(precision);
       set_cpu_threads(threads);
       for (const Problem& p : problems()) {
         check_problem(p, false);
@@ -132,6 +139,20 @@ TEST_CASE("gemm: a PackedA is refused under another kernel set") {
   set_active_isa(Isa::Scalar);
   CHECK_THROWS_WITH_AS(sgemm_packed(packed, false, 3, 1.0f, B.data(), 3, 0.0f, C.data(), 3),
                        doctest::Contains("packed for another kernel set"), Error);
+}
+
+TEST_CASE("bf16 rounding: nearest, ties to even, NaN and infinities kept") {
+  auto bits = [](float x) { uint32_t b; std::memcpy(&b, &x, 4); return b; };
+  auto from = [](uint32_t b) { float x; std::memcpy(&x, &b, 4); return x; };
+  CHECK(round_to_bf16(1.0f) == 1.0f);
+  CHECK(bits(round_to_bf16(from(0x3F808000u))) == 0x3F800000u);  // tie, even below: down
+  CHECK(bits(round_to_bf16(from(0x3F818000u))) == 0x3F820000u);  // tie, odd below: up
+  CHECK(bits(round_to_bf16(from(0x3F808001u))) == 0x3F810000u);  // above the tie: up
+  CHECK(round_to_bf16(3.14159265f) == 3.140625f);
+  CHECK(std::isinf(round_to_bf16(std::numeric_limits<float>::infinity())));
+  CHECK(std::isnan(round_to_bf16(std::nanf(""))));
+  CHECK(parse_precision("bf16") == Precision::BF16);
+  CHECK_FALSE(parse_precision("fp16").has_value());
 }
 
 TEST_CASE("isa: names round-trip and the scalar set is always there") {

@@ -357,6 +357,39 @@ TEST_CASE("CPU kernel sets: every op case under each supported set matches the s
           ") against scalar; 1 thread");
 }
 
+// bf16 products (kernels/cpu/isa.h): every set rounds the same operands, so it must agree with
+// the scalar reference in bf16 as closely as in fp32 (only the order of the float sums differs).
+// Against fp32, the matrix-product cases may differ by bf16's rounding: each operand carries a
+// relative error up to 2^-9, a product up to 2^-8, so a sum of products differs by up to about
+// 2^-8 of the sum of the terms' magnitudes; 2% of the largest output covers that for these sizes.
+// Every other op does not multiply matrices and must be unchanged.
+TEST_CASE("bf16 products: every kernel set against the scalar reference, and against fp32") {
+  const cpu::PrecisionScope restore(cpu::matmul_precision());
+  constexpr Tolerance kBf16VsFp32{1e-4, 2e-2, 2e-2};
+  const std::vector<OpCase> cases = all_op_cases();
+  int compared = 0;
+  for (const OpCase& c : cases) {
+    if (c.whole_network) {
+      std::printf("SKIPPED '%s' in bf16: a whole network (see OpCase::whole_network)\n", c.name.c_str());
+      continue;
+    }
+    cpu::set_matmul_precision(cpu::Precision::BF16);
+    const std::optional<Named> ref = run_on_cpu(c, cpu::Isa::Scalar, 1, "scalar bf16");
+    if (!ref) continue;
+    for (cpu::Isa isa : cpu::supported_isas()) {
+      if (isa == cpu::Isa::Scalar) continue;
+      const std::string label = std::string(cpu::isa_name(isa)) + " bf16";
+      const std::optional<Named> got = run_on_cpu(c, isa, 1, label);
+      if (got) check_results(c.name, *ref, *got, c.tol, "scalar bf16", label);
+    }
+    cpu::set_matmul_precision(cpu::Precision::FP32);
+    const std::optional<Named> fp32 = run_on_cpu(c, cpu::Isa::Scalar, 1, "scalar fp32");
+    if (fp32) check_results(c.name, *fp32, *ref, c.matmul_like ? kBf16VsFp32 : c.tol, "fp32", "bf16");
+    ++compared;
+  }
+  MESSAGE(compared, " cases in bf16: every vector set against scalar bf16, bf16 against fp32");
+}
+
 TEST_CASE("CPU threads: every op case on 2 threads matches 1 thread") {
   const cpu::Isa isa = cpu::active_isa();
   const std::vector<OpCase> cases = all_op_cases();

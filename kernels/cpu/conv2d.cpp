@@ -30,10 +30,12 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu/conv2d_depthwise.h"
 #include "kernels/cpu/conv2d_direct.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/gemm_microkernel.h"
+#include "kernels/cpu/isa.h"
 #include "kernels/cpu/parallel.h"
 
 namespace fer::cpu {
@@ -163,6 +165,12 @@ int64_t images_per_group(const Conv2dGeometry& g) {
   return std::clamp<int64_t>((512 + P - 1) / P, 1, g.N);
 }
 
+// Depthwise layers stay fp32 in bf16 precision: nine products per output, memory-bound, nothing
+// to gain. (One kernel per channel: groups == C == K.)
+Precision precision_for(const Conv2dGeometry& g) {
+  return g.groups == g.C && g.K == g.C && g.C > 1 ? Precision::FP32 : matmul_precision();
+}
+
 // Runs body(first_image, count) for every group of images, spreading the groups over threads
 // when there are enough of them, else one after another (then the products use the threads).
 template <typename Body>
@@ -181,7 +189,9 @@ void for_each_image_group(int64_t N, int64_t per_group, Body body) {
 
 void CpuBackend::conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w,
                                 const float* bias, float* y) {
+  const PrecisionScope precision(precision_for(g));
   if (conv2d_direct_applies(g)) return conv2d_direct_forward(g, x, w, bias, y);
+  if (conv2d_depthwise_applies(g)) return conv2d_depthwise_forward(g, x, w, bias, y);
   const int64_t Cg = g.C / g.groups, Kg = g.K / g.groups, P = g.OH * g.OW;
   const int64_t R = Cg * g.KH * g.KW;
   if (!active_gemm_microkernel()) {  // the scalar set: im2col and the reference product, plainly
@@ -229,6 +239,8 @@ void CpuBackend::conv2d_forward(const Conv2dGeometry& g, const float* x, const f
 // scattering col2im. Other geometries take the col2im route.
 void CpuBackend::conv2d_backward_input(const Conv2dGeometry& g, const float* dy, const float* w,
                                        float* dx) {
+  const PrecisionScope precision(precision_for(g));
+  if (conv2d_depthwise_applies(g)) return conv2d_depthwise_backward_input(g, dy, w, dx);
   const int64_t Cg = g.C / g.groups, Kg = g.K / g.groups, P = g.OH * g.OW;
   const int64_t R = Cg * g.KH * g.KW;
   const bool pointwise = g.KH == 1 && g.KW == 1 && g.stride_h == 1 && g.stride_w == 1 &&
@@ -262,7 +274,9 @@ void CpuBackend::conv2d_backward_input(const Conv2dGeometry& g, const float* dy,
 
 void CpuBackend::conv2d_backward_weight(const Conv2dGeometry& g, const float* dy, const float* x,
                                         float* dw, float* dbias) {
+  const PrecisionScope precision(precision_for(g));
   if (conv2d_direct_applies(g)) return conv2d_direct_backward_weight(g, dy, x, dw, dbias);
+  if (conv2d_depthwise_applies(g)) return conv2d_depthwise_backward_weight(g, dy, x, dw, dbias);
   const int64_t Cg = g.C / g.groups, Kg = g.K / g.groups, P = g.OH * g.OW;
   const int64_t R = Cg * g.KH * g.KW;
   const int64_t wsize = g.K * R;

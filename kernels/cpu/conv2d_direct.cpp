@@ -57,13 +57,16 @@ struct Grid {
         image(g.C * Hp * Wp + slack) {}
 };
 
-// xpad = x with pad_h / pad_w zero rows and columns around every channel, and zero slack after.
+// xpad = x with pad_h / pad_w zero rows and columns around every channel, and zero slack after
+// (its values rounded to bf16 when the products run in bf16).
 void pad_image(const Conv2dGeometry& g, const Grid& grid, const float* x, float* xpad) {
   std::memset(xpad, 0, grid.image * sizeof(float));
   for (int64_t c = 0; c < g.C; ++c)
-    for (int64_t h = 0; h < g.H; ++h)
-      std::memcpy(xpad + c * grid.plane + (h + g.pad_h) * grid.Wp + g.pad_w, x + (c * g.H + h) * g.W,
-                  g.W * sizeof(float));
+    for (int64_t h = 0; h < g.H; ++h) {
+      float* row = xpad + c * grid.plane + (h + g.pad_h) * grid.Wp + g.pad_w;
+      std::memcpy(row, x + (c * g.H + h) * g.W, g.W * sizeof(float));
+      round_operands(row, g.W);
+    }
 }
 
 // offset(r) for every row r = (c, kh, kw) of the receptive field.
@@ -100,12 +103,13 @@ void conv2d_direct_forward(const Conv2dGeometry& g, const float* x, const float*
   const int64_t K_pad = round_up(g.K, uk.mr), cells_pad = round_up(grid.cells, uk.nr);
   const std::vector<int32_t> offsets = tap_offsets(g, grid);
   // The micro-kernel reads W[K, R] in place, MR rows at a time; only a K that is not a multiple
-  // of MR needs a copy with zero rows up to K_pad.
-  std::vector<float> w_padded;
-  if (K_pad != g.K) {
-    w_padded.assign(K_pad * R, 0.0f);
-    std::copy(w, w + g.K * R, w_padded.begin());
-    w = w_padded.data();
+  // of MR needs a copy with zero rows up to K_pad (and bf16 products a rounded copy).
+  std::vector<float> w_copy;
+  if (K_pad != g.K || matmul_precision() == Precision::BF16) {
+    w_copy.assign(K_pad * R, 0.0f);
+    std::copy(w, w + g.K * R, w_copy.begin());
+    round_operands(w_copy.data(), g.K * R);
+    w = w_copy.data();
   }
 
   // out[i0:i1, :] (+)= W[i0:i1, :] * xpad for the output channels [i0, i1) (multiples of MR).
@@ -199,6 +203,7 @@ void conv2d_direct_backward_weight(const Conv2dGeometry& g, const float* dy, con
         db[k] += s;
       }
     }
+    round_operands(dyT, (K_pad / nr) * panel);
     // Chunks of 128 grid pixels keep a chunk's dyT panel (16 KB) in L1 while the taps pass.
     constexpr int64_t kChunk = 128;
     const float* x_rows[16];

@@ -50,6 +50,16 @@ const GemmMicroKernel* active_gemm_microkernel() {
   }
 }
 
+const VectorKernels* active_vector_kernels() {
+  static const VectorKernels avx2 = vector_kernels_avx2();
+  static const VectorKernels avx512 = vector_kernels_avx512();
+  switch (fp32_isa()) {
+    case Isa::Avx2: return &avx2;
+    case Isa::Avx512: return &avx512;
+    default: return nullptr;
+  }
+}
+
 namespace {
 
 // A 64-byte aligned scratch buffer per thread and purpose, grown on demand and kept.
@@ -182,6 +192,7 @@ void gemm_serial(const GemmMicroKernel& uk, const ASource& src, const PanelSourc
       const int64_t kc = std::min(KC, K - pc);
       const float beta_block = pc == 0 ? beta : 1.0f;
       B.pack(pc, kc, jc, nc, uk.nr, b_block);
+      round_operands(b_block, kc * round_up(nc, uk.nr));
       for (int64_t ic = 0; ic < M; ic += MC) {
         const int64_t mc = std::min(MC, M - ic);
         const float* a;
@@ -189,6 +200,7 @@ void gemm_serial(const GemmMicroKernel& uk, const ASource& src, const PanelSourc
           a = src.prepacked + pc * src.prepacked_rows + ic * kc;
         } else {
           pack_a(src.trans, src.A, src.lda, ic, mc, pc, kc, uk.mr, a_block);
+          round_operands(a_block, kc * round_up(mc, uk.mr));
           a = a_block;
         }
         macro_kernel(uk, mc, nc, kc, a, b_block, alpha, beta_block, C + ic * ldc + jc, ldc);
@@ -238,7 +250,7 @@ void gemm_parallel(const GemmMicroKernel& uk, const ASource& src, const PanelSou
 
 // C[M, N] for M smaller than a micro-tile: each row of C is a vector-matrix product, computed
 // without packing (dot products with the rows of B^T, or rows of B added up), threads over N.
-void gemm_few_rows(const GemmMicroKernel& uk, bool trans_a, bool trans_b, int64_t M, int64_t N,
+void gemm_few_rows(const VectorKernels& vk, bool trans_a, bool trans_b, int64_t M, int64_t N,
                    int64_t K, float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
                    float beta, float* C, int64_t ldc) {
   std::vector<float> a_row(K), c_row(trans_b ? 0 : N);
@@ -248,11 +260,11 @@ void gemm_few_rows(const GemmMicroKernel& uk, bool trans_a, bool trans_b, int64_
     auto finish = [&](int64_t j, float product) { c[j] = alpha * product + (beta == 0.0f ? 0.0f : beta * c[j]); };
     if (trans_b) {  // C(i, j) = a_row . B[j, :]
       parallel_for(N, std::max<int64_t>(1, 65536 / K), [&](int64_t j0, int64_t j1) {
-        for (int64_t j = j0; j < j1; ++j) finish(j, uk.dot(K, a_row.data(), B + j * ldb));
+        for (int64_t j = j0; j < j1; ++j) finish(j, vk.dot(K, a_row.data(), B + j * ldb));
       });
     } else {  // C(i, :) = sum_k a_row[k] * B[k, :]
       std::fill(c_row.begin(), c_row.end(), 0.0f);
-      for (int64_t k = 0; k < K; ++k) uk.axpy(N, a_row[k], B + k * ldb, c_row.data());
+      for (int64_t k = 0; k < K; ++k) vk.axpy(N, a_row[k], B + k * ldb, c_row.data());
       for (int64_t j = 0; j < N; ++j) finish(j, c_row[j]);
     }
   }
@@ -266,7 +278,8 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
   if (K == 0) return scale_c(M, N, beta, C, ldc);
   const GemmMicroKernel* uk = active_gemm_microkernel();
   if (!uk) return sgemm_reference(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-  if (M < uk->mr) return gemm_few_rows(*uk, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  // (bf16 takes the tiled path: its packing rounds the operands)
+  if (M < uk->mr && matmul_precision() == Precision::FP32) return gemm_few_rows(*active_vector_kernels(), trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   gemm_parallel(*uk, ASource{trans_a, A, lda, nullptr, 0}, MatrixSource(trans_b, B, ldb), M, N, K,
                 alpha, beta, C, ldc);
 }
@@ -284,6 +297,7 @@ PackedA::PackedA(bool trans_a, int64_t M, int64_t K, const float* A, int64_t lda
     const int64_t kc = std::min(KC, K - pc);
     pack_a(trans_a, A, lda, 0, M, pc, kc, mr_, panels_.data() + pc * rows);
   }
+  round_operands(panels_.data(), static_cast<int64_t>(panels_.size()));
   source_ = nullptr;
 }
 

@@ -36,20 +36,31 @@ struct GemmMicroKernel {
   const char* isa;
   int mr, nr;             // tile of C held in registers
   GemmMicroKernelFn run;
-  // Vector helpers for products with fewer rows than a tile (one-face inference), which would
-  // waste most of a tile and all of the packing: dot(n, x, y) = sum x*y; axpy: y += a*x.
-  float (*dot)(int64_t n, const float* x, const float* y);
-  void (*axpy)(int64_t n, float a, const float* x, float* y);
+};
+
+// Loops over vectors that are not tiles: one-row products (one-face inference), which would
+// waste most of a tile and all of the packing, and the depthwise convolution.
+struct VectorKernels {
+  const char* isa;
+  float (*dot)(int64_t n, const float* x, const float* y);        // sum x[i] * y[i]
+  void (*axpy)(int64_t n, float a, const float* x, float* y);      // y[i] += a * x[i]
+  // y[q] = sum over t < taps of w[t] * x[q + offsets[t]], q < len
+  void (*taps_sum)(int64_t len, const float* x, const int32_t* offsets, const float* w, int taps,
+                   float* y);
 };
 
 // The depth of one packed block (the driver's KC): A panels of a PackedA hold KC steps of k.
 constexpr int64_t kGemmDepthBlock = 128;
 
-// The micro-kernel of the active fp32 kernel set (isa.h); null under the scalar set.
+// The micro-kernel and vector loops of the active fp32 kernel set (isa.h); null under the
+// scalar set, whose callers take their reference paths.
 const GemmMicroKernel* active_gemm_microkernel();
+const VectorKernels* active_vector_kernels();
 
 // Defined in simd_<isa>.cpp; call only after isa_supported() said yes.
 GemmMicroKernel gemm_microkernel_avx2();    // 4 x 24: 12 of the 16 ymm registers accumulate
 GemmMicroKernel gemm_microkernel_avx512();  // 8 x 48: 24 of the 32 zmm registers accumulate
+VectorKernels vector_kernels_avx2();
+VectorKernels vector_kernels_avx512();
 
 }  // namespace fer::cpu

@@ -93,6 +93,17 @@ Isa& active() {
   return isa;
 }
 
+Precision& precision() {
+  static Precision p = [] {
+    const char* env = std::getenv("FER_PRECISION");
+    if (!env || !*env) return Precision::FP32;
+    const auto parsed = parse_precision(env);
+    FER_CHECK(parsed.has_value(), "FER_PRECISION=", env, ": unknown precision (expected fp32 or bf16)");
+    return *parsed;
+  }();
+  return p;
+}
+
 }  // namespace
 
 const char* isa_name(Isa isa) {
@@ -148,10 +159,27 @@ Isa fp32_isa() {
   return isa >= Isa::Avx512 ? Isa::Avx512 : isa;
 }
 
+const char* precision_name(Precision p) { return p == Precision::BF16 ? "bf16" : "fp32"; }
+
+std::optional<Precision> parse_precision(std::string_view name) {
+  if (name == "fp32") return Precision::FP32;
+  if (name == "bf16") return Precision::BF16;
+  return std::nullopt;
+}
+
+Precision matmul_precision() { return precision(); }
+void set_matmul_precision(Precision p) { precision() = p; }
+
+void round_operands(float* x, int64_t n) {
+  if (precision() != Precision::BF16) return;
+  for (int64_t i = 0; i < n; ++i) x[i] = round_to_bf16(x[i]);
+}
+
 std::string cpu_kernels_summary() {
   std::string s = "cpu kernels: ";
   s += isa_name(active_isa());
   if (active_isa() != fp32_isa()) s += std::string(" (") + isa_name(fp32_isa()) + " fp32)";
+  s += std::string(", ") + precision_name(matmul_precision()) + " products";
   s += ", " + std::to_string(cpu_threads()) + (cpu_threads() == 1 ? " thread" : " threads");
   return s;
 }

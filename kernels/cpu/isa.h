@@ -14,6 +14,8 @@
 // The environment variable FER_ISA=<name> picks a lower set than the best one (it is refused,
 // with a message, when the CPU lacks it); set_active_isa() does the same from code.
 #pragma once
+#include <cstdint>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -37,6 +39,45 @@ void set_active_isa(Isa isa);         // throws fer::Error when the CPU lacks it
 // The set that fp32 kernels use under the active set: avx512-bf16 and amx compute fp32 with
 // their avx512 kernels.
 Isa fp32_isa();
+
+// The precision of the matrix products (convolutions and dense layers):
+//   fp32  float operands, float sums.
+//   bf16  every operand rounded to bfloat16 (float's 8 exponent bits, 8 significant bits; round
+//         to nearest even), products summed in float: what VDPBF16PS and the AMX tiles compute.
+//         Everything else stays fp32: the weights the optimizer keeps, its state, batchnorm,
+//         softmax, the loss, checkpoints. (PyTorch's CPU autocast to bfloat16 does the same.)
+// On a CPU without bf16 instructions bf16 gives the same numbers at fp32 speed (the operands are
+// rounded, then multiplied by the fp32 kernels). FER_PRECISION=bf16 sets it from the environment.
+enum class Precision { FP32, BF16 };
+const char* precision_name(Precision p);
+std::optional<Precision> parse_precision(std::string_view name);  // "fp32" or "bf16"
+Precision matmul_precision();
+void set_matmul_precision(Precision p);
+
+// Sets the precision for a scope and restores the previous one at its end.
+class PrecisionScope {
+ public:
+  explicit PrecisionScope(Precision p) : saved_(matmul_precision()) { set_matmul_precision(p); }
+  ~PrecisionScope() { set_matmul_precision(saved_); }
+  PrecisionScope(const PrecisionScope&) = delete;
+  PrecisionScope& operator=(const PrecisionScope&) = delete;
+
+ private:
+  Precision saved_;
+};
+
+// x rounded to the nearest bfloat16 (ties to even), kept as a float. NaN stays NaN.
+inline float round_to_bf16(float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  if ((bits & 0x7F800000u) == 0x7F800000u && (bits & 0x007FFFFFu)) return x;  // NaN
+  bits += 0x7FFFu + ((bits >> 16) & 1u);
+  bits &= 0xFFFF0000u;
+  std::memcpy(&x, &bits, sizeof bits);
+  return x;
+}
+// Rounds x[0..n) in place when the matrix products run in bf16; nothing in fp32.
+void round_operands(float* x, int64_t n);
 
 // One line for the apps' start-up output, e.g. "cpu kernels: avx512 (fp32), 2 threads".
 std::string cpu_kernels_summary();

@@ -24,8 +24,10 @@ struct Avx2 {
 }  // namespace
 
 GemmMicroKernel gemm_microkernel_avx2() {
-  return {"avx2", 4, 3 * 8, gemm_microkernel<Avx2, 4, 3>, dot<Avx2>, axpy<Avx2>};
+  return {"avx2", 4, 3 * 8, gemm_microkernel<Avx2, 4, 3>};
 }
+
+VectorKernels vector_kernels_avx2() { return {"avx2", dot<Avx2>, axpy<Avx2>, taps_sum<Avx2>}; }
 
 ConvWeightGradKernel conv_weight_grad_kernel_avx2() {
   return {"avx2", 6, 2 * 8, conv_weight_grad<Avx2, 6>};

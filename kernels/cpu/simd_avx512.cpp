@@ -24,8 +24,10 @@ struct Avx512 {
 }  // namespace
 
 GemmMicroKernel gemm_microkernel_avx512() {
-  return {"avx512", 8, 3 * 16, gemm_microkernel<Avx512, 8, 3>, dot<Avx512>, axpy<Avx512>};
+  return {"avx512", 8, 3 * 16, gemm_microkernel<Avx512, 8, 3>};
 }
+
+VectorKernels vector_kernels_avx512() { return {"avx512", dot<Avx512>, axpy<Avx512>, taps_sum<Avx512>}; }
 
 ConvWeightGradKernel conv_weight_grad_kernel_avx512() {
   return {"avx512", 12, 2 * 16, conv_weight_grad<Avx512, 12>};

@@ -111,6 +111,24 @@ void axpy(int64_t n, float a, const float* x, float* y) {
   for (; j < n; ++j) y[j] += a * x[j];
 }
 
+// y[q] = sum over taps t of w[t] * x[q + offsets[t]] for q < len: one output row of a depthwise
+// convolution, every tap's input row a shifted view of one padded input plane.
+template <class S>
+void taps_sum(int64_t len, const float* x, const int32_t* offsets, const float* w, int taps, float* y) {
+  constexpr int W = S::width;
+  int64_t q = 0;
+  for (; q + W <= len; q += W) {
+    auto acc = S::zero();
+    for (int t = 0; t < taps; ++t) acc = S::fmadd(S::broadcast(w[t]), S::load(x + q + offsets[t]), acc);
+    S::store(y + q, acc);
+  }
+  for (; q < len; ++q) {
+    float acc = 0.0f;
+    for (int t = 0; t < taps; ++t) acc += w[t] * x[q + offsets[t]];
+    y[q] = acc;
+  }
+}
+
 // The FMA peak loop (fma_peak.h): 16 independent accumulator chains, nothing but FMAs.
 template <class S>
 double fma_peak(int64_t iterations) {

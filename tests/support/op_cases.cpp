@@ -219,6 +219,7 @@ OpCase network_case(const std::string& name, std::vector<std::string> ops,
   c.run = std::move(run);
   c.tol = tol;
   c.no_gradcheck = "a whole training step (dropout, an optimizer update): every op in it has its own case";
+  c.whole_network = true;
   return c;
 }
 
@@ -290,6 +291,9 @@ std::vector<OpCase> all_op_cases() {
   conv("3x3 no padding", img, {4, 5, 3, 3}, false, conv_opts(1, 1, 0, 0));
   conv("groups 2", {3, 6, 7, 9}, {4, 3, 3, 3}, true, conv_opts(1, 1, 1, 1, 1, 2));
   conv("depthwise stride 2", {3, 6, 7, 9}, {6, 1, 3, 3}, false, conv_opts(2, 2, 1, 1, 1, 6));
+  conv("depthwise 3x3 pad 1 + bias", {2, 5, 6, 37}, {5, 1, 3, 3}, true, conv_opts(1, 1, 1, 1, 1, 5));
+  conv("depthwise stride 2 even, wide", {2, 4, 8, 40}, {4, 1, 3, 3}, true, conv_opts(2, 2, 1, 1, 1, 4));
+  conv("depthwise 5x5 pad 2", {1, 3, 9, 20}, {3, 1, 5, 5}, false, conv_opts(1, 1, 2, 2, 1, 3));
   conv("dilation 2", img, {4, 5, 3, 3}, true, conv_opts(1, 1, 2, 2, 2));
   conv("5x3 stride 2x1 pad 2x0", img, {3, 5, 5, 3}, true, conv_opts(2, 1, 2, 0));
   conv("1x1", img, {7, 5, 1, 1}, true, conv_opts(1, 1, 0, 0));

@@ -1,0 +1,18 @@
+// Depthwise convolution (groups == C == K: one kernel per channel, MobileNet's 3x3 layers) with
+// stride 1 or 2, on the vector loops of the active kernel set. See conv2d_depthwise.cpp.
+#pragma once
+#include "engine/backend.h"
+
+namespace fer::cpu {
+
+// True when these kernels handle the geometry under the active kernel set.
+bool conv2d_depthwise_applies(const Conv2dGeometry& g);
+
+void conv2d_depthwise_forward(const Conv2dGeometry& g, const float* x, const float* w,
+                              const float* bias, float* y);
+void conv2d_depthwise_backward_input(const Conv2dGeometry& g, const float* dy, const float* w,
+                                     float* dx);
+void conv2d_depthwise_backward_weight(const Conv2dGeometry& g, const float* dy, const float* x,
+                                      float* dw, float* dbias);
+
+}  // namespace fer::cpu
