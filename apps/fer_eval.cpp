@@ -61,6 +61,7 @@ struct EvalFlags {
   cli::DatasetFlags dataset;
   std::string checkpoint, split, out, tta, train_log, device;
   int64_t batch_size = 256, grid = 48, threads = 0;
+  std::string precision;
 };
 
 int run(int argc, char** argv) {
@@ -78,10 +79,12 @@ int run(int argc, char** argv) {
       {"train-log", "", "fer_train's train_log.csv, to plot the training curves", &flags.train_log},
       {"grid", "48", "faces in the picture grid", &flags.grid},
       {"threads", "0", "CPU threads (0 = FER_THREADS or all cores)", &flags.threads},
+      cli::precision_flag(flags.precision),
       {"device", "cpu", "cpu | cuda", &flags.device},
   });
   args.parse(argc, argv);
   if (flags.threads > 0) set_cpu_threads(static_cast<int>(flags.threads));
+  cli::apply_cpu_kernels("fer_eval", flags.precision);
   const Device device = cli::device_or_cpu("fer_eval", flags.device);
 
   data::Dataset d = cli::load_split(flags.dataset, flags.split);

@@ -139,6 +139,7 @@ struct PredictFlags {
   AnalyzerOptions analyzer;
   std::string list, format, out, annotate, device;
   int64_t batch = 32, threads = 0;
+  std::string precision;
   bool skip_bad = false, progress = true;
 };
 
@@ -168,6 +169,7 @@ int run(int argc, char** argv) {
       {"cascade", "", "Haar cascade XML (default: opencv-data's frontal face cascade)", &options.cascade},
       {"batch", "32", "images per processing chunk", &flags.batch},
       {"threads", "0", "CPU threads (0 = FER_THREADS or all cores)", &flags.threads},
+      cli::precision_flag(flags.precision),
       {"device", "cpu", "cpu | cuda", &flags.device},
       {"skip-bad", "false", "report and count unreadable images instead of stopping", &flags.skip_bad},
       {"progress", "true", "progress line on stderr (--no-progress to silence it)", &flags.progress},
@@ -175,6 +177,7 @@ int run(int argc, char** argv) {
   args.parse(argc, argv);
 
   if (flags.threads > 0) set_cpu_threads(static_cast<int>(flags.threads));
+  cli::apply_cpu_kernels("fer_predict", flags.precision);
   const std::string& format = flags.format;
   FER_CHECK(format == "json" || format == "csv", "--format: expected json or csv, got '", format, "'");
   const int64_t batch = flags.batch;

@@ -271,6 +271,7 @@ struct ServeFlags {
   AnalyzerOptions analyzer;  // the default checkpoint is found from any working directory
   std::string host, tta, device;
   int64_t port = 8080, threads = 8, max_upload_mb = 10, max_side = 4096, cpu_threads = 0;
+  std::string precision;
   bool quiet = false;
 };
 
@@ -290,6 +291,7 @@ int run(int argc, char** argv) {
       {"max-side", "4096", "largest image width or height accepted, pixels", &flags.max_side},
       {"device", "cpu", "cpu | cuda", &flags.device},
       {"cpu-threads", "0", "CPU kernel threads (0 = FER_THREADS or all cores)", &flags.cpu_threads},
+      cli::precision_flag(flags.precision),
       {"quiet", "false", "do not log each request to stderr", &flags.quiet},
   });
   args.parse(argc, argv);
@@ -302,6 +304,7 @@ int run(int argc, char** argv) {
             ": expected 1..1024");
   FER_CHECK(max_side >= 16 && max_side <= 16384, "--max-side ", max_side, ": expected 16..16384");
   if (flags.cpu_threads > 0) set_cpu_threads(static_cast<int>(flags.cpu_threads));
+  cli::apply_cpu_kernels("fer_serve", flags.precision);
 
   Service service;
   ServerConfig& config = service.config;

@@ -61,6 +61,7 @@ struct TrainFlags {
   bool augment = true;             // the augmentation flags apply only when on
   data::AugmentOptions augment_options;
   int64_t threads = 0;
+  std::string precision;  // --precision: fp32 | bf16 matrix products on the CPU
   std::string device;
   bool cuda_graph = false, tf32 = false;
 };
@@ -118,6 +119,7 @@ std::vector<cli::Flag> train_flags(TrainFlags& flags, const std::string& known_m
       {"contrast", "0", "contrast jitter, +-fraction", &a.contrast},
       {"erase", "true", "random erasing (part of --augment)", &a.erase},
       {"threads", "0", "CPU threads for the kernels (0 = FER_THREADS or all cores)", &flags.threads},
+      cli::precision_flag(flags.precision),
       {"workers", "2", "data-loading threads", &o.workers},
       {"seed", "1", "random seed (same seed + same threads = same run)", &o.seed},
       {"device", "cpu", "cpu | cuda", &flags.device},
@@ -159,6 +161,7 @@ int run(int argc, char** argv) {
   TrainOptions& o = flags.train;
 
   if (flags.threads > 0) set_cpu_threads(static_cast<int>(flags.threads));
+  cli::apply_cpu_kernels("fer_train", flags.precision);
   install_stop_handlers();
 
   // ---- Data --------------------------------------------------------------------------------

@@ -14,6 +14,11 @@ namespace fer {
 // kernels/backends.cpp, the one file that knows every backend of the build (the engine includes no
 // kernel header).
 
+void Backend::set_matmul_precision(const std::string& name) {
+  FER_CHECK(name == "fp32", "precision '", name, "': the ", device_name(device()),
+            " backend computes matrix products in fp32 only");
+}
+
 Device parse_device(const std::string& name) {
   if (name == "cpu") return Device::CPU;
   if (name == "cuda" || name == "gpu") return Device::CUDA;

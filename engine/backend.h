@@ -221,6 +221,14 @@ class Backend {
   virtual bool allow_tf32() const { return false; }
   // One line on the memory this backend holds (the CUDA caching allocator's statistics).
   virtual std::string memory_summary() const { return {}; }
+  // The precision of the matrix products (convolutions and dense layers): "fp32", or "bf16":
+  // operands rounded to bfloat16, products summed in fp32 (the CPU backend; kernels/cpu/isa.h).
+  // Throws fer::Error for a name this backend cannot run.
+  virtual void set_matmul_precision(const std::string& name);
+  virtual std::string matmul_precision() const { return "fp32"; }
+  // One line naming the kernels this backend runs, for the apps' start-up output
+  // ("cpu kernels: avx512, fp32 products, 2 threads"); empty when there is nothing to choose.
+  virtual std::string kernels_summary() const { return {}; }
   // Records the device work that body() launches into a graph for DeviceGraph::replay (CUDA
   // graphs); nullptr when this backend cannot (the CPU). Memory allocated inside body comes from
   // a pool private to `pool`: graphs recorded with one pool id may hand tensors to each other (a

@@ -286,6 +286,11 @@ class RecordingBackend final : public Backend {
   void set_allow_tf32(bool allow) override { note("set_allow_tf32").set_allow_tf32(allow); }
   bool allow_tf32() const override { return note("allow_tf32").allow_tf32(); }
   std::string memory_summary() const override { return note("memory_summary").memory_summary(); }
+  void set_matmul_precision(const std::string& name) override {
+    note("set_matmul_precision").set_matmul_precision(name);
+  }
+  std::string matmul_precision() const override { return note("matmul_precision").matmul_precision(); }
+  std::string kernels_summary() const override { return note("kernels_summary").kernels_summary(); }
   std::unique_ptr<DeviceGraph> capture(const std::function<void()>& body, int pool) override {
     return note("capture").capture(body, pool);
   }
@@ -321,6 +326,9 @@ const std::map<std::string, std::string> kKernelsWithoutCases = {
     {"set_allow_tf32", "a CUDA control: test_cuda_parity.cpp runs the matmul-like cases under TF32"},
     {"allow_tf32", "a CUDA control: test_cuda_parity.cpp runs the matmul-like cases under TF32"},
     {"memory_summary", "a report on the CUDA caching allocator: no math"},
+    {"set_matmul_precision", "a control: the bf16 test runs every case in bf16 through kernels/cpu/isa.h"},
+    {"matmul_precision", "a control: the bf16 test runs every case in bf16 through kernels/cpu/isa.h"},
+    {"kernels_summary", "a line of text for the apps: no math"},
     {"capture", "CUDA graphs: test_cuda_parity.cpp replays a recorded training step against eager"},
 };
 

@@ -55,4 +55,20 @@ Device device_or_cpu(const std::string& program, const std::string& name) {
   return device;
 }
 
+Flag precision_flag(std::string& precision) {
+  return {"precision", "fp32",
+          "matrix products on the CPU: fp32 | bf16 (operands rounded to bfloat16, float sums)",
+          &precision};
+}
+
+void apply_cpu_kernels(const std::string& program, const std::string& precision) {
+  Backend& cpu = backend(Device::CPU);
+  try {
+    cpu.set_matmul_precision(precision);
+  } catch (const Error& e) {
+    fail("--precision ", precision, ": ", e.what());
+  }
+  std::fprintf(stderr, "%s: %s\n", program.c_str(), cpu.kernels_summary().c_str());
+}
+
 }  // namespace fer::cli

@@ -25,6 +25,13 @@ std::vector<Flag> dataset_flags(DatasetFlags& flags);
 // the class selection (7 classes, or 6 without disgust) applied; prints what was loaded.
 data::Dataset load_split(const DatasetFlags& flags, const std::string& split);
 
+// The row of --precision (fp32 | bf16 matrix products on the CPU) for Args::bind.
+Flag precision_flag(std::string& precision);
+
+// Applies --precision to the CPU backend and prints, on stderr, which CPU kernels will run:
+// "<program>: cpu kernels: avx512, bf16 products, 2 threads".
+void apply_cpu_kernels(const std::string& program, const std::string& precision);
+
 // The device --device names; when that is CUDA and no GPU is usable, the CPU, with a line on
 // stderr that says so.
 Device device_or_cpu(const std::string& program, const std::string& name);

@@ -1,26 +1,26 @@
-// 2-d convolution on the CPU as matrix products, threads over the batch.
+// 2-d convolution on the CPU as matrix products, threads over the batch. The math, and the same
+// sums written as the products below: conv2d in engine/ops/conv_pool.cpp; what each kernel reads
+// and overwrites: engine/backend.h.
 //
-// Shapes (per image n and group g; Cg = C/groups input channels and Kg = K/groups filters per
-// group; P = OH*OW output pixels; R = Cg*KH*KW is one receptive field):
-//   col[R, P]    = im2col(x[n, g])            one column per output pixel
-//   y[n, g]      = W_g[Kg, R] * col[R, P]  (+ bias)
-// Backward:
-//   dW_g        += dy[n, g][Kg, P] * col[R, P]^T     summed over the batch
-//   dbias[k]    += sum over n, p of dy[n, k, p]
-//   dcol[R, P]   = W_g^T[R, Kg] * dy[n, g][Kg, P]
-//   dx[n, g]     = col2im(dcol)              the adjoint of im2col: overlapping windows add up
+// Notation, per image n and group g: Kg = K/groups filters, R = C/groups*KH*KW taps (one
+// receptive field), P = OH*OW output pixels, W_g [Kg, R], col[R, P] = im2col(x[n, g]) one column
+// per output pixel. Forward y[n, g] = W_g col (+ bias); weight gradient dW_g += dy[n, g] col^T
+// summed over the batch; input gradient dx[n, g] = col2im(W_g^T dy[n, g]).
 //
-// How the products run (kernels/cpu/gemm.h):
-// - Forward is an implicit GEMM: W_g is packed once per call (PackedA) and col is never stored;
+// Which code runs (the first that applies):
+// - Stride 1, no dilation, one group (every 3x3 and 1x1 layer of the FER CNNs): the direct
+//   convolution of conv2d_direct.cpp, which reads the weights and a padded image in place.
+// - One kernel per channel (MobileNet's depthwise layers): conv2d_depthwise.cpp.
+// - The scalar kernel set: im2col and the reference GEMM, the plain definition.
+// - Anything else (stride 2, dilation, groups, 7x7 stems), on the packed GEMM (gemm.h):
+//   forward is an implicit GEMM: W_g is packed once per call (PackedA) and col is never stored;
 //   the GEMM driver asks ImageColumns for one cache block of col at a time, which reads it
-//   straight from the image into the micro-kernel's panel layout. Layers with few pixels
-//   (12x12 and below) put several images side by side in one product, col[R, nb*P], so that
-//   the product is wide enough for the micro-kernel and the weights are streamed once per
-//   group of images rather than once per image.
-// - The weight gradient sums over pixels and images: it materialises col for a group of
-//   images and runs dW_g += dy_group[Kg, nb*P] * col[R, nb*P]^T, a product whose depth is the
-//   number of pixels in the group.
-// - Under the scalar kernel set: im2col and the reference GEMM, the plain definition.
+//   straight from the image into the micro-kernel's panel layout. Layers with few pixels put
+//   several images side by side in one product, col[R, nb*P], so that the product is wide
+//   enough for the micro-kernel. The weight gradient materialises col for a group of images and
+//   runs dW_g += dy_group[Kg, nb*P] * col[R, nb*P]^T, a product as deep as the group's pixels.
+//   The input gradient is a forward convolution with rotated kernels where the stride is 1,
+//   else W_g^T dy followed by col2im.
 //
 // Threads: with at least as many image groups as threads, each thread takes whole groups and
 // runs single-threaded products (weight gradients go to per-thread partial sums, added at the

@@ -1,5 +1,7 @@
 // Direct convolution (stride 1, no dilation, one group): matrix products whose right operand is
 // read straight from a zero-padded copy of the image, so that nothing like im2col is built.
+// The math: conv2d in engine/ops/conv_pool.cpp (contracts: engine/backend.h); this file computes
+// its stride-1 case on the padded-width grid below.
 //
 // The padded-width pixel grid. Pad the image once to Hp x Wp (Hp = H + 2*pad_h, Wp = W + 2*pad_w)
 // and number output pixels on a grid as wide as the padded image, q = oh*Wp + ow. Then the input

@@ -85,6 +85,10 @@ class CpuBackend final : public Backend {
   void pad2d_backward(int64_t NC, int64_t H, int64_t W, int64_t top, int64_t bottom, int64_t left,
                       int64_t right, const float* dy, float* dx) override;
 
+  void set_matmul_precision(const std::string& name) override;
+  std::string matmul_precision() const override;
+  std::string kernels_summary() const override;
+
   void sgd_update(float* param, const float* grad, float* momentum_buf, int64_t n,
                   const SgdHyper& h) override;
   void adam_update(float* param, const float* grad, float* m, float* v, int64_t n,

@@ -16,6 +16,7 @@
 
 #include "engine/backend.h"
 #include "engine/error.h"
+#include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/fma_peak.h"
 
 namespace fer::cpu {
@@ -197,5 +198,15 @@ double fma_peak_run(Isa isa, int64_t iterations) {
   FER_CHECK(isa >= Isa::Avx512, "fma_peak_run: no FMA loop for ", isa_name(isa));
   return fma_peak_avx512(iterations);
 }
+
+// ---- The CPU backend's controls (engine/backend.h) -----------------------------------------
+
+void CpuBackend::set_matmul_precision(const std::string& name) {
+  const auto p = parse_precision(name);
+  FER_CHECK(p.has_value(), "precision '", name, "': expected fp32 or bf16");
+  cpu::set_matmul_precision(*p);
+}
+std::string CpuBackend::matmul_precision() const { return precision_name(cpu::matmul_precision()); }
+std::string CpuBackend::kernels_summary() const { return cpu_kernels_summary(); }
 
 }  // namespace fer::cpu

@@ -18,7 +18,7 @@
 // eagerly before (CudaBackend::conv2d_* says so if not). Random kernels (dropout) mix the replay's
 // seed, read from a device word the graph owns, into the seed recorded at capture time.
 //
-// How a trainer uses it (apps/common/trainer.cpp, when the device is CUDA and the batch size is
+// How a trainer uses it (apps/training/train_step.cpp, when the device is CUDA and the batch size is
 // fixed):
 //   Tensor x = Tensor::empty({B, 1, 48, 48}, cuda), dlogits, logits;   // static input
 //   ... one or two eager steps (cuDNN picks its algorithms), then optimizer.zero_grad() ...
