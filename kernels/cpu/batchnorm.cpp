@@ -12,6 +12,25 @@
 
 namespace fer::cpu {
 
+namespace {
+// The two sums of a channel that both backward passes need: sum(dy) and sum(dy * (x - mean)).
+void channel_sums(int64_t N, int64_t C, int64_t HW, int64_t c, const float* x, const float* dy,
+                  float mean, double& sum_dy, double& sum_dy_xmu) {
+  sum_dy = sum_dy_xmu = 0.0;
+  for (int64_t n = 0; n < N; ++n) {
+    const float* xp = x + (n * C + c) * HW;
+    const float* gp = dy + (n * C + c) * HW;
+    float a = 0.0f, b = 0.0f;
+    for (int64_t i = 0; i < HW; ++i) {
+      a += gp[i];
+      b += gp[i] * (xp[i] - mean);
+    }
+    sum_dy += a;
+    sum_dy_xmu += b;
+  }
+}
+}  // namespace
+
 void CpuBackend::batchnorm_forward_train(int64_t N, int64_t C, int64_t HW, const float* x,
                                          const float* gamma, const float* beta, float eps,
                                          float momentum, float* running_mean, float* running_var,
@@ -77,18 +96,8 @@ void CpuBackend::batchnorm_backward(int64_t N, int64_t C, int64_t HW, const floa
   parallel_for(C, 1, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       const float mean = save_mean[c], invstd = save_invstd[c];
-      double sum_dy = 0.0, sum_dy_xhat = 0.0;
-      for (int64_t n = 0; n < N; ++n) {
-        const float* xp = x + (n * C + c) * HW;
-        const float* gp = dy + (n * C + c) * HW;
-        float a = 0.0f, b = 0.0f;
-        for (int64_t i = 0; i < HW; ++i) {
-          a += gp[i];
-          b += gp[i] * (xp[i] - mean);
-        }
-        sum_dy += a;
-        sum_dy_xhat += b;
-      }
+      double sum_dy, sum_dy_xhat;
+      channel_sums(N, C, HW, c, x, dy, mean, sum_dy, sum_dy_xhat);
       sum_dy_xhat *= invstd;
       if (dgamma) dgamma[c] = static_cast<float>(sum_dy_xhat);
       if (dbeta) dbeta[c] = static_cast<float>(sum_dy);
@@ -117,19 +126,8 @@ void CpuBackend::batchnorm_backward_eval(int64_t N, int64_t C, int64_t HW, const
   if (dgamma || dbeta) {
     parallel_for(C, 1, [&](int64_t c0, int64_t c1) {
       for (int64_t c = c0; c < c1; ++c) {
-        const float mean = running_mean[c];
-        double sum_dy = 0.0, sum_dy_xmu = 0.0;
-        for (int64_t n = 0; n < N; ++n) {
-          const float* xp = x + (n * C + c) * HW;
-          const float* gp = dy + (n * C + c) * HW;
-          float a = 0.0f, b = 0.0f;
-          for (int64_t i = 0; i < HW; ++i) {
-            a += gp[i];
-            b += gp[i] * (xp[i] - mean);
-          }
-          sum_dy += a;
-          sum_dy_xmu += b;
-        }
+        double sum_dy, sum_dy_xmu;
+        channel_sums(N, C, HW, c, x, dy, running_mean[c], sum_dy, sum_dy_xmu);
         const float invstd = 1.0f / std::sqrt(running_var[c] + eps);
         if (dgamma) dgamma[c] = static_cast<float>(sum_dy_xmu * invstd);
         if (dbeta) dbeta[c] = static_cast<float>(sum_dy);

@@ -81,13 +81,9 @@ std::vector<int32_t> tap_offsets(const Conv2dGeometry& g, const Grid& grid) {
 }
 
 const ConvWeightGradKernel* active_weight_grad_kernel() {
-  static const ConvWeightGradKernel avx2 = conv_weight_grad_kernel_avx2();
-  static const ConvWeightGradKernel avx512 = conv_weight_grad_kernel_avx512();
-  switch (fp32_isa()) {
-    case Isa::Avx2: return &avx2;
-    case Isa::Avx512: return &avx512;
-    default: return nullptr;
-  }
+  static const ConvWeightGradKernel avx2 = conv_weight_grad_kernel_avx2(),
+                                    avx512 = conv_weight_grad_kernel_avx512();
+  return for_fp32_isa(&avx2, &avx512);
 }
 
 }  // namespace

@@ -41,23 +41,13 @@ constexpr int64_t KC = kGemmDepthBlock, MC = 256, NC_PANELS = 16;
 }  // namespace
 
 const GemmMicroKernel* active_gemm_microkernel() {
-  static const GemmMicroKernel avx2 = gemm_microkernel_avx2();
-  static const GemmMicroKernel avx512 = gemm_microkernel_avx512();
-  switch (fp32_isa()) {
-    case Isa::Avx2: return &avx2;
-    case Isa::Avx512: return &avx512;
-    default: return nullptr;
-  }
+  static const GemmMicroKernel avx2 = gemm_microkernel_avx2(), avx512 = gemm_microkernel_avx512();
+  return for_fp32_isa(&avx2, &avx512);
 }
 
 const VectorKernels* active_vector_kernels() {
-  static const VectorKernels avx2 = vector_kernels_avx2();
-  static const VectorKernels avx512 = vector_kernels_avx512();
-  switch (fp32_isa()) {
-    case Isa::Avx2: return &avx2;
-    case Isa::Avx512: return &avx512;
-    default: return nullptr;
-  }
+  static const VectorKernels avx2 = vector_kernels_avx2(), avx512 = vector_kernels_avx512();
+  return for_fp32_isa(&avx2, &avx512);
 }
 
 namespace {

@@ -79,6 +79,17 @@ inline float round_to_bf16(float x) {
 // Rounds x[0..n) in place when the matrix products run in bf16; nothing in fp32.
 void round_operands(float* x, int64_t n);
 
+// Of one thing per vector set (a micro-kernel table), the one for the active fp32 set; null
+// under the scalar set, whose callers take their reference paths.
+template <typename T>
+const T* for_fp32_isa(const T* avx2, const T* avx512) {
+  switch (fp32_isa()) {
+    case Isa::Avx2: return avx2;
+    case Isa::Avx512: return avx512;
+    default: return nullptr;
+  }
+}
+
 // One line for the apps' start-up output, e.g. "cpu kernels: avx512 (fp32), 2 threads".
 std::string cpu_kernels_summary();
 
