@@ -14,12 +14,13 @@
 //                              engine/backend.h has no case.
 //   tests/test_cuda_parity.cpp the CUDA backend against the CPU (where a GPU exists), and the
 //                              matmul-like cases again under TF32.
+//   bench/bench_ops.cpp        the timing mode: every case timed under the active set.
 //
 // Adding an op: append a case to all_op_cases() in op_cases.cpp, usually one op_case(...) line
 // with the op's name in `ops`, its input shapes and the call. It then gets every check above;
 // when finite differences cannot check it (kinks, ties, a shape too large to perturb element by
-// element), say why with without_gradcheck("..."). A timing mode (bench/) can read the same list:
-// all_op_cases() is a plain function, and this file and op_cases.cpp use no test framework.
+// element), say why with without_gradcheck("..."). This file and op_cases.cpp use no test
+// framework, so the timing mode links them without one (CMake's fer_op_cases).
 //
 // Comparison: |got - ref| <= atol + scaled_atol * max|ref| + rtol * |ref|, per element.
 // Default tolerance: atol 1e-6, scaled_atol 1e-5, rtol 1e-4 (float32 kernels that add in another
