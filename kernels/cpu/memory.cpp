@@ -1,4 +1,4 @@
-// CPU memory: 64-byte aligned host buffers (one AVX-512 line; Eigen's packets never straddle).
+// CPU memory: 64-byte aligned host buffers (one AVX-512 line: vector loads never straddle two).
 //
 // A training step allocates and frees the same activation-sized buffers (up to ~20 MB at batch
 // 64) every step. glibc would serve those with fresh mmap()s whose pages fault in on first touch,
