@@ -47,8 +47,6 @@
 
 namespace fer {
 
-using Metadata = std::map<std::string, std::string>;
-
 struct ParamGroup {
   std::vector<Tensor> params;
   float lr = -1.0f;            // negative: the optimizer's lr

@@ -117,5 +117,7 @@ class Tensor {
 // Tensors by name, in name order: a model's parameters and buffers (Module::state_dict), an
 // optimizer's state (Optimizer::state_dict), the contents of a checkpoint (engine/safetensors.h).
 using StateDict = std::map<std::string, Tensor>;
+// String metadata stored beside tensors (safetensors' "__metadata__", optimizer hyper-parameters).
+using Metadata = std::map<std::string, std::string>;
 
 }  // namespace fer

@@ -17,7 +17,6 @@
 
 namespace fer {
 
-using Metadata = std::map<std::string, std::string>;
 
 // What a checkpoint's model is: enough to build it again and to feed it the right input.
 struct ModelSpec {
