@@ -20,6 +20,12 @@ struct Avx2 {
   static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
   static V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
   static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+  // The first n < 8 lanes (the rest zero / untouched): masked loads never touch memory past n.
+  static V load_n(const float* p, int n) { return _mm256_maskload_ps(p, lanes(n)); }
+  static void store_n(float* p, V v, int n) { _mm256_maskstore_ps(p, lanes(n), v); }
+  static __m256i lanes(int n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
 };
 }  // namespace
 

@@ -20,6 +20,10 @@ struct Avx512 {
   static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
   static V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
   static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+  // The first n < 16 lanes (the rest zero / untouched): masked loads never touch memory past n.
+  static V load_n(const float* p, int n) { return _mm512_maskz_loadu_ps(lanes(n), p); }
+  static void store_n(float* p, V v, int n) { _mm512_mask_storeu_ps(p, lanes(n), v); }
+  static __mmask16 lanes(int n) { return static_cast<__mmask16>((1u << n) - 1u); }
 };
 }  // namespace
 

@@ -92,12 +92,15 @@ float dot(int64_t n, const float* x, const float* y) {
   for (; k + 4 * W <= n; k += 4 * W)
     for (int u = 0; u < 4; ++u) acc[u] = S::fmadd(S::load(x + k + u * W), S::load(y + k + u * W), acc[u]);
   for (; k + W <= n; k += W) acc[0] = S::fmadd(S::load(x + k), S::load(y + k), acc[0]);
+  if (k < n) {  // the tail, in masked lanes (short rows of small feature maps are mostly tail)
+    const int rest = static_cast<int>(n - k);
+    acc[1] = S::fmadd(S::load_n(x + k, rest), S::load_n(y + k, rest), acc[1]);
+  }
   float lanes[W];
   S::store(lanes, S::fmadd(S::broadcast(1.0f), S::fmadd(S::broadcast(1.0f), acc[0], acc[1]),
                            S::fmadd(S::broadcast(1.0f), acc[2], acc[3])));
   float sum = 0.0f;
   for (int l = 0; l < W; ++l) sum += lanes[l];
-  for (; k < n; ++k) sum += x[k] * y[k];
   return sum;
 }
 
@@ -108,7 +111,10 @@ void axpy(int64_t n, float a, const float* x, float* y) {
   const auto va = S::broadcast(a);
   int64_t j = 0;
   for (; j + W <= n; j += W) S::store(y + j, S::fmadd(va, S::load(x + j), S::load(y + j)));
-  for (; j < n; ++j) y[j] += a * x[j];
+  if (j < n) {
+    const int rest = static_cast<int>(n - j);
+    S::store_n(y + j, S::fmadd(va, S::load_n(x + j, rest), S::load_n(y + j, rest)), rest);
+  }
 }
 
 // y[q] = sum over taps t of w[t] * x[q + offsets[t]] for q < len: one output row of a depthwise
@@ -122,10 +128,11 @@ void taps_sum(int64_t len, const float* x, const int32_t* offsets, const float* 
     for (int t = 0; t < taps; ++t) acc = S::fmadd(S::broadcast(w[t]), S::load(x + q + offsets[t]), acc);
     S::store(y + q, acc);
   }
-  for (; q < len; ++q) {
-    float acc = 0.0f;
-    for (int t = 0; t < taps; ++t) acc += w[t] * x[q + offsets[t]];
-    y[q] = acc;
+  if (q < len) {  // the tail, in masked lanes
+    const int rest = static_cast<int>(len - q);
+    auto acc = S::zero();
+    for (int t = 0; t < taps; ++t) acc = S::fmadd(S::broadcast(w[t]), S::load_n(x + q + offsets[t], rest), acc);
+    S::store_n(y + q, acc, rest);
   }
 }
 
