@@ -216,7 +216,7 @@ def main():
     mine, counters = ours(args.build, args.threads)
     theirs = pytorch_cases()
     if DEVICE == "cpu":
-        mine16, counters16 = ours(args.build, args.threads, "bf16")
+        mine16, _ = ours(args.build, args.threads, "bf16")
         theirs16 = pytorch_cases(bf16=True)
 
     if DEVICE == "cpu":

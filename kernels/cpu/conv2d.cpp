@@ -121,8 +121,8 @@ void col2im(const Conv2dGeometry& g, int64_t Cg, const float* col, float* x) {
 class ImageColumns final : public PanelSource {
  public:
   // x points at the first image's first channel of the group; images are image_stride apart.
-  ImageColumns(const Conv2dGeometry& g, int64_t Cg, const float* x, int64_t image_stride)
-      : g_(g), Cg_(Cg), x_(x), image_stride_(image_stride), P_(g.OH * g.OW) {}
+  ImageColumns(const Conv2dGeometry& g, const float* x, int64_t image_stride)
+      : g_(g), x_(x), image_stride_(image_stride), P_(g.OH * g.OW) {}
 
   void pack(int64_t p0, int64_t kc, int64_t j0, int64_t nc, int nr, float* dst) const override {
     const int64_t panels = (nc + nr - 1) / nr;
@@ -153,7 +153,6 @@ class ImageColumns final : public PanelSource {
 
  private:
   const Conv2dGeometry& g_;
-  int64_t Cg_;
   const float* x_;
   int64_t image_stride_, P_;
 };
@@ -215,7 +214,7 @@ void CpuBackend::conv2d_forward(const Conv2dGeometry& g, const float* x, const f
     // One image writes straight into y; several go through a [Kg, nb*P] buffer, then to NCHW.
     float* buffer = nb > 1 ? thread_scratch(Kg * nb * P) : nullptr;
     for (int64_t grp = 0; grp < g.groups; ++grp) {
-      const ImageColumns cols(g, Cg, x + (n0 * g.C + grp * Cg) * g.H * g.W, g.C * g.H * g.W);
+      const ImageColumns cols(g, x + (n0 * g.C + grp * Cg) * g.H * g.W, g.C * g.H * g.W);
       float* out = nb > 1 ? buffer : y + (n0 * g.K + grp * Kg) * P;
       sgemm_packed(weights[grp], cols, nb * P, 1.0f, 0.0f, out, nb * P);
       for (int64_t i = 0; i < nb; ++i)

@@ -19,6 +19,7 @@ struct Avx2 {
   static V load(const float* p) { return _mm256_loadu_ps(p); }
   static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
   static V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
   static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
   // The first n < 8 lanes (the rest zero / untouched): masked loads never touch memory past n.
   static V load_n(const float* p, int n) { return _mm256_maskload_ps(p, lanes(n)); }

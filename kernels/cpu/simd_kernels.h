@@ -77,8 +77,8 @@ void conv_weight_grad(int64_t images, int64_t len, const float* const* x_rows,
   }
   for (int i = 0; i < MR; ++i) {
     float* row = c + i * ldc;
-    S::store(row, S::fmadd(S::broadcast(1.0f), S::load(row), acc[i][0]));
-    S::store(row + W, S::fmadd(S::broadcast(1.0f), S::load(row + W), acc[i][1]));
+    S::store(row, S::add(S::load(row), acc[i][0]));
+    S::store(row + W, S::add(S::load(row + W), acc[i][1]));
   }
 }
 
@@ -97,8 +97,7 @@ float dot(int64_t n, const float* x, const float* y) {
     acc[1] = S::fmadd(S::load_n(x + k, rest), S::load_n(y + k, rest), acc[1]);
   }
   float lanes[W];
-  S::store(lanes, S::fmadd(S::broadcast(1.0f), S::fmadd(S::broadcast(1.0f), acc[0], acc[1]),
-                           S::fmadd(S::broadcast(1.0f), acc[2], acc[3])));
+  S::store(lanes, S::add(S::add(acc[0], acc[1]), S::add(acc[2], acc[3])));
   float sum = 0.0f;
   for (int l = 0; l < W; ++l) sum += lanes[l];
   return sum;

@@ -41,6 +41,19 @@ std::vector<Tensor> make_inputs(const std::vector<Input>& inputs, Device dev, ui
   return xs;
 }
 
+namespace {
+// The fields every kind of case sets; the builders below add what is particular to theirs.
+OpCase make_case(const std::string& name, std::vector<std::string> ops,
+                 std::function<Named(Device)> run, Tolerance tol) {
+  OpCase c;
+  c.name = name;
+  c.ops = std::move(ops);
+  c.run = std::move(run);
+  c.tol = tol;
+  return c;
+}
+}  // namespace
+
 OpCase op_case(const std::string& name, std::vector<std::string> ops, std::vector<Input> inputs,
                OpFn fn, Tolerance tol, bool matmul_like) {
   auto run = [inputs, fn](Device dev) {
@@ -57,11 +70,7 @@ OpCase op_case(const std::string& name, std::vector<std::string> ops, std::vecto
     }
     return r;
   };
-  OpCase c;
-  c.name = name;
-  c.ops = std::move(ops);
-  c.run = run;
-  c.tol = tol;
+  OpCase c = make_case(name, std::move(ops), run, tol);
   c.matmul_like = matmul_like;
   c.inputs = std::move(inputs);
   c.fn = std::move(fn);
@@ -70,11 +79,7 @@ OpCase op_case(const std::string& name, std::vector<std::string> ops, std::vecto
 
 OpCase kernel_case(const std::string& name, std::vector<std::string> ops,
                    std::function<Named(Device, Backend&)> fn, Tolerance tol) {
-  OpCase c;
-  c.name = name;
-  c.ops = std::move(ops);
-  c.run = [fn](Device dev) { return fn(dev, backend(dev)); };
-  c.tol = tol;
+  OpCase c = make_case(name, std::move(ops), [fn](Device dev) { return fn(dev, backend(dev)); }, tol);
   c.no_gradcheck = "backend kernels called directly: no autograd graph to differentiate";
   return c;
 }
@@ -101,11 +106,7 @@ OpCase optimizer_case(const std::string& name, std::vector<std::string> ops,
     for (const auto& [key, t] : opt->state_dict()) r.push_back({key, t});
     return r;
   };
-  OpCase c;
-  c.name = name;
-  c.ops = std::move(ops);
-  c.run = run;
-  c.tol = kOptimizer;
+  OpCase c = make_case(name, std::move(ops), run, kOptimizer);
   c.no_gradcheck = "an optimizer step updates parameters in place: not a differentiable op";
   return c;
 }
@@ -213,11 +214,7 @@ Named fer_vgg_small_adamw(Device dev) {
 
 OpCase network_case(const std::string& name, std::vector<std::string> ops,
                     std::function<Named(Device)> run, Tolerance tol) {
-  OpCase c;
-  c.name = name;
-  c.ops = std::move(ops);
-  c.run = std::move(run);
-  c.tol = tol;
+  OpCase c = make_case(name, std::move(ops), std::move(run), tol);
   c.no_gradcheck = "a whole training step (dropout, an optimizer update): every op in it has its own case";
   c.whole_network = true;
   return c;
