@@ -118,6 +118,21 @@ std::vector<cli::Flag> train_flags(TrainFlags& flags, const std::string& known_m
       {"brightness", "0", "brightness jitter, +-fraction", &a.brightness},
       {"contrast", "0", "contrast jitter, +-fraction", &a.contrast},
       {"erase", "true", "random erasing (part of --augment)", &a.erase},
+      {"mixup", "0", "mixup: blend image pairs and their labels, lam ~ Beta(alpha, alpha) (0 = off; 0.2-1 usual)",
+       &o.mix.mixup_alpha},
+      {"cutmix", "0", "cutmix: paste a box of another image, labels by area, lam ~ Beta(alpha, alpha) (0 = off; 1 usual)",
+       &o.mix.cutmix_alpha},
+      {"mix-prob", "1", "chance that a batch is mixed (mixup or cutmix with equal odds when both are on)",
+       &o.mix.prob},
+      {"ema", "0", "exponential moving average of the weights with this decay (e.g. 0.999), "
+                   "validated each epoch and saved as OUT/best_ema.safetensors (0 = off)", &o.ema_decay},
+      {"swa-epochs", "0", "stochastic weight averaging of the last N epochs, batchnorm refreshed, "
+                          "saved as OUT/swa.safetensors (0 = off)", &o.swa_epochs},
+      {"teacher", "", "knowledge distillation from these checkpoints' mean soft labels (comma-separated)",
+       [&o](const std::string& v) { o.teachers = split_list(v); }},
+      {"kd-temperature", "4", "distillation: softmax temperature of the soft labels", &o.kd_temperature},
+      {"kd-weight", "0.5", "distillation: loss = (1 - w) cross-entropy + w T^2 KL(teacher || student)",
+       &o.kd_weight},
       {"threads", "0", "CPU threads for the kernels (0 = FER_THREADS or all cores)", &flags.threads},
       cli::precision_flag(flags.precision),
       {"workers", "2", "data-loading threads", &o.workers},
@@ -217,6 +232,11 @@ int run(int argc, char** argv) {
   if (r.interrupted) return 130;
   std::printf("best validation accuracy %.4f at epoch %lld: %s\n", r.best_val_acc,
               static_cast<long long>(r.best_epoch), r.best_path.c_str());
+  if (o.ema_decay > 0)
+    std::printf("best EMA validation accuracy %.4f at epoch %lld: %s/best_ema.safetensors\n",
+                r.best_ema_val_acc, static_cast<long long>(r.best_ema_epoch), o.out_dir.c_str());
+  if (!r.swa_path.empty())
+    std::printf("SWA validation accuracy %.4f: %s\n", r.swa_val_acc, r.swa_path.c_str());
   return 0;
 }
 }  // namespace

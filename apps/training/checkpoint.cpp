@@ -106,6 +106,12 @@ void save_checkpoint(const std::string& path, const Module& model, const ModelSp
   save_safetensors(path, tensors, meta);
 }
 
+bool is_training_state(const std::string& tensor_name) {
+  for (const char* prefix : {"optim.", "ema.", "swa."})
+    if (tensor_name.rfind(prefix, 0) == 0) return true;
+  return false;
+}
+
 LoadedCheckpoint load_checkpoint(const std::string& path, Device device) {
   LoadedCheckpoint out;
   out.file = load_safetensors(path);
@@ -113,7 +119,7 @@ LoadedCheckpoint load_checkpoint(const std::string& path, Device device) {
   out.model = create_model(out.spec.name, out.spec.config);
   StateDict weights;
   for (const auto& [name, t] : out.file.tensors)
-    if (name.rfind("optim.", 0) != 0) weights[name] = t;
+    if (!is_training_state(name)) weights[name] = t;
   check_state_dict_matches(out.model->state_dict(), weights, path);
   out.model->load_state_dict(weights);
   out.model->to(device);

@@ -39,9 +39,13 @@ struct LoadedCheckpoint {
   SafetensorsFile file;           // everything in the file (for resuming)
 };
 
+// Tensors of a run's state rather than of the model: the optimizer's ("optim.*") and the weight
+// averages' ("ema.*", "swa.*", apps/training/weight_average.h).
+bool is_training_state(const std::string& tensor_name);
+
 // Builds the model named in the file and loads its weights (strictly: a missing, extra or
-// mis-shaped tensor is an error naming it and the file). Tensors named "optim.*" are not model
-// weights and are left in file.tensors for the optimizer.
+// mis-shaped tensor is an error naming it and the file). Training-state tensors are not model
+// weights and are left in file.tensors for the optimizer and the averages.
 LoadedCheckpoint load_checkpoint(const std::string& path, Device device = Device::CPU);
 
 // ---- Lists as text: metadata values, and the apps' flags that name the same things ----------

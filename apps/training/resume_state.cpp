@@ -15,7 +15,11 @@ Metadata position_metadata(const RunPosition& p) {
           {"train.correct", std::to_string(p.correct)},
           {"train.seen", std::to_string(p.seen)},
           {"train.lr", metadata_str(p.lr)},
-          {"train.rng", std::to_string(p.rng)}};
+          {"train.rng", std::to_string(p.rng)},
+          {"train.best_ema_val_acc", metadata_str(p.best_ema_val_acc)},
+          {"train.best_ema_epoch", std::to_string(p.best_ema_epoch)},
+          {"train.ema_count", std::to_string(p.ema_count)},
+          {"train.swa_count", std::to_string(p.swa_count)}};
 }
 
 RunPosition position_from(const Metadata& m) {
@@ -31,6 +35,12 @@ RunPosition position_from(const Metadata& m) {
   p.seen = metadata_int(m, "train.seen");
   p.lr = static_cast<float>(metadata_double(m, "train.lr"));
   p.rng = std::stoull(metadata_get(m, "train.rng"));
+  if (m.count("train.ema_count")) {  // written since the weight averages exist
+    p.best_ema_val_acc = metadata_double(m, "train.best_ema_val_acc");
+    p.best_ema_epoch = metadata_int(m, "train.best_ema_epoch");
+    p.ema_count = metadata_int(m, "train.ema_count");
+    p.swa_count = metadata_int(m, "train.swa_count");
+  }
   return p;
 }
 

@@ -22,6 +22,10 @@ struct RunPosition {
   int64_t correct = 0, seen = 0;
   float lr = 0;
   uint64_t rng = 0;           // the default generator's state (dropout); 0: nothing to restore
+  // Weight averages (weight_average.h): the EMA's best validation accuracy so far, and how many
+  // updates / snapshots each average holds (0 in runs from before they existed).
+  double best_ema_val_acc = -1;
+  int64_t best_ema_epoch = 0, ema_count = 0, swa_count = 0;
 };
 
 Metadata position_metadata(const RunPosition& p);

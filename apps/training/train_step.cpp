@@ -10,6 +10,10 @@
 
 namespace fer {
 
+void TrainStep::mix_batch(const data::BatchMix& mix) {
+  FER_CHECK(!mix.active(), "mixup and cutmix need the images: not available with --cache-features");
+}
+
 // ---- Eager: the loader's images through the whole model ------------------------------------
 
 EagerTrainStep::EagerTrainStep(Module& model, Optimizer& optimizer, data::BatchLoader& loader,
@@ -25,6 +29,12 @@ bool EagerTrainStep::next_batch() {
   if (!loader_.next(batch_)) return false;
   inputs_ = input_of(batch_.images);
   return true;
+}
+
+void EagerTrainStep::mix_batch(const data::BatchMix& mix) {
+  if (!mix.active()) return;
+  batch_.images = data::apply_batch_mix(mix, batch_.images);
+  inputs_ = input_of(batch_.images);
 }
 
 StepOutput EagerTrainStep::forward_backward(const LossFn& loss_fn) {

@@ -30,6 +30,7 @@
 #include "apps/training/evaluate.h"
 #include "apps/training/feature_cache.h"
 #include "apps/training/graphed_step.h"
+#include "data/batch_mix.h"
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "data/preprocess.h"
@@ -56,6 +57,10 @@ class TrainStep {
   virtual bool next_batch() = 0;
   // The fetched batch: labels [B] on the host, dataset indices (and, eager, the images).
   const data::Batch& batch() const { return batch_; }
+  // What forward_backward will feed the model for it (a distillation teacher sees the same).
+  const Tensor& inputs() const { return inputs_; }
+  // Mixup / cutmix (data/batch_mix.h) of the fetched batch's images, before forward_backward.
+  virtual void mix_batch(const data::BatchMix& mix);
   // Forward pass, loss_fn(logits) and backward pass for the fetched batch; leaves the gradient of
   // the loss in every trainable parameter's .grad, for the optimizer.
   virtual StepOutput forward_backward(const LossFn& loss_fn) = 0;
@@ -78,6 +83,7 @@ class EagerTrainStep : public TrainStep {
                  const data::PreprocessOptions& preprocess);
   void start_epoch(int64_t epoch, int64_t first_step) override;
   bool next_batch() override;
+  void mix_batch(const data::BatchMix& mix) override;
   StepOutput forward_backward(const LossFn& loss_fn) override;
   Predictions validate(const data::Dataset& val) override;
 

@@ -13,9 +13,12 @@
 #include <memory>
 
 #include "apps/training/evaluate.h"
+#include "apps/training/losses.h"
 #include "apps/training/progress.h"
 #include "apps/training/resume_state.h"
+#include "apps/training/teacher.h"
 #include "apps/training/train_step.h"
+#include "apps/training/weight_average.h"
 #include "data/class_balance.h"
 #include "data/loader.h"
 #include "engine/autograd.h"
@@ -55,18 +58,25 @@ std::unique_ptr<LrScheduler> make_schedule(const TrainOptions& o, int64_t steps_
   fail("unknown schedule '", o.schedule, "' (expected none, step, cosine, onecycle or plateau)");
 }
 
-void append_logs(const std::string& dir, const EpochRecord& r) {
+// With an EMA of the weights, its validation loss and accuracy are two more columns.
+void append_logs(const std::string& dir, const EpochRecord& r, bool ema) {
   const std::string csv = dir + "/train_log.csv";
   const bool fresh = !std::filesystem::exists(csv);
   std::ofstream c(csv, std::ios::app);
-  if (fresh) c << "epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds,images_per_s\n";
+  if (fresh)
+    c << "epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds,images_per_s"
+      << (ema ? ",ema_val_loss,ema_val_acc" : "") << "\n";
   c << r.epoch << ',' << r.train_loss << ',' << r.train_acc << ',' << r.val_loss << ','
-    << r.val_acc << ',' << r.lr << ',' << r.seconds << ',' << r.images_per_s << '\n';
+    << r.val_acc << ',' << r.lr << ',' << r.seconds << ',' << r.images_per_s;
+  if (ema) c << ',' << r.ema_val_loss << ',' << r.ema_val_acc;
+  c << '\n';
   std::ofstream j(dir + "/train_log.jsonl", std::ios::app);
   j << "{\"epoch\": " << r.epoch << ", \"train_loss\": " << r.train_loss << ", \"train_acc\": "
     << r.train_acc << ", \"val_loss\": " << r.val_loss << ", \"val_acc\": " << r.val_acc
     << ", \"lr\": " << r.lr << ", \"seconds\": " << r.seconds << ", \"images_per_s\": "
-    << r.images_per_s << "}\n";
+    << r.images_per_s;
+  if (ema) j << ", \"ema_val_loss\": " << r.ema_val_loss << ", \"ema_val_acc\": " << r.ema_val_acc;
+  j << "}\n";
   FER_CHECK(c.good() && j.good(), "cannot append to the training logs in ", dir);
 }
 
@@ -86,9 +96,15 @@ class TrainingRun {
   bool train_epoch(int64_t epoch);
   // Validation, logs, checkpoints, the plateau schedule; false when early stopping ends the run.
   bool finish_epoch(int64_t epoch);
+  // After the last epoch: the SWA average's batchnorm refresh, validation and checkpoint.
+  void finish_swa();
   TrainResult& result() { return result_; }
 
  private:
+  // The loss of the batch just fetched, mixed and taught as the options say.
+  LossFn batch_loss(const data::BatchMix& mix);
+  void validate_ema(EpochRecord& r);
+  void start_averages();  // the EMA and SWA start from the weights restored
   void save_last(const RunPosition& p);
   void print_progress(int64_t epoch) const;
 
@@ -104,6 +120,8 @@ class TrainingRun {
   ReduceLROnPlateau plateau_;
   CrossEntropyOptions loss_opts_;
   std::unique_ptr<TrainStep> step_;
+  std::unique_ptr<Teacher> teacher_;
+  WeightAverage ema_, swa_;
   RunPosition pos_;
   Clock::time_point epoch_start_;
   int64_t first_step_ = 0;  // the epoch's first step in this process (> 0 after a resume)
@@ -119,6 +137,13 @@ TrainingRun::TrainingRun(const TrainOptions& o, std::shared_ptr<const data::Data
   FER_CHECK(o.epochs > 0 && o.batch_size > 0, "train: epochs and batch size must be positive");
   FER_CHECK(o.cache_aug_passes == 0 || o.cache_features,
             "--cache-aug-passes needs --cache-features");
+  o.mix.validate();
+  FER_CHECK(!o.cache_features || (!o.mix.any() && o.teachers.empty()),
+            "--mixup, --cutmix and --teacher need the images: not available with --cache-features");
+  FER_CHECK(o.ema_decay >= 0 && o.ema_decay < 1, "--ema: decay must be in [0, 1), got ", o.ema_decay);
+  FER_CHECK(o.swa_epochs >= 0 && o.swa_epochs <= o.epochs, "--swa-epochs: must be in [0, --epochs = ",
+            o.epochs, "], got ", o.swa_epochs);
+  FER_CHECK(o.kd_weight >= 0 && o.kd_weight <= 1, "--kd-weight: must be in [0, 1], got ", o.kd_weight);
   std::filesystem::create_directories(o.out_dir);
   result_.best_path = o.out_dir + "/best.safetensors";
   result_.last_path = o.out_dir + "/last.safetensors";
@@ -130,6 +155,9 @@ TrainingRun::TrainingRun(const TrainOptions& o, std::shared_ptr<const data::Data
   model_->to(o.device);
   plan_ = plan_finetune(*model_, o.finetune);
   apply_freezing(*model_, plan_);
+  FER_CHECK(o.swa_epochs == 0 || !o.finetune.freezes(),
+            "--swa-epochs: the batchnorm refresh would re-estimate frozen blocks' statistics; "
+            "use SWA without frozen blocks");
   FER_CHECK(!o.cache_features || plan_.backbone_frozen(),
             "--cache-features needs the whole backbone frozen (--freeze-backbone without "
             "--unfreeze-top); ", plan_.trainable_blocks(), " blocks of features train in this run");
@@ -157,6 +185,11 @@ TrainingRun::TrainingRun(const TrainOptions& o, std::shared_ptr<const data::Data
     const std::vector<float> w = data::balanced_class_weights(*train_set_);
     loss_opts_.class_weights = Tensor::from_vector({static_cast<int64_t>(w.size())}, w, o.device);
   }
+  if (!o.teachers.empty()) {
+    teacher_ = std::make_unique<Teacher>(o.teachers, o.spec, o.device);
+    std::fprintf(stderr, "distillation from %zu teacher(s), T = %g, weight %g\n", teacher_->size(),
+                 o.kd_temperature, o.kd_weight);
+  }
   pos_.lr = o.lr;
 }
 
@@ -174,6 +207,10 @@ void TrainingRun::restore() {
     pos_ = position_from(ck.file.metadata);
     result_.best_val_acc = std::max(0.0, pos_.best_val_acc);
     result_.best_epoch = pos_.best_epoch;
+    start_averages();
+    if (ema_.defined() && !ema_.from_tensors(ck.file.tensors, "ema.", pos_.ema_count))
+      std::fprintf(stderr, "note: %s holds no EMA of the weights: the EMA starts now\n", last.c_str());
+    if (swa_.defined()) swa_.from_tensors(ck.file.tensors, "swa.", pos_.swa_count);
     std::fprintf(stderr, "resuming %s at epoch %lld, step %lld\n", last.c_str(),
                  static_cast<long long>(pos_.epoch + 1), static_cast<long long>(pos_.step_in_epoch));
     return;
@@ -186,6 +223,12 @@ void TrainingRun::restore() {
     model_->load_state_dict(init.model->state_dict());
     std::fprintf(stderr, "starting from the weights of %s\n", o_.init_from.c_str());
   }
+  start_averages();
+}
+
+void TrainingRun::start_averages() {
+  if (o_.ema_decay > 0) ema_ = WeightAverage(*model_);
+  if (o_.swa_epochs > 0) swa_ = WeightAverage(*model_);
 }
 
 bool TrainingRun::prepare_steps() {
@@ -232,12 +275,15 @@ bool TrainingRun::train_epoch(int64_t epoch) {
     if (schedule_) pos_.lr = schedule_->lr_at(pos_.global_step);
     optimizer_->set_lr(pos_.lr);
     const data::Batch& batch = step_->batch();
-    const Tensor y = batch.labels.to(o_.device);
-    const StepOutput out = step_->forward_backward(
-        [&](const Tensor& logits) { return cross_entropy(logits, y, loss_opts_); });
+    const data::BatchMix mix = data::draw_batch_mix(
+        o_.mix, batch.size(), step_->inputs().size(-2), step_->inputs().size(-1), o_.seed,
+        static_cast<uint64_t>(pos_.global_step));
+    step_->mix_batch(mix);
+    const StepOutput out = step_->forward_backward(batch_loss(mix));
     if (o_.clip_grad > 0) clip_grad_norm(optimizer_->params(), o_.clip_grad);
     optimizer_->step();
     step_->after_update();
+    if (ema_.defined()) ema_.update_ema(*model_, o_.ema_decay, pos_.ema_count++);
 
     // Running metrics of the epoch.
     const std::vector<float> lg = out.logits.to_vector(), lb = batch.labels.to_vector();
@@ -263,6 +309,20 @@ bool TrainingRun::train_epoch(int64_t epoch) {
   }
   if (o_.progress) std::fprintf(stderr, "\n");
   return true;
+}
+
+LossFn TrainingRun::batch_loss(const data::BatchMix& mix) {
+  const Tensor y = step_->batch().labels.to(o_.device);
+  const Tensor y_partner = mix.active() ? data::partner_labels(mix, step_->batch().labels).to(o_.device) : Tensor();
+  const Tensor soft = teacher_ ? teacher_->soft_labels(step_->inputs(), o_.kd_temperature) : Tensor();
+  return [this, y, y_partner, soft, lambda = mix.lambda](const Tensor& logits) {
+    Tensor loss = y_partner.defined() ? mixed_cross_entropy(logits, y, y_partner, lambda, loss_opts_)
+                                      : cross_entropy(logits, y, loss_opts_);
+    if (soft.defined())
+      loss = add(scale(loss, 1.0f - o_.kd_weight),
+                 scale(distillation_loss(logits, soft, o_.kd_temperature), o_.kd_weight));
+    return loss;
+  };
 }
 
 void TrainingRun::print_progress(int64_t epoch) const {
@@ -295,11 +355,17 @@ bool TrainingRun::finish_epoch(int64_t epoch) {
     r.val_acc = r.train_acc;  // no validation data: select on training accuracy
     r.val_loss = r.train_loss;
   }
-  append_logs(o_.out_dir, r);
+  if (ema_.defined()) validate_ema(r);
+  if (swa_.defined() && epoch >= o_.epochs - o_.swa_epochs) {
+    swa_.add_snapshot(*model_);
+    pos_.swa_count = swa_.count();
+  }
+  append_logs(o_.out_dir, r, ema_.defined());
   result_.history.push_back(r);
-  std::fprintf(stderr, "epoch %lld: train loss %.4f acc %.4f | val loss %.4f acc %.4f | lr %.5f | %.0f s\n",
-               static_cast<long long>(r.epoch), r.train_loss, r.train_acc, r.val_loss, r.val_acc,
-               r.lr, r.seconds);
+  std::fprintf(stderr, "epoch %lld: train loss %.4f acc %.4f | val loss %.4f acc %.4f | ",
+               static_cast<long long>(r.epoch), r.train_loss, r.train_acc, r.val_loss, r.val_acc);
+  if (ema_.defined()) std::fprintf(stderr, "ema val loss %.4f acc %.4f | ", r.ema_val_loss, r.ema_val_acc);
+  std::fprintf(stderr, "lr %.5f | %.0f s\n", r.lr, r.seconds);
 
   if (r.val_acc > pos_.best_val_acc) {
     pos_.best_val_acc = r.val_acc;
@@ -323,6 +389,8 @@ bool TrainingRun::finish_epoch(int64_t epoch) {
   pos_.rng = 0;  // the generator already holds this state
   result_.best_val_acc = pos_.best_val_acc;
   result_.best_epoch = pos_.best_epoch;
+  result_.best_ema_val_acc = std::max(0.0, pos_.best_ema_val_acc);
+  result_.best_ema_epoch = pos_.best_ema_epoch;
   if (o_.patience > 0 && pos_.bad_epochs >= o_.patience) {
     std::fprintf(stderr, "early stopping: no improvement for %lld epochs (best %.4f at epoch %lld)\n",
                  static_cast<long long>(pos_.bad_epochs), pos_.best_val_acc,
@@ -331,6 +399,53 @@ bool TrainingRun::finish_epoch(int64_t epoch) {
     return false;
   }
   return true;
+}
+
+// The EMA's weights validated as the raw ones were; its best is kept as OUT/best_ema.safetensors.
+// (Validation sets no gradients and the raw weights come back before the next step.)
+void TrainingRun::validate_ema(EpochRecord& r) {
+  {
+    SwappedWeights swap(*model_, ema_.state());
+    if (val_set_ && val_set_->size() > 0) {
+      const Predictions p = step_->validate(*val_set_);
+      r.ema_val_loss = p.loss;
+      r.ema_val_acc = p.accuracy;
+    }
+  }
+  if (r.ema_val_acc <= pos_.best_ema_val_acc) return;
+  pos_.best_ema_val_acc = r.ema_val_acc;
+  pos_.best_ema_epoch = r.epoch;
+  SwappedWeights swap(*model_, ema_.state());
+  Metadata meta{{"train.epoch", std::to_string(r.epoch)}, {"val_acc", metadata_str(r.ema_val_acc)},
+                {"train.weights", "ema"}, {"train.ema_decay", metadata_str(o_.ema_decay)}};
+  for (const auto& [k, v] : plan_.to_metadata()) meta[k] = v;
+  save_checkpoint(o_.out_dir + "/best_ema.safetensors", *model_, o_.spec, {}, meta);
+}
+
+void TrainingRun::finish_swa() {
+  if (!swa_.defined() || swa_.count() == 0) return;
+  SwappedWeights swap(*model_, swa_.state());
+  // Batchnorm statistics of the averaged weights: one pass over the training images as the
+  // next epoch would draw them (augmented, unmixed).
+  data::BatchLoader& loader = *loader_;
+  loader.start_epoch(o_.epochs);
+  data::Batch batch;
+  const int64_t batches = refresh_batchnorm_statistics(*model_, [&]() {
+    return loader.next(batch) ? batch.images.to(o_.device) : Tensor();
+  });
+  if (val_set_ && val_set_->size() > 0) {
+    const Predictions p = step_->validate(*val_set_);
+    result_.swa_val_acc = p.accuracy;
+    result_.swa_val_loss = p.loss;
+  }
+  result_.swa_path = o_.out_dir + "/swa.safetensors";
+  Metadata meta{{"train.epoch", std::to_string(o_.epochs)}, {"val_acc", metadata_str(result_.swa_val_acc)},
+                {"train.weights", "swa"}, {"train.swa_epochs", std::to_string(swa_.count())}};
+  save_checkpoint(result_.swa_path, *model_, o_.spec, {}, meta);
+  std::fprintf(stderr, "swa: mean of the last %lld epochs' weights, batchnorm refreshed on %lld batches: "
+               "val loss %.4f acc %.4f -> %s\n", static_cast<long long>(swa_.count()),
+               static_cast<long long>(batches), result_.swa_val_loss, result_.swa_val_acc,
+               result_.swa_path.c_str());
 }
 
 // OUT/last.safetensors: the model, the optimizer's state, and in the metadata everything a
@@ -344,7 +459,10 @@ void TrainingRun::save_last(const RunPosition& p) {
     for (const auto& [k, v] : plateau_.to_metadata()) meta[k] = v;
   for (const auto& [k, v] : plan_.to_metadata()) meta[k] = v;
   for (const auto& [k, v] : cache_metadata(o_)) meta[k] = v;
-  save_checkpoint(result_.last_path, *model_, o_.spec, optimizer_->state_dict(), meta);
+  StateDict state = optimizer_->state_dict();
+  if (ema_.defined()) state.merge(ema_.to_tensors("ema."));
+  if (swa_.defined()) state.merge(swa_.to_tensors("swa."));
+  save_checkpoint(result_.last_path, *model_, o_.spec, state, meta);
 }
 
 }  // namespace
@@ -363,6 +481,7 @@ TrainResult train(const TrainOptions& o, std::shared_ptr<const data::Dataset> tr
   if (!run.prepare_steps()) return run.result();
   for (int64_t epoch = run.first_epoch(); epoch < o.epochs; ++epoch)
     if (!run.train_epoch(epoch) || !run.finish_epoch(epoch)) break;
+  if (!run.result().interrupted) run.finish_swa();  // also after early stopping
   return run.result();
 }
 

@@ -3,6 +3,12 @@
 // OUT/train_log.jsonl and OUT/train_log.csv, OUT/last.safetensors after every epoch and
 // OUT/best.safetensors whenever validation accuracy improves, early stopping, and resumption.
 //
+// Recipe options: mixup / cutmix of the batches (data/batch_mix.h, mixed labels in the loss),
+// distillation from teacher checkpoints (teacher.h, losses.h), and weight averages
+// (weight_average.h): an EMA validated every epoch beside the raw weights (its best kept as
+// OUT/best_ema.safetensors, its val columns in the logs), and SWA over the last epochs, written as
+// OUT/swa.safetensors after a batchnorm refresh at the end of the run.
+//
 // Nothing is lost: SIGINT/SIGTERM stop the loop after the current step and save
 // OUT/last.safetensors with the exact position (epoch, step within it, RNG state, optimizer
 // moments, schedule state, running sums of the epoch's metrics), so `--resume` continues the
@@ -29,6 +35,7 @@
 #include "apps/training/feature_cache.h"
 #include "apps/training/finetune.h"
 #include "data/augment.h"
+#include "data/batch_mix.h"
 #include "data/dataset.h"
 
 namespace fer {
@@ -52,6 +59,12 @@ struct TrainOptions {
   float clip_grad = 0.0f;           // max gradient norm, 0 = off
   int64_t patience = 0;             // early stopping after this many epochs without improvement
   data::AugmentOptions augment;
+  data::MixOptions mix;             // mixup / cutmix of each batch (data/batch_mix.h)
+  float ema_decay = 0.0f;           // EMA of the weights (weight_average.h), 0 = off
+  int64_t swa_epochs = 0;           // SWA over the last N epochs, 0 = off
+  std::vector<std::string> teachers;  // distillation from these checkpoints' mean soft labels
+  float kd_temperature = 4.0f;      // softmax temperature of the soft labels
+  float kd_weight = 0.5f;           // loss = (1 - w) CE + w T^2 KL
   FinetuneOptions finetune;         // frozen blocks and per-block learning rates
   bool cache_features = false;      // train the head on cached frozen features
   int64_t cache_aug_passes = 0;     // K augmented copies per training image (0: one clean pass)
@@ -72,6 +85,7 @@ struct EpochRecord {
   int64_t epoch = 0;  // 1-based
   double train_loss = 0, train_acc = 0, val_loss = 0, val_acc = 0, lr = 0, seconds = 0,
          images_per_s = 0;
+  double ema_val_loss = 0, ema_val_acc = 0;  // with an EMA of the weights
 };
 
 struct TrainResult {
@@ -79,6 +93,10 @@ struct TrainResult {
   double cache_seconds = 0;          // feature extraction wall time (cache_features)
   double best_val_acc = 0;
   int64_t best_epoch = 0;
+  double best_ema_val_acc = 0;       // the EMA's best (OUT/best_ema.safetensors)
+  int64_t best_ema_epoch = 0;
+  double swa_val_acc = 0, swa_val_loss = 0;  // the SWA average after its batchnorm refresh
+  std::string swa_path;              // OUT/swa.safetensors when written
   bool interrupted = false;
   bool early_stopped = false;
   std::string best_path, last_path;
