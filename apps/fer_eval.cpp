@@ -6,6 +6,17 @@
 // weighted averages) as a table, and writes to DIR: report.json (top-level "accuracy"),
 // confusion_matrix.png, roc_curves.png, faces.png (a grid of faces with true vs predicted labels),
 // training_curves.png (with --train-log), and predictions.csv.
+//
+// Calibration: the probabilities are the calibrated ones when the checkpoint carries a temperature
+// (engine/calibration.h); the expected calibration error (15 bins) is reported before and after it,
+// with reliability_diagram.png. `--calibrate` fits the temperature on this split (val/) and stores
+// it in the checkpoint, for every app to apply.
+//
+// Several checkpoints are an ensemble (mean probabilities); with `--compare` they are instead
+// models side by side: one table (accuracy, macro precision/recall/F1, per-class F1, parameters,
+// FLOPs, faces/s) printed and written as compare.md / compare.json, and compare.png.
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -17,7 +28,9 @@
 #include "apps/training/checkpoint.h"
 #include "apps/training/evaluate.h"
 #include "engine/backend.h"
+#include "engine/calibration.h"
 #include "engine/metrics.h"
+#include "models/registry.h"
 #include "engine/random.h"
 
 using namespace fer;
@@ -61,8 +74,115 @@ struct EvalFlags {
   cli::DatasetFlags dataset;
   std::string checkpoint, split, out, tta, train_log, device;
   int64_t batch_size = 256, grid = 48, threads = 0;
+  bool calibrate = false, compare = false;
   std::string precision;
 };
+
+// What fer_eval knows of each checkpoint besides its predictions.
+struct MemberInfo {
+  std::string path, name;
+  int64_t params = 0, flops = 0;
+  double temperature = 1, faces_per_s = 0;
+};
+
+// The ECE before and after the temperatures, as JSON (bins of the calibrated probabilities).
+// `raw` is empty for an ensemble (its members' raw probabilities are not kept).
+nlohmann::json calibration_json(const Predictions& raw, const Predictions& p,
+                                const std::vector<MemberInfo>& infos) {
+  nlohmann::json j;
+  const metrics::Calibration after = metrics::calibration(p.probs, p.labels, p.num_classes);
+  j["ece"] = after.ece;
+  j["bins"] = nlohmann::json::array();
+  for (const auto& b : after.bins)
+    j["bins"].push_back({{"count", b.count}, {"confidence", b.confidence}, {"accuracy", b.accuracy}});
+  if (!raw.probs.empty()) j["ece_uncalibrated"] = metrics::calibration(raw.probs, raw.labels, raw.num_classes).ece;
+  j["temperatures"] = nlohmann::json::array();
+  for (const auto& m : infos) j["temperatures"].push_back(m.temperature);
+  return j;
+}
+
+// Prints the ECE before and after calibration and, with --out, draws the reliability diagram.
+void report_calibration(const Predictions& raw, const Predictions& p, const std::vector<MemberInfo>& infos,
+                        const EvalFlags& flags) {
+  const metrics::Calibration after = metrics::calibration(p.probs, p.labels, p.num_classes);
+  std::vector<plot::Series> series{{"perfect calibration", {0, 1}, {0, 1}}};
+  auto curve = [](const metrics::Calibration& c, const std::string& name) {
+    plot::Series s{name, {}, {}};
+    for (const auto& b : c.bins)
+      if (b.count > 0) s.x.push_back(b.confidence), s.y.push_back(b.accuracy);
+    return s;
+  };
+  char line[160];
+  if (!raw.probs.empty()) {
+    const metrics::Calibration before = metrics::calibration(raw.probs, raw.labels, raw.num_classes);
+    if (infos.front().temperature != 1.0) {
+      std::snprintf(line, sizeof line, "uncalibrated (ECE %.4f)", before.ece);
+      series.push_back(curve(before, line));
+      std::printf("calibration: ECE (15 bins) %.4f uncalibrated -> %.4f at temperature %.4f\n",
+                  before.ece, after.ece, infos.front().temperature);
+    } else {
+      std::printf("calibration: ECE (15 bins) %.4f (no temperature in the checkpoint: fer_eval --calibrate "
+                  "on val/ fits one)\n", before.ece);
+    }
+  } else {
+    std::printf("calibration: ECE (15 bins) of the ensemble's calibrated mean %.4f\n", after.ece);
+  }
+  std::snprintf(line, sizeof line, "%s (ECE %.4f)",
+                infos.size() == 1 && infos.front().temperature == 1.0 ? "model" : "calibrated", after.ece);
+  series.push_back(curve(after, line));
+  if (flags.out.empty()) return;
+  fs::create_directories(flags.out);
+  plot::line_chart(series, "Reliability diagram (" + flags.split + ", 15 bins)", "confidence",
+                   "accuracy", flags.out + "/reliability_diagram.png");
+}
+
+// --compare: the checkpoints side by side.
+int compare_models(const std::vector<MemberInfo>& infos, const std::vector<Predictions>& preds,
+                   const std::vector<std::string>& class_names, const EvalFlags& flags) {
+  std::string table = "| model | checkpoint | accuracy | macro precision | macro recall | macro F1 |";
+  for (const auto& c : class_names) table += " F1 " + c + " |";
+  table += " parameters | GFLOP/face | faces/s |\n|---|---|---|---|---|---|";
+  for (size_t c = 0; c < class_names.size(); ++c) table += "---|";
+  table += "---|---|---|\n";
+  nlohmann::json j = nlohmann::json::array();
+  std::vector<double> accuracy;
+  std::vector<std::string> names;
+  char cell[1024];  // one row's cells (paths can be long)
+  for (size_t m = 0; m < infos.size(); ++m) {
+    const Predictions& p = preds[m];
+    const auto cm = metrics::confusion_matrix(p.labels, p.predicted, static_cast<int>(p.num_classes));
+    const auto r = metrics::classification_report(cm, class_names);
+    std::snprintf(cell, sizeof cell, "| %s | %s | %.4f | %.4f | %.4f | %.4f |", infos[m].name.c_str(),
+                  infos[m].path.c_str(), r.accuracy, r.macro_avg.precision, r.macro_avg.recall, r.macro_avg.f1);
+    table += cell;
+    nlohmann::json f1;
+    for (const auto& c : r.classes) {
+      std::snprintf(cell, sizeof cell, " %.4f |", c.f1);
+      table += cell;
+      f1[c.name] = c.f1;
+    }
+    std::snprintf(cell, sizeof cell, " %.3f M | %.3f | %.0f |\n", infos[m].params / 1e6,
+                  infos[m].flops / 1e9, infos[m].faces_per_s);
+    table += cell;
+    j.push_back({{"checkpoint", infos[m].path}, {"model", infos[m].name}, {"accuracy", r.accuracy},
+                 {"macro_precision", r.macro_avg.precision}, {"macro_recall", r.macro_avg.recall},
+                 {"macro_f1", r.macro_avg.f1}, {"f1", f1}, {"parameters", infos[m].params},
+                 {"flops", infos[m].flops}, {"faces_per_s", infos[m].faces_per_s}});
+    accuracy.push_back(r.accuracy);
+    names.push_back(fs::path(infos[m].path).parent_path().filename().string() + "/" +
+                    fs::path(infos[m].path).stem().string());
+  }
+  std::printf("models on %s/%s (%zu faces, tta %s)\n\n%s", flags.dataset.root.c_str(), flags.split.c_str(),
+              preds.front().labels.size(), flags.tta.c_str(), table.c_str());
+  if (flags.out.empty()) return 0;
+  fs::create_directories(flags.out);
+  std::ofstream(flags.out + "/compare.md") << table;
+  std::ofstream(flags.out + "/compare.json") << j.dump(2) << "\n";
+  plot::probability_bars(accuracy, names, "Accuracy on " + flags.split, flags.out + "/compare.png",
+                         static_cast<int>(std::max_element(accuracy.begin(), accuracy.end()) - accuracy.begin()));
+  std::printf("wrote %s/compare.md, compare.json and compare.png\n", flags.out.c_str());
+  return 0;
+}
 
 int run(int argc, char** argv) {
   EvalFlags flags;
@@ -75,6 +195,10 @@ int run(int argc, char** argv) {
       {"split", "val", "split to evaluate (train, val, test)", &flags.split},
       {"out", "", "output directory for report.json and the pictures (empty: print only)", &flags.out},
       {"tta", "none", "test-time augmentation: none | flip | tencrop", &flags.tta},
+      {"calibrate", "false", "fit the temperature of the confidences on this split (val) and store it in the checkpoint",
+       &flags.calibrate},
+      {"compare", "false", "several checkpoints: compare them side by side (table and chart) instead of ensembling",
+       &flags.compare},
       {"batch-size", "256", "faces per inference batch", &flags.batch_size},
       {"train-log", "", "fer_train's train_log.csv, to plot the training curves", &flags.train_log},
       {"grid", "48", "faces in the picture grid", &flags.grid},
@@ -89,20 +213,46 @@ int run(int argc, char** argv) {
 
   data::Dataset d = cli::load_split(flags.dataset, flags.split);
   const Tta tta = parse_tta(flags.tta);
-  std::vector<Predictions> members;
+  std::vector<Predictions> members;  // calibrated probabilities
+  std::vector<MemberInfo> infos;
   const std::vector<std::string> checkpoints = split_list(flags.checkpoint);
   FER_CHECK(!checkpoints.empty(), "--checkpoint: no checkpoint given");
+  FER_CHECK(!flags.calibrate || checkpoints.size() == 1,
+            "--calibrate: give one checkpoint (calibrate an ensemble's members one by one)");
+  FER_CHECK(!flags.compare || checkpoints.size() >= 2, "--compare: give two or more checkpoints");
+  Predictions raw_single;  // the single checkpoint's uncalibrated predictions
   for (const std::string& path : checkpoints) {
     LoadedCheckpoint ck = load_checkpoint(path, device);
     FER_CHECK(d.class_names == ck.spec.class_names, "fer_eval: the data's classes (",
               d.num_classes(), ") differ from those of ", path, " (", ck.spec.class_names.size(),
               "); pass --classes ", ck.spec.class_names.size());
-    members.push_back(predict_dataset(*ck.model, d, ck.spec.preprocess, device,
-                                      flags.batch_size, tta));
-    if (members.size() > 1 || flags.checkpoint.find(',') != std::string::npos)
+    MemberInfo info;
+    info.path = path;
+    info.name = ck.spec.name;
+    info.params = ck.model->parameter_count();
+    info.flops = forward_flops(*ck.model, ck.spec.config.in_channels, ck.spec.config.input_size);
+    info.temperature = calibration_temperature(ck.file.metadata, path);
+    const auto start = std::chrono::steady_clock::now();
+    Predictions m = predict_dataset(*ck.model, d, ck.spec.preprocess, device, flags.batch_size, tta);
+    info.faces_per_s = static_cast<double>(d.size()) /
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (flags.calibrate) {
+      info.temperature = metrics::fit_temperature(m.probs, m.labels, m.num_classes);
+      store_calibration(path, info.temperature, flags.split + " (tta " + flags.tta + ")");
+      std::printf("calibrated on %s: temperature %.4f stored in %s\n", flags.split.c_str(),
+                  info.temperature, path.c_str());
+    }
+    if (checkpoints.size() == 1) raw_single = m;
+    metrics::apply_temperature(m.probs, m.num_classes, info.temperature);
+    score(m);
+    members.push_back(std::move(m));
+    infos.push_back(info);
+    if (checkpoints.size() > 1 && !flags.compare)
       std::printf("member %s: accuracy %.4f\n", path.c_str(), members.back().accuracy);
   }
+  if (flags.compare) return compare_models(infos, members, d.class_names, flags);
   const Predictions p = average_predictions(members);
+  report_calibration(checkpoints.size() == 1 ? raw_single : Predictions{}, p, infos, flags);
 
   const int C = static_cast<int>(p.num_classes);
   const auto cm = metrics::confusion_matrix(p.labels, p.predicted, C);
@@ -126,6 +276,7 @@ int run(int argc, char** argv) {
   j["split"] = flags.split;
   j["tta"] = flags.tta;
   j["loss"] = p.loss;
+  j["calibration"] = calibration_json(checkpoints.size() == 1 ? raw_single : Predictions{}, p, infos);
   {
     const std::string tmp = out + "/report.json.tmp";
     std::ofstream f(tmp);

@@ -25,6 +25,7 @@
 #include "apps/inference/face_analyzer.h"
 #include "apps/report/charts.h"
 #include "apps/training/checkpoint.h"
+#include "engine/calibration.h"
 #include "data/image.h"
 #include "engine/error.h"
 #include "engine/random.h"
@@ -111,19 +112,20 @@ struct Run {
   std::string out, err;
 };
 
-// The built binary: $FER_BUILD_DIR/fer_predict (CTest sets it), else beside this test binary;
-// "" (with a SKIPPED line) when it is not built.
-std::string fer_predict_binary() {
+// A built app: $FER_BUILD_DIR/<name> (CTest sets it), else beside this test binary; "" (with a
+// SKIPPED line) when it is not built.
+std::string app_binary(const std::string& name) {
   std::error_code ec;
   const char* env = std::getenv("FER_BUILD_DIR");
   const fs::path dir = env && *env ? fs::path(env) : fs::read_symlink("/proc/self/exe", ec).parent_path();
-  const fs::path path = dir / "fer_predict";
+  const fs::path path = dir / name;
   if (!fs::exists(path)) {
-    MESSAGE("SKIPPED: fer_predict end-to-end tests: " << path.string() << " is not built");
+    MESSAGE("SKIPPED: " << name << " end-to-end tests: " << path.string() << " is not built");
     return "";
   }
   return path.string();
 }
+std::string fer_predict_binary() { return app_binary("fer_predict"); }
 
 std::string quoted(const std::string& s) {
   std::string q = "'";
@@ -264,6 +266,33 @@ TEST_CASE("analyzer: several checkpoints are an ensemble - the mean of the membe
   save_checkpoint(six_path, *create_model(six.name, six.config), six);
   o.checkpoint = checkpoint() + "," + six_path;
   CHECK(throws_naming([&] { FaceAnalyzer x(o); }, six_path + "' (input 48, 6 classes) does not read faces"));
+}
+
+TEST_CASE("analyzer: a checkpoint's calibration temperature is applied to its probabilities") {
+  TempDir dir("fer_calibrated");
+  LoadedCheckpoint shipped = load_checkpoint(checkpoint());
+  const std::string raw_path = dir.file("raw.safetensors"), hot_path = dir.file("hot.safetensors");
+  save_checkpoint(raw_path, *shipped.model, shipped.spec);  // the same weights, no temperature
+  save_checkpoint(hot_path, *shipped.model, shipped.spec);
+  store_calibration(hot_path, 2.5, "test");
+  std::vector<data::GrayImage> images;
+  for (int k = 0; k < 2; ++k) {
+    data::GrayImage g{48, 48, std::vector<uint8_t>(48 * 48)};
+    for (int i = 0; i < 48 * 48; ++i) g.pixels[i] = static_cast<uint8_t>((i * (5 + 11 * k)) % 253);
+    images.push_back(g);
+  }
+  AnalyzerOptions o = crops_options();
+  o.checkpoint = raw_path;
+  const auto raw = FaceAnalyzer(o).analyze_batch(images);
+  o.checkpoint = hot_path;
+  const auto hot = FaceAnalyzer(o).analyze_batch(images);
+  for (size_t i = 0; i < images.size(); ++i) {
+    std::vector<float> expected = raw[i][0].probabilities;
+    metrics::apply_temperature(expected, 7, 2.5);
+    CHECK(hot[i][0].label == raw[i][0].label);
+    CHECK(hot[i][0].confidence < raw[i][0].confidence);
+    for (size_t c = 0; c < 7; ++c) CHECK(hot[i][0].probabilities[c] == doctest::Approx(expected[c]).epsilon(1e-5));
+  }
 }
 
 TEST_CASE("analyzer: concurrent analyze() calls give the serial results") {
@@ -520,4 +549,56 @@ TEST_CASE("fer_predict: a photo with detection, and --annotate draws the box") {
   const uint8_t* p = img.pixels.data() + (static_cast<size_t>(y + h / 2) * 512 + x) * 3;
   CHECK(plot::Color{p[0], p[1], p[2]} == expected);
   if (lines.size() > 1) CHECK(fs::exists(tmp / "ann/HappyFish.png"));
+}
+
+// ---- fer_eval: calibration and models side by side ---------------------------------------------
+
+TEST_CASE("fer_eval: --calibrate stores a temperature that later runs apply; --compare tables models") {
+  const std::string binary = app_binary("fer_eval");
+  const auto faces = val_faces(6);
+  if (binary.empty() || faces.empty()) return;
+  TempDir tmp("fer_eval_cli");
+  for (const auto& [path, cls] : faces) {  // a small val split: ROOT/val/<class>/
+    const fs::path dir = tmp.path / "data" / "val" / cls;
+    fs::create_directories(dir);
+    fs::copy_file(path, dir / fs::path(path).filename());
+  }
+  LoadedCheckpoint shipped = load_checkpoint(checkpoint());
+  const std::string raw = tmp / "raw.safetensors", other = tmp / "other.safetensors";
+  save_checkpoint(raw, *shipped.model, shipped.spec);  // the shipped weights without a temperature
+  manual_seed(9);
+  save_checkpoint(other, *create_model(shipped.spec.name, shipped.spec.config), shipped.spec);
+
+  const std::vector<std::string> data{"--data", tmp / "data", "--split", "val", "--threads", "1"};
+  auto with = [&](std::vector<std::string> args) {
+    args.insert(args.end(), data.begin(), data.end());
+    return args;
+  };
+  Run r = run_predict(binary, with({"--checkpoint", raw}), tmp);
+  REQUIRE(r.status == 0);
+  CHECK(r.out.find("no temperature in the checkpoint") != std::string::npos);
+  r = run_predict(binary, with({"--checkpoint", raw, "--calibrate", "--out", tmp / "eval"}), tmp);
+  REQUIRE(r.status == 0);
+  const double t = calibration_temperature(load_safetensors(raw).metadata, raw);
+  CHECK(t != 1.0);
+  CHECK(r.out.find("uncalibrated ->") != std::string::npos);
+  CHECK(fs::file_size(tmp / "eval/reliability_diagram.png") > 1000);
+  const nlohmann::json report = nlohmann::json::parse(read_text(tmp / "eval/report.json"));
+  CHECK(report["calibration"]["temperatures"][0].get<double>() == doctest::Approx(t));
+  CHECK(report["calibration"]["ece"].get<double>() <= report["calibration"]["ece_uncalibrated"].get<double>() + 1e-9);
+  // The stored temperature is what the next run (and every app) applies.
+  r = run_predict(binary, with({"--checkpoint", raw}), tmp);
+  CHECK(r.out.find("uncalibrated ->") != std::string::npos);
+  CHECK(run_predict(binary, with({"--checkpoint", raw + "," + other, "--calibrate"}), tmp).status != 0);
+
+  r = run_predict(binary, with({"--checkpoint", raw + "," + other, "--compare", "--out", tmp / "cmp"}), tmp);
+  REQUIRE(r.status == 0);
+  const nlohmann::json table = nlohmann::json::parse(read_text(tmp / "cmp/compare.json"));
+  REQUIRE(table.size() == 2);
+  CHECK(table[0]["accuracy"].get<double>() > table[1]["accuracy"].get<double>());  // trained vs random
+  CHECK(table[0]["parameters"].get<int64_t>() == shipped.model->parameter_count());
+  CHECK(table[0]["f1"].size() == 7);
+  CHECK(lines_of(read_text(tmp / "cmp/compare.md")).size() == 4);  // header, rule, 2 models
+  CHECK(fs::exists(tmp / "cmp/compare.png"));
+  CHECK(run_predict(binary, with({"--checkpoint", raw, "--compare"}), tmp).status != 0);
 }

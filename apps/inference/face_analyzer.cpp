@@ -13,6 +13,7 @@
 #include "data/face_detect.h"
 #include "data/preprocess.h"
 #include "engine/autograd.h"
+#include "engine/calibration.h"
 #include "engine/error.h"
 
 namespace fer {
@@ -45,6 +46,7 @@ struct FaceAnalyzer::Impl {
   AnalyzerOptions options;
   std::string checkpoint_path;                  // the files loaded, comma-separated
   std::vector<std::shared_ptr<Module>> models;  // one per checkpoint: an ensemble when several
+  std::vector<double> temperatures;             // each member's calibration (1: none)
   std::vector<std::string> member_names;        // their architectures
   ModelSpec spec;                               // the first member's (all share its input)
   std::optional<data::HaarCascade> cascade;
@@ -89,8 +91,9 @@ struct FaceAnalyzer::Impl {
     NoGradGuard no_grad;  // grad mode is per thread: this thread's forward records nothing
     std::lock_guard<std::mutex> lock(model_mutex);
     std::vector<float> mean;
-    for (const auto& model : models) {
-      const std::vector<float> p = predict_batch(*model, faces, options.tta).to_vector();
+    for (size_t k = 0; k < models.size(); ++k) {
+      std::vector<float> p = predict_batch(*models[k], faces, options.tta).to_vector();
+      metrics::apply_temperature(p, static_cast<int64_t>(p.size()) / std::max<int64_t>(n, 1), temperatures[k]);
       if (mean.empty()) mean.assign(p.size(), 0.0f);
       FER_CHECK(p.size() == mean.size(), "checkpoint '", checkpoint_path, "': the ensemble's members "
                 "give different numbers of outputs (", p.size(), " and ", mean.size(), ")");
@@ -135,6 +138,7 @@ FaceAnalyzer::FaceAnalyzer(const AnalyzerOptions& options) : impl_(std::make_uni
     }
     m.checkpoint_path += (m.checkpoint_path.empty() ? "" : ",") + path;
     m.models.push_back(ck.model);
+    m.temperatures.push_back(calibration_temperature(ck.file.metadata, path));
     m.member_names.push_back(ck.spec.name);
   }
   FER_CHECK(m.spec.config.in_channels == 1, "checkpoint '", m.checkpoint_path, "': the model takes ",

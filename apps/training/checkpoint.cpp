@@ -1,6 +1,9 @@
 #include "apps/training/checkpoint.h"
 
+#include <cmath>
 #include <sstream>
+
+#include "engine/optim.h"  // metadata_str, metadata_double
 
 namespace fer {
 
@@ -125,6 +128,22 @@ LoadedCheckpoint load_checkpoint(const std::string& path, Device device) {
   out.model->to(device);
   out.model->eval();
   return out;
+}
+
+double calibration_temperature(const Metadata& meta, const std::string& file) {
+  auto it = meta.find("calibration.temperature");
+  if (it == meta.end()) return 1.0;
+  const double t = metadata_double(meta, "calibration.temperature");
+  FER_CHECK(std::isfinite(t) && t > 0, file, ": calibration.temperature must be a positive number, got '",
+            it->second, "'");
+  return t;
+}
+
+void store_calibration(const std::string& path, double temperature, const std::string& fitted_on) {
+  SafetensorsFile f = load_safetensors(path);
+  f.metadata["calibration.temperature"] = metadata_str(temperature);
+  f.metadata["calibration.fitted_on"] = fitted_on;
+  save_safetensors(path, f.tensors, f.metadata);
 }
 
 std::vector<std::string> split_list(const std::string& text) {

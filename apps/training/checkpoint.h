@@ -48,6 +48,14 @@ bool is_training_state(const std::string& tensor_name);
 // weights and are left in file.tensors for the optimizer and the averages.
 LoadedCheckpoint load_checkpoint(const std::string& path, Device device = Device::CPU);
 
+// ---- Calibrated confidences (engine/calibration.h) --------------------------------------------
+// The temperature fitted by `fer_eval --calibrate` is part of the checkpoint's metadata
+// ("calibration.temperature", with the split and test-time augmentation it was fitted on); every
+// app applies it to the model's probabilities. 1 (no change) when the checkpoint has none.
+double calibration_temperature(const Metadata& meta, const std::string& file);
+// Rewrites `path` (atomically) with the calibration in its metadata; everything else unchanged.
+void store_calibration(const std::string& path, double temperature, const std::string& fitted_on);
+
 // ---- Lists as text: metadata values, and the apps' flags that name the same things ----------
 
 // "a,b,,c" -> {"a", "b", "c"}: the items of a comma-separated list (an ensemble's checkpoints,
