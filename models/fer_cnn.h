@@ -10,5 +10,6 @@ namespace fer {
 std::shared_ptr<Module> fer_vgg_small(const ModelConfig& config);
 std::shared_ptr<Module> fer_vgg(const ModelConfig& config);
 std::shared_ptr<Module> fer_seed_cnn(const ModelConfig& config);
+std::shared_ptr<Module> fer_resnet18(const ModelConfig& config);
 
 }  // namespace fer

@@ -40,6 +40,7 @@ const std::map<std::string, Factory>& registry() {
       {"fer_vgg_small", fer_vgg_small},
       {"fer_vgg", fer_vgg},
       {"fer_seed_cnn", fer_seed_cnn},
+      {"fer_resnet18", fer_resnet18},
       {"vgg16", [](const ModelConfig& c) { return vgg16(c, W::torchvision); }},
       {"vgg16_keras", [](const ModelConfig& c) { return vgg16(c, W::keras); }},
       {"resnet50", [](const ModelConfig& c) { return resnet50(c, W::torchvision); }},

@@ -4,7 +4,11 @@
 // The FER CNNs (models/fer_cnn.cpp) take [N, 1, 48, 48] faces and return [N, classes] logits:
 //   fer_vgg_small  4 stages of 2 x (conv3x3-BN-ReLU) + maxpool, channels 32/64/128/256,
 //                  dense 2304-256-classes (1.76 M parameters, 0.236 GFLOP per face)
-//   fer_vgg        the same shape with channels 64/128/256/512 and dense 4608-512-256-classes
+//   fer_vgg        Khaireddin and Chen's VGGNet: the same shape with channels 64/128/256/512 and
+//                  dense 4608-4096-4096-classes (any input of 16 or more: 40x40 crops give 2048
+//                  features, as in their paper)
+//   fer_resnet18   ResNet-18 for 48x48 faces: 3x3 stem, no max pooling, 4 x 2 basic blocks
+//                  (64-512 channels), global average pooling, dense 512-classes
 //   fer_seed_cnn   the "CNN from scratch" of the Keras notebooks this project replaces:
 //                  conv32-conv64-pool-drop, conv128-pool, conv128-pool-drop, dense 1024-classes
 // Their heads are fixed; `head` and `hidden` below do not apply to them.

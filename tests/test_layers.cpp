@@ -40,6 +40,47 @@ TEST_CASE("parameter and buffer names follow PyTorch") {
   CHECK(forward_flops(*model, 1, 48) == doctest::Approx(0.236e9).epsilon(0.01));
 }
 
+TEST_CASE("the larger FER CNNs: parameters by formula, logits for 48 and 40 pixel faces, gradients everywhere") {
+  // fer_vgg (Khaireddin and Chen): convs 9,404,992 (incl. BN 3,840) + dense on 512 x side^2.
+  const int64_t vgg_convs = 9*64 + 9*64*64 + 9*64*128 + 9*128*128 + 9*128*256 + 9*256*256 +
+                            9*256*512 + 9*512*512 + 2 * 2 * (64 + 128 + 256 + 512);
+  auto dense = [](int64_t in) { return in * 4096 + 4096 + 4096 * 4096 + 4096 + 4096 * 7 + 7; };
+  ModelConfig forty;
+  forty.input_size = 40;
+  CHECK(create_model("fer_vgg")->parameter_count() == vgg_convs + dense(512 * 3 * 3));
+  CHECK(create_model("fer_vgg", forty)->parameter_count() == vgg_convs + dense(512 * 2 * 2));
+  // fer_resnet18: stem 576 + 128 BN; per layer two blocks of 2 convs + 2 BNs; 1x1 shortcuts from
+  // layer 2 on; dense 512 x 7 + 7.
+  int64_t resnet = 9 * 64 + 2 * 64, in = 64;
+  for (int64_t w : {64, 128, 256, 512}) {
+    resnet += 9 * in * w + 9 * w * w + 4 * w + 9 * w * w + 9 * w * w + 4 * w;
+    if (w != in) resnet += in * w + 2 * w;
+    in = w;
+  }
+  auto net = create_model("fer_resnet18");
+  CHECK(net->parameter_count() == resnet + 512 * 7 + 7);
+
+  for (const auto& [name, size] : std::vector<std::pair<std::string, int64_t>>{{"fer_resnet18", 48}, {"fer_resnet18", 40}, {"fer_vgg", 40}}) {
+    INFO(name << " at " << size);
+    ModelConfig c;
+    c.input_size = size;
+    manual_seed(2);
+    auto model = create_model(name, c);
+    Generator gen(3);
+    const Tensor x = Tensor::uniform({2, 1, size, size}, 0.0f, 1.0f, gen);
+    const Tensor logits = model->forward(x);
+    CHECK(logits.shape() == Shape{2, 7});
+    cross_entropy(logits, Tensor::from_vector({2}, {1, 4})).backward();
+    for (const auto& [pname, p] : model->named_parameters()) {
+      INFO(pname);
+      REQUIRE(p.grad().defined());
+      double norm = 0;
+      for (float g : p.grad().to_vector()) norm += static_cast<double>(g) * g;
+      CHECK(norm > 0);
+    }
+  }
+}
+
 TEST_CASE("state dict round trip, and load errors naming the tensor") {
   manual_seed(1);
   auto a = tiny_cnn();
