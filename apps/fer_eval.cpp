@@ -191,7 +191,7 @@ int run(int argc, char** argv) {
   args.bind(cli::dataset_flags(flags.dataset));
   args.bind({
       {"checkpoint", "models/pretrained/fer_vgg_small.safetensors",
-       "model checkpoint; several, comma-separated, evaluate their ensemble (mean probabilities)", &flags.checkpoint},
+       "model checkpoint; several, comma-separated, or an ensemble manifest (NAME.json, or the name of one in models/pretrained), evaluate their ensemble (mean probabilities)", &flags.checkpoint},
       {"split", "val", "split to evaluate (train, val, test)", &flags.split},
       {"out", "", "output directory for report.json and the pictures (empty: print only)", &flags.out},
       {"tta", "none", "test-time augmentation: none | flip | tencrop", &flags.tta},
@@ -215,8 +215,7 @@ int run(int argc, char** argv) {
   const Tta tta = parse_tta(flags.tta);
   std::vector<Predictions> members;  // calibrated probabilities
   std::vector<MemberInfo> infos;
-  const std::vector<std::string> checkpoints = split_list(flags.checkpoint);
-  FER_CHECK(!checkpoints.empty(), "--checkpoint: no checkpoint given");
+  const std::vector<std::string> checkpoints = checkpoint_members(flags.checkpoint);
   FER_CHECK(!flags.calibrate || checkpoints.size() == 1,
             "--calibrate: give one checkpoint (calibrate an ensemble's members one by one)");
   FER_CHECK(!flags.compare || checkpoints.size() >= 2, "--compare: give two or more checkpoints");

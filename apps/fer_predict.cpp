@@ -152,7 +152,7 @@ int run(int argc, char** argv) {
                  "FILE.\nOutput: one JSON object per image per line (or CSV rows, one per face) on "
                  "stdout or --out.");
   args.bind({
-      {"checkpoint", kDefaultCheckpoint, "model checkpoint; several, comma-separated, are an ensemble (mean probabilities)",
+      {"checkpoint", kDefaultCheckpoint, "model checkpoint; several, comma-separated, or an ensemble manifest (NAME.json, or the name of one in models/pretrained) are an ensemble (mean probabilities)",
        &options.checkpoint},
       {"list", "", "a text file of image paths, one per line ('#' starts a comment)", &flags.list},
       {"detect", "true", "find faces with the Haar cascade (--no-detect: each image is one face crop)", &options.detect},

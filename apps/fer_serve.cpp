@@ -284,7 +284,7 @@ int run(int argc, char** argv) {
       {"host", "127.0.0.1", "address to bind (0.0.0.0 to serve other machines)", &flags.host},
       {"port", "8080", "TCP port (0 = any free port, printed at start)", &flags.port},
       {"threads", "8", "HTTP worker threads (one connection each)", &flags.threads},
-      {"checkpoint", kDefaultCheckpoint, "model checkpoint; several, comma-separated, are an ensemble (mean probabilities)",
+      {"checkpoint", kDefaultCheckpoint, "model checkpoint; several, comma-separated, or an ensemble manifest (NAME.json, or the name of one in models/pretrained) are an ensemble (mean probabilities)",
        &options.checkpoint},
       {"tta", "none", "test-time augmentation: none | flip | tencrop", &flags.tta},
       {"max-upload-mb", "10", "largest request body accepted, MiB", &flags.max_upload_mb},

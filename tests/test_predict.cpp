@@ -268,6 +268,40 @@ TEST_CASE("analyzer: several checkpoints are an ensemble - the mean of the membe
   CHECK(throws_naming([&] { FaceAnalyzer x(o); }, six_path + "' (input 48, 6 classes) does not read faces"));
 }
 
+TEST_CASE("ensemble manifests: members relative to the manifest, by path or by shipped name; bad ones named") {
+  TempDir dir("fer_manifest");
+  fs::create_directories(dir.path / "models/pretrained");
+  LoadedCheckpoint shipped = load_checkpoint(checkpoint());
+  save_checkpoint(dir / "models/pretrained/a.safetensors", *shipped.model, shipped.spec);
+  manual_seed(4);
+  save_checkpoint(dir / "models/pretrained/b.safetensors", *create_model(shipped.spec.name, shipped.spec.config), shipped.spec);
+  std::ofstream(dir / "models/pretrained/duo.json") << R"({"name": "duo", "members": ["a.safetensors", "b.safetensors"]})";
+  const std::vector<std::string> members = checkpoint_members(dir / "models/pretrained/duo.json");
+  REQUIRE(members.size() == 2);
+  CHECK(fs::equivalent(members[1], dir / "models/pretrained/b.safetensors"));
+  // A manifest and a plain file together; a bare name is looked up in models/pretrained.
+  CHECK(checkpoint_members(dir / "models/pretrained/duo.json," + checkpoint()).size() == 3);
+  const char* old = std::getenv("FER_SOURCE_DIR");
+  const std::string saved = old ? old : "";
+  setenv("FER_SOURCE_DIR", dir.path.c_str(), 1);
+  const std::vector<std::string> by_name = checkpoint_members("duo");
+  if (saved.empty()) unsetenv("FER_SOURCE_DIR");
+  else setenv("FER_SOURCE_DIR", saved.c_str(), 1);
+  CHECK(by_name.size() == 2);
+
+  AnalyzerOptions o = crops_options();
+  o.checkpoint = dir / "models/pretrained/duo.json";
+  const FaceAnalyzer duo(o);
+  CHECK(duo.model_name() == "ensemble of 2: fer_vgg_small, fer_vgg_small");
+
+  std::ofstream(dir / "bad.json") << "{\"members\": []}";
+  CHECK(throws_naming([&] { checkpoint_members(dir / "bad.json"); }, "bad.json: expected {\"members\""));
+  std::ofstream(dir / "gone.json") << "{\"members\": [\"missing.safetensors\"]}";
+  CHECK(throws_naming([&] { checkpoint_members(dir / "gone.json"); }, "missing.safetensors does not exist"));
+  std::ofstream(dir / "junk.json") << "not json";
+  CHECK(throws_naming([&] { checkpoint_members(dir / "junk.json"); }, "junk.json: not JSON"));
+}
+
 TEST_CASE("analyzer: a checkpoint's calibration temperature is applied to its probabilities") {
   TempDir dir("fer_calibrated");
   LoadedCheckpoint shipped = load_checkpoint(checkpoint());

@@ -20,28 +20,6 @@ namespace fer {
 
 namespace fs = std::filesystem;
 
-std::string locate_checkpoint(const std::string& path) {
-  FER_CHECK(!path.empty(), "checkpoint: empty path");
-  std::error_code ec;
-  if (fs::exists(path, ec)) return path;
-  FER_CHECK(!fs::path(path).is_absolute(), "checkpoint '", path, "' does not exist");
-  std::vector<fs::path> roots;
-  if (const char* src = std::getenv("FER_SOURCE_DIR"); src && *src) roots.emplace_back(src);
-  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec) {
-    roots.push_back(exe.parent_path().parent_path());  // build/fer_predict -> the repository
-    roots.push_back(exe.parent_path());
-  }
-  std::string looked = fs::current_path(ec).string();
-  for (const fs::path& root : roots) {
-    const fs::path candidate = root / path;
-    if (fs::exists(candidate, ec)) return candidate.string();
-    looked += ", " + root.string();
-  }
-  fail("checkpoint '", path, "' not found (looked under ", looked,
-       "); pass --checkpoint FILE or run from the repository root");
-}
-
 struct FaceAnalyzer::Impl {
   AnalyzerOptions options;
   std::string checkpoint_path;                  // the files loaded, comma-separated
@@ -119,10 +97,8 @@ FaceAnalyzer::FaceAnalyzer(const AnalyzerOptions& options) : impl_(std::make_uni
   // Several comma-separated checkpoints make an ensemble: the faces go through each member and
   // their probabilities are averaged (as fer_eval --checkpoint a,b). The members must read faces
   // the same way: same input size, preprocessing and classes.
-  const std::vector<std::string> members = split_list(options.checkpoint);
-  FER_CHECK(!members.empty(), "face analyzer: no checkpoint given");
-  for (const std::string& member : members) {
-    const std::string path = locate_checkpoint(member);
+  const std::vector<std::string> members = checkpoint_members(options.checkpoint);
+  for (const std::string& path : members) {
     LoadedCheckpoint ck = load_checkpoint(path, options.device);
     ck.model->eval();
     if (!m.models.empty()) {

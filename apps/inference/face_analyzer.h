@@ -88,11 +88,6 @@ class FaceAnalyzer {
   std::unique_ptr<Impl> impl_;
 };
 
-// Where a checkpoint is: `path` itself if it exists; for a relative path that does not, the same
-// path under $FER_SOURCE_DIR, then under the executable's parent and own directories (so the
-// default works from the repository root and from build/). Throws naming every place it looked.
-std::string locate_checkpoint(const std::string& path);
-
 // The JSON of one image's faces, as both apps print it:
 //   [{"box": [x, y, w, h], "emotion": "happy", "confidence": 0.93,
 //     "emotions": {"angry": 0.01, ..., "neutral": 0.02}}, ...]

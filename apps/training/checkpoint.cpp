@@ -1,11 +1,18 @@
 #include "apps/training/checkpoint.h"
 
 #include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <sstream>
+
+#include <nlohmann/json.hpp>
 
 #include "engine/optim.h"  // metadata_str, metadata_double
 
 namespace fer {
+
+namespace fs = std::filesystem;
 
 namespace {
 std::string join(const std::vector<std::string>& v) {
@@ -127,6 +134,59 @@ LoadedCheckpoint load_checkpoint(const std::string& path, Device device) {
   out.model->load_state_dict(weights);
   out.model->to(device);
   out.model->eval();
+  return out;
+}
+
+std::string locate_checkpoint(const std::string& path) {
+  FER_CHECK(!path.empty(), "checkpoint: empty path");
+  std::error_code ec;
+  if (fs::exists(path, ec)) return path;
+  FER_CHECK(!fs::path(path).is_absolute(), "checkpoint '", path, "' does not exist");
+  std::vector<fs::path> roots;
+  if (const char* src = std::getenv("FER_SOURCE_DIR"); src && *src) roots.emplace_back(src);
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    roots.push_back(exe.parent_path().parent_path());  // build/fer_predict -> the repository
+    roots.push_back(exe.parent_path());
+  }
+  std::string looked = fs::current_path(ec).string();
+  for (const fs::path& root : roots) {
+    const fs::path candidate = root / path;
+    if (fs::exists(candidate, ec)) return candidate.string();
+    looked += ", " + root.string();
+  }
+  fail("checkpoint '", path, "' not found (looked under ", looked,
+       "); pass --checkpoint FILE or run from the repository root");
+}
+
+std::vector<std::string> checkpoint_members(const std::string& list) {
+  std::vector<std::string> out;
+  for (const std::string& item : split_list(list)) {
+    const fs::path p(item);
+    const bool bare = item.find('/') == std::string::npos && !p.has_extension();
+    if (!bare && p.extension() != ".json") {
+      out.push_back(locate_checkpoint(item));
+      continue;
+    }
+    const std::string manifest = locate_checkpoint(bare ? "models/pretrained/" + item + ".json" : item);
+    std::ifstream in(manifest);
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(in);
+    } catch (const std::exception& e) {
+      fail("ensemble manifest ", manifest, ": not JSON (", e.what(), ")");
+    }
+    FER_CHECK(j.is_object() && j.contains("members") && j["members"].is_array() && !j["members"].empty(),
+              "ensemble manifest ", manifest, ": expected {\"members\": [checkpoint files, ...]}");
+    for (const auto& m : j["members"]) {
+      FER_CHECK(m.is_string(), "ensemble manifest ", manifest, ": member ", m.dump(), " is not a file name");
+      const fs::path member = fs::path(manifest).parent_path() / m.get<std::string>();
+      FER_CHECK(fs::exists(member), "ensemble manifest ", manifest, ": member ", member.string(),
+                " does not exist");
+      out.push_back(member.string());
+    }
+  }
+  FER_CHECK(!out.empty(), "--checkpoint: no checkpoint given");
   return out;
 }
 

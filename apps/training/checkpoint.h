@@ -48,6 +48,20 @@ bool is_training_state(const std::string& tensor_name);
 // weights and are left in file.tensors for the optimizer and the averages.
 LoadedCheckpoint load_checkpoint(const std::string& path, Device device = Device::CPU);
 
+// ---- Finding checkpoints and ensembles -----------------------------------------------------------
+
+// Where a checkpoint is: `path` itself if it exists; for a relative path that does not, the same
+// path under $FER_SOURCE_DIR, then under the executable's parent and own directories (so the
+// default works from the repository root and from build/). Throws naming every place it looked.
+std::string locate_checkpoint(const std::string& path);
+
+// The checkpoint files a --checkpoint value names, located: a comma-separated list of checkpoint
+// files and ensemble manifests. A manifest is a JSON file {"name": ..., "members": [files
+// relative to the manifest], ...}; a bare name NAME (no '/', no extension) is the shipped
+// manifest models/pretrained/NAME.json. `fer_eval --checkpoint fer_ensemble` thus evaluates the
+// shipped ensemble. Throws naming the manifest for a bad one.
+std::vector<std::string> checkpoint_members(const std::string& list);
+
 // ---- Calibrated confidences (engine/calibration.h) --------------------------------------------
 // The temperature fitted by `fer_eval --calibrate` is part of the checkpoint's metadata
 // ("calibration.temperature", with the split and test-time augmentation it was fitted on); every
