@@ -51,6 +51,18 @@ void inherit_architecture(const cli::Args& args, ModelSpec& spec) {
   if (!taken.empty()) std::fprintf(stderr, "from %s: %s\n", path.c_str(), taken.c_str());
 }
 
+// "MIN" -> [MIN, 1]; "MIN,MAX" -> [MIN, MAX]: the random-resized crop's area range.
+void parse_range(const std::string& text, const std::string& flag, float& lo, float& hi) {
+  const std::vector<std::string> parts = split_list(text);
+  FER_CHECK(parts.size() == 1 || parts.size() == 2, flag, ": expected MIN or MIN,MAX, got '", text, "'");
+  try {
+    lo = std::stof(parts[0]);
+    hi = parts.size() == 2 ? std::stof(parts[1]) : 1.0f;
+  } catch (...) {
+    fail(flag, ": expected numbers, got '", text, "'");
+  }
+}
+
 // Where fer_train's flags go: the training options, and what the app itself does before training.
 struct TrainFlags {
   TrainOptions train;
@@ -108,6 +120,8 @@ std::vector<cli::Flag> train_flags(TrainFlags& flags, const std::string& known_m
       {"equalize", "true", "histogram equalisation of every face (at training and inference)",
        &o.spec.preprocess.equalize},
       {"augment", "true", "the default augmentation: crop, flip, rotation, shift, zoom, erasing", &flags.augment},
+      {"rrc-scale", "0", "random-resized crop: area range MIN or MIN,MAX of the face (e.g. 0.8,1.2; 0 = off)",
+       [&a](const std::string& v) { parse_range(v, "--rrc-scale", a.rrc_scale_min, a.rrc_scale_max); }},
       {"crop", "true", "random crop with padding (part of --augment)", &a.crop},
       {"crop-padding", "4", "padding of the random crop, pixels", &a.crop_padding},
       {"flip", "true", "horizontal flip (part of --augment)", &a.hflip},

@@ -86,12 +86,15 @@ void random_erase(float* image, const AugmentOptions& o, Generator& gen) {
 }  // namespace
 
 bool AugmentOptions::any() const {
-  return crop || hflip || warp_enabled(*this) || brightness > 0 || contrast > 0 || erase;
+  return rrc_scale_min > 0 || crop || hflip || warp_enabled(*this) || brightness > 0 || contrast > 0 || erase;
 }
 
 void AugmentOptions::validate() const {
   FER_CHECK(crop_padding >= 0 && crop_padding <= N, "augment: crop_padding ", crop_padding,
             " outside 0..", N);
+  FER_CHECK(rrc_scale_min == 0 || (0 < rrc_scale_min && rrc_scale_min <= rrc_scale_max && rrc_scale_max <= 4),
+            "augment: random-resized-crop scale range [", rrc_scale_min, ", ", rrc_scale_max,
+            "] invalid (0 < min <= max <= 4)");
   FER_CHECK(hflip_p >= 0 && hflip_p <= 1, "augment: hflip_p ", hflip_p, " outside [0, 1]");
   FER_CHECK(rotation_deg >= 0 && rotation_deg <= 180, "augment: rotation_deg ", rotation_deg,
             " outside [0, 180]");
@@ -125,6 +128,21 @@ void random_crop(float* image, int padding, Border border, Generator& gen) {
     for (int x = 0; x < N; ++x) image[y * N + x] = fetch(src.data(), x + ox, y + oy, border);
 }
 
+void random_resized_crop(float* image, float scale_min, float scale_max, Generator& gen) {
+  const float area = gen.uniform(scale_min, scale_max) * N * N;
+  const float ratio = std::exp(gen.uniform(std::log(3.0f / 4.0f), std::log(4.0f / 3.0f)));  // w / h
+  const float w = std::sqrt(area * ratio), h = std::sqrt(area / ratio);
+  // The box's top-left corner: anywhere it fits, centred along a side it does not.
+  const float x0 = w <= N ? gen.uniform(0.0f, N - w) : (N - w) / 2;
+  const float y0 = h <= N ? gen.uniform(0.0f, N - h) : (N - h) / 2;
+  // Output pixel (x, y) samples the box at its pixel-centre-aligned position.
+  const float sx = w / N, sy = h / N;
+  const float A[6] = {sx, 0, x0 + 0.5f * sx - 0.5f, 0, sy, y0 + 0.5f * sy - 0.5f};
+  Image src;
+  std::copy(image, image + kFacePixels, src.begin());
+  warp_affine(src.data(), image, A, Border::Reflect);
+}
+
 void warp_affine(const float* src, float* dst, const float A[6], Border border) {
   for (int y = 0; y < N; ++y) {
     for (int x = 0; x < N; ++x) {
@@ -145,6 +163,7 @@ void warp_affine(const float* src, float* dst, const float A[6], Border border) 
 }
 
 void augment(float* image, const AugmentOptions& o, Generator& gen) {
+  if (o.rrc_scale_min > 0) random_resized_crop(image, o.rrc_scale_min, o.rrc_scale_max, gen);
   if (o.crop && o.crop_padding > 0) random_crop(image, o.crop_padding, o.crop_border, gen);
   if (o.hflip && gen.uniform() < o.hflip_p) hflip(image);
   if (warp_enabled(o)) random_warp(image, o, gen);

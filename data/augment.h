@@ -2,8 +2,9 @@
 // top), in place. Every step is switchable and all are off by default (then the image is left
 // exactly unchanged and no random numbers are drawn).
 //
-// Order: random crop with padding -> horizontal flip -> one affine warp (rotation, shift, zoom,
-// shear together, bilinear sampling) -> brightness -> contrast -> random erasing.
+// Order: random-resized crop -> random crop with padding -> horizontal flip -> one affine warp
+// (rotation, shift, zoom, shear together, bilinear sampling) -> brightness -> contrast -> random
+// erasing.
 //
 // Reproducibility: randomness comes from a Generator made by sample_generator(seed, epoch, index),
 // so a sample's augmentation depends only on those three numbers, never on which thread or in
@@ -20,6 +21,12 @@ namespace fer::data {
 enum class Border { Zeros, Reflect, Edge };
 
 struct AugmentOptions {
+  // Random-resized crop (torchvision RandomResizedCrop): a box of area uniform in
+  // [rrc_scale_min, rrc_scale_max] x 48x48 and log-uniform aspect ratio in [3/4, 4/3], placed at
+  // random (centred when larger than the face; its outside then reflects), resampled bilinearly
+  // to 48x48. Off when rrc_scale_min is 0.
+  float rrc_scale_min = 0.0f, rrc_scale_max = 1.0f;
+
   // Random crop: pad by crop_padding on every side, then crop 48x48 at a random offset.
   bool crop = false;
   int crop_padding = 4;
@@ -60,6 +67,7 @@ void augment(float* image, const AugmentOptions& opts, Generator& gen);
 // The individual steps, exposed for tests and tools (48x48, in place unless noted).
 void hflip(float* image);
 void random_crop(float* image, int padding, Border border, Generator& gen);
+void random_resized_crop(float* image, float scale_min, float scale_max, Generator& gen);
 // dst(x, y) = bilinear sample of src at A * (x, y, 1); A is the 2x3 map from output to source
 // pixel coordinates. src and dst must not overlap.
 void warp_affine(const float* src, float* dst, const float A[6], Border border);

@@ -705,6 +705,7 @@ TEST_CASE("histogram equalisation matches OpenCV's equalizeHist on a hand-comput
 namespace {
 AugmentOptions everything_on() {
   AugmentOptions o;
+  o.rrc_scale_min = 0.8f;
   o.crop = true;
   o.hflip = true;
   o.rotation_deg = 15;
@@ -763,6 +764,30 @@ TEST_CASE("augmentation: identity when off, exact flip, seeded reproducibility")
       shifted += zeros > 0;
     }
     CHECK(shifted > 10);
+  }
+  SUBCASE("random-resized crop: an axis-aligned box of the drawn area and aspect, magnified") {
+    // A horizontal ramp (value = x): the output's rows stay increasing and span the box's width,
+    // sqrt(area * ratio) with area 0.25 x 48^2 and ratio in [3/4, 4/3]: 20.8 to 27.7 pixels.
+    std::vector<float> ramp(kFacePixels);
+    for (int y = 0; y < 48; ++y)
+      for (int x = 0; x < 48; ++x) ramp[y * 48 + x] = static_cast<float>(x);
+    AugmentOptions o;
+    o.rrc_scale_min = o.rrc_scale_max = 0.25f;
+    CHECK(o.any());
+    for (uint64_t s = 0; s < 20; ++s) {
+      std::vector<float> img = ramp;
+      fer::Generator gen = sample_generator(s, 0, 0);
+      augment(img.data(), o, gen);
+      for (int x = 1; x < 48; ++x) REQUIRE(img[5 * 48 + x] >= img[5 * 48 + x - 1]);
+      const float span = img[5 * 48 + 47] - img[5 * 48];
+      CHECK(span >= 20.8f * 47 / 48 - 0.01f);
+      CHECK(span <= 27.8f);
+      CHECK(img[5 * 48] == doctest::Approx(img[40 * 48]).epsilon(1e-5));  // no vertical change
+    }
+    AugmentOptions bad;
+    bad.rrc_scale_min = 0.9f;
+    bad.rrc_scale_max = 0.5f;
+    CHECK_THROWS(bad.validate());
   }
   SUBCASE("same seed -> identical; other seed, epoch or index -> different") {
     const AugmentOptions o = everything_on();
