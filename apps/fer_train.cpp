@@ -46,6 +46,7 @@ void inherit_architecture(const cli::Args& args, ModelSpec& spec) {
   take("head", spec.config.head, c.head, c.head);
   take("hidden", spec.config.hidden, c.hidden, hidden.empty() ? "none" : hidden);
   take("dropout", spec.config.dropout, c.dropout, std::to_string(c.dropout));
+  take("crop-size", spec.preprocess.crop, init.spec.preprocess.crop, std::to_string(init.spec.preprocess.crop));
   take("stage-dropout", spec.config.stage_dropout, c.stage_dropout, std::to_string(c.stage_dropout));
   spec.config.bn_eps = c.bn_eps;
   if (!taken.empty()) std::fprintf(stderr, "from %s: %s\n", path.c_str(), taken.c_str());
@@ -120,6 +121,9 @@ std::vector<cli::Flag> train_flags(TrainFlags& flags, const std::string& known_m
       {"equalize", "true", "histogram equalisation of every face (at training and inference)",
        &o.spec.preprocess.equalize},
       {"augment", "true", "the default augmentation: crop, flip, rotation, shift, zoom, erasing", &flags.augment},
+      {"crop-size", "0", "train on random crops of this side of the 48x48 face, evaluate on the centre "
+                         "crop or (--tta tencrop) ten crops, e.g. 40 (0 = the whole face)",
+       &o.spec.preprocess.crop},
       {"rrc-scale", "0", "random-resized crop: area range MIN or MIN,MAX of the face (e.g. 0.8,1.2; 0 = off)",
        [&a](const std::string& v) { parse_range(v, "--rrc-scale", a.rrc_scale_min, a.rrc_scale_max); }},
       {"crop", "true", "random crop with padding (part of --augment)", &a.crop},
@@ -212,6 +216,12 @@ int run(int argc, char** argv) {
   o.spec.config.num_classes = train_data.num_classes();
   o.spec.class_names = train_data.class_names;
   if (!o.init_from.empty()) inherit_architecture(args, o.spec);
+  FER_CHECK(o.spec.preprocess.crop >= 0 && o.spec.preprocess.crop <= 48 &&
+                (o.spec.preprocess.crop == 0 || o.spec.preprocess.crop >= 16),
+            "--crop-size: expected 0 or a side in 16..48, got ", o.spec.preprocess.crop);
+  // A FER CNN's input is the crop itself (the ImageNet backbones resize whatever they get).
+  if (o.spec.preprocess.crop > 0 && o.spec.name.rfind("fer_", 0) == 0 && !args.given("input-size"))
+    o.spec.config.input_size = o.spec.preprocess.crop;
   if (flags.augment) {
     o.augment = flags.augment_options;
     o.augment.validate();

@@ -18,6 +18,8 @@ BatchLoader::BatchLoader(std::shared_ptr<const Dataset> data, LoaderOptions opts
   FER_CHECK(opts_.workers >= 0, "BatchLoader: negative worker count ", opts_.workers);
   FER_CHECK(opts_.prefetch > 0, "BatchLoader: prefetch must be positive, got ", opts_.prefetch);
   opts_.augment.validate();
+  FER_CHECK(opts_.preprocess.crop >= 0 && opts_.preprocess.crop <= kFaceSize, "BatchLoader: crop ",
+            opts_.preprocess.crop, " outside 0..", kFaceSize);
 }
 
 BatchLoader::~BatchLoader() { stop_workers(); }
@@ -51,21 +53,27 @@ Batch BatchLoader::make_batch(const std::vector<int64_t>& order, int64_t epoch,
   b.epoch = epoch;
   b.index = batch_index;
   b.indices.assign(order.begin() + first, order.begin() + first + count);
-  b.images = Tensor::empty({count, 1, kFaceSize, kFaceSize});
+  const int side = opts_.preprocess.crop > 0 ? opts_.preprocess.crop : kFaceSize;
+  b.images = Tensor::empty({count, 1, side, side});
   b.labels = Tensor::empty({count});
   float* img = b.images.data();
   float* lab = b.labels.data();
   const bool augment_on = opts_.augment.any();
+  std::vector<float> face(kFacePixels);
   for (int64_t j = 0; j < count; ++j) {
     const int64_t item = b.indices[j];
-    float* dst = img + j * kFacePixels;
-    to_unit_float(data_->image(item), dst, kFacePixels, opts_.preprocess);
-    if (augment_on) {
-      Generator gen = sample_generator(opts_.seed, static_cast<uint64_t>(epoch),
-                                       static_cast<uint64_t>(first + j));
-      augment(dst, opts_.augment, gen);
-    }
-    standardize(dst, kFacePixels, opts_.preprocess);
+    float* dst = img + j * side * side;
+    to_unit_float(data_->image(item), face.data(), kFacePixels, opts_.preprocess);
+    Generator gen = sample_generator(opts_.seed, static_cast<uint64_t>(epoch),
+                                     static_cast<uint64_t>(first + j));
+    if (augment_on) augment(face.data(), opts_.augment, gen);
+    // The model's view of the face: all of it, or a random crop x crop window.
+    const int max_offset = kFaceSize - side;
+    const int top = max_offset > 0 ? static_cast<int>(gen.below(max_offset + 1)) : 0;
+    const int left = max_offset > 0 ? static_cast<int>(gen.below(max_offset + 1)) : 0;
+    for (int y = 0; y < side; ++y)
+      std::copy_n(face.data() + (top + y) * kFaceSize + left, side, dst + y * side);
+    standardize(dst, static_cast<size_t>(side) * side, opts_.preprocess);
     lab[j] = static_cast<float>(data_->labels[item]);
   }
   return b;

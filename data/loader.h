@@ -55,7 +55,7 @@ struct LoaderOptions {
 };
 
 struct Batch {
-  Tensor images;                 // [B, 1, 48, 48]
+  Tensor images;                 // [B, 1, 48, 48] (crop x crop with preprocess.crop)
   Tensor labels;                 // [B], class ids as float
   std::vector<int64_t> indices;  // dataset items, B of them
   int64_t epoch = 0;

@@ -25,6 +25,10 @@ struct PreprocessOptions {
   bool standardize = false;  // (x - mean) / std after scaling to [0, 1]
   float mean = 0.0f;
   float std = 1.0f;
+  // > 0: the model sees crop x crop pixels of the 48x48 face, as Khaireddin and Chen's VGGNet
+  // sees 40x40: a random crop in training (data/loader.h), the centre crop or ten crops at
+  // evaluation (apps/training/evaluate.h). 0: the whole face.
+  int crop = 0;
   bool operator==(const PreprocessOptions&) const = default;
 };
 

@@ -969,6 +969,38 @@ TEST_CASE("loader: every index once per epoch, shapes, labels, drop_last") {
   CHECK(tensor_values(first.images) == tensor_values(faces_to_tensor(ds->pixels.data(), 10)));
 }
 
+TEST_CASE("loader: with a crop side, every image is a window of its face at a seeded offset") {
+  auto ds = std::make_shared<Dataset>(make_synthetic_faces(4, 2));  // 28 items
+  LoaderOptions o;
+  o.batch_size = 7;
+  o.shuffle = false;
+  o.workers = 0;
+  o.preprocess.crop = 40;
+  BatchLoader loader(ds, o);
+  const std::vector<float> full = tensor_values(faces_to_tensor(ds->pixels.data(), ds->size()));
+  std::set<std::pair<int, int>> offsets;
+  for (Batch b; loader.next(b);) {
+    REQUIRE(b.images.shape() == fer::Shape{7, 1, 40, 40});
+    const std::vector<float> v = tensor_values(b.images);
+    for (int64_t j = 0; j < b.size(); ++j) {
+      const float* face = full.data() + b.indices[j] * kFacePixels;
+      const float* view = v.data() + j * 1600;
+      bool found = false;
+      for (int top = 0; top <= 8 && !found; ++top)
+        for (int left = 0; left <= 8 && !found; ++left) {
+          bool same = true;
+          for (int y = 0; y < 40 && same; ++y)
+            same = std::equal(view + y * 40, view + (y + 1) * 40, face + (top + y) * 48 + left);
+          if (same) found = true, offsets.insert({top, left});
+        }
+      CHECK(found);
+    }
+  }
+  CHECK(offsets.size() > 10);  // the windows move
+  o.preprocess.crop = 49;
+  CHECK_THROWS(BatchLoader(ds, o));
+}
+
 TEST_CASE("loader: same order and content for 0, 1 and 3 workers; early stop is clean") {
   auto ds = std::make_shared<Dataset>(make_synthetic_faces(12, 4));  // 84 items
   auto collect = [&](int workers, bool balanced) {

@@ -9,10 +9,12 @@
 #include <set>
 
 #include "apps/training/checkpoint.h"
+#include "apps/training/evaluate.h"
 #include "apps/training/losses.h"
 #include "apps/training/trainer.h"
 #include "apps/training/weight_average.h"
 #include "data/batch_mix.h"
+#include "data/preprocess.h"
 #include "data/synthetic.h"
 #include "engine/autograd.h"
 #include "layers/layers.h"
@@ -251,5 +253,49 @@ TEST_CASE("fer_train with mixup, cutmix, distillation, EMA and SWA resumes exact
     for (const auto& [name, tensor] : x.tensors)
       CHECK_MESSAGE(y.tensors.at(name).to_vector() == tensor.to_vector(), file, ": ", name);
   }
+  fs::remove_all(root);
+}
+
+TEST_CASE("training on 40x40 crops: the model reads crops, the checkpoint remembers, evaluation crops too") {
+  const data::Dataset train_set = data::make_synthetic_faces(10, 5);
+  const data::Dataset val_set = data::make_synthetic_faces(3, 6);
+  auto tr = std::make_shared<data::Dataset>(train_set);
+  auto va = std::make_shared<data::Dataset>(val_set);
+  const fs::path root = fs::temp_directory_path() / ("fer_test_crops_" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  TrainOptions o;
+  o.spec.name = "fer_vgg_small";
+  o.spec.config.num_classes = train_set.num_classes();
+  o.spec.config.input_size = 40;
+  o.spec.preprocess.crop = 40;
+  o.spec.class_names = train_set.class_names;
+  o.batch_size = 16;
+  o.optimizer = "adam";
+  o.lr = 1e-3f;
+  o.epochs = 1;
+  o.progress = false;
+  o.out_dir = root.string();
+  const TrainResult r = train(o, tr, va);
+  REQUIRE(!r.history.empty());
+  LoadedCheckpoint ck = load_checkpoint(r.best_path);
+  CHECK(ck.spec.preprocess.crop == 40);
+  CHECK(ck.spec.config.input_size == 40);
+  // Evaluation: the centre crop of each 48x48 face; ten crops average the corners and centre.
+  const Tensor faces = data::faces_to_tensor(val_set.image(0), 2, ck.spec.preprocess);
+  const std::vector<float> centre = predict_batch(*ck.model, faces, Tta::None, 40).to_vector();
+  std::vector<float> by_hand;
+  {
+    NoGradGuard ng;
+    const std::vector<float> v = faces.to_vector();
+    std::vector<float> c(2 * 1600);
+    for (int n = 0; n < 2; ++n)
+      for (int y = 0; y < 40; ++y)
+        for (int x = 0; x < 40; ++x) c[n * 1600 + y * 40 + x] = v[n * 2304 + (4 + y) * 48 + 4 + x];
+    by_hand = softmax(ck.model->forward(Tensor::from_vector({2, 1, 40, 40}, c))).to_vector();
+  }
+  for (size_t k = 0; k < centre.size(); ++k) CHECK(centre[k] == doctest::Approx(by_hand[k]).epsilon(1e-5));
+  const std::vector<float> ten = predict_batch(*ck.model, faces, Tta::TenCrop, 40).to_vector();
+  CHECK(ten.size() == centre.size());
+  CHECK(ten != centre);
   fs::remove_all(root);
 }

@@ -36,9 +36,13 @@ struct FaceAnalyzer::Impl {
     return cascade->detect(image, detect_options);
   }
 
+  // The side faces are resized to: the model's input, or the 48 pixels of a FER2013 face when the
+  // model reads crops of it (predict_batch takes them).
+  int64_t face_side() const { return spec.preprocess.crop > 0 ? data::kFaceSize : spec.config.input_size; }
+
   // The model input of one face: crop with margin (clamped), resize, preprocess.
   void face_input(const data::GrayImage& image, const data::Rect& r, float* out) const {
-    const int S = static_cast<int>(spec.config.input_size);
+    const int S = static_cast<int>(face_side());
     data::GrayImage crop;
     if (!options.detect) {
       crop = image;
@@ -64,13 +68,13 @@ struct FaceAnalyzer::Impl {
 
   // Probabilities [n, C] of n preprocessed faces: the mean of the members' probabilities.
   std::vector<float> classify(std::vector<float> inputs, int64_t n) const {
-    const int64_t S = spec.config.input_size;
+    const int64_t S = face_side();
     const Tensor faces = Tensor::from_vector({n, 1, S, S}, inputs).to(options.device);
     NoGradGuard no_grad;  // grad mode is per thread: this thread's forward records nothing
     std::lock_guard<std::mutex> lock(model_mutex);
     std::vector<float> mean;
     for (size_t k = 0; k < models.size(); ++k) {
-      std::vector<float> p = predict_batch(*models[k], faces, options.tta).to_vector();
+      std::vector<float> p = predict_batch(*models[k], faces, options.tta, spec.preprocess.crop).to_vector();
       metrics::apply_temperature(p, static_cast<int64_t>(p.size()) / std::max<int64_t>(n, 1), temperatures[k]);
       if (mean.empty()) mean.assign(p.size(), 0.0f);
       FER_CHECK(p.size() == mean.size(), "checkpoint '", checkpoint_path, "': the ensemble's members "
@@ -161,7 +165,7 @@ std::vector<std::vector<FacePrediction>> FaceAnalyzer::analyze_batch(
     for (const data::Rect& r : m.faces_of(images[i])) faces.emplace_back(i, r);
 
   std::vector<std::vector<FacePrediction>> out(images.size());
-  const int64_t S = m.spec.config.input_size;
+  const int64_t S = m.face_side();
   const size_t C = m.spec.class_names.size();
   for (size_t begin = 0; begin < faces.size(); begin += kFacesPerForward) {
     const size_t n = std::min<size_t>(kFacesPerForward, faces.size() - begin);

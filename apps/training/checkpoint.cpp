@@ -79,6 +79,7 @@ Metadata spec_to_metadata(const ModelSpec& s) {
       {"preprocess.standardize", s.preprocess.standardize ? "1" : "0"},
       {"preprocess.mean", std::to_string(s.preprocess.mean)},
       {"preprocess.std", std::to_string(s.preprocess.std)},
+      {"preprocess.crop", std::to_string(s.preprocess.crop)},
   };
 }
 
@@ -101,6 +102,12 @@ ModelSpec spec_from_metadata(const Metadata& m, const std::string& file) {
   s.preprocess.standardize = need(m, "preprocess.standardize", file) == "1";
   s.preprocess.mean = static_cast<float>(number(m, "preprocess.mean", file));
   s.preprocess.std = static_cast<float>(number(m, "preprocess.std", file));
+  if (m.count("preprocess.crop")) {  // written since models can read crops of the face
+    const double crop = number(m, "preprocess.crop", file);
+    FER_CHECK(crop >= 0 && crop <= 48 && crop == std::floor(crop), file, ": preprocess.crop ", crop,
+              " is not a crop side in 0..48");
+    s.preprocess.crop = static_cast<int>(crop);
+  }
   return s;
 }
 

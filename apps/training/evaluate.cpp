@@ -36,18 +36,24 @@ Tensor crop(const Tensor& x, int64_t top, int64_t left, int64_t ch, int64_t cw) 
 }
 }  // namespace
 
-Tensor predict_batch(Module& model, const Tensor& faces, Tta tta) {
+Tensor predict_batch(Module& model, const Tensor& faces, Tta tta, int64_t crop_side) {
   NoGradGuard no_grad;
-  std::vector<Tensor> views{faces};
-  if (tta == Tta::Flip) views.push_back(mirror(faces));
+  const int64_t H = faces.size(2), W = faces.size(3);
+  const bool cropped = crop_side > 0 && (crop_side < H || crop_side < W);
+  FER_CHECK(crop_side <= std::min(H, W), "predict: crop ", crop_side, " is larger than the faces ",
+            faces.shape_str());
+  const Tensor centre = cropped ? crop(faces, (H - crop_side) / 2, (W - crop_side) / 2, crop_side, crop_side) : faces;
+  std::vector<Tensor> views{centre};
+  if (tta == Tta::Flip) views.push_back(mirror(centre));
   if (tta == Tta::TenCrop) {
     views.clear();
-    const int64_t H = faces.size(2), W = faces.size(3);
-    const int64_t ch = H * 7 / 8, cw = W * 7 / 8;  // 42 of 48 pixels
+    // Crops of 42 of 48 pixels resized back to the input, or the model's own crops unresized.
+    const int64_t ch = cropped ? crop_side : H * 7 / 8, cw = cropped ? crop_side : W * 7 / 8;
     const std::pair<int64_t, int64_t> corners[] = {{0, 0}, {0, W - cw}, {H - ch, 0}, {H - ch, W - cw},
                                                    {(H - ch) / 2, (W - cw) / 2}};
     for (auto [top, left] : corners) {
-      Tensor c = resize_bilinear(crop(faces, top, left, ch, cw), H, W);
+      Tensor c = crop(faces, top, left, ch, cw);
+      if (!cropped) c = resize_bilinear(c, H, W);
       views.push_back(c);
       views.push_back(mirror(c));
     }
@@ -86,7 +92,7 @@ Predictions predict_dataset(Module& model, const data::Dataset& data,
   for (int64_t begin = 0; begin < data.size(); begin += batch_size) {
     const int64_t n = std::min(batch_size, data.size() - begin);
     Tensor faces = data::faces_to_tensor(data.image(begin), n, preprocess).to(device);
-    const std::vector<float> probs = predict_batch(model, faces, tta).to_vector();
+    const std::vector<float> probs = predict_batch(model, faces, tta, preprocess.crop).to_vector();
     out.num_classes = static_cast<int64_t>(probs.size()) / n;
     out.probs.insert(out.probs.end(), probs.begin(), probs.end());
   }

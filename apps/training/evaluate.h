@@ -4,6 +4,8 @@
 //   flip     average of the face and its mirror image
 //   tencrop  average over the 4 corner crops and the centre crop (each resized back to the
 //            model's input) and their mirrors, as torchvision's TenCrop
+// A model trained on crops of the face (PreprocessOptions::crop) sees the centre crop (none, flip)
+// or the ten crops of that size themselves, unresized (tencrop), as Khaireddin and Chen evaluate.
 #pragma once
 #include <memory>
 #include <string>
@@ -40,7 +42,8 @@ Predictions predict_dataset(Module& model, const data::Dataset& data,
 Predictions average_predictions(const std::vector<Predictions>& members);
 
 // The model's probabilities for a batch of preprocessed faces [N, 1, H, W] (on any device),
-// averaged over the TTA views; returns [N, C] on the CPU.
-Tensor predict_batch(Module& model, const Tensor& faces, Tta tta);
+// averaged over the TTA views; returns [N, C] on the CPU. `crop` > 0: the model reads crop x crop
+// windows of the faces (see above).
+Tensor predict_batch(Module& model, const Tensor& faces, Tta tta, int64_t crop = 0);
 
 }  // namespace fer

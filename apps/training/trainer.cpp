@@ -138,8 +138,8 @@ TrainingRun::TrainingRun(const TrainOptions& o, std::shared_ptr<const data::Data
   FER_CHECK(o.cache_aug_passes == 0 || o.cache_features,
             "--cache-aug-passes needs --cache-features");
   o.mix.validate();
-  FER_CHECK(!o.cache_features || (!o.mix.any() && o.teachers.empty()),
-            "--mixup, --cutmix and --teacher need the images: not available with --cache-features");
+  FER_CHECK(!o.cache_features || (!o.mix.any() && o.teachers.empty() && o.spec.preprocess.crop == 0),
+            "--mixup, --cutmix, --teacher and --crop-size need the images: not available with --cache-features");
   FER_CHECK(o.ema_decay >= 0 && o.ema_decay < 1, "--ema: decay must be in [0, 1), got ", o.ema_decay);
   FER_CHECK(o.swa_epochs >= 0 && o.swa_epochs <= o.epochs, "--swa-epochs: must be in [0, --epochs = ",
             o.epochs, "], got ", o.swa_epochs);
