@@ -147,7 +147,7 @@ std::vector<cli::Flag> train_flags(TrainFlags& flags, const std::string& known_m
       {"swa-epochs", "0", "stochastic weight averaging of the last N epochs, batchnorm refreshed, "
                           "saved as OUT/swa.safetensors (0 = off)", &o.swa_epochs},
       {"teacher", "", "knowledge distillation from these checkpoints' mean soft labels (comma-separated, or an ensemble manifest)",
-       [&o](const std::string& v) { o.teachers = checkpoint_members(v); }},
+       [&o](const std::string& v) { o.teachers = v.empty() ? std::vector<std::string>{} : checkpoint_members(v); }},
       {"kd-temperature", "4", "distillation: softmax temperature of the soft labels", &o.kd_temperature},
       {"kd-weight", "0.5", "distillation: loss = (1 - w) cross-entropy + w T^2 KL(teacher || student)",
        &o.kd_weight},

@@ -565,3 +565,43 @@ TEST_CASE("fer_train: phase 1 on cached frozen features, then phase 2 from its c
   CHECK(out3.find("--cache-features needs the whole backbone frozen") != std::string::npos);
   fs::remove_all(dir);
 }
+
+TEST_CASE("fer_train: the recipe flags end to end (mixup, cutmix, EMA, SWA, a teacher ensemble, crops)") {
+  const fs::path bin = build_dir() / "fer_train";
+  if (!fs::exists(bin)) {
+    MESSAGE("SKIPPED: no fer_train binary in ", build_dir().string(), " (set FER_BUILD_DIR)");
+    return;
+  }
+  const fs::path dir = temp_dir("recipe");
+  {
+    std::ofstream csv(dir / "fer2013.csv");
+    csv << data::format_fer_csv(data::make_synthetic_faces(6, 41), data::Split::Train)
+        << data::format_fer_csv(data::make_synthetic_faces(2, 42), data::Split::Val, false);
+  }
+  const std::string common = bin.string() + " --data " + (dir / "fer2013.csv").string() +
+                             " --model fer_vgg_small --batch-size 8 --optimizer adam --lr 0.001"
+                             " --threads 2 --workers 1 --warmup-epochs 0 --no-progress --crop-size 40";
+  std::string out;
+  REQUIRE(run_command(common + " --epochs 1 --max-steps 2 --out " + (dir / "teacher").string(), out) == 0);
+  std::ofstream(dir / "teachers.json") << R"({"members": ["teacher/best.safetensors"]})";
+  const int rc = run_command(common + " --epochs 2 --max-steps 2 --mixup 0.2 --cutmix 1 --ema 0.99"
+                                      " --swa-epochs 2 --rrc-scale 0.8,1.2 --teacher " +
+                                 (dir / "teachers.json").string() + " --out " + (dir / "student").string(), out);
+  INFO(out);
+  REQUIRE(rc == 0);
+  CHECK(out.find("distillation from 1 teacher(s)") != std::string::npos);
+  CHECK(out.find("ema val loss") != std::string::npos);
+  CHECK(out.find("SWA validation accuracy") != std::string::npos);
+  CHECK(out.find("best EMA validation accuracy") != std::string::npos);
+  for (const char* f : {"best.safetensors", "best_ema.safetensors", "swa.safetensors", "last.safetensors"})
+    CHECK_MESSAGE(fs::exists(dir / "student" / f), f);
+  CHECK(load_checkpoint((dir / "student" / "swa.safetensors").string()).spec.preprocess.crop == 40);
+  // A teacher that reads faces differently from the student is refused, naming it.
+  const int bad = run_command(common + " --crop-size 0 --epochs 1 --max-steps 1 --teacher " +
+                                  (dir / "teacher" / "best.safetensors").string() + " --out " + (dir / "bad").string(), out);
+  CHECK(bad != 0);
+  CHECK(out.find("teacher/best.safetensors: its model reads 1x40x40 faces") != std::string::npos);
+  CHECK(run_command(common + " --rrc-scale 0.9,0.5 --epochs 1 --out " + (dir / "bad2").string(), out) != 0);
+  CHECK(out.find("random-resized-crop scale range") != std::string::npos);
+  fs::remove_all(dir);
+}
