@@ -106,6 +106,23 @@ void BM_batchnorm_train(benchmark::State& state) {
 }
 BENCHMARK(BM_batchnorm_train)->Args({32, 48})->Args({256, 6})->Unit(benchmark::kMillisecond)->UseRealTime();
 
+// ReLU's forward and backward on a batch of feature maps, through autograd as training runs them
+// (sum(relu(x)).backward(): the sum's gradient is a tensor of ones): memory-bound, seven passes
+// over x's size (relu: read x, write y; sum: read y; its backward: write ones; relu's backward:
+// read x and the ones, write dx).
+void BM_relu_train(benchmark::State& state) {
+  const int64_t C = state.range(0), H = state.range(1), N = 64;
+  Tensor x = random({N, C, H, H}, 1);
+  x.set_requires_grad(true);
+  for (auto _ : state) {
+    sum(relu(x)).backward();
+    benchmark::DoNotOptimize(x.grad().data());
+    x.zero_grad();
+  }
+  state.counters["GB/s"] = benchmark::Counter(7.0 * x.numel() * 4 * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_relu_train)->Args({32, 48})->Args({256, 6})->Unit(benchmark::kMillisecond)->UseRealTime();
+
 void BM_max_pool2d(benchmark::State& state) {
   const int64_t C = state.range(0), H = state.range(1), N = 64;
   Tensor x = random({N, C, H, H}, 1);

@@ -2,12 +2,13 @@
 // contracts: engine/backend.h).
 //
 // Threads over channels for the statistics and the training backward: each channel's sums run
-// on one thread, as float partials per plane of HW values added into a double, so that a
-// channel's result does not depend on the thread count. The elementwise passes of evaluation
+// on one thread, as float partials per plane of HW values (in 16 lanes) added into a double, so
+// that a channel's result does not depend on the thread count. The elementwise passes of evaluation
 // split the N*C planes instead.
 #include <cmath>
 
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/cpu/lane_sum.h"
 #include "kernels/cpu/parallel.h"
 
 namespace fer::cpu {
@@ -20,13 +21,8 @@ void channel_sums(int64_t N, int64_t C, int64_t HW, int64_t c, const float* x, c
   for (int64_t n = 0; n < N; ++n) {
     const float* xp = x + (n * C + c) * HW;
     const float* gp = dy + (n * C + c) * HW;
-    float a = 0.0f, b = 0.0f;
-    for (int64_t i = 0; i < HW; ++i) {
-      a += gp[i];
-      b += gp[i] * (xp[i] - mean);
-    }
-    sum_dy += a;
-    sum_dy_xmu += b;
+    sum_dy += lane_sum(HW, [&](int64_t i) { return gp[i]; });
+    sum_dy_xmu += lane_sum(HW, [&](int64_t i) { return gp[i] * (xp[i] - mean); });
   }
 }
 }  // namespace
@@ -41,17 +37,13 @@ void CpuBackend::batchnorm_forward_train(int64_t N, int64_t C, int64_t HW, const
       double s = 0.0;
       for (int64_t n = 0; n < N; ++n) {
         const float* p = x + (n * C + c) * HW;
-        float part = 0.0f;
-        for (int64_t i = 0; i < HW; ++i) part += p[i];
-        s += part;
+        s += lane_sum(HW, [&](int64_t i) { return p[i]; });
       }
       const float mean = static_cast<float>(s / M);
       double ss = 0.0;
       for (int64_t n = 0; n < N; ++n) {
         const float* p = x + (n * C + c) * HW;
-        float part = 0.0f;
-        for (int64_t i = 0; i < HW; ++i) part += (p[i] - mean) * (p[i] - mean);
-        ss += part;
+        ss += lane_sum(HW, [&](int64_t i) { return (p[i] - mean) * (p[i] - mean); });
       }
       const float var = static_cast<float>(ss / M);
       const float invstd = 1.0f / std::sqrt(var + eps);

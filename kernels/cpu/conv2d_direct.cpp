@@ -41,6 +41,7 @@
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/gemm_microkernel.h"
 #include "kernels/cpu/isa.h"
+#include "kernels/cpu/lane_sum.h"
 #include "kernels/cpu/parallel.h"
 
 namespace fer::cpu {
@@ -191,14 +192,11 @@ void conv2d_direct_backward_weight(const Conv2dGeometry& g, const float* dy, con
       for (int64_t k = 0; k < g.K; ++k) {
         const float* src = dy + ((n0 + i) * g.K + k) * P;
         float* dst = dyT + (k / nr) * panel + i * grid.cells * nr + k % nr;
-        float s = 0.0f;
         for (int64_t oh = 0; oh < g.OH; ++oh)
-          for (int64_t ow = 0; ow < g.OW; ++ow) {
-            const float v = src[oh * g.OW + ow];
-            dst[(oh * grid.Wp + ow) * nr] = v;
-            s += v;
-          }
-        db[k] += s;
+          for (int64_t ow = 0; ow < g.OW; ++ow) dst[(oh * grid.Wp + ow) * nr] = src[oh * g.OW + ow];
+        // The bias gradient only when there is a bias: a plain running sum would be a chain of
+        // dependent adds as long as the image, the slowest part of this copy.
+        if (dbias) db[k] += lane_sum(src, P);
       }
     }
     round_operands(dyT, (K_pad / nr) * panel);
