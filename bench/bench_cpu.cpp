@@ -9,6 +9,8 @@
 #include "engine/ops.h"
 #include "engine/random.h"
 #include "kernels/cpu/fma_peak.h"
+#include "kernels/cpu/gemm_microkernel.h"
+#include "kernels/cpu/isa.h"
 #include "models/registry.h"
 
 using namespace fer;
@@ -38,6 +40,35 @@ void BM_fma_peak(benchmark::State& state) {
   state.SetLabel(cpu::cpu_kernels_summary());
 }
 BENCHMARK(BM_fma_peak)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// The GEMM micro-kernel alone, one thread, on packed panels that stay in L1 (kc = KC steps of a
+// rank-1 update of one MR x NR tile): the ceiling of every GEMM and convolution, as a share of
+// one core's FMA peak. Arg 1: the operand forms of the direct convolution (A rows in place,
+// B rows at tap offsets), arg 0: both packed.
+void BM_gemm_microkernel(benchmark::State& state) {
+  const cpu::GemmMicroKernel* kernel = cpu::active_gemm_microkernel();
+  if (!kernel) {
+    state.SkipWithError("no vector micro-kernel on this CPU");
+    return;
+  }
+  const bool in_place = state.range(0) == 1;
+  const int64_t kc = cpu::kGemmDepthBlock, mr = kernel->mr, nr = kernel->nr;
+  Generator gen(1);
+  std::vector<float> a(static_cast<size_t>(mr * kc)), b(static_cast<size_t>((kc + 2) * nr + 64)), c(static_cast<size_t>(mr * nr));
+  for (float& v : a) v = gen.uniform(-1, 1);
+  for (float& v : b) v = gen.uniform(-1, 1);
+  std::vector<int32_t> offsets(static_cast<size_t>(kc));
+  for (int64_t k = 0; k < kc; ++k) offsets[static_cast<size_t>(k)] = static_cast<int32_t>(k * nr + k % 3);  // unaligned, as taps are
+  const int64_t calls = 1000;
+  for (auto _ : state)
+    for (int64_t i = 0; i < calls; ++i)
+      kernel->run(kc, a.data(), in_place ? kc : 0, b.data(), in_place ? offsets.data() : nullptr, c.data(), nr,
+                  1.0f, 0.0f);
+  benchmark::DoNotOptimize(c.data());
+  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * mr * nr * kc * calls * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(std::string(kernel->isa) + " " + std::to_string(mr) + "x" + std::to_string(nr));
+}
+BENCHMARK(BM_gemm_microkernel)->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 // Conv layers of fer_vgg_small at batch 64: (C, K, H).
 void conv_args(benchmark::internal::Benchmark* b) {

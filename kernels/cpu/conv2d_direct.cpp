@@ -94,6 +94,12 @@ bool conv2d_direct_applies(const Conv2dGeometry& g) {
          g.stride_w == 1 && g.dil_h == 1 && g.dil_w == 1;
 }
 
+// The depth of one pass of the micro-kernel over the taps: every pass loads and stores the output
+// tile again, so a pass runs as long as the image rows a tile reads (three padded rows per
+// channel, 64 channels of 3x3 taps) stay in L1/L2. 576 against the GEMM's 128: 4-15% faster
+// forward on fer_vgg_small's layers (Ice Lake, one thread; 1152 was slower again).
+constexpr int64_t kDirectDepthBlock = 576;
+
 void conv2d_direct_forward(const Conv2dGeometry& g, const float* x, const float* w,
                            const float* bias, float* y) {
   const GemmMicroKernel& uk = *active_gemm_microkernel();
@@ -113,8 +119,8 @@ void conv2d_direct_forward(const Conv2dGeometry& g, const float* x, const float*
 
   // out[i0:i1, :] (+)= W[i0:i1, :] * xpad for the output channels [i0, i1) (multiples of MR).
   auto multiply = [&](const float* xpad, float* out, int64_t i0, int64_t i1) {
-    for (int64_t k0 = 0; k0 < R; k0 += kGemmDepthBlock) {
-      const int64_t kc = std::min(kGemmDepthBlock, R - k0);
+    for (int64_t k0 = 0; k0 < R; k0 += kDirectDepthBlock) {
+      const int64_t kc = std::min(kDirectDepthBlock, R - k0);
       const float beta = k0 == 0 ? 0.0f : 1.0f;
       for (int64_t q = 0; q < cells_pad; q += uk.nr)
         for (int64_t i = i0; i < i1; i += uk.mr)

@@ -161,7 +161,11 @@ Named fer_vgg_small_step(Device dev) {
   auto model = create_model("fer_vgg_small");
   model->to(dev);
   model->train();
-  Generator g(12);
+  // Max pooling makes a network's gradients discontinuous: two values of a window within rounding
+  // of each other route the gradient to either, and the whole lower network differs by percents.
+  // This input (seed 14) has no window that close: perturbing it by 1 part in 10^6 moves every
+  // gradient by ~1e-6 (seed 12, used before, flipped a window under any perturbation).
+  Generator g(14);
   const int64_t N = 8;
   Tensor x = Tensor::uniform({N, 1, 48, 48}, 0.0f, 1.0f, g, dev);
   std::vector<float> labels(N);
@@ -297,6 +301,9 @@ std::vector<OpCase> all_op_cases() {
   conv("1x1 stride 2", img, {7, 5, 1, 1}, false, conv_opts(2, 2, 0, 0));
   conv("fer first layer", {4, 1, 48, 48}, {32, 1, 3, 3}, false, conv_opts(1, 1, 1, 1), false);
   conv("fer 64 channels", {2, 64, 12, 12}, {64, 64, 3, 3}, false, conv_opts(1, 1, 1, 1), false);
+  // 160 x 9 = 1440 taps, forward and backward: the direct convolution's passes over the taps,
+  // several and a partial one.
+  conv("fer 160 channels", {2, 160, 6, 6}, {160, 160, 3, 3}, false, conv_opts(1, 1, 1, 1), false);
 
   // Pooling (bit-identical by construction).
   auto pool = [&](const std::string& name, Shape x, bool max, Pool2dOptions o) {
