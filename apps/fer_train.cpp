@@ -64,6 +64,27 @@ void parse_range(const std::string& text, const std::string& flag, float& lo, fl
   }
 }
 
+// "500" -> every 500 steps; "10m" or "10min" -> every 10 minutes; "0" -> off.
+void parse_save_every(const std::string& text, TrainOptions& o) {
+  size_t used = 0;
+  double value = -1;
+  try {
+    value = std::stod(text, &used);
+  } catch (...) {
+  }
+  const std::string unit = text.substr(std::min(used, text.size()));
+  FER_CHECK(value >= 0 && (unit.empty() || unit == "m" || unit == "min"),
+            "--save-every: expected a number of steps (500) or minutes (10m), got '", text, "'");
+  o.save_every_steps = o.save_every_minutes = 0;
+  if (unit.empty()) {
+    FER_CHECK(value == static_cast<double>(static_cast<int64_t>(value)),
+              "--save-every: a number of steps must be whole, got '", text, "'");
+    o.save_every_steps = static_cast<int64_t>(value);
+  } else {
+    o.save_every_minutes = value;
+  }
+}
+
 // Where fer_train's flags go: the training options, and what the app itself does before training.
 struct TrainFlags {
   TrainOptions train;
@@ -179,6 +200,9 @@ std::vector<cli::Flag> train_flags(TrainFlags& flags, const std::string& known_m
        [&o](const std::string& v) { o.cache_dtype = parse_cache_dtype(v); }},
       {"max-steps", "0", "stop each epoch after this many steps (0 = whole epoch; smoke tests)",
        &o.max_steps_per_epoch},
+      {"save-every", "0", "also write OUT/last.safetensors inside epochs: every N steps (500) or M minutes (10m) "
+                          "(0 = at the end of each epoch only)",
+       [&o](const std::string& v) { parse_save_every(v, o); }},
       {"progress", "true", "live progress line", &o.progress},
   });
   return table;

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/checksum.h"
 #include "engine/safetensors.h"
 #include "layers/layers.h"
 
@@ -624,4 +625,11 @@ TEST_CASE("safetensors: save rejects what it cannot write, before touching the d
                  }),
                  "cannot encode the header"));
   CHECK(dir.entries().empty());
+}
+
+TEST_CASE("crc32: the standard check value, chaining, and the empty input") {
+  const std::string digits = "123456789";
+  CHECK(fer::crc32(digits.data(), digits.size()) == 0xCBF43926u);
+  CHECK(fer::crc32(digits.data() + 4, 5, fer::crc32(digits.data(), 4)) == 0xCBF43926u);
+  CHECK(fer::crc32(nullptr, 0) == 0u);
 }

@@ -123,3 +123,72 @@ TEST_CASE("an interrupted run resumes exactly where it stopped") {
   fs::remove_all(straight);
   fs::remove_all(resumed);
 }
+
+TEST_CASE("--save-every: a crash mid-epoch loses only the steps since the last save, and resumes exactly") {
+  const data::Dataset train_set = data::make_synthetic_faces(12, 5);  // 84 faces: 5 batches of 16
+  const data::Dataset val_set = data::make_synthetic_faces(4, 6);
+  auto tr = std::make_shared<data::Dataset>(train_set);
+  auto va = std::make_shared<data::Dataset>(val_set);
+  const fs::path straight = temp_dir("save_every_straight"), crashed = temp_dir("save_every_crashed");
+  TrainOptions a = small_run(train_set, straight);
+  a.batch_size = 16;
+  a.epochs = 2;
+  a.spec.config.dropout = 0.5f;
+  train(a, tr, va);
+
+  TrainOptions b = a;
+  b.out_dir = crashed.string();
+  b.save_every_steps = 3;
+  b.crash_at_step = 8;  // epoch 2, step 3: the last save was after global step 6
+  // A temporary file as a killed save leaves it: removed when the run starts.
+  std::ofstream(crashed / "last.safetensors.tmp.99999") << "partial";
+  CHECK_THROWS_WITH(train(b, tr, va), doctest::Contains("simulated crash after step 8"));
+  CHECK(!fs::exists(crashed / "last.safetensors.tmp.99999"));
+  const SafetensorsFile saved = load_safetensors((crashed / "last.safetensors").string());
+  CHECK(saved.metadata.at("train.global_step") == "6");
+  CHECK(saved.metadata.at("train.step_in_epoch") == "1");
+  b.crash_at_step = 0;
+  b.resume = true;
+  train(b, tr, va);
+  CHECK(metrics_log(crashed / "train_log.csv") == metrics_log(straight / "train_log.csv"));
+  const StateDict wa = load_checkpoint((straight / "last.safetensors").string()).model->state_dict();
+  const StateDict wb = load_checkpoint((crashed / "last.safetensors").string()).model->state_dict();
+  for (const auto& [name, t] : wa) CHECK_MESSAGE(wb.at(name).to_vector() == t.to_vector(), name);
+  fs::remove_all(straight);
+  fs::remove_all(crashed);
+}
+
+TEST_CASE("an epoch whose checkpoint cannot be written is not logged") {
+  const data::Dataset train_set = data::make_synthetic_faces(4, 5);
+  auto tr = std::make_shared<data::Dataset>(train_set);
+  const fs::path out = temp_dir("unwritable");
+  fs::create_directories(out / "last.safetensors");  // a directory: the rename onto it fails
+  TrainOptions o = small_run(train_set, out);
+  o.epochs = 1;
+  CHECK_THROWS(train(o, tr, tr));
+  CHECK(!fs::exists(out / "train_log.csv"));
+  fs::remove_all(out);
+}
+
+TEST_CASE("checkpoints carry a CRC-32 of every tensor: damaged bytes are an error naming the tensor") {
+  const fs::path dir = temp_dir("checksum");
+  const std::string path = (dir / "ck.safetensors").string();
+  ModelSpec spec;
+  spec.class_names = {"a", "b", "c", "d", "e", "f", "g"};
+  manual_seed(3);
+  save_checkpoint(path, *create_model(spec.name, spec.config), spec);
+  CHECK(load_safetensors(path).metadata.count("crc32.classifier.3.weight") == 1);
+  CHECK(load_checkpoint(path).spec.name == spec.name);
+  {  // flip bytes inside the data section: the last tensor in name order holds the file's end
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(-100, std::ios::end);
+    const char junk[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    f.write(junk, sizeof junk);
+  }
+  CHECK_THROWS_WITH(load_checkpoint(path), doctest::Contains("is damaged: its bytes have CRC-32"));
+  CHECK_THROWS_WITH(load_checkpoint(path), doctest::Contains(path.c_str()));
+  setenv("FER_VERIFY_CHECKSUMS", "0", 1);
+  CHECK_NOTHROW(load_checkpoint(path));
+  unsetenv("FER_VERIFY_CHECKSUMS");
+  fs::remove_all(dir);
+}

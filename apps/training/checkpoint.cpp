@@ -1,6 +1,7 @@
 #include "apps/training/checkpoint.h"
 
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -8,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/checksum.h"
 #include "engine/optim.h"  // metadata_str, metadata_double
 
 namespace fer {
@@ -120,7 +122,37 @@ void save_checkpoint(const std::string& path, const Module& model, const ModelSp
   }
   Metadata meta = spec_to_metadata(spec);
   for (const auto& [k, v] : extra_metadata) meta[k] = v;
+  for (const auto& [k, v] : tensor_checksums(tensors)) meta[k] = v;
   save_safetensors(path, tensors, meta);
+}
+
+namespace {
+// The CRC-32 of a tensor's float32 values, as the file stores them (little-endian), in hex.
+std::string tensor_crc32(const Tensor& t) {
+  const std::vector<float> v = t.to_vector();
+  char hex[9];
+  std::snprintf(hex, sizeof hex, "%08x", crc32(v.data(), v.size() * sizeof(float)));
+  return hex;
+}
+constexpr const char* kChecksumPrefix = "crc32.";
+}  // namespace
+
+Metadata tensor_checksums(const StateDict& tensors) {
+  Metadata out;
+  for (const auto& [name, t] : tensors) out[kChecksumPrefix + name] = tensor_crc32(t);
+  return out;
+}
+
+void verify_checksums(const SafetensorsFile& file, const std::string& path) {
+  if (const char* env = std::getenv("FER_VERIFY_CHECKSUMS"); env && std::string(env) == "0") return;
+  for (const auto& [name, t] : file.tensors) {
+    auto it = file.metadata.find(kChecksumPrefix + name);
+    if (it == file.metadata.end()) continue;  // written before checksums, or by another tool
+    const std::string actual = tensor_crc32(t);
+    FER_CHECK(actual == it->second, path, ": tensor '", name, "' ", t.shape_str(),
+              " is damaged: its bytes have CRC-32 ", actual, ", the checkpoint recorded ",
+              it->second, " (FER_VERIFY_CHECKSUMS=0 loads it anyway)");
+  }
 }
 
 bool is_training_state(const std::string& tensor_name) {
@@ -132,6 +164,7 @@ bool is_training_state(const std::string& tensor_name) {
 LoadedCheckpoint load_checkpoint(const std::string& path, Device device) {
   LoadedCheckpoint out;
   out.file = load_safetensors(path);
+  verify_checksums(out.file, path);
   out.spec = spec_from_metadata(out.file.metadata, path);
   out.model = create_model(out.spec.name, out.spec.config);
   StateDict weights;
@@ -208,8 +241,10 @@ double calibration_temperature(const Metadata& meta, const std::string& file) {
 
 void store_calibration(const std::string& path, double temperature, const std::string& fitted_on) {
   SafetensorsFile f = load_safetensors(path);
+  verify_checksums(f, path);
   f.metadata["calibration.temperature"] = metadata_str(temperature);
   f.metadata["calibration.fitted_on"] = fitted_on;
+  for (const auto& [k, v] : tensor_checksums(f.tensors)) f.metadata[k] = v;
   save_safetensors(path, f.tensors, f.metadata);
 }
 

@@ -39,6 +39,13 @@ struct LoadedCheckpoint {
   SafetensorsFile file;           // everything in the file (for resuming)
 };
 
+// Checksums: save_checkpoint records the CRC-32 of every tensor's bytes in the metadata
+// ("crc32.<name>"); load_checkpoint verifies them, so a damaged file is an error naming the
+// tensor instead of a model that silently computes garbage. FER_VERIFY_CHECKSUMS=0 skips the
+// check (for speed, or to salvage a file); files without checksums load unchecked.
+Metadata tensor_checksums(const StateDict& tensors);
+void verify_checksums(const SafetensorsFile& file, const std::string& path);
+
 // Tensors of a run's state rather than of the model: the optimizer's ("optim.*") and the weight
 // averages' ("ema.*", "swa.*", apps/training/weight_average.h).
 bool is_training_state(const std::string& tensor_name);

@@ -59,6 +59,18 @@ std::unique_ptr<LrScheduler> make_schedule(const TrainOptions& o, int64_t steps_
 }
 
 // With an EMA of the weights, its validation loss and accuracy are two more columns.
+// Temporary files of checkpoint saves that a kill interrupted (save_safetensors writes
+// NAME.tmp.<pid> and renames it): nothing can still be writing them when a run starts in OUT.
+void remove_stale_temporaries(const std::string& dir) {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.find(".safetensors.tmp.") == std::string::npos) continue;
+    std::filesystem::remove(e.path(), ec);
+    std::fprintf(stderr, "removed %s, left by an interrupted save\n", e.path().c_str());
+  }
+}
+
 void append_logs(const std::string& dir, const EpochRecord& r, bool ema) {
   const std::string csv = dir + "/train_log.csv";
   const bool fresh = !std::filesystem::exists(csv);
@@ -104,6 +116,7 @@ class TrainingRun {
   // The loss of the batch just fetched, mixed and taught as the options say.
   LossFn batch_loss(const data::BatchMix& mix);
   void validate_ema(EpochRecord& r);
+  bool save_due();  // --save-every: a mid-epoch OUT/last.safetensors now
   void start_averages();  // the EMA and SWA start from the weights restored
   void save_last(const RunPosition& p);
   void print_progress(int64_t epoch) const;
@@ -123,7 +136,7 @@ class TrainingRun {
   std::unique_ptr<Teacher> teacher_;
   WeightAverage ema_, swa_;
   RunPosition pos_;
-  Clock::time_point epoch_start_;
+  Clock::time_point epoch_start_, last_save_;
   int64_t first_step_ = 0;  // the epoch's first step in this process (> 0 after a resume)
 };
 
@@ -144,7 +157,10 @@ TrainingRun::TrainingRun(const TrainOptions& o, std::shared_ptr<const data::Data
   FER_CHECK(o.swa_epochs >= 0 && o.swa_epochs <= o.epochs, "--swa-epochs: must be in [0, --epochs = ",
             o.epochs, "], got ", o.swa_epochs);
   FER_CHECK(o.kd_weight >= 0 && o.kd_weight <= 1, "--kd-weight: must be in [0, 1], got ", o.kd_weight);
+  FER_CHECK(o.save_every_steps >= 0 && o.save_every_minutes >= 0, "--save-every: must not be negative");
   std::filesystem::create_directories(o.out_dir);
+  remove_stale_temporaries(o.out_dir);
+  last_save_ = Clock::now();
   result_.best_path = o.out_dir + "/best.safetensors";
   result_.last_path = o.out_dir + "/last.safetensors";
   g_stop.store(false);
@@ -298,6 +314,9 @@ bool TrainingRun::train_epoch(int64_t epoch) {
     ++pos_.global_step;
 
     if (o_.progress) print_progress(epoch);
+    if (save_due() && pos_.step_in_epoch < steps_per_epoch_) save_last(pos_);  // the epoch's end saves anyway
+    if (o_.crash_at_step > 0 && pos_.global_step == o_.crash_at_step)
+      fail("train: simulated crash after step ", pos_.global_step);
     if (g_stop.load() || (o_.stop_at_step > 0 && pos_.global_step == o_.stop_at_step)) {
       save_last(pos_);
       std::fprintf(stderr, "\ninterrupted: saved %s (epoch %lld, step %lld); continue with --resume\n",
@@ -309,6 +328,12 @@ bool TrainingRun::train_epoch(int64_t epoch) {
   }
   if (o_.progress) std::fprintf(stderr, "\n");
   return true;
+}
+
+bool TrainingRun::save_due() {
+  const bool by_steps = o_.save_every_steps > 0 && pos_.global_step % o_.save_every_steps == 0;
+  const bool by_time = o_.save_every_minutes > 0 && seconds_since(last_save_) >= 60.0 * o_.save_every_minutes;
+  return by_steps || by_time;
 }
 
 LossFn TrainingRun::batch_loss(const data::BatchMix& mix) {
@@ -360,12 +385,6 @@ bool TrainingRun::finish_epoch(int64_t epoch) {
     swa_.add_snapshot(*model_);
     pos_.swa_count = swa_.count();
   }
-  append_logs(o_.out_dir, r, ema_.defined());
-  result_.history.push_back(r);
-  std::fprintf(stderr, "epoch %lld: train loss %.4f acc %.4f | val loss %.4f acc %.4f | ",
-               static_cast<long long>(r.epoch), r.train_loss, r.train_acc, r.val_loss, r.val_acc);
-  if (ema_.defined()) std::fprintf(stderr, "ema val loss %.4f acc %.4f | ", r.ema_val_loss, r.ema_val_acc);
-  std::fprintf(stderr, "lr %.5f | %.0f s\n", r.lr, r.seconds);
 
   if (r.val_acc > pos_.best_val_acc) {
     pos_.best_val_acc = r.val_acc;
@@ -385,6 +404,14 @@ bool TrainingRun::finish_epoch(int64_t epoch) {
   next.loss_sum = 0;
   next.correct = next.seen = 0;
   save_last(next);
+  // Logged only now that the epoch's checkpoints are on disk: a failed save (a full disk) stops
+  // the run with an error before the log could list an epoch that has none.
+  append_logs(o_.out_dir, r, ema_.defined());
+  result_.history.push_back(r);
+  std::fprintf(stderr, "epoch %lld: train loss %.4f acc %.4f | val loss %.4f acc %.4f | ",
+               static_cast<long long>(r.epoch), r.train_loss, r.train_acc, r.val_loss, r.val_acc);
+  if (ema_.defined()) std::fprintf(stderr, "ema val loss %.4f acc %.4f | ", r.ema_val_loss, r.ema_val_acc);
+  std::fprintf(stderr, "lr %.5f | %.0f s\n", r.lr, r.seconds);
   pos_ = next;
   pos_.rng = 0;  // the generator already holds this state
   result_.best_val_acc = pos_.best_val_acc;
@@ -463,6 +490,7 @@ void TrainingRun::save_last(const RunPosition& p) {
   if (ema_.defined()) state.merge(ema_.to_tensors("ema."));
   if (swa_.defined()) state.merge(swa_.to_tensors("swa."));
   save_checkpoint(result_.last_path, *model_, o_.spec, state, meta);
+  last_save_ = Clock::now();
 }
 
 }  // namespace

@@ -9,7 +9,10 @@
 // OUT/best_ema.safetensors, its val columns in the logs), and SWA over the last epochs, written as
 // OUT/swa.safetensors after a batchnorm refresh at the end of the run.
 //
-// Nothing is lost: SIGINT/SIGTERM stop the loop after the current step and save
+// Nothing is lost: --save-every writes OUT/last.safetensors inside epochs too; a kill -9 then
+// loses at most that much; temporary files a killed save left behind are removed at the next
+// start; the logs list an epoch only once its checkpoints are written; and SIGINT/SIGTERM stop
+// the loop after the current step and save
 // OUT/last.safetensors with the exact position (epoch, step within it, RNG state, optimizer
 // moments, schedule state, running sums of the epoch's metrics), so `--resume` continues the
 // same run step for step: with the same seed and thread count the curve is identical to an
@@ -77,8 +80,13 @@ struct TrainOptions {
   Device device = Device::CPU;
   bool cuda_graph = false;          // replay the training step from CUDA graphs (graphed_step.h)
   int64_t max_steps_per_epoch = 0;  // 0 = the whole epoch (tests and smoke runs use a few)
+  // OUT/last.safetensors also in the middle of epochs: every N steps and/or every M minutes
+  // (0 = only at the end of each epoch), so a crash loses minutes, not an epoch.
+  int64_t save_every_steps = 0;
+  double save_every_minutes = 0;
   bool progress = true;             // the live progress line on stderr
   int64_t stop_at_step = 0;         // act as if Ctrl-C came after this global step (tests)
+  int64_t crash_at_step = 0;        // throw after this global step, saving nothing, as a kill -9 would (tests)
 };
 
 struct EpochRecord {
