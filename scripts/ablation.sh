@@ -19,16 +19,19 @@ BASE=(--data "$DATA" --model fer_vgg_small --per-class-cap "$CAP" --epochs "$EPO
       --lr 0.001 --weight-decay 0.01 --schedule cosine --warmup-epochs 1 --seed 1 --no-progress)
 TEACHER=models/pretrained/fer_vgg_small.safetensors
 
-# name | flags added to the baseline
+# name | flags added to the baseline. base_repeat is the baseline again (the same flags; --seed 1
+# is the default): how far two runs that should agree drift apart (summation order, threads)
+# is the noise any difference above must clear.
 CONFIGS=(
   "base|"
   "ema|--ema 0.998"
   "mixup|--mixup 0.2"
   "cutmix|--cutmix 1.0"
+  "distill|--teacher $TEACHER --kd-temperature 4 --kd-weight 0.5"
   "swa|--swa-epochs 3"
   "label_smoothing|--label-smoothing 0.1"
-  "distill|--teacher $TEACHER --kd-temperature 4 --kd-weight 0.5"
   "sgd_plateau|--optimizer sgd --lr 0.01 --momentum 0.9 --weight-decay 5e-4 --schedule plateau --plateau-factor 0.75 --plateau-patience 2"
+  "base_repeat|--seed 1"
 )
 
 mkdir -p "$OUT"
