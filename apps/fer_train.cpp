@@ -13,6 +13,7 @@
 //                                   --lr 1e-4 --backbone-lr-mult 0.1 --out runs/p2
 #include <cstdio>
 #include <filesystem>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,7 @@
 #include "apps/training/checkpoint.h"
 #include "apps/training/finetune.h"
 #include "apps/training/trainer.h"
+#include "data/fer2013.h"
 #include "engine/backend.h"
 
 using namespace fer;
@@ -84,6 +86,11 @@ void parse_save_every(const std::string& text, TrainOptions& o) {
     o.save_every_minutes = value;
   }
 }
+
+// Flags that change how a run is executed or reported, not what it computes: --resume may differ
+// in them freely.
+const std::set<std::string> kNotSettings{"threads", "workers", "progress", "out", "resume", "resume-force",
+                                         "fresh", "save-every", "device", "cuda-graph", "tf32", "precision"};
 
 // Where fer_train's flags go: the training options, and what the app itself does before training.
 struct TrainFlags {
@@ -182,7 +189,12 @@ std::vector<cli::Flag> train_flags(TrainFlags& flags, const std::string& known_m
       {"tf32", "false", "cuda: TF32 tensor-core math in convolutions and GEMMs (10-bit mantissa products)",
        &flags.tf32},
       {"out", "runs/fer", "output directory (checkpoints, logs)", &o.out_dir},
-      {"resume", "false", "continue from OUT/last.safetensors", &o.resume},
+      {"resume", "false", "continue from OUT/last.safetensors (refused if it was written with other settings)",
+       &o.resume},
+      {"resume-force", "false", "with --resume: continue even though the settings differ (the differences are printed)",
+       &o.resume_force},
+      {"fresh", "false", "start a new run in OUT: delete its checkpoints and logs first (overrides --resume)",
+       &o.fresh},
       {"init", "", "start from the weights of this checkpoint (fine-tuning, warm restarts); "
                    "its architecture (model, input size, head) unless given", &o.init_from},
       {"freeze-backbone", "false", "transfer learning: freeze every block of the model's features (eval mode, no gradients)",
@@ -216,6 +228,9 @@ int run(int argc, char** argv) {
   args.bind(train_flags(flags, known_models));
   args.parse(argc, argv);
   TrainOptions& o = flags.train;
+  // The flags that define the run's trajectory, stored in its checkpoints for --resume to compare.
+  for (const auto& [name, value] : args.values())
+    if (!kNotSettings.count(name)) o.settings[name] = value;
 
   if (flags.threads > 0) set_cpu_threads(static_cast<int>(flags.threads));
   cli::apply_cpu_kernels("fer_train", flags.precision);
@@ -225,6 +240,13 @@ int run(int argc, char** argv) {
   data::Dataset train_data = cli::load_split(flags.dataset, flags.train_split);
   if (flags.per_class_cap > 0) train_data = data::cap_per_class(train_data, flags.per_class_cap, o.seed);
   data::Dataset val_data;
+  if (flags.val_split == "val" && !args.given("val-split") &&
+      data::folder_root_lacks_split(flags.dataset.root, data::Split::Val)) {
+    std::fprintf(stderr, "fer_train: %s has no val/ folder (Kaggle's layout: train/ and test/): holding out "
+                 "%.0f%% of train/ for validation (--val-fraction); evaluate on test/ with "
+                 "fer_eval --split test\n", flags.dataset.root.c_str(), 100.0 * flags.val_fraction);
+    flags.val_split = "none";
+  }
   if (flags.val_split != "none") {
     val_data = cli::load_split(flags.dataset, flags.val_split);
     if (flags.val_per_class_cap > 0) val_data = data::cap_per_class(val_data, flags.val_per_class_cap, o.seed);
@@ -278,6 +300,7 @@ int run(int argc, char** argv) {
   auto val_ptr = std::make_shared<const data::Dataset>(std::move(val_data));
   const TrainResult r = train(o, train_ptr, val_ptr);
   if (r.interrupted) return 130;
+  if (r.already_complete) return 0;
   std::printf("best validation accuracy %.4f at epoch %lld: %s\n", r.best_val_acc,
               static_cast<long long>(r.best_epoch), r.best_path.c_str());
   if (o.ema_decay > 0)

@@ -75,6 +75,16 @@ std::string fer2013_help() {
          "PrivateTest).";
 }
 
+bool folder_root_lacks_split(const std::string& root, Split split) {
+  std::error_code ec;
+  if (!fs::is_directory(root, ec) || fs::is_regular_file(fs::path(root) / "fer2013.csv", ec)) return false;
+  for (const fs::directory_entry& e : fs::directory_iterator(root, ec)) {
+    const auto s = try_parse_split(e.path().filename().string());
+    if (e.is_directory(ec) && s && *s == split) return false;
+  }
+  return true;
+}
+
 Dataset load_fer2013(const std::string& root, Split split, const ReadOptions& opts) {
   std::error_code ec;
   if (!fs::exists(root, ec)) fail("FER2013 data not found: '", root, "' does not exist. ", fer2013_help());

@@ -75,6 +75,11 @@ std::string format_fer_csv(const Dataset& data, Split usage, bool header = true)
 // otherwise a fer::Error that says where to get FER2013 and which layouts are accepted.
 Dataset load_fer2013(const std::string& root, Split split, const ReadOptions& opts = {});
 
+// Whether `root` is an image-folder root without a folder for `split` (Kaggle's image download
+// has train/ and test/ but no val/). False for a CSV, a root holding fer2013.csv, or a missing root
+// (load_fer2013 says what is wrong with those).
+bool folder_root_lacks_split(const std::string& root, Split split);
+
 // The help text used in "data not found" errors.
 std::string fer2013_help();
 

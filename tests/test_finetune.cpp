@@ -19,6 +19,7 @@
 #include "apps/training/finetune.h"
 #include "apps/training/trainer.h"
 #include "data/fer2013.h"
+#include "data/image.h"
 #include "data/loader.h"
 #include "data/synthetic.h"
 #include "engine/autograd.h"
@@ -603,5 +604,59 @@ TEST_CASE("fer_train: the recipe flags end to end (mixup, cutmix, EMA, SWA, a te
   CHECK(out.find("teacher/best.safetensors: its model reads 1x40x40 faces") != std::string::npos);
   CHECK(run_command(common + " --rrc-scale 0.9,0.5 --epochs 1 --out " + (dir / "bad2").string(), out) != 0);
   CHECK(out.find("random-resized-crop scale range") != std::string::npos);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("fer_train: resume refuses other settings, says when a run is complete, --fresh starts over; Kaggle's layout; typos") {
+  const fs::path bin = build_dir() / "fer_train";
+  if (!fs::exists(bin)) {
+    MESSAGE("SKIPPED: no fer_train binary in ", build_dir().string(), " (set FER_BUILD_DIR)");
+    return;
+  }
+  const fs::path dir = temp_dir("first_hour");
+  {
+    std::ofstream csv(dir / "fer2013.csv");
+    csv << data::format_fer_csv(data::make_synthetic_faces(6, 51), data::Split::Train)
+        << data::format_fer_csv(data::make_synthetic_faces(2, 52), data::Split::Val, false);
+  }
+  const std::string run = bin.string() + " --data " + (dir / "fer2013.csv").string() +
+                          " --batch-size 8 --threads 1 --workers 1 --no-progress --out " + (dir / "run").string();
+  std::string out;
+  REQUIRE(run_command(run + " --epochs 1 --max-steps 2 --resume", out) == 0);
+  // A trial's checkpoint and the real command: refused, the differences named.
+  CHECK(run_command(run + " --epochs 3 --max-steps 2 --lr 0.02 --resume", out) != 0);
+  CHECK(out.find("was written by a run with other settings: --epochs 1 (now 3), --lr 0.01 (now 0.02)") != std::string::npos);
+  CHECK(out.find("--resume-force") != std::string::npos);
+  // The same command again: complete, nothing trained.
+  REQUIRE(run_command(run + " --epochs 1 --max-steps 2 --resume", out) == 0);
+  CHECK(out.find("this run is complete (1 epochs") != std::string::npos);
+  CHECK(out.find("epoch 1:") == std::string::npos);
+  // Extended on purpose: it goes on from epoch 2.
+  REQUIRE(run_command(run + " --epochs 2 --max-steps 2 --resume --resume-force", out) == 0);
+  CHECK(out.find("continuing") != std::string::npos);
+  CHECK(out.find("epoch 2:") != std::string::npos);
+  // --fresh: a new run in the same folder.
+  REQUIRE(run_command(run + " --epochs 1 --max-steps 2 --lr 0.02 --resume --fresh", out) == 0);
+  CHECK(out.find("--fresh: removed the previous run") != std::string::npos);
+  CHECK(out.find("epoch 1:") != std::string::npos);
+
+  // Kaggle's image download: train/ and test/, no val/.
+  const data::Dataset faces = data::make_synthetic_faces(3, 53);
+  for (const char* split : {"train", "test"})
+    for (int64_t i = 0; i < faces.size(); ++i) {
+      const fs::path cls = dir / "kaggle" / split / faces.class_names[faces.labels[i]];
+      fs::create_directories(cls);
+      data::GrayImage g{48, 48, std::vector<uint8_t>(faces.image(i), faces.image(i) + 48 * 48)};
+      data::write_png((cls / (std::to_string(i) + ".png")).string(), g);
+    }
+  REQUIRE(run_command(bin.string() + " --data " + (dir / "kaggle").string() +
+                          " --epochs 1 --max-steps 1 --batch-size 4 --threads 1 --workers 1 --no-progress --out " +
+                          (dir / "kaggle_run").string(), out) == 0);
+  CHECK(out.find("has no val/ folder (Kaggle's layout: train/ and test/): holding out 10% of train/") != std::string::npos);
+
+  CHECK(run_command(run + " --learning-rate 0.1", out) != 0);
+  CHECK(out.find("unknown option '--learning-rate'") != std::string::npos);
+  CHECK(run_command(run + " --epoch 2", out) != 0);
+  CHECK(out.find("did you mean --epochs?") != std::string::npos);
   fs::remove_all(dir);
 }

@@ -1,11 +1,13 @@
 #include "apps/cli/args.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <iostream>
 #include <sstream>
 #include <type_traits>
+#include <vector>
 
 #include "engine/error.h"
 
@@ -57,11 +59,49 @@ void Args::store(const Flag& row) const {
       row.target);
 }
 
+namespace {
+// Levenshtein distance between a and b (insertions, deletions, substitutions).
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
+}
+}  // namespace
+
+std::string Args::did_you_mean(const std::string& name) const {
+  std::string best;
+  size_t best_distance = std::max<size_t>(2, name.size() / 3) + 1;  // close enough to be a typo
+  for (const std::string& candidate : order_) {
+    const size_t d = edit_distance(name, candidate);
+    if (d < best_distance) best = candidate, best_distance = d;
+  }
+  return best.empty() ? "" : ": did you mean --" + best + "?";
+}
+
+std::map<std::string, std::string> Args::values() const {
+  std::map<std::string, std::string> out;
+  for (const auto& [name, s] : specs_) out[name] = s.value;
+  return out;
+}
+
 void Args::parse(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "--help" || arg == "-h") {
       std::cout << usage();
+      std::exit(0);
+    }
+    if (arg == "--version") {
+      std::cout << program_ << " " << FER_VERSION << "\n";
       std::exit(0);
     }
     if (arg.rfind("--", 0) != 0) {
@@ -82,7 +122,8 @@ void Args::parse(int argc, char** argv) {
       negated = true;
     }
     auto it = specs_.find(name);
-    FER_CHECK(it != specs_.end(), program_, ": unknown option '--", name, "' (see --help)");
+    FER_CHECK(it != specs_.end(), program_, ": unknown option '--", name, "'", did_you_mean(name),
+              " (see --help)");
     Spec& s = it->second;
     if (s.is_flag) {
       if (has_value) {

@@ -1,6 +1,7 @@
 // A small command-line parser for the apps: `--name value`, `--name=value` and boolean
 // `--flag` / `--no-flag`. Every option is declared with a default and a help line, so
-// `--help` documents the whole app and an unknown or malformed flag is an error that names it.
+// `--help` documents the whole app and an unknown or malformed flag is an error that names it
+// (and the nearest declared name: "did you mean --lr?"). `--version` prints the version.
 //
 // An app declares its flags in one table whose rows also say where each value goes, so that no
 // flag is copied into its option field by hand:
@@ -60,6 +61,8 @@ class Args {
   double number(const std::string& name) const;     // throws naming the flag if not a number
   bool boolean(const std::string& name) const;
   bool given(const std::string& name) const;        // set on the command line (not defaulted)
+  // Every declared option and flag with its value as text (given or default), by name.
+  std::map<std::string, std::string> values() const;
   std::vector<std::string> positional() const { return positional_; }
   std::string usage() const;
 
@@ -69,6 +72,7 @@ class Args {
     bool is_flag = false, given = false;
   };
   const Spec& spec(const std::string& name) const;
+  std::string did_you_mean(const std::string& name) const;  // ": did you mean --x?" or ""
   void store(const Flag& row) const;  // converts the flag's value into row.target
   std::string program_, summary_;
   std::vector<std::string> order_;

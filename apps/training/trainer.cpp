@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 
 #include "apps/training/evaluate.h"
@@ -69,6 +70,36 @@ void remove_stale_temporaries(const std::string& dir) {
     std::filesystem::remove(e.path(), ec);
     std::fprintf(stderr, "removed %s, left by an interrupted save\n", e.path().c_str());
   }
+}
+
+// --fresh: the checkpoints and logs of whatever run used OUT before.
+void remove_previous_run(const std::string& dir) {
+  int removed = 0;
+  for (const char* name : {"last.safetensors", "best.safetensors", "best_ema.safetensors", "swa.safetensors",
+                           "train_log.csv", "train_log.jsonl"})
+    removed += std::filesystem::remove(std::filesystem::path(dir) / name) ? 1 : 0;
+  if (removed > 0)
+    std::fprintf(stderr, "--fresh: removed the previous run's checkpoints and logs from %s\n", dir.c_str());
+}
+
+// The differences between the settings a checkpoint was written with and this run's, as
+// "--name A (now B)" items; empty when they agree. Checkpoints from before settings were stored
+// have none, and are not compared.
+std::string settings_differences(const Metadata& stored, const Metadata& now) {
+  constexpr const char* kPrefix = "settings.";
+  bool any_stored = false;
+  std::map<std::string, std::pair<std::string, std::string>> all;  // name -> (then, now)
+  for (const auto& [k, v] : stored)
+    if (k.rfind(kPrefix, 0) == 0) all[k.substr(9)].first = v, any_stored = true;
+  if (!any_stored) return "";
+  for (const auto& [k, v] : now) all[k].second = v;
+  std::string out;
+  for (const auto& [name, values] : all)
+    if (values.first != values.second)
+      out += (out.empty() ? "" : ", ") + std::string("--") + name + " " +
+             (values.first.empty() ? "(unset)" : values.first) + " (now " +
+             (values.second.empty() ? "unset" : values.second) + ")";
+  return out;
 }
 
 void append_logs(const std::string& dir, const EpochRecord& r, bool ema) {
@@ -159,6 +190,7 @@ TrainingRun::TrainingRun(const TrainOptions& o, std::shared_ptr<const data::Data
   FER_CHECK(o.kd_weight >= 0 && o.kd_weight <= 1, "--kd-weight: must be in [0, 1], got ", o.kd_weight);
   FER_CHECK(o.save_every_steps >= 0 && o.save_every_minutes >= 0, "--save-every: must not be negative");
   std::filesystem::create_directories(o.out_dir);
+  if (o.fresh) remove_previous_run(o.out_dir);
   remove_stale_temporaries(o.out_dir);
   last_save_ = Clock::now();
   result_.best_path = o.out_dir + "/best.safetensors";
@@ -215,6 +247,12 @@ void TrainingRun::restore() {
     LoadedCheckpoint ck = load_checkpoint(last, o_.device);
     FER_CHECK(ck.spec.name == o_.spec.name, "--resume: ", last, " holds a '", ck.spec.name,
               "' model, not '", o_.spec.name, "'");
+    if (const std::string diff = settings_differences(ck.file.metadata, o_.settings); !diff.empty()) {
+      FER_CHECK(o_.resume_force, "--resume: ", last, " was written by a run with other settings: ", diff,
+                ". Continue it with this command's settings with --resume-force, start a new run in ",
+                o_.out_dir, " with --fresh, or choose another --out");
+      std::fprintf(stderr, "--resume-force: continuing %s with changed settings: %s\n", last.c_str(), diff.c_str());
+    }
     plan_.check_matches(ck.file.metadata, last);
     check_cache_matches(o_, ck.file.metadata, last);
     model_->load_state_dict(ck.model->state_dict());
@@ -486,6 +524,7 @@ void TrainingRun::save_last(const RunPosition& p) {
     for (const auto& [k, v] : plateau_.to_metadata()) meta[k] = v;
   for (const auto& [k, v] : plan_.to_metadata()) meta[k] = v;
   for (const auto& [k, v] : cache_metadata(o_)) meta[k] = v;
+  for (const auto& [k, v] : o_.settings) meta["settings." + k] = v;
   StateDict state = optimizer_->state_dict();
   if (ema_.defined()) state.merge(ema_.to_tensors("ema."));
   if (swa_.defined()) state.merge(swa_.to_tensors("swa."));
@@ -506,6 +545,14 @@ TrainResult train(const TrainOptions& o, std::shared_ptr<const data::Dataset> tr
                   std::shared_ptr<const data::Dataset> val_set) {
   TrainingRun run(o, std::move(train_set), std::move(val_set));
   run.restore();
+  if (o.resume && run.first_epoch() >= o.epochs) {
+    TrainResult& r = run.result();
+    r.already_complete = true;
+    std::fprintf(stderr, "%s: this run is complete (%lld epochs; best val accuracy %.4f at epoch %lld): nothing "
+                 "to train. --epochs N --resume-force extends it; --fresh starts over.\n", o.out_dir.c_str(),
+                 static_cast<long long>(o.epochs), r.best_val_acc, static_cast<long long>(r.best_epoch));
+    return r;
+  }
   if (!run.prepare_steps()) return run.result();
   for (int64_t epoch = run.first_epoch(); epoch < o.epochs; ++epoch)
     if (!run.train_epoch(epoch) || !run.finish_epoch(epoch)) break;

@@ -76,6 +76,12 @@ struct TrainOptions {
   uint64_t seed = 1;
   std::string out_dir = "runs/fer";
   bool resume = false;
+  // What defines the run (fer_train: its flags that change the trajectory, as text), stored in
+  // OUT/last.safetensors as settings.*: --resume refuses a checkpoint written with other settings,
+  // listing the differences, unless resume_force; `fresh` deletes OUT's checkpoints and logs first.
+  Metadata settings;
+  bool resume_force = false;
+  bool fresh = false;
   std::string init_from;            // start from these weights (fresh optimizer and schedule)
   Device device = Device::CPU;
   bool cuda_graph = false;          // replay the training step from CUDA graphs (graphed_step.h)
@@ -106,6 +112,7 @@ struct TrainResult {
   double swa_val_acc = 0, swa_val_loss = 0;  // the SWA average after its batchnorm refresh
   std::string swa_path;              // OUT/swa.safetensors when written
   bool interrupted = false;
+  bool already_complete = false;     // --resume found the run finished: nothing was trained
   bool early_stopped = false;
   std::string best_path, last_path;
 };
