@@ -215,7 +215,7 @@ std::vector<cli::Flag> train_flags(TrainFlags& flags, const std::string& known_m
       {"save-every", "0", "also write OUT/last.safetensors inside epochs: every N steps (500) or M minutes (10m) "
                           "(0 = at the end of each epoch only)",
        [&o](const std::string& v) { parse_save_every(v, o); }},
-      {"progress", "true", "live progress line", &o.progress},
+      {"progress", "true", "progress: a live line on a terminal, a plain line every 30 s in a log", &o.progress},
   });
   return table;
 }

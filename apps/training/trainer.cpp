@@ -4,6 +4,8 @@
 // cached features); after every epoch come validation, the logs and the checkpoints.
 #include "apps/training/trainer.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <csignal>
@@ -150,7 +152,11 @@ class TrainingRun {
   bool save_due();  // --save-every: a mid-epoch OUT/last.safetensors now
   void start_averages();  // the EMA and SWA start from the weights restored
   void save_last(const RunPosition& p);
-  void print_progress(int64_t epoch) const;
+  // The live line on a terminal (rewritten in place); in a log (stderr not a terminal), the same
+  // line as plain text every 30 s, so `nohup ... > log` shows progress without carriage returns.
+  void print_progress(int64_t epoch);
+  bool terminal_ = ::isatty(::fileno(stderr)) == 1;
+  Clock::time_point last_progress_line_ = Clock::now();
 
   const TrainOptions& o_;
   std::shared_ptr<const data::Dataset> train_set_, val_set_;
@@ -364,7 +370,7 @@ bool TrainingRun::train_epoch(int64_t epoch) {
       return false;
     }
   }
-  if (o_.progress) std::fprintf(stderr, "\n");
+  if (o_.progress && terminal_) std::fprintf(stderr, "\n");
   return true;
 }
 
@@ -388,14 +394,19 @@ LossFn TrainingRun::batch_loss(const data::BatchMix& mix) {
   };
 }
 
-void TrainingRun::print_progress(int64_t epoch) const {
+void TrainingRun::print_progress(int64_t epoch) {
+  if (!terminal_) {
+    if (seconds_since(last_progress_line_) < 30.0) return;
+    last_progress_line_ = Clock::now();
+  }
   const double el = seconds_since(epoch_start_);
   const int64_t done = pos_.step_in_epoch - first_step_;
   const double rate = done * o_.batch_size / std::max(el, 1e-9);
   const double per_step = el / std::max<int64_t>(done, 1);
   const double eta = per_step * ((steps_per_epoch_ - pos_.step_in_epoch) +
                                  (o_.epochs - epoch - 1) * steps_per_epoch_);
-  std::fprintf(stderr, "\repoch %lld/%lld  step %lld/%lld  loss %.4f  acc %.4f  %.0f img/s  ETA %s   ",
+  std::fprintf(stderr, terminal_ ? "\repoch %lld/%lld  step %lld/%lld  loss %.4f  acc %.4f  %.0f img/s  ETA %s   "
+                                 : "epoch %lld/%lld  step %lld/%lld  loss %.4f  acc %.4f  %.0f img/s  ETA %s\n",
                static_cast<long long>(epoch + 1), static_cast<long long>(o_.epochs),
                static_cast<long long>(pos_.step_in_epoch), static_cast<long long>(steps_per_epoch_),
                pos_.loss_sum / pos_.seen, static_cast<double>(pos_.correct) / pos_.seen, rate,
