@@ -37,6 +37,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu/conv2d_bf16_microkernel.h"
 #include "kernels/cpu/conv2d_microkernel.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/gemm_microkernel.h"
@@ -89,9 +90,90 @@ const ConvWeightGradKernel* active_weight_grad_kernel() {
 
 }  // namespace
 
+const Bf16ConvKernel* active_bf16_conv_kernel() {
+  if (matmul_precision() != Precision::BF16) return nullptr;
+  const Isa isa = active_isa();
+  if (isa != Isa::Avx512Bf16 && isa != Isa::Amx) return nullptr;  // AMX tiles: not yet, VDPBF16PS meanwhile
+  static const Bf16ConvKernel native = bf16_conv_kernel_avx512bf16();
+  return &native;
+}
+
 bool conv2d_direct_applies(const Conv2dGeometry& g) {
   return active_gemm_microkernel() && active_weight_grad_kernel() && g.groups == 1 && g.stride_h == 1 &&
          g.stride_w == 1 && g.dil_h == 1 && g.dil_w == 1;
+}
+
+namespace {
+
+// y[k, oh, ow] = out[k, oh*Wp + ow] (+ bias[k]) for the channels [k0, k1) of one image: the valid
+// cells of the padded-width grid, rows of cells_pad floats per channel.
+void copy_out_cells(const Conv2dGeometry& g, int64_t Wp, int64_t cells_pad, const float* out,
+                    const float* bias, float* yn, int64_t k0, int64_t k1) {
+  const int64_t P = g.OH * g.OW;
+  for (int64_t k = k0; k < k1; ++k)
+    for (int64_t oh = 0; oh < g.OH; ++oh) {
+      const float* src = out + k * cells_pad + oh * Wp;
+      float* dst = yn + k * P + oh * g.OW;
+      const float b = bias ? bias[k] : 0.0f;
+      for (int64_t ow = 0; ow < g.OW; ++ow) dst[ow] = src[ow] + b;
+    }
+}
+
+// ---- bf16: channel pairs on VDPBF16PS (conv2d_bf16_microkernel.h) ------------------------------
+
+// The bfloat16 bits of x, rounded to nearest even (round_to_bf16 keeps them in a float).
+inline uint32_t bf16_bits(float x) {
+  const float r = round_to_bf16(x);
+  uint32_t bits;
+  std::memcpy(&bits, &r, sizeof bits);
+  return bits >> 16;
+}
+
+// Two values as one word of a bf16 pair: `even` in the low half, `odd` in the high half.
+inline uint32_t bf16_pair(float even, float odd) { return bf16_bits(even) | (bf16_bits(odd) << 16); }
+
+}  // namespace
+
+void conv2d_bf16_forward(const Bf16ConvKernel& kernel, const Conv2dGeometry& g, const float* x,
+                         const float* w, const float* bias, float* y) {
+  const int64_t mr = kernel.mr, nr = kernel.nr;
+  const int64_t C2 = (g.C + 1) / 2;  // channel pairs (an odd last channel pairs with zeros)
+  const int64_t pairs = C2 * g.KH * g.KW;
+  const int64_t Hp = g.H + 2 * g.pad_h, Wp = g.W + 2 * g.pad_w, plane = Hp * Wp;
+  const int64_t cells_pad = round_up(g.OH * Wp, nr), K_pad = round_up(g.K, mr);
+  const int64_t image = C2 * plane + 2 * nr + g.KW;  // words, with zero slack past the last row
+  // Pair-tap t = (p, kh, kw): its offset in the interleaved image, and its packed weights.
+  std::vector<int32_t> offsets(static_cast<size_t>(pairs));
+  std::vector<uint32_t> wpack(static_cast<size_t>(K_pad * pairs), 0u);
+  for (int64_t p = 0, t = 0; p < C2; ++p)
+    for (int64_t kh = 0; kh < g.KH; ++kh)
+      for (int64_t kw = 0; kw < g.KW; ++kw, ++t) {
+        offsets[static_cast<size_t>(t)] = static_cast<int32_t>(p * plane + kh * Wp + kw);
+        for (int64_t k = 0; k < g.K; ++k) {
+          auto weight = [&](int64_t c) { return c < g.C ? w[((k * g.C + c) * g.KH + kh) * g.KW + kw] : 0.0f; };
+          wpack[static_cast<size_t>(((k / mr) * pairs + t) * mr + k % mr)] = bf16_pair(weight(2 * p), weight(2 * p + 1));
+        }
+      }
+
+#pragma omp parallel for schedule(static) num_threads(static_cast<int>(std::min<int64_t>(cpu_threads(), g.N)))
+  for (int64_t n = 0; n < g.N; ++n) {
+    auto* xpad = reinterpret_cast<uint32_t*>(thread_scratch(image, 0));
+    float* out = thread_scratch(K_pad * cells_pad, 1);
+    // The image with channel pairs interleaved and zero borders.
+    std::memset(xpad, 0, static_cast<size_t>(image) * sizeof(uint32_t));
+    const float* xn = x + n * g.C * g.H * g.W;
+    for (int64_t p = 0; p < C2; ++p)
+      for (int64_t h = 0; h < g.H; ++h) {
+        const float* even = xn + ((2 * p) * g.H + h) * g.W;
+        const float* odd = 2 * p + 1 < g.C ? xn + ((2 * p + 1) * g.H + h) * g.W : nullptr;
+        uint32_t* row = xpad + p * plane + (h + g.pad_h) * Wp + g.pad_w;
+        for (int64_t ww = 0; ww < g.W; ++ww) row[ww] = bf16_pair(even[ww], odd ? odd[ww] : 0.0f);
+      }
+    for (int64_t q = 0; q < cells_pad; q += nr)
+      for (int64_t k0 = 0; k0 < K_pad; k0 += mr)
+        kernel.run(pairs, wpack.data() + k0 * pairs, xpad + q, offsets.data(), out + k0 * cells_pad + q, cells_pad);
+    copy_out_cells(g, Wp, cells_pad, out, bias, y + n * g.K * g.OH * g.OW, 0, g.K);
+  }
 }
 
 // The depth of one pass of the micro-kernel over the taps: every pass loads and stores the output
@@ -102,6 +184,7 @@ constexpr int64_t kDirectDepthBlock = 576;
 
 void conv2d_direct_forward(const Conv2dGeometry& g, const float* x, const float* w,
                            const float* bias, float* y) {
+  if (const Bf16ConvKernel* bf16 = active_bf16_conv_kernel()) return conv2d_bf16_forward(*bf16, g, x, w, bias, y);
   const GemmMicroKernel& uk = *active_gemm_microkernel();
   const int64_t R = g.C * g.KH * g.KW, P = g.OH * g.OW;
   const Grid grid(g, 2 * uk.nr + g.KW);
@@ -128,15 +211,8 @@ void conv2d_direct_forward(const Conv2dGeometry& g, const float* x, const float*
                  cells_pad, 1.0f, beta);
     }
   };
-  // y[n, k, oh, ow] = out[k, oh*Wp + ow] (+ bias[k]) for the channels [k0, k1).
   auto copy_out = [&](const float* out, float* yn, int64_t k0, int64_t k1) {
-    for (int64_t k = k0; k < k1; ++k)
-      for (int64_t oh = 0; oh < g.OH; ++oh) {
-        const float* src = out + k * cells_pad + oh * grid.Wp;
-        float* dst = yn + k * P + oh * g.OW;
-        const float b = bias ? bias[k] : 0.0f;
-        for (int64_t ow = 0; ow < g.OW; ++ow) dst[ow] = src[ow] + b;
-      }
+    copy_out_cells(g, grid.Wp, cells_pad, out, bias, yn, k0, k1);
   };
 
   const int threads = cpu_threads();

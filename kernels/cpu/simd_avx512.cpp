@@ -3,6 +3,8 @@
 // 8 x 48 GEMM tiles (24 of the 32 zmm registers accumulate), 12 x 32 weight-gradient tiles.
 #include <immintrin.h>
 
+#include "kernels/cpu/conv2d_bf16_microkernel.h"
+#include "kernels/cpu/conv2d_bf16_tile.h"
 #include "kernels/cpu/conv2d_microkernel.h"
 #include "kernels/cpu/fma_peak.h"
 #include "kernels/cpu/gemm_microkernel.h"
@@ -26,7 +28,25 @@ struct Avx512 {
   static void store_n(float* p, V v, int n) { _mm512_mask_storeu_ps(p, lanes(n), v); }
   static __mmask16 lanes(int n) { return static_cast<__mmask16>((1u << n) - 1u); }
 };
+// VDPBF16PS done with AVX-512F: a bfloat16 is the high half of a float, so the odd elements of
+// a pair are the words masked to their high halves and the even ones the words shifted left by
+// 16; two FMAs add their products (the odd one first, as the instruction's definition orders
+// them).
+struct EmulatedDotPair {
+  static __m512 dot(__m512 acc, __m512i a, __m512i b) {
+    const __m512i high = _mm512_set1_epi32(static_cast<int>(0xFFFF0000u));
+    acc = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(a, high)),
+                          _mm512_castsi512_ps(_mm512_and_si512(b, high)), acc);
+    const __mmask16 all = 0xFFFF;  // (the maskz form: GCC 12 warns on the plain one's undefined source)
+    return _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_maskz_slli_epi32(all, a, 16)),
+                           _mm512_castsi512_ps(_mm512_maskz_slli_epi32(all, b, 16)), acc);
+  }
+};
 }  // namespace
+
+Bf16ConvKernel bf16_conv_kernel_emulated() {
+  return {"avx512 (emulated bf16)", 8, 3 * 16, bf16_conv_tile<EmulatedDotPair, 8, 3>};
+}
 
 GemmMicroKernel gemm_microkernel_avx512() {
   return {"avx512", 8, 3 * 16, gemm_microkernel<Avx512, 8, 3>};

@@ -1,0 +1,95 @@
+// The bf16 direct convolution (kernels/cpu/conv2d_bf16_microkernel.h): channel pairs interleaved,
+// weights packed as pairs, VDPBF16PS sums. Checked against a plain loop on the bf16-rounded
+// operands with double sums, for the emulated kernel on every AVX-512 CPU and for the native one
+// where the CPU has AVX512-BF16 (skipped visibly elsewhere), over geometries with odd channel
+// counts, output channels that do not fill a tile, padding, non-square kernels and pixel counts
+// that do not fill a tile.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "engine/random.h"
+#include "kernels/cpu/conv2d_bf16_microkernel.h"
+#include "kernels/cpu/conv2d_direct.h"
+#include "kernels/cpu/isa.h"
+
+using namespace fer;
+using namespace fer::cpu;
+
+namespace {
+struct Case {
+  int64_t N, C, H, W, K, KH, KW, pad_h, pad_w;
+};
+
+// y = conv(x, w) + bias on bf16-rounded x and w, double sums; also the sum of |products| per
+// output (the scale of its rounding error).
+void reference(const Conv2dGeometry& g, const std::vector<float>& x, const std::vector<float>& w,
+               const std::vector<float>& bias, std::vector<double>& y, std::vector<double>& scale) {
+  y.assign(static_cast<size_t>(g.N * g.K * g.OH * g.OW), 0.0);
+  scale = y;
+  for (int64_t n = 0; n < g.N; ++n)
+    for (int64_t k = 0; k < g.K; ++k)
+      for (int64_t oh = 0; oh < g.OH; ++oh)
+        for (int64_t ow = 0; ow < g.OW; ++ow) {
+          double s = bias[k], a = std::fabs(bias[k]);
+          for (int64_t c = 0; c < g.C; ++c)
+            for (int64_t kh = 0; kh < g.KH; ++kh)
+              for (int64_t kw = 0; kw < g.KW; ++kw) {
+                const int64_t h = oh + kh - g.pad_h, ww = ow + kw - g.pad_w;
+                if (h < 0 || h >= g.H || ww < 0 || ww >= g.W) continue;
+                const double p = static_cast<double>(round_to_bf16(x[((n * g.C + c) * g.H + h) * g.W + ww])) *
+                                 round_to_bf16(w[((k * g.C + c) * g.KH + kh) * g.KW + kw]);
+                s += p;
+                a += std::fabs(p);
+              }
+          const size_t i = static_cast<size_t>(((n * g.K + k) * g.OH + oh) * g.OW + ow);
+          y[i] = s;
+          scale[i] = a;
+        }
+}
+
+void check_kernel(const Bf16ConvKernel& kernel) {
+  const std::vector<Case> cases{{2, 5, 7, 9, 4, 3, 3, 1, 1},   {3, 6, 6, 6, 11, 3, 3, 1, 1},
+                                {1, 1, 48, 48, 32, 3, 3, 1, 1}, {2, 33, 12, 12, 20, 3, 3, 1, 1},
+                                {2, 7, 9, 5, 3, 5, 3, 2, 0},    {1, 16, 10, 10, 9, 1, 1, 0, 0}};
+  for (const Case& t : cases) {
+    Conv2dGeometry g{t.N, t.C, t.H, t.W, t.K, t.KH, t.KW, 1, 1, t.pad_h, t.pad_w, 1, 1, 1,
+                     t.H + 2 * t.pad_h - t.KH + 1, t.W + 2 * t.pad_w - t.KW + 1};
+    INFO(kernel.isa << ": N " << t.N << " C " << t.C << " " << t.H << "x" << t.W << " K " << t.K << " "
+                    << t.KH << "x" << t.KW << " pad " << t.pad_h << "," << t.pad_w);
+    Generator gen(static_cast<uint64_t>(t.C * 131 + t.K));
+    std::vector<float> x(static_cast<size_t>(g.N * g.C * g.H * g.W)), w(static_cast<size_t>(g.K * g.C * g.KH * g.KW)),
+        bias(static_cast<size_t>(g.K));
+    for (float& v : x) v = gen.uniform(-1, 1);
+    for (float& v : w) v = gen.uniform(-1, 1);
+    for (float& v : bias) v = gen.uniform(-1, 1);
+    std::vector<float> y(static_cast<size_t>(g.N * g.K * g.OH * g.OW), std::nanf(""));
+    conv2d_bf16_forward(kernel, g, x.data(), w.data(), bias.data(), y.data());
+    std::vector<double> ref, scale;
+    reference(g, x, w, bias, ref, scale);
+    int bad = 0;
+    for (size_t i = 0; i < y.size(); ++i)
+      if (!(std::fabs(y[i] - ref[i]) <= 1e-5 * scale[i] + 1e-6)) {
+        if (bad++ < 3) MESSAGE("output " << i << ": " << y[i] << " against " << ref[i]);
+      }
+    CHECK(bad == 0);
+  }
+}
+}  // namespace
+
+TEST_CASE("bf16 direct convolution, emulated VDPBF16PS (any AVX-512 CPU), against the rounded-operand reference") {
+  if (!isa_supported(Isa::Avx512)) {
+    MESSAGE("SKIPPED: no AVX-512 on this CPU");
+    return;
+  }
+  check_kernel(bf16_conv_kernel_emulated());
+}
+
+TEST_CASE("bf16 direct convolution on the CPU's VDPBF16PS, against the rounded-operand reference") {
+  if (!isa_supported(Isa::Avx512Bf16)) {
+    MESSAGE("SKIPPED: this CPU has no AVX512-BF16 (the op-case tests run it through conv2d where it does)");
+    return;
+  }
+  check_kernel(bf16_conv_kernel_avx512bf16());
+}
