@@ -44,6 +44,7 @@
 #include "apps/cli/args.h"
 #include "apps/cli/shared_flags.h"
 #include "apps/inference/face_analyzer.h"
+#include "apps/serve/guarded_server.h"
 #include "data/image.h"
 #include "engine/backend.h"
 #include "engine/error.h"
@@ -217,7 +218,54 @@ httplib::Server::HandlerResponse fill_error(const Service& service, const httpli
   return httplib::Server::HandlerResponse::Handled;
 }
 
+// Checks made on the request line and headers, before httplib reads any body: what would make it
+// read a body it should not (a chunked or compressed body, whose size the Content-Length does not
+// bound), or answer late what it can answer at once.
+httplib::Server::HandlerResponse check_request_head(const httplib::Request& req, httplib::Response& res) {
+  using R = httplib::Server::HandlerResponse;
+  const std::string encoding = req.get_header_value("Content-Encoding");
+  if (!encoding.empty() && encoding != "identity") {
+    send_error(res, 415, "Content-Encoding " + encoding + " is not accepted: send the image bytes as they are");
+    return R::Handled;
+  }
+  if (req.has_header("Transfer-Encoding")) {
+    send_error(res, 411, "Transfer-Encoding " + req.get_header_value("Transfer-Encoding") +
+                             " is not accepted: send the upload with a Content-Length");
+    return R::Handled;
+  }
+  if (req.has_header("Content-Length")) {
+    const std::string length = req.get_header_value("Content-Length");
+    const bool digits = !length.empty() && length.size() <= 18 &&
+                        std::all_of(length.begin(), length.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (!digits) {
+      send_error(res, 400, "Content-Length '" + length + "' is not a byte count");
+      return R::Handled;
+    }
+  }
+  if (req.path == "/api/predict") {
+    if (req.method != "POST") {
+      res.set_header("Allow", "POST");
+      send_error(res, 405, req.method + " " + req.path + ": only POST is allowed (an image upload)");
+      return R::Handled;
+    }
+    if (!req.has_header("Content-Type")) {
+      send_error(res, 415, "POST /api/predict without a Content-Type: send image/jpeg, image/png or "
+                           "multipart/form-data with a file field");
+      return R::Handled;
+    }
+  }
+  return R::Unhandled;
+}
+
+// Bytes of a request's body as httplib delivered it: the raw body, or a multipart form's parts.
+size_t body_bytes(const httplib::Request& req) {
+  size_t n = req.body.size();
+  for (const auto& [name, file] : req.files) n += file.content.size();
+  return n;
+}
+
 void add_routes(httplib::Server& server, Service& service) {
+  server.set_pre_routing_handler(check_request_head);
   for (const web::Asset& asset : web::kAssets) {
     auto serve_asset = [&asset](const httplib::Request&, httplib::Response& res) {
       res.set_content(reinterpret_cast<const char*>(asset.data), asset.size, asset.content_type);
@@ -262,7 +310,7 @@ void add_routes(httplib::Server& server, Service& service) {
     if (res.status >= 400) service.errors.fetch_add(1);
     if (!service.config.quiet)
       std::fprintf(stderr, "fer_serve: %s %s %d (%zu bytes in, %zu out)\n", req.method.c_str(),
-                   req.path.c_str(), res.status, req.body.size(), res.body.size());
+                   req.path.c_str(), res.status, body_bytes(req), res.body.size());
   });
 }
 
@@ -270,7 +318,9 @@ void add_routes(httplib::Server& server, Service& service) {
 struct ServeFlags {
   AnalyzerOptions analyzer;  // the default checkpoint is found from any working directory
   std::string host, tta, device;
-  int64_t port = 8080, threads = 8, max_upload_mb = 10, max_side = 4096, cpu_threads = 0;
+  int64_t port = 8080, threads = 64, max_upload_mb = 10, max_side = 4096, cpu_threads = 0;
+  double request_timeout = 10;
+  int64_t max_connections = 256, max_per_client = 32;
   std::string precision;
   bool quiet = false;
 };
@@ -283,7 +333,13 @@ int run(int argc, char** argv) {
   args.bind({
       {"host", "127.0.0.1", "address to bind (0.0.0.0 to serve other machines)", &flags.host},
       {"port", "8080", "TCP port (0 = any free port, printed at start)", &flags.port},
-      {"threads", "8", "HTTP worker threads (one connection each)", &flags.threads},
+      {"threads", "64", "HTTP worker threads (one connection each; inference itself runs one model call at a time)",
+       &flags.threads},
+      {"request-timeout", "10", "seconds to read a whole request (headers and body); slower clients are dropped",
+       &flags.request_timeout},
+      {"max-connections", "256", "open connections at most; more are answered 503", &flags.max_connections},
+      {"max-per-client", "32", "open connections from one address at most; more are answered 503",
+       &flags.max_per_client},
       {"checkpoint", kDefaultCheckpoint, "model checkpoint; several, comma-separated, or an ensemble manifest (NAME.json, or the name of one in models/pretrained) are an ensemble (mean probabilities)",
        &options.checkpoint},
       {"tta", "none", "test-time augmentation: none | flip | tencrop", &flags.tta},
@@ -331,30 +387,26 @@ int run(int argc, char** argv) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  httplib::Server server;
+  FER_CHECK(flags.request_timeout > 0 && flags.request_timeout <= 3600, "--request-timeout ",
+            flags.request_timeout, ": expected seconds in (0, 3600]");
+  FER_CHECK(flags.max_connections >= 1 && flags.max_per_client >= 1 && flags.max_per_client <= flags.max_connections,
+            "--max-connections ", flags.max_connections, " / --max-per-client ", flags.max_per_client,
+            ": expected 1 <= per client <= total");
+  ServerGuards guards;
+  guards.request_deadline = std::chrono::milliseconds(static_cast<int64_t>(flags.request_timeout * 1000));
+  guards.max_connections = static_cast<int>(flags.max_connections);
+  guards.max_per_client = static_cast<int>(flags.max_per_client);
+  GuardedServer server(guards);
   server.new_task_queue = [n = static_cast<size_t>(threads)] { return new httplib::ThreadPool(n); };
   // Multipart framing is allowed on top of the image's own limit (checked again per image).
   server.set_payload_max_length(config.limits.max_bytes + (64u << 10));
-  // httplib's default sets SO_REUSEPORT too, which would let a second fer_serve bind the same port
-  // and silently share its requests; SO_REUSEADDR alone still allows a quick restart.
-  server.set_socket_options([](socket_t sock) {
-    int yes = 1;
-    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
-  });
   server.set_tcp_nodelay(true);  // else Nagle + delayed ACKs add ~40 ms per small answer
-  server.set_keep_alive_timeout(2);  // an idle keep-alive connection holds a worker thread
-  server.set_keep_alive_max_count(1000);
   add_routes(server, service);
 
   const std::string& host = flags.host;
-  int bound_port = static_cast<int>(port);
-  if (port == 0) {
-    bound_port = server.bind_to_any_port(host);
-    FER_CHECK(bound_port > 0, "cannot bind ", host, " on any port");
-  } else {
-    FER_CHECK(server.bind_to_port(host, bound_port), "cannot bind ", host, ":", bound_port,
-              " (address in use, or not an address of this machine?)");
-  }
+  FER_CHECK(server.bind(host, static_cast<int>(port)), "cannot bind ", host, ":", port,
+            " (address in use, or not an address of this machine?)");
+  const int bound_port = server.bound_port();
 
   std::atomic<bool> finished{false};
   std::thread stopper([&] {

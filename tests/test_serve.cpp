@@ -8,7 +8,10 @@
 // errors; clean shutdown on SIGTERM.
 #include <doctest/doctest.h>
 #include <httplib.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -19,12 +22,14 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "apps/inference/face_analyzer.h"
+#include "apps/training/checkpoint.h"
 #include "data/image.h"
 
 namespace fs = std::filesystem;
@@ -530,4 +535,137 @@ TEST_CASE("fer_serve: flag and port errors exit 2 with a message; SIGTERM stops 
     CHECK(server.child.wait_exit(60) == 0);
     CHECK(contains(server.child.output, "stopped after"));
   }
+}
+
+// ---- Slow, crafted and greedy clients ---------------------------------------------------------
+
+namespace {
+// A raw TCP connection to the server (what a misbehaving client does with the bytes).
+struct RawConnection {
+  int fd = -1;
+  explicit RawConnection(int port) {
+    fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) ::close(fd), fd = -1;
+  }
+  ~RawConnection() { if (fd >= 0) ::close(fd); }
+  bool send(const std::string& s) const { return ::send(fd, s.data(), s.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(s.size()); }
+  // Everything the server sends until it closes, `seconds` pass, or `until` has arrived.
+  std::string receive(double seconds, const std::string& until = "") const {
+    std::string out;
+    const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int>(seconds * 1000));
+    char buf[4096];
+    while (std::chrono::steady_clock::now() < end) {
+      pollfd p{fd, POLLIN, 0};
+      if (::poll(&p, 1, 50) <= 0) continue;
+      const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      out.append(buf, static_cast<size_t>(n));
+      if (!until.empty() && out.find(until) != std::string::npos) break;
+    }
+    return out;
+  }
+};
+
+// Seconds /healthz takes to answer.
+double healthz_seconds(const Server& server) {
+  const auto start = std::chrono::steady_clock::now();
+  auto c = server.client();
+  c.set_read_timeout(20, 0);
+  auto res = c.Get("/healthz");
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  CHECK(res);
+  if (res) CHECK(res->status == 200);
+  return s;
+}
+
+long resident_kib(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  return -1;
+}
+}  // namespace
+
+TEST_CASE("fer_serve: trickling, silent and greedy clients do not stall it; bodies it cannot bound are refused at once") {
+  Server server({"--port", "0", "--quiet", "--threads", "32", "--request-timeout", "3", "--max-per-client", "24",
+                 "--max-upload-mb", "1"});
+  const long rss_before = resident_kib(server.child.pid);
+
+  // Eight clients sending one header line a second: /healthz keeps answering within a second, and
+  // the request deadline drops them after 3 s.
+  std::vector<std::unique_ptr<RawConnection>> slow;
+  for (int i = 0; i < 8; ++i) {
+    slow.push_back(std::make_unique<RawConnection>(server.port));
+    REQUIRE(slow.back()->fd >= 0);
+    slow.back()->send("GET /healthz HTTP/1.1\r\n");
+  }
+  double worst = 0;
+  for (int second = 0; second < 5; ++second) {
+    for (auto& c : slow) c->send("X-Trickle: " + std::to_string(second) + "\r\n");
+    worst = std::max(worst, healthz_seconds(server));
+    std::this_thread::sleep_for(std::chrono::milliseconds(900));
+  }
+  MESSAGE("slowest /healthz while 8 clients trickled headers: " << worst << " s");
+  CHECK(worst < 1.0);
+  for (auto& c : slow) CHECK(c->receive(0.5).find("200 OK") == std::string::npos);  // never completed
+  slow.clear();
+
+  // Twenty silent connections.
+  std::vector<std::unique_ptr<RawConnection>> silent;
+  for (int i = 0; i < 20; ++i) silent.push_back(std::make_unique<RawConnection>(server.port));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const double with_silent = healthz_seconds(server);
+  MESSAGE("/healthz with 20 silent connections open: " << with_silent << " s");
+  CHECK(with_silent < 1.0);
+  // Over --max-per-client (24), connections get 503 at once.
+  for (int i = 0; i < 10; ++i) silent.push_back(std::make_unique<RawConnection>(server.port));
+  int busy = 0;
+  for (auto& c : silent) busy += c->receive(0.2).find("503 Service Unavailable") != std::string::npos;
+  CHECK(busy >= 6);
+  silent.clear();
+
+  // A chunked upload of "300 MB" and a gzip body: refused from the headers, before any body.
+  {
+    RawConnection c(server.port);
+    c.send("POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nTransfer-Encoding: chunked\r\n\r\n");
+    const std::string chunk = "100000\r\n" + std::string(0x100000, 'A') + "\r\n";
+    for (int i = 0; i < 20 && c.send(chunk); ++i) {
+    }
+    const std::string answer = c.receive(3);
+    CHECK(answer.find("411 Length Required") != std::string::npos);
+  }
+  {
+    RawConnection c(server.port);
+    c.send("POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Encoding: gzip\r\n"
+           "Content-Length: 20\r\n\r\n" + std::string(20, '\0'));
+    CHECK(c.receive(3).find("415 Unsupported Media Type") != std::string::npos);
+  }
+  const long rss_after = resident_kib(server.child.pid);
+  MESSAGE("resident memory " << rss_before << " -> " << rss_after << " KiB");
+  CHECK(rss_after - rss_before < 64 * 1024);  // nothing near the 20 MiB sent, let alone 300 MB
+
+  // Answers that need no body: immediately.
+  auto c = server.client();
+  auto get = c.Get("/api/predict");
+  CHECK(error_message(get, 405).find("only POST") != std::string::npos);
+  CHECK(get->get_header_value("Allow") == "POST");
+  auto put = c.Put("/api/predict", "x", "image/jpeg");
+  CHECK(put->status == 405);
+  httplib::Headers no_type;
+  auto untyped = c.Post("/api/predict", no_type, "abc", 3, "");
+  REQUIRE(untyped);
+  CHECK(untyped->status == 415);
+  {
+    RawConnection raw(server.port);
+    const auto start = std::chrono::steady_clock::now();
+    raw.send("POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: -5\r\n\r\n");
+    const std::string answer = raw.receive(2, "\r\n\r\n");
+    CHECK(answer.find("400 Bad Request") != std::string::npos);
+    CHECK(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < 1.5);
+  }
+  check_still_serving(server);
 }
