@@ -197,6 +197,23 @@ TEST_CASE("the batchnorm refresh sets the running statistics to the mean over th
   CHECK(bn.momentum == doctest::Approx(0.1f));
 }
 
+namespace {
+// A short Adam run of fer_vgg_small on `d`, writing to `out`, without progress lines.
+TrainOptions short_run(const data::Dataset& d, const fs::path& out, int64_t batch_size) {
+  TrainOptions o;
+  o.spec.name = "fer_vgg_small";
+  o.spec.config.num_classes = d.num_classes();
+  o.spec.class_names = d.class_names;
+  o.batch_size = batch_size;
+  o.optimizer = "adam";
+  o.lr = 1e-3f;
+  o.epochs = 1;
+  o.progress = false;
+  o.out_dir = out.string();
+  return o;
+}
+}  // namespace
+
 TEST_CASE("fer_train with mixup, cutmix, distillation, EMA and SWA resumes exactly") {
   const data::Dataset train_set = data::make_synthetic_faces(12, 5);  // 84 faces: 2 batches of 32
   const data::Dataset val_set = data::make_synthetic_faces(4, 6);
@@ -206,16 +223,7 @@ TEST_CASE("fer_train with mixup, cutmix, distillation, EMA and SWA resumes exact
   fs::remove_all(root);
 
   // A teacher: the weights of a short plain run.
-  TrainOptions t;
-  t.spec.name = "fer_vgg_small";
-  t.spec.config.num_classes = train_set.num_classes();
-  t.spec.class_names = train_set.class_names;
-  t.batch_size = 32;
-  t.optimizer = "adam";
-  t.lr = 1e-3f;
-  t.epochs = 1;
-  t.progress = false;
-  t.out_dir = (root / "teacher").string();
+  const TrainOptions t = short_run(train_set, root / "teacher", 32);
   train(t, tr, va);
 
   TrainOptions a = t;
@@ -263,18 +271,9 @@ TEST_CASE("training on 40x40 crops: the model reads crops, the checkpoint rememb
   auto va = std::make_shared<data::Dataset>(val_set);
   const fs::path root = fs::temp_directory_path() / ("fer_test_crops_" + std::to_string(::getpid()));
   fs::remove_all(root);
-  TrainOptions o;
-  o.spec.name = "fer_vgg_small";
-  o.spec.config.num_classes = train_set.num_classes();
+  TrainOptions o = short_run(train_set, root, 16);
   o.spec.config.input_size = 40;
   o.spec.preprocess.crop = 40;
-  o.spec.class_names = train_set.class_names;
-  o.batch_size = 16;
-  o.optimizer = "adam";
-  o.lr = 1e-3f;
-  o.epochs = 1;
-  o.progress = false;
-  o.out_dir = root.string();
   const TrainResult r = train(o, tr, va);
   REQUIRE(!r.history.empty());
   LoadedCheckpoint ck = load_checkpoint(r.best_path);
