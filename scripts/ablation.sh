@@ -28,10 +28,12 @@ CONFIGS=(
   "mixup|--mixup 0.2"
   "cutmix|--cutmix 1.0"
   "distill|--teacher $TEACHER --kd-temperature 4 --kd-weight 0.5"
+  "rrc|--rrc-scale 0.8,1.2"
+  "crop40|--crop-size 40"
   "swa|--swa-epochs 3"
-  "label_smoothing|--label-smoothing 0.1"
   "sgd_plateau|--optimizer sgd --lr 0.01 --momentum 0.9 --weight-decay 5e-4 --schedule plateau --plateau-factor 0.75 --plateau-patience 2"
   "base_repeat|--seed 1"
+  "label_smoothing|--label-smoothing 0.1"
 )
 
 mkdir -p "$OUT"
