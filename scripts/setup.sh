@@ -14,7 +14,8 @@ packages=(build-essential cmake pkg-config doctest-dev libbenchmark-dev libstb-d
           nlohmann-json3-dev libomp-dev
           libcpp-httplib-dev  # fer_serve's HTTP server and test client
           opencv-data opencv-doc  # Haar cascades (XML data, no OpenCV library); photos for tests
-          libhdf5-dev)  # fer_convert reads Keras .h5 weights (optional in CMake)
+          libhdf5-dev  # fer_convert reads Keras .h5 weights (optional in CMake)
+          libavformat-dev libavcodec-dev libswscale-dev libavutil-dev)  # FFmpeg: videos in fer_predict
 if [ "${FER_WITH_TORCH:-0}" = 1 ]; then
   # OpenBLAS, not Debian's reference BLAS: with the reference BLAS PyTorch's dense layers run ~30x
   # slower, which would make an unfair reference.
