@@ -13,6 +13,14 @@
 // --annotate DIR writes DIR/<name>.png: the photo with each face boxed and labelled
 // "emotion 93%" in the emotion's colour.
 //
+// Videos (.mp4 .webm .avi .mkv .mov .y4m ...; data/video.h) are read frame by frame with FFmpeg,
+// every frame or a sample of them (--every N, --fps F): a JSON line per analysed frame
+//   {"file": "clip.mp4", "frame": 25, "time": 1.0, "width": 640, "height": 480, "faces": [...]}
+// or a CSV row per face per frame (with frame and time columns whenever a video is among the
+// inputs), a progress line with frames/s and ETA, frames/s and faces/s at the end, and with
+// --annotate DIR the video with boxes and labels as DIR/<name>.mp4. A video that breaks off
+// stops the run with an error naming it, the frame and the time; what was written stays.
+//
 // Work goes in chunks of --batch images: decoded on all threads, faces detected, then all faces
 // of the chunk classified in shared model batches (FaceAnalyzer::analyze_batch). A progress line
 // (images done/total, faces/s, ETA) goes to stderr while it runs, and a summary at the end.
@@ -39,6 +47,7 @@
 #include "apps/report/png.h"
 #include "apps/training/progress.h"
 #include "data/image.h"
+#include "data/video.h"
 #include "engine/backend.h"
 #include "engine/error.h"
 
@@ -141,6 +150,8 @@ struct PredictFlags {
   int64_t batch = 32, threads = 0;
   std::string precision;
   bool skip_bad = false, progress = true;
+  int64_t every = 1;
+  double fps = 0;
 };
 
 int run(int argc, char** argv) {
@@ -172,6 +183,8 @@ int run(int argc, char** argv) {
       cli::precision_flag(flags.precision),
       {"device", "cpu", "cpu | cuda", &flags.device},
       {"skip-bad", "false", "report and count unreadable images instead of stopping", &flags.skip_bad},
+      {"every", "1", "videos: analyse every N-th frame", &flags.every},
+      {"fps", "0", "videos: analyse at most F frames per second of video (0: as --every says)", &flags.fps},
       {"progress", "true", "progress line on stderr (--no-progress to silence it)", &flags.progress},
   });
   args.parse(argc, argv);
@@ -204,106 +217,225 @@ int run(int argc, char** argv) {
     FER_CHECK(file_out.good(), "--out: cannot write '", out_write, "'");
   }
   std::ostream& out = out_path.empty() ? std::cout : file_out;
+  const bool any_video = std::any_of(inputs.begin(), inputs.end(), data::is_video_path);
   if (format == "csv") {
-    out << "file,face,x,y,width,height,emotion,confidence";
+    out << (any_video ? "file,frame,time,face,x,y,width,height,emotion,confidence" : "file,face,x,y,width,height,emotion,confidence");
     for (const std::string& n : names) out << ",p_" << csv_field(n);
     out << "\n";
   }
   if (!annotate_dir.empty()) fs::create_directories(annotate_dir);
   std::set<std::string> annotation_names;
 
-  const bool show_progress = flags.progress && inputs.size() > 1;
+  const size_t image_count = static_cast<size_t>(std::count_if(inputs.begin(), inputs.end(),
+                                                               [](const std::string& p) { return !data::is_video_path(p); }));
+  const bool show_progress = flags.progress && (image_count > 1 || any_video);
   const bool tty = isatty(fileno(stderr));
   const Clock::time_point t0 = Clock::now();
   Clock::time_point last_progress = t0;
-  int64_t done = 0, faces_total = 0, skipped = 0, without_face = 0;
+  int64_t done = 0, faces_total = 0, skipped = 0, without_face = 0, frames_total = 0;
 
-  for (size_t begin = 0; begin < inputs.size(); begin += static_cast<size_t>(batch)) {
-    const size_t n = std::min(inputs.size() - begin, static_cast<size_t>(batch));
-    // Decode the chunk on all threads; a failure is kept per image.
-    std::vector<std::vector<uint8_t>> bytes(n);
-    std::vector<data::GrayImage> images(n);
-    std::vector<std::string> errors(n);
-    const data::ImageLimits limits;
+  // One image's (or one frame's) faces: a JSON line, or a CSV row per face. frame < 0: an image.
+  auto write_faces = [&](const std::string& path, int64_t frame, double time, int width, int height,
+                         const std::vector<FacePrediction>& faces) {
+    char num[32];
+    if (format == "json") {
+      // A file name that is not UTF-8 gets U+FFFD in place of its bad bytes (JSON is UTF-8).
+      out << "{\"file\":" << nlohmann::json(path).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+      if (frame >= 0) {
+        std::snprintf(num, sizeof num, "%.3f", time);
+        out << ",\"frame\":" << frame << ",\"time\":" << num;
+      }
+      out << ",\"width\":" << width << ",\"height\":" << height << ",\"faces\":" << faces_to_json(faces, names) << "}\n";
+      return;
+    }
+    for (size_t i = 0; i < faces.size(); ++i) {
+      const FacePrediction& f = faces[i];
+      out << csv_field(path);
+      if (any_video) {
+        std::snprintf(num, sizeof num, "%.3f", time);
+        out << ',' << std::max<int64_t>(frame, 0) << ',' << (frame >= 0 ? num : "0");
+      }
+      std::snprintf(num, sizeof num, "%.6f", f.confidence);
+      out << ',' << i << ',' << f.box.x << ',' << f.box.y << ',' << f.box.width << ',' << f.box.height << ','
+          << csv_field(f.emotion) << ',' << num;
+      for (float p : f.probabilities) {
+        std::snprintf(num, sizeof num, "%.6f", p);
+        out << ',' << num;
+      }
+      out << "\n";
+    }
+  };
+
+  // A run of image inputs, in chunks of --batch: decoded on all threads, then classified together.
+  auto process_images = [&](const std::vector<std::string>& paths) {
+    for (size_t begin = 0; begin < paths.size(); begin += static_cast<size_t>(batch)) {
+      const size_t n = std::min(paths.size() - begin, static_cast<size_t>(batch));
+      // Decode the chunk on all threads; a failure is kept per image.
+      std::vector<std::vector<uint8_t>> bytes(n);
+      std::vector<data::GrayImage> images(n);
+      std::vector<std::string> errors(n);
+      const data::ImageLimits limits;
 #pragma omp parallel for schedule(dynamic, 1)
-    for (int64_t k = 0; k < static_cast<int64_t>(n); ++k) {
-      const std::string& path = inputs[begin + k];
-      try {
-        bytes[k] = data::read_file_bytes(path, limits.max_bytes);
-        images[k] = data::decode_image(bytes[k].data(), bytes[k].size(), path, limits);
-        if (annotate_dir.empty()) std::vector<uint8_t>().swap(bytes[k]);  // only kept to draw on
-      } catch (const std::exception& e) {
-        errors[k] = e.what();
-      }
-    }
-    std::vector<data::GrayImage> good;
-    std::vector<size_t> good_index;
-    for (size_t k = 0; k < n; ++k) {
-      if (!errors[k].empty()) {
-        if (!skip_bad) fail(errors[k], " (--skip-bad to report bad images and go on)");
-        if (show_progress && tty) std::fputc('\n', stderr);
-        std::fprintf(stderr, "fer_predict: skipped: %s\n", errors[k].c_str());
-        ++skipped;
-        continue;
-      }
-      good_index.push_back(k);
-      good.push_back(std::move(images[k]));
-    }
-    const std::vector<std::vector<FacePrediction>> results = analyzer.analyze_batch(good);
-
-    for (size_t g = 0; g < good.size(); ++g) {
-      const size_t k = good_index[g];
-      const std::string& path = inputs[begin + k];
-      const std::vector<FacePrediction>& faces = results[g];
-      faces_total += static_cast<int64_t>(faces.size());
-      without_face += faces.empty();
-      if (format == "json") {
-        // A file name that is not UTF-8 gets U+FFFD in place of its bad bytes (JSON is UTF-8).
-        out << "{\"file\":" << nlohmann::json(path).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
-            << ",\"width\":" << good[g].width
-            << ",\"height\":" << good[g].height << ",\"faces\":" << faces_to_json(faces, names) << "}\n";
-      } else {
-        for (size_t i = 0; i < faces.size(); ++i) {
-          const FacePrediction& f = faces[i];
-          char conf[32];
-          std::snprintf(conf, sizeof conf, "%.6f", f.confidence);
-          out << csv_field(path) << ',' << i << ',' << f.box.x << ',' << f.box.y << ',' << f.box.width << ','
-              << f.box.height << ',' << csv_field(f.emotion) << ',' << conf;
-          for (float p : f.probabilities) {
-            std::snprintf(conf, sizeof conf, "%.6f", p);
-            out << ',' << conf;
-          }
-          out << "\n";
+      for (int64_t k = 0; k < static_cast<int64_t>(n); ++k) {
+        const std::string& path = paths[begin + k];
+        try {
+          bytes[k] = data::read_file_bytes(path, limits.max_bytes);
+          images[k] = data::decode_image(bytes[k].data(), bytes[k].size(), path, limits);
+          if (annotate_dir.empty()) std::vector<uint8_t>().swap(bytes[k]);  // only kept to draw on
+        } catch (const std::exception& e) {
+          errors[k] = e.what();
         }
       }
-      if (!annotate_dir.empty()) {
-        const data::RgbImage rgb = data::decode_image_rgb(bytes[k].data(), bytes[k].size(), path, limits);
-        plot::save_png(annotate(rgb, faces), annotation_path(annotate_dir, path, annotation_names));
+      std::vector<data::GrayImage> good;
+      std::vector<size_t> good_index;
+      for (size_t k = 0; k < n; ++k) {
+        if (!errors[k].empty()) {
+          if (!skip_bad) fail(errors[k], " (--skip-bad to report bad images and go on)");
+          if (show_progress && tty) std::fputc('\n', stderr);
+          std::fprintf(stderr, "fer_predict: skipped: %s\n", errors[k].c_str());
+          ++skipped;
+          continue;
+        }
+        good_index.push_back(k);
+        good.push_back(std::move(images[k]));
+      }
+      const std::vector<std::vector<FacePrediction>> results = analyzer.analyze_batch(good);
+      for (size_t g = 0; g < good.size(); ++g) {
+        const size_t k = good_index[g];
+        const std::string& path = paths[begin + k];
+        const std::vector<FacePrediction>& faces = results[g];
+        faces_total += static_cast<int64_t>(faces.size());
+        without_face += faces.empty();
+        write_faces(path, -1, 0.0, good[g].width, good[g].height, faces);
+        if (!annotate_dir.empty()) {
+          const data::RgbImage rgb = data::decode_image_rgb(bytes[k].data(), bytes[k].size(), path, limits);
+          plot::save_png(annotate(rgb, faces), annotation_path(annotate_dir, path, annotation_names));
+        }
+      }
+      FER_CHECK(out.good(), "cannot write the results", out_path.empty() ? "" : " to '" + out_write + "'");
+      done += static_cast<int64_t>(n);
+      const double elapsed = seconds_since(t0);
+      if (show_progress && (seconds_since(last_progress) >= (tty ? 0.5 : 5.0) || done == static_cast<int64_t>(image_count))) {
+        last_progress = Clock::now();
+        const double eta = elapsed / done * (static_cast<double>(image_count) - done);
+        std::fprintf(stderr, "%sfer_predict: %lld/%zu images (%.0f%%), %lld faces, %.1f faces/s, ETA %s%s",
+                     tty ? "\r" : "", static_cast<long long>(done), image_count, 100.0 * done / image_count,
+                     static_cast<long long>(faces_total), faces_total / std::max(elapsed, 1e-9),
+                     format_duration(eta).c_str(), tty ? "   " : "\n");
       }
     }
-    FER_CHECK(out.good(), "cannot write the results", out_path.empty() ? "" : " to '" + out_write + "'");
-    done += static_cast<int64_t>(n);
+  };
 
-    const double elapsed = seconds_since(t0);
-    if (show_progress && (seconds_since(last_progress) >= (tty ? 0.5 : 5.0) || done == static_cast<int64_t>(inputs.size()))) {
-      last_progress = Clock::now();
-      const double eta = elapsed / done * (static_cast<double>(inputs.size()) - done);
-      std::fprintf(stderr, "%sfer_predict: %lld/%zu images (%.0f%%), %lld faces, %.1f faces/s, ETA %s%s",
-                   tty ? "\r" : "", static_cast<long long>(done), inputs.size(), 100.0 * done / inputs.size(),
-                   static_cast<long long>(faces_total), faces_total / std::max(elapsed, 1e-9),
-                   format_duration(eta).c_str(), tty ? "   " : "\n");
+  // A video, frame by frame (batches of frames classified together); with --annotate, the
+  // analysed frames with their boxes as DIR/<name>.mp4.
+  auto process_video = [&](const std::string& path) {
+    data::VideoReader reader(path, {flags.every, flags.fps});
+    const data::VideoInfo& info = reader.info();
+    const double out_fps = flags.fps > 0 ? std::min(flags.fps, info.fps > 0 ? info.fps : flags.fps)
+                                         : (info.fps > 0 ? info.fps : 25.0) / static_cast<double>(flags.every);
+    const int64_t expected = info.frames > 0 ? (flags.fps > 0 && info.duration_s > 0
+                                                    ? static_cast<int64_t>(info.duration_s * out_fps) + 1
+                                                    : (info.frames + flags.every - 1) / flags.every)
+                                             : 0;
+    std::fprintf(stderr, "fer_predict: %s: %dx%d, %.2f fps, %.1f s (%s, %s), analysing %s\n", path.c_str(),
+                 info.width, info.height, info.fps, info.duration_s, info.container.c_str(), info.codec.c_str(),
+                 flags.fps > 0 ? (std::to_string(flags.fps) + " frames per second").c_str()
+                               : flags.every > 1 ? ("every " + std::to_string(flags.every) + "th frame").c_str() : "every frame");
+    std::unique_ptr<data::VideoWriter> annotated;
+    if (!annotate_dir.empty()) {
+      std::string name = annotation_path(annotate_dir, path, annotation_names);
+      name = name.substr(0, name.size() - 4) + ".mp4";
+      annotated = std::make_unique<data::VideoWriter>(name, info.width & ~1, info.height & ~1, out_fps);
     }
-  }
-  if (show_progress && tty) std::fputc('\n', stderr);
+    // Frames per batch: the --batch, fewer for large frames (at most ~64 MB of them).
+    const int64_t per_batch = std::clamp<int64_t>((64 << 20) / std::max(1, info.width * info.height), 1, batch);
+    const Clock::time_point start = Clock::now();
+    int64_t frames = 0, faces_here = 0;
+    std::vector<data::VideoFrame> chunk;
+    for (bool more = true; more;) {
+      chunk.clear();
+      data::VideoFrame f;
+      while (static_cast<int64_t>(chunk.size()) < per_batch && (more = reader.next(f))) chunk.push_back(std::move(f));
+      std::vector<data::GrayImage> images;
+      for (auto& c : chunk) images.push_back(c.image);
+      const std::vector<std::vector<FacePrediction>> results = analyzer.analyze_batch(images);
+      for (size_t k = 0; k < chunk.size(); ++k) {
+        write_faces(path, chunk[k].index, chunk[k].time_s, chunk[k].image.width, chunk[k].image.height, results[k]);
+        faces_here += static_cast<int64_t>(results[k].size());
+        if (annotated) {
+          data::RgbImage rgb{chunk[k].image.width, chunk[k].image.height, {}};
+          rgb.pixels.resize(chunk[k].image.pixels.size() * 3);
+          for (size_t i = 0; i < chunk[k].image.pixels.size(); ++i)
+            rgb.pixels[3 * i] = rgb.pixels[3 * i + 1] = rgb.pixels[3 * i + 2] = chunk[k].image.pixels[i];
+          const plot::Canvas canvas = annotate(rgb, results[k]);
+          data::RgbImage drawn{rgb.width & ~1, rgb.height & ~1, {}};
+          drawn.pixels.resize(static_cast<size_t>(drawn.width) * drawn.height * 3);
+          for (int y = 0; y < drawn.height; ++y)
+            for (int x = 0; x < drawn.width; ++x) {
+              const plot::Color c = canvas.get(x, y);
+              uint8_t* p = drawn.pixels.data() + (static_cast<size_t>(y) * drawn.width + x) * 3;
+              p[0] = c.r, p[1] = c.g, p[2] = c.b;
+            }
+          annotated->write(drawn);
+        }
+      }
+      FER_CHECK(out.good(), "cannot write the results", out_path.empty() ? "" : " to '" + out_write + "'");
+      frames += static_cast<int64_t>(chunk.size());
+      const double elapsed = seconds_since(start);
+      if (show_progress && (seconds_since(last_progress) >= (tty ? 0.5 : 5.0) || !more)) {
+        last_progress = Clock::now();
+        const double rate = frames / std::max(elapsed, 1e-9);
+        const std::string eta = expected > frames ? format_duration((expected - frames) / std::max(rate, 1e-9)) : "-";
+        std::fprintf(stderr, "%sfer_predict: %s: frame %lld/%lld, %.1f frames/s, %lld faces, ETA %s%s", tty ? "\r" : "",
+                     fs::path(path).filename().c_str(), static_cast<long long>(frames),
+                     static_cast<long long>(std::max(expected, frames)), rate, static_cast<long long>(faces_here),
+                     eta.c_str(), tty ? "   " : "\n");
+      }
+    }
+    if (annotated) annotated->finish();
+    if (show_progress && tty) std::fputc('\n', stderr);
+    const double elapsed = seconds_since(start);
+    std::fprintf(stderr, "fer_predict: %s: %lld frames analysed (%lld decoded), %lld faces in %.2f s: %.1f frames/s, %.1f faces/s\n",
+                 path.c_str(), static_cast<long long>(frames), static_cast<long long>(reader.frames_decoded()),
+                 static_cast<long long>(faces_here), elapsed, frames / std::max(elapsed, 1e-9),
+                 faces_here / std::max(elapsed, 1e-9));
+    frames_total += frames;
+    faces_total += faces_here;
+  };
 
-  out.flush();
-  if (!out_path.empty()) {
-    file_out.close();
-    FER_CHECK(!file_out.fail(), "--out: cannot finish writing '", out_write, "'");
-    if (!out_special) fs::rename(out_write, out_path);
+  // Inputs in order: runs of images, and each video on its own. On an error, what was written
+  // so far is kept (in --out) before the error is reported.
+  auto finish_output = [&] {
+    out.flush();
+    if (!out_path.empty() && file_out.is_open()) {
+      file_out.close();
+      FER_CHECK(!file_out.fail(), "--out: cannot finish writing '", out_write, "'");
+      if (!out_special) fs::rename(out_write, out_path);
+    }
+  };
+  try {
+    std::vector<std::string> images;
+    for (const std::string& path : inputs) {
+      if (!data::is_video_path(path)) {
+        images.push_back(path);
+        continue;
+      }
+      process_images(images);
+      images.clear();
+      process_video(path);
+    }
+    process_images(images);
+  } catch (...) {
+    if (show_progress && tty) std::fputc('\n', stderr);
+    finish_output();
+    throw;
   }
+  if (show_progress && tty && image_count > 1) std::fputc('\n', stderr);
+
+  finish_output();
   const double elapsed = seconds_since(t0);
   const int64_t analysed = done - skipped;
+  if (image_count == 0) return 0;  // videos only: each printed its own summary
   std::fprintf(stderr,
                "fer_predict: %lld images (%lld without a face, %lld skipped), %lld faces in %.2f s: "
                "%.1f faces/s, %.2f ms per image\n",

@@ -27,6 +27,7 @@
 #include "apps/training/checkpoint.h"
 #include "engine/calibration.h"
 #include "data/image.h"
+#include "data/video.h"
 #include "engine/error.h"
 #include "engine/random.h"
 #include "models/registry.h"
@@ -583,6 +584,61 @@ TEST_CASE("fer_predict: a photo with detection, and --annotate draws the box") {
   const uint8_t* p = img.pixels.data() + (static_cast<size_t>(y + h / 2) * 512 + x) * 3;
   CHECK(plot::Color{p[0], p[1], p[2]} == expected);
   if (lines.size() > 1) CHECK(fs::exists(tmp / "ann/HappyFish.png"));
+}
+
+// ---- Videos ------------------------------------------------------------------------------------
+
+TEST_CASE("fer_predict: a video, sampled, as JSON lines and CSV rows, annotated, and a broken one named") {
+  const std::string bin = fer_predict_binary();
+  if (bin.empty()) return;
+  if (missing(kCascade, "Debian package opencv-data") || missing(kLena, "Debian package opencv-doc")) return;
+  TempDir tmp;
+  // Twelve frames of the photo at 10 fps.
+  const std::string bytes = read_text(kLena);
+  const data::RgbImage photo = data::decode_image_rgb(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), kLena);
+  const std::string clip = tmp / "clip.mp4";
+  {
+    data::VideoWriter w(clip, photo.width, photo.height, 10.0);
+    for (int k = 0; k < 12; ++k) w.write(photo);
+    w.finish();
+  }
+  Run r = run_predict(bin, {clip, "--every", "4", "--annotate", tmp / "ann"}, tmp);
+  INFO("stderr: " << r.err);
+  REQUIRE(r.status == 0);
+  const auto lines = lines_of(r.out);
+  REQUIRE(lines.size() == 3);
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const nlohmann::json j = nlohmann::json::parse(lines[i]);
+    CHECK(j["frame"] == 4 * i);
+    CHECK(j["time"].get<double>() == doctest::Approx(0.4 * i));
+    REQUIRE(j["faces"].size() == 1);
+    check_face_json(j["faces"][0], kFerNames);
+  }
+  CHECK(r.err.find("3 frames analysed (12 decoded), 3 faces") != std::string::npos);
+  CHECK(r.err.find("frames/s") != std::string::npos);
+  // The annotated video: the analysed frames.
+  data::VideoReader annotated(tmp / "ann/clip.mp4");
+  data::VideoFrame f;
+  int frames = 0;
+  while (annotated.next(f)) ++frames;
+  CHECK(frames == 3);
+
+  // CSV with an image and the video: frame and time columns, one row per face per frame.
+  r = run_predict(bin, {kLena, clip, "--fps", "5", "--format", "csv"}, tmp);
+  REQUIRE(r.status == 0);
+  const auto rows = lines_of(r.out);
+  CHECK(rows[0].rfind("file,frame,time,face,x,y,width,height,emotion,confidence,p_angry", 0) == 0);
+  REQUIRE(rows.size() == 1 + 1 + 6);  // the photo, and 12 frames at 10 fps sampled at 5 per second
+  CHECK(rows[1].find(",0,0,0,") != std::string::npos);
+  CHECK(rows[3].find("clip.mp4,2,0.200,0,") != std::string::npos);
+
+  // A damaged video: the error names it; the rows before it are kept in --out.
+  const std::string broken = tmp / "broken.mp4";
+  std::ofstream(broken, std::ios::binary) << bytes.substr(0, 3000);  // a PNG's head, not a video
+  r = run_predict(bin, {kLena, broken, "--out", tmp / "faces.jsonl"}, tmp);
+  CHECK(r.status != 0);
+  CHECK(r.err.find("broken.mp4") != std::string::npos);
+  CHECK(lines_of(read_text(tmp / "faces.jsonl")).size() == 1);
 }
 
 // ---- fer_eval: calibration and models side by side ---------------------------------------------
