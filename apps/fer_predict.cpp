@@ -16,8 +16,9 @@
 // Videos (.mp4 .webm .avi .mkv .mov .y4m ...; data/video.h) are read frame by frame with FFmpeg,
 // every frame or a sample of them (--every N, --fps F): a JSON line per analysed frame
 //   {"file": "clip.mp4", "frame": 25, "time": 1.0, "width": 640, "height": 480, "faces": [...]}
-// or a CSV row per face per frame (with frame and time columns whenever a video is among the
-// inputs), a progress line with frames/s and ETA, frames/s and faces/s at the end, and with
+// or a CSV row per face per frame (with frame, time and track columns whenever a video is among
+// the inputs). Faces keep a track id across frames (apps/inference/face_tracker.h; --smooth S
+// smooths each track's probabilities, --timeline DIR writes each track's summary and chart), a progress line with frames/s and ETA, frames/s and faces/s at the end, and with
 // --annotate DIR the video with boxes and labels as DIR/<name>.mp4. A video that breaks off
 // stops the run with an error naming it, the frame and the time; what was written stays.
 //
@@ -43,6 +44,8 @@
 #include "apps/cli/args.h"
 #include "apps/cli/shared_flags.h"
 #include "apps/inference/face_analyzer.h"
+#include "apps/inference/face_tracker.h"
+#include "apps/report/charts.h"
 #include "apps/report/canvas.h"
 #include "apps/report/png.h"
 #include "apps/training/progress.h"
@@ -132,6 +135,25 @@ plot::Canvas annotate(const data::RgbImage& rgb, const std::vector<FacePredictio
   return canvas;
 }
 
+// --timeline DIR: DIR/<stem>_tracks.json, and per track DIR/<stem>_track<N>.png, a line per
+// emotion of its (smoothed) probabilities over time.
+void write_timeline(const std::string& dir, const std::string& video, const std::vector<TrackSummary>& tracks,
+                    const std::vector<std::string>& names) {
+  fs::create_directories(dir);
+  const std::string stem = fs::path(video).stem().string();
+  std::ofstream(fs::path(dir) / (stem + "_tracks.json")) << tracks_to_json(tracks, names) << "\n";
+  for (const TrackSummary& t : tracks) {
+    std::vector<plot::Series> series;
+    for (size_t c = 0; c < names.size(); ++c) {
+      plot::Series s{names[c], t.times, {}};
+      for (const auto& p : t.probabilities) s.y.push_back(p[c]);
+      series.push_back(std::move(s));
+    }
+    plot::line_chart(series, stem + ": face track " + std::to_string(t.id), "time (s)", "probability",
+                     (fs::path(dir) / (stem + "_track" + std::to_string(t.id) + ".png")).string());
+  }
+}
+
 // An output name per input, unique within the run: DIR/<stem>.png, then <stem>_2.png, ...
 std::string annotation_path(const std::string& dir, const std::string& input, std::set<std::string>& used) {
   std::string stem = fs::path(input).stem().string();
@@ -152,6 +174,8 @@ struct PredictFlags {
   bool skip_bad = false, progress = true;
   int64_t every = 1;
   double fps = 0;
+  float smooth = 0;
+  std::string timeline;
 };
 
 int run(int argc, char** argv) {
@@ -185,6 +209,10 @@ int run(int argc, char** argv) {
       {"skip-bad", "false", "report and count unreadable images instead of stopping", &flags.skip_bad},
       {"every", "1", "videos: analyse every N-th frame", &flags.every},
       {"fps", "0", "videos: analyse at most F frames per second of video (0: as --every says)", &flags.fps},
+      {"smooth", "0", "videos: smooth each face track's probabilities over time, p = s p_before + (1 - s) p_now (0: off)",
+       &flags.smooth},
+      {"timeline", "", "videos: write DIR/<name>_tracks.json (each face track's summary) and DIR/<name>_track<N>.png "
+                       "(its emotions over time)", &flags.timeline},
       {"progress", "true", "progress line on stderr (--no-progress to silence it)", &flags.progress},
   });
   args.parse(argc, argv);
@@ -219,7 +247,8 @@ int run(int argc, char** argv) {
   std::ostream& out = out_path.empty() ? std::cout : file_out;
   const bool any_video = std::any_of(inputs.begin(), inputs.end(), data::is_video_path);
   if (format == "csv") {
-    out << (any_video ? "file,frame,time,face,x,y,width,height,emotion,confidence" : "file,face,x,y,width,height,emotion,confidence");
+    out << (any_video ? "file,frame,time,face,track,x,y,width,height,emotion,confidence"
+                      : "file,face,x,y,width,height,emotion,confidence");
     for (const std::string& n : names) out << ",p_" << csv_field(n);
     out << "\n";
   }
@@ -236,7 +265,7 @@ int run(int argc, char** argv) {
 
   // One image's (or one frame's) faces: a JSON line, or a CSV row per face. frame < 0: an image.
   auto write_faces = [&](const std::string& path, int64_t frame, double time, int width, int height,
-                         const std::vector<FacePrediction>& faces) {
+                         const std::vector<FacePrediction>& faces, const std::vector<int>& tracks = {}) {
     char num[32];
     if (format == "json") {
       // A file name that is not UTF-8 gets U+FFFD in place of its bad bytes (JSON is UTF-8).
@@ -245,7 +274,13 @@ int run(int argc, char** argv) {
         std::snprintf(num, sizeof num, "%.3f", time);
         out << ",\"frame\":" << frame << ",\"time\":" << num;
       }
-      out << ",\"width\":" << width << ",\"height\":" << height << ",\"faces\":" << faces_to_json(faces, names) << "}\n";
+      std::string faces_json = faces_to_json(faces, names);
+      if (!tracks.empty()) {
+        nlohmann::json j = nlohmann::json::parse(faces_json);
+        for (size_t i = 0; i < tracks.size(); ++i) j[i]["track"] = tracks[i];
+        faces_json = j.dump();
+      }
+      out << ",\"width\":" << width << ",\"height\":" << height << ",\"faces\":" << faces_json << "}\n";
       return;
     }
     for (size_t i = 0; i < faces.size(); ++i) {
@@ -256,7 +291,9 @@ int run(int argc, char** argv) {
         out << ',' << std::max<int64_t>(frame, 0) << ',' << (frame >= 0 ? num : "0");
       }
       std::snprintf(num, sizeof num, "%.6f", f.confidence);
-      out << ',' << i << ',' << f.box.x << ',' << f.box.y << ',' << f.box.width << ',' << f.box.height << ','
+      out << ',' << i;
+      if (any_video) out << ',' << (i < tracks.size() ? tracks[i] : 0);
+      out << ',' << f.box.x << ',' << f.box.y << ',' << f.box.width << ',' << f.box.height << ','
           << csv_field(f.emotion) << ',' << num;
       for (float p : f.probabilities) {
         std::snprintf(num, sizeof num, "%.6f", p);
@@ -349,6 +386,9 @@ int run(int argc, char** argv) {
     }
     // Frames per batch: the --batch, fewer for large frames (at most ~64 MB of them).
     const int64_t per_batch = std::clamp<int64_t>((64 << 20) / std::max(1, info.width * info.height), 1, batch);
+    TrackerOptions tracking;
+    tracking.smoothing = flags.smooth;
+    FaceTracker tracker(names, tracking);
     const Clock::time_point start = Clock::now();
     int64_t frames = 0, faces_here = 0;
     std::vector<data::VideoFrame> chunk;
@@ -358,9 +398,10 @@ int run(int argc, char** argv) {
       while (static_cast<int64_t>(chunk.size()) < per_batch && (more = reader.next(f))) chunk.push_back(std::move(f));
       std::vector<data::GrayImage> images;
       for (auto& c : chunk) images.push_back(c.image);
-      const std::vector<std::vector<FacePrediction>> results = analyzer.analyze_batch(images);
+      std::vector<std::vector<FacePrediction>> results = analyzer.analyze_batch(images);
       for (size_t k = 0; k < chunk.size(); ++k) {
-        write_faces(path, chunk[k].index, chunk[k].time_s, chunk[k].image.width, chunk[k].image.height, results[k]);
+        const std::vector<int> tracks = tracker.update(chunk[k].time_s, results[k]);
+        write_faces(path, chunk[k].index, chunk[k].time_s, chunk[k].image.width, chunk[k].image.height, results[k], tracks);
         faces_here += static_cast<int64_t>(results[k].size());
         if (annotated) {
           data::RgbImage rgb{chunk[k].image.width, chunk[k].image.height, {}};
@@ -401,6 +442,12 @@ int run(int argc, char** argv) {
                  faces_here / std::max(elapsed, 1e-9));
     frames_total += frames;
     faces_total += faces_here;
+    const std::vector<TrackSummary> summaries = tracker.summaries();
+    for (const TrackSummary& t : summaries)
+      std::fprintf(stderr, "fer_predict: %s: track %d: %.2f-%.2f s, %lld frames, mostly %s (%.0f%%)\n",
+                   fs::path(path).filename().c_str(), t.id, t.first_s, t.last_s, static_cast<long long>(t.frames),
+                   names[static_cast<size_t>(t.dominant)].c_str(), 100.0 * t.shares[static_cast<size_t>(t.dominant)]);
+    if (!flags.timeline.empty()) write_timeline(flags.timeline, path, summaries, names);
   };
 
   // Inputs in order: runs of images, and each video on its own. On an error, what was written

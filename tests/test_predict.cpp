@@ -602,7 +602,7 @@ TEST_CASE("fer_predict: a video, sampled, as JSON lines and CSV rows, annotated,
     for (int k = 0; k < 12; ++k) w.write(photo);
     w.finish();
   }
-  Run r = run_predict(bin, {clip, "--every", "4", "--annotate", tmp / "ann"}, tmp);
+  Run r = run_predict(bin, {clip, "--every", "4", "--annotate", tmp / "ann", "--smooth", "0.5", "--timeline", tmp / "tl"}, tmp);
   INFO("stderr: " << r.err);
   REQUIRE(r.status == 0);
   const auto lines = lines_of(r.out);
@@ -613,8 +613,14 @@ TEST_CASE("fer_predict: a video, sampled, as JSON lines and CSV rows, annotated,
     CHECK(j["time"].get<double>() == doctest::Approx(0.4 * i));
     REQUIRE(j["faces"].size() == 1);
     check_face_json(j["faces"][0], kFerNames);
+    CHECK(j["faces"][0]["track"] == 1);  // one person throughout
   }
   CHECK(r.err.find("3 frames analysed (12 decoded), 3 faces") != std::string::npos);
+  CHECK(r.err.find("track 1: 0.00-0.80 s, 3 frames, mostly") != std::string::npos);
+  const nlohmann::json tracks = nlohmann::json::parse(read_text(tmp / "tl/clip_tracks.json"));
+  REQUIRE(tracks.size() == 1);
+  CHECK(tracks[0]["frames"] == 3);
+  CHECK(fs::file_size(tmp / "tl/clip_track1.png") > 1000);
   CHECK(r.err.find("frames/s") != std::string::npos);
   // The annotated video: the analysed frames.
   data::VideoReader annotated(tmp / "ann/clip.mp4");
@@ -627,10 +633,10 @@ TEST_CASE("fer_predict: a video, sampled, as JSON lines and CSV rows, annotated,
   r = run_predict(bin, {kLena, clip, "--fps", "5", "--format", "csv"}, tmp);
   REQUIRE(r.status == 0);
   const auto rows = lines_of(r.out);
-  CHECK(rows[0].rfind("file,frame,time,face,x,y,width,height,emotion,confidence,p_angry", 0) == 0);
+  CHECK(rows[0].rfind("file,frame,time,face,track,x,y,width,height,emotion,confidence,p_angry", 0) == 0);
   REQUIRE(rows.size() == 1 + 1 + 6);  // the photo, and 12 frames at 10 fps sampled at 5 per second
-  CHECK(rows[1].find(",0,0,0,") != std::string::npos);
-  CHECK(rows[3].find("clip.mp4,2,0.200,0,") != std::string::npos);
+  CHECK(rows[1].find(",0,0,0,0,") != std::string::npos);
+  CHECK(rows[3].find("clip.mp4,2,0.200,0,1,") != std::string::npos);
 
   // A damaged video: the error names it; the rows before it are kept in --out.
   const std::string broken = tmp / "broken.mp4";
