@@ -44,8 +44,10 @@
 #include "apps/cli/args.h"
 #include "apps/cli/shared_flags.h"
 #include "apps/inference/face_analyzer.h"
+#include "apps/inference/face_tracker.h"
 #include "apps/serve/guarded_server.h"
 #include "data/image.h"
+#include "data/video.h"
 #include "engine/backend.h"
 #include "engine/error.h"
 #include "engine/safetensors.h"
@@ -85,6 +87,9 @@ struct ServerConfig {
   std::string model_name;  // the checkpoint's "model" metadata (its architecture)
   std::string tta;         // test-time augmentation (--tta)
   data::ImageLimits limits;
+  size_t max_video_bytes = 50u << 20;  // --max-video-mb
+  double max_video_seconds = 120;      // --max-video-seconds
+  double video_fps = 5;                // --video-fps: frames analysed per second of video
   bool quiet = false;
 };
 
@@ -136,6 +141,82 @@ bool upload_of(const httplib::Request& req, httplib::Response& res, const std::s
   bytes = &req.body;
   name = "request body";
   return true;
+}
+
+// POST /api/video: a video upload (raw body video/* or application/octet-stream, or the multipart
+// "file" field), read from memory (never written to disk), its duration checked before any frame
+// is decoded, --video-fps frames per second analysed with face tracks and smoothing. The answer:
+//   {"video": {width, height, fps, duration, container, codec}, "frames": [{"frame", "time",
+//    "faces": [... with "track"]}], "tracks": [per-track summaries], "elapsed_ms"}
+void handle_video(Service& service, const httplib::Request& req, httplib::Response& res) {
+  const auto t0 = Clock::now();
+  res.set_header("Cache-Control", "no-store");
+  const ServerConfig& config = service.config;
+  const std::string type = media_type(req.get_header_value("Content-Type"));
+  const std::string* bytes = &req.body;
+  std::string name = "request body";
+  if (type == "multipart/form-data") {
+    auto it = req.files.find("file");
+    if (it == req.files.end() || it->second.content.empty()) {
+      send_error(res, 400, "multipart/form-data body has no non-empty 'file' field with the video");
+      return;
+    }
+    bytes = &it->second.content;
+    if (!it->second.filename.empty()) name = it->second.filename;
+  } else if (type.rfind("video/", 0) != 0 && type != "application/octet-stream") {
+    send_error(res, 415, "unsupported Content-Type '" + type + "': send the video's bytes (video/mp4, "
+                         "video/webm, ...) or multipart/form-data with a 'file' field");
+    return;
+  }
+  if (bytes->empty()) {
+    send_error(res, 400, "empty request body: send the video's bytes");
+    return;
+  }
+  if (bytes->size() > config.max_video_bytes) {
+    send_error(res, 413, "video of " + std::to_string(bytes->size()) + " bytes exceeds the limit of " +
+                             std::to_string(config.max_video_bytes >> 20) + " MiB (--max-video-mb)");
+    return;
+  }
+  const std::vector<std::string>& names = service.detecting->class_names();
+  nlohmann::json frames = nlohmann::json::array();
+  std::vector<TrackSummary> tracks;
+  data::VideoInfo info;
+  try {
+    data::VideoReader reader(reinterpret_cast<const uint8_t*>(bytes->data()), bytes->size(), name,
+                             {1, config.video_fps}, config.limits.max_side);
+    info = reader.info();
+    if (info.duration_s > config.max_video_seconds) {
+      char message[160];
+      std::snprintf(message, sizeof message, "video of %.1f s is longer than the limit of %.0f s (--max-video-seconds)",
+                    info.duration_s, config.max_video_seconds);
+      send_error(res, 413, message);
+      return;
+    }
+    TrackerOptions tracking;
+    tracking.smoothing = 0.5f;
+    FaceTracker tracker(names, tracking);
+    const int64_t most = static_cast<int64_t>(config.max_video_seconds * config.video_fps) + 1;
+    data::VideoFrame f;
+    for (int64_t n = 0; n < most && reader.next(f); ++n) {
+      std::vector<FacePrediction> faces = service.detecting->analyze(f.image);
+      const std::vector<int> ids = tracker.update(f.time_s, faces);
+      nlohmann::json j = nlohmann::json::parse(faces_to_json(faces, names));
+      for (size_t i = 0; i < ids.size(); ++i) j[i]["track"] = ids[i];
+      frames.push_back({{"frame", f.index}, {"time", std::round(f.time_s * 1000) / 1000}, {"faces", j}});
+    }
+    tracks = tracker.summaries();
+  } catch (const Error& e) {
+    send_error(res, 400, e.what());
+    return;
+  }
+  service.predictions.fetch_add(1);
+  nlohmann::json answer{{"video", {{"width", info.width}, {"height", info.height}, {"fps", info.fps},
+                                   {"duration", info.duration_s}, {"container", info.container},
+                                   {"codec", info.codec}}},
+                        {"frames", frames},
+                        {"tracks", nlohmann::json::parse(tracks_to_json(tracks, names))},
+                        {"elapsed_ms", ms_since(t0)}};
+  res.set_content(answer.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), "application/json");
 }
 
 void handle_predict(Service& service, const httplib::Request& req, httplib::Response& res) {
@@ -221,7 +302,8 @@ httplib::Server::HandlerResponse fill_error(const Service& service, const httpli
 // Checks made on the request line and headers, before httplib reads any body: what would make it
 // read a body it should not (a chunked or compressed body, whose size the Content-Length does not
 // bound), or answer late what it can answer at once.
-httplib::Server::HandlerResponse check_request_head(const httplib::Request& req, httplib::Response& res) {
+httplib::Server::HandlerResponse check_request_head(const ServerConfig& config, const httplib::Request& req,
+                                                    httplib::Response& res) {
   using R = httplib::Server::HandlerResponse;
   const std::string encoding = req.get_header_value("Content-Encoding");
   if (!encoding.empty() && encoding != "identity") {
@@ -241,16 +323,26 @@ httplib::Server::HandlerResponse check_request_head(const httplib::Request& req,
       send_error(res, 400, "Content-Length '" + length + "' is not a byte count");
       return R::Handled;
     }
+    // Bodies over their route's limit are refused before they are read.
+    const size_t limit = req.path == "/api/video" ? config.max_video_bytes : config.limits.max_bytes + (64u << 10);
+    if (std::stoull(length) > limit) {
+      res.set_header("Connection", "close");  // the body is not read: this connection is done
+      GuardedServer::close_after_response();
+      send_error(res, 413, "request body of " + length + " bytes is larger than the limit of " +
+                               std::to_string(limit >> 20) + " MiB for " + req.path +
+                               (req.path == "/api/video" ? " (--max-video-mb)" : " (--max-upload-mb)"));
+      return R::Handled;
+    }
   }
-  if (req.path == "/api/predict") {
+  if (req.path == "/api/predict" || req.path == "/api/video") {
     if (req.method != "POST") {
       res.set_header("Allow", "POST");
-      send_error(res, 405, req.method + " " + req.path + ": only POST is allowed (an image upload)");
+      send_error(res, 405, req.method + " " + req.path + ": only POST is allowed (an upload)");
       return R::Handled;
     }
     if (!req.has_header("Content-Type")) {
-      send_error(res, 415, "POST /api/predict without a Content-Type: send image/jpeg, image/png or "
-                           "multipart/form-data with a file field");
+      send_error(res, 415, "POST " + req.path + " without a Content-Type: send the file's type (image/jpeg, "
+                           "video/mp4, ...) or multipart/form-data with a file field");
       return R::Handled;
     }
   }
@@ -265,7 +357,9 @@ size_t body_bytes(const httplib::Request& req) {
 }
 
 void add_routes(httplib::Server& server, Service& service) {
-  server.set_pre_routing_handler(check_request_head);
+  server.set_pre_routing_handler([&service](const httplib::Request& req, httplib::Response& res) {
+    return check_request_head(service.config, req, res);
+  });
   for (const web::Asset& asset : web::kAssets) {
     auto serve_asset = [&asset](const httplib::Request&, httplib::Response& res) {
       res.set_content(reinterpret_cast<const char*>(asset.data), asset.size, asset.content_type);
@@ -282,6 +376,9 @@ void add_routes(httplib::Server& server, Service& service) {
   });
   server.Post("/api/predict", [&service](const httplib::Request& req, httplib::Response& res) {
     handle_predict(service, req, res);
+  });
+  server.Post("/api/video", [&service](const httplib::Request& req, httplib::Response& res) {
+    handle_video(service, req, res);
   });
   server.set_error_handler(httplib::Server::HandlerWithResponse(
       [&service](const httplib::Request& req, httplib::Response& res) {
@@ -320,6 +417,8 @@ struct ServeFlags {
   std::string host, tta, device;
   int64_t port = 8080, threads = 64, max_upload_mb = 10, max_side = 4096, cpu_threads = 0;
   double request_timeout = 10;
+  int64_t max_video_mb = 50;
+  double max_video_seconds = 120, video_fps = 5;
   int64_t max_connections = 256, max_per_client = 32;
   std::string precision;
   bool quiet = false;
@@ -338,6 +437,9 @@ int run(int argc, char** argv) {
       {"request-timeout", "10", "seconds to read a whole request (headers and body); slower clients are dropped",
        &flags.request_timeout},
       {"max-connections", "256", "open connections at most; more are answered 503", &flags.max_connections},
+      {"max-video-mb", "50", "largest video upload accepted (POST /api/video), MiB", &flags.max_video_mb},
+      {"max-video-seconds", "120", "longest video accepted, seconds (checked before decoding)", &flags.max_video_seconds},
+      {"video-fps", "5", "frames analysed per second of an uploaded video", &flags.video_fps},
       {"max-per-client", "32", "open connections from one address at most; more are answered 503",
        &flags.max_per_client},
       {"checkpoint", kDefaultCheckpoint, "model checkpoint; several, comma-separated, or an ensemble manifest (NAME.json, or the name of one in models/pretrained) are an ensemble (mean probabilities)",
@@ -368,6 +470,12 @@ int run(int argc, char** argv) {
   config.limits.max_bytes = static_cast<size_t>(max_upload_mb) << 20;
   config.limits.max_side = static_cast<int>(max_side);
   config.limits.max_pixels = std::min<int64_t>(config.limits.max_pixels, max_side * max_side);
+  FER_CHECK(flags.max_video_mb >= 1 && flags.max_video_mb <= 4096, "--max-video-mb ", flags.max_video_mb, ": expected 1..4096");
+  FER_CHECK(flags.max_video_seconds > 0 && flags.video_fps > 0 && flags.video_fps <= 60,
+            "--max-video-seconds must be positive and --video-fps in (0, 60]");
+  config.max_video_bytes = static_cast<size_t>(flags.max_video_mb) << 20;
+  config.max_video_seconds = flags.max_video_seconds;
+  config.video_fps = flags.video_fps;
 
   options.tta = parse_tta(flags.tta);
   options.device = cli::device_or_cpu("fer_serve", flags.device);
@@ -399,7 +507,8 @@ int run(int argc, char** argv) {
   GuardedServer server(guards);
   server.new_task_queue = [n = static_cast<size_t>(threads)] { return new httplib::ThreadPool(n); };
   // Multipart framing is allowed on top of the image's own limit (checked again per image).
-  server.set_payload_max_length(config.limits.max_bytes + (64u << 10));
+  // (each route's own limit is checked from the Content-Length before the body is read)
+  server.set_payload_max_length(std::max(config.limits.max_bytes + (64u << 10), config.max_video_bytes + (64u << 10)));
   server.set_tcp_nodelay(true);  // else Nagle + delayed ACKs add ~40 ms per small answer
   add_routes(server, service);
 

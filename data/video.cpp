@@ -16,6 +16,7 @@ extern "C" {
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 
 #include "engine/error.h"
@@ -30,8 +31,39 @@ std::string av_error(int code) {
 }
 }  // namespace
 
+// A video in memory as FFmpeg's I/O: read and seek callbacks over the bytes.
+struct MemoryInput {
+  const uint8_t* data = nullptr;
+  size_t size = 0, pos = 0;
+  static int read(void* opaque, uint8_t* buf, int n) {
+    auto* m = static_cast<MemoryInput*>(opaque);
+    const size_t k = std::min(static_cast<size_t>(n), m->size - m->pos);
+    if (k == 0) return AVERROR_EOF;
+    std::memcpy(buf, m->data + m->pos, k);
+    m->pos += k;
+    return static_cast<int>(k);
+  }
+  static int64_t seek(void* opaque, int64_t offset, int whence) {
+    auto* m = static_cast<MemoryInput*>(opaque);
+    if (whence == AVSEEK_SIZE) return static_cast<int64_t>(m->size);
+    int64_t base = 0;
+    switch (whence & ~AVSEEK_FORCE) {
+      case SEEK_SET: base = 0; break;
+      case SEEK_CUR: base = static_cast<int64_t>(m->pos); break;
+      case SEEK_END: base = static_cast<int64_t>(m->size); break;
+      default: return -1;
+    }
+    const int64_t target = base + offset;
+    if (target < 0 || target > static_cast<int64_t>(m->size)) return -1;
+    m->pos = static_cast<size_t>(target);
+    return target;
+  }
+};
+
 struct VideoReader::Impl {
   std::string path;
+  MemoryInput memory;
+  AVIOContext* io = nullptr;  // the memory input's, when reading from memory
   VideoSampling sampling;
   VideoInfo info;
   AVFormatContext* format = nullptr;
@@ -51,7 +83,11 @@ struct VideoReader::Impl {
     av_packet_free(&packet);
     avcodec_free_context(&codec);
     avformat_close_input(&format);
+    if (io) av_freep(&io->buffer);
+    avio_context_free(&io);
   }
+
+  void open(VideoSampling sampling, int max_side);
 
   // "file: frame N (t s)" for errors once decoding has begun.
   std::string where() const {
@@ -91,16 +127,39 @@ struct VideoReader::Impl {
 
 VideoReader::VideoReader(const std::string& path, VideoSampling sampling, int max_side)
     : impl_(std::make_unique<Impl>()) {
-  Impl& m = *impl_;
-  m.path = path;
-  m.sampling = sampling;
-  FER_CHECK(sampling.every >= 1, "video sampling: every must be >= 1, got ", sampling.every);
-  FER_CHECK(sampling.fps >= 0 && std::isfinite(sampling.fps), "video sampling: fps must be >= 0, got ", sampling.fps);
+  impl_->path = path;
   std::error_code ec;
   FER_CHECK(std::filesystem::is_regular_file(path, ec), "video '", path, "' does not exist or is not a file");
+  impl_->open(sampling, max_side);
+}
+
+VideoReader::VideoReader(const uint8_t* bytes, size_t size, const std::string& name, VideoSampling sampling,
+                         int max_side)
+    : impl_(std::make_unique<Impl>()) {
+  Impl& m = *impl_;
+  m.path = name;
+  FER_CHECK(bytes && size > 0, "video '", name, "': empty");
+  m.memory = {bytes, size, 0};
+  constexpr int kBuffer = 64 << 10;
+  auto* buffer = static_cast<uint8_t*>(av_malloc(kBuffer));
+  m.io = avio_alloc_context(buffer, kBuffer, 0, &m.memory, MemoryInput::read, nullptr, MemoryInput::seek);
+  FER_CHECK(buffer && m.io, "video '", name, "': out of memory");
+  m.format = avformat_alloc_context();
+  FER_CHECK(m.format, "video '", name, "': out of memory");
+  m.format->pb = m.io;
+  m.format->flags |= AVFMT_FLAG_CUSTOM_IO;
+  m.open(sampling, max_side);
+}
+
+void VideoReader::Impl::open(VideoSampling s, int max_side) {
+  Impl& m = *this;
+  const std::string& path = m.path;
+  m.sampling = s;
+  FER_CHECK(s.every >= 1, "video sampling: every must be >= 1, got ", s.every);
+  FER_CHECK(s.fps >= 0 && std::isfinite(s.fps), "video sampling: fps must be >= 0, got ", s.fps);
   av_log_set_level(AV_LOG_ERROR);  // FFmpeg's own warnings would interleave with our progress line
 
-  int rc = avformat_open_input(&m.format, path.c_str(), nullptr, nullptr);
+  int rc = avformat_open_input(&m.format, m.io ? nullptr : path.c_str(), nullptr, nullptr);
   FER_CHECK(rc >= 0, "video '", path, "': FFmpeg cannot open it (", av_error(rc), ")");
   rc = avformat_find_stream_info(m.format, nullptr);
   FER_CHECK(rc >= 0, "video '", path, "': cannot read its streams (", av_error(rc), ")");

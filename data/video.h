@@ -38,6 +38,10 @@ struct VideoSampling {
 class VideoReader {
  public:
   VideoReader(const std::string& path, VideoSampling sampling = {}, int max_side = 8192);
+  // A video held in memory (an upload): read through FFmpeg's I/O callbacks, never written to
+  // disk. `name` stands for it in errors. The bytes must outlive the reader.
+  VideoReader(const uint8_t* bytes, size_t size, const std::string& name, VideoSampling sampling = {},
+              int max_side = 8192);
   ~VideoReader();
   VideoReader(const VideoReader&) = delete;
   VideoReader& operator=(const VideoReader&) = delete;

@@ -122,6 +122,28 @@ TEST_CASE("videos: a file that is not a video, a truncated one and a missing one
   CHECK(frames == 9);
 }
 
+TEST_CASE("videos: read from memory (an upload) as from the file") {
+  TempDir dir("fer_video_memory");
+  const std::string path = dir / "clip.mp4";
+  write_video(path, 15, 10.0);
+  std::ifstream in(path, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  VideoReader from_file(path), from_memory(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), "upload");
+  VideoFrame a, b;
+  int64_t n = 0;
+  while (from_file.next(a)) {
+    REQUIRE(from_memory.next(b));
+    CHECK(a.index == b.index);
+    CHECK(a.image.pixels == b.image.pixels);
+    ++n;
+  }
+  CHECK(!from_memory.next(b));
+  CHECK(n == 15);
+  const std::string junk = "not a video at all";
+  CHECK_THROWS_WITH(VideoReader(reinterpret_cast<const uint8_t*>(junk.data()), junk.size(), "upload"),
+                    doctest::Contains("video 'upload': FFmpeg cannot open it"));
+}
+
 TEST_CASE("videos: paths are recognised by their extension") {
   CHECK(is_video_path("a/b/clip.MP4"));
   CHECK(is_video_path("x.webm"));

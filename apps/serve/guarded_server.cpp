@@ -14,6 +14,7 @@ namespace fer {
 
 namespace {
 using Clock = std::chrono::steady_clock;
+thread_local bool g_close_after_response = false;  // set by a handler on this worker thread
 
 // The peer's address as text ("127.0.0.1", "::1"), or "" when unknown.
 std::string peer_address(int sock) {
@@ -85,6 +86,24 @@ class DeadlineStream : public httplib::Stream {
   Clock::time_point deadline_;
 };
 
+// Closing a socket with unread bytes makes the kernel reset the connection, and a client still
+// sending its body (a refused upload) then loses the answer already sent. So, as nginx's
+// lingering close: stop sending, read and discard what still arrives for a moment, then close.
+void lingering_close(int sock) {
+  ::shutdown(sock, SHUT_WR);
+  const auto end = Clock::now() + std::chrono::milliseconds(2000);
+  char sink[16384];
+  size_t drained = 0;
+  while (drained < (64u << 20)) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - Clock::now());
+    if (left.count() <= 0 || !wait_for(sock, POLLIN, left)) break;
+    const ssize_t n = ::recv(sock, sink, sizeof sink, 0);
+    if (n <= 0) break;
+    drained += static_cast<size_t>(n);
+  }
+  ::close(sock);
+}
+
 void send_busy(int sock) {
   static const char kBusy[] =
       "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
@@ -92,6 +111,8 @@ void send_busy(int sock) {
   (void)::send(sock, kBusy, sizeof kBusy - 1, MSG_NOSIGNAL);
 }
 }  // namespace
+
+void GuardedServer::close_after_response() { g_close_after_response = true; }
 
 GuardedServer::GuardedServer(ServerGuards guards) : guards_(guards) {
   set_socket_options([this](socket_t sock) {
@@ -143,15 +164,15 @@ bool GuardedServer::process_and_close_socket(socket_t sock) {
       if (served > 0 && !wait_for(sock, POLLIN, kKeepAliveIdle)) break;
       DeadlineStream stream(sock, Clock::now() + guards_.request_deadline);
       bool closed = false;
+      g_close_after_response = false;
       ok = process_request(stream, served + 1 == kKeepAliveRequests, closed, nullptr);
-      if (!ok || closed) break;
+      if (!ok || closed || g_close_after_response) break;
     }
     release(client);
   } else {
     send_busy(sock);
   }
-  ::shutdown(sock, SHUT_RDWR);
-  ::close(sock);
+  lingering_close(sock);
   return ok;
 }
 

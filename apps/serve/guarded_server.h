@@ -37,6 +37,10 @@ class GuardedServer : public httplib::Server {
   bool bind(const std::string& host, int port);
   int bound_port() const { return bound_port_; }
   int open_connections() const;
+  // Called from a handler: close this connection once its response is sent (the request's body
+  // was refused unread, so nothing after it on the connection can be parsed). The socket is then
+  // closed lingeringly: the client still sending its body receives the answer instead of a reset.
+  static void close_after_response();
 
  private:
   bool process_and_close_socket(socket_t sock) override;
