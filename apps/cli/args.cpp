@@ -191,7 +191,11 @@ int run_main(const char* program, int (*body)(int, char**), int argc, char** arg
   try {
     return body(argc, argv);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: error: %s\n", program, e.what());
+    // Messages of the flag parser start with the program's name already: not twice.
+    const std::string prefix = std::string(program) + ": ";
+    const char* message = e.what();
+    if (std::string(message).rfind(prefix, 0) == 0) message += prefix.size();
+    std::fprintf(stderr, "%s: error: %s\n", program, message);
     return 2;
   }
 }
