@@ -4,6 +4,9 @@
 //   live:  webcam frames (getUserMedia) are drawn to a canvas, encoded as JPEG and sent at most
 //          `rate` times a second with never more than one request in flight; the boxes of each
 //          answer are drawn over the video.
+//   video: the chosen video is sent to POST /api/video; the answer (sampled frames, faces with
+//          track ids, per-track summaries) drives boxes over the playing video and a chart of
+//          the emotions over time under it.
 // Every face gets a card with its label and a bar per class. A failed request shows the
 // server's JSON {"error": ...} message in the banner.
 "use strict";
@@ -17,7 +20,7 @@ const LIVE_CAPTURE_WIDTH = 640;  // frames are downscaled to this width before u
 const DISPLAY_MIN_SIDE = 480, DISPLAY_MAX_SIDE = 1600;  // photo canvas size range, pixels
 
 const $ = (id) => document.getElementById(id);
-const state = { classes: [], lastFile: null, photoToken: 0, live: null };
+const state = { classes: [], lastFile: null, photoToken: 0, live: null, clip: null };
 
 function colorOf(emotion, index) {
   return EMOTION_COLORS[emotion] || FALLBACK_COLORS[index % FALLBACK_COLORS.length];
@@ -307,9 +310,96 @@ function setupLive() {
   $("live-toggle").addEventListener("click", () => (state.live ? stopLive() : startLive()));
 }
 
+// ---- video -------------------------------------------------------------------------------------
+// The chart: per emotion, its mean probability over the faces of each analysed frame.
+function drawTimeline(canvas, frames, classes, duration) {
+  const ctx = canvas.getContext("2d");
+  const w = canvas.width, h = canvas.height, left = 44, bottom = 26, top = 10, right = 110;
+  ctx.clearRect(0, 0, w, h);
+  ctx.font = "12px system-ui, sans-serif";
+  ctx.strokeStyle = "#c8ccd4";
+  ctx.strokeRect(left, top, w - left - right, h - top - bottom);
+  ctx.fillStyle = "#555";
+  ctx.fillText("1", left - 14, top + 6);
+  ctx.fillText("0", left - 14, h - bottom);
+  ctx.fillText(`${duration.toFixed(1)} s`, w - right - 30, h - 8);
+  const x = (t) => left + (w - left - right) * (duration > 0 ? t / duration : 0);
+  const y = (p) => top + (h - top - bottom) * (1 - p);
+  classes.forEach((name, c) => {
+    const points = frames.filter((f) => f.faces.length > 0)
+      .map((f) => [f.time, f.faces.reduce((s, face) => s + face.emotions[name], 0) / f.faces.length]);
+    ctx.strokeStyle = colorOf(name, c);
+    ctx.lineWidth = 2;
+    ctx.beginPath();
+    points.forEach(([t, p], i) => (i ? ctx.lineTo(x(t), y(p)) : ctx.moveTo(x(t), y(p))));
+    ctx.stroke();
+    ctx.fillStyle = colorOf(name, c);
+    ctx.fillText(name, w - right + 10, top + 14 + 16 * c);
+  });
+}
+
+// Boxes of the analysed frame nearest before the video's current time, over the video.
+function drawClipFaces() {
+  const clip = state.clip, video = $("clip"), overlay = $("clip-overlay");
+  if (!clip || !video.videoWidth) return;
+  overlay.width = video.clientWidth;
+  overlay.height = video.clientHeight;
+  const ctx = overlay.getContext("2d");
+  ctx.clearRect(0, 0, overlay.width, overlay.height);
+  let frame = null;
+  for (const f of clip.frames) if (f.time <= video.currentTime + 1e-3) frame = f;
+  if (frame) drawFaces(ctx, frame.faces.map((face) => ({ ...face, emotion: face.emotion })), overlay.width / clip.video.width);
+}
+
+async function analyzeClip(file) {
+  clearError();
+  $("clip-busy").hidden = false;
+  $("clip-status").textContent = `Reading ${file.name}…`;
+  try {
+    const response = await fetch("/api/video", {
+      method: "POST", body: file, headers: { "Content-Type": file.type || "application/octet-stream" },
+    });
+    let data = null;
+    try { data = await response.json(); } catch (_) { /* reported below */ }
+    if (!response.ok) {
+      const why = data && data.error ? data.error : `HTTP ${response.status} ${response.statusText}`;
+      throw new Error(`The server could not read this video (${response.status}): ${why}`);
+    }
+    state.clip = data;
+    const video = $("clip");
+    video.src = URL.createObjectURL(file);
+    const classes = state.classes.length ? state.classes : Object.keys(data.frames.find((f) => f.faces.length)?.faces[0].emotions || {});
+    const chart = $("clip-chart");
+    chart.hidden = false;
+    drawTimeline(chart, data.frames, classes, data.video.duration || (data.frames.at(-1)?.time || 0));
+    const tracks = $("clip-tracks");
+    tracks.replaceChildren();
+    for (const t of data.tracks) {
+      const card = document.createElement("p");
+      card.className = "clip-track";
+      card.textContent = `Face ${t.track}: ${t.first.toFixed(1)}–${t.last.toFixed(1)} s, mostly ${t.dominant} (${percent(t.shares[t.dominant])})`;
+      tracks.append(card);
+    }
+    $("clip-status").textContent = `${data.frames.length} frames read, ${data.tracks.length} face${data.tracks.length === 1 ? "" : "s"} followed (${Math.round(data.elapsed_ms)} ms)`;
+  } catch (e) {
+    showError(e.message);
+    $("clip-status").textContent = "";
+  } finally {
+    $("clip-busy").hidden = true;
+  }
+}
+
+function setupClip() {
+  const input = $("clip-file");
+  input.addEventListener("change", () => { if (input.files.length) analyzeClip(input.files[0]); });
+  const video = $("clip");
+  for (const type of ["timeupdate", "seeked", "loadeddata", "play"]) video.addEventListener(type, drawClipFaces);
+  window.addEventListener("resize", drawClipFaces);
+}
+
 // ---- tabs, health ----------------------------------------------------------------------------
 function selectTab(name) {
-  for (const tab of ["photo", "live"]) {
+  for (const tab of ["photo", "live", "clip"]) {
     const selected = tab === name;
     $(`tab-${tab}`).setAttribute("aria-selected", String(selected));
     $(`panel-${tab}`).hidden = !selected;
@@ -336,9 +426,11 @@ async function checkHealth() {
 function setup() {
   $("tab-photo").addEventListener("click", () => selectTab("photo"));
   $("tab-live").addEventListener("click", () => selectTab("live"));
+  $("tab-clip").addEventListener("click", () => selectTab("clip"));
   $("error-close").addEventListener("click", clearError);
   setupPhoto();
   setupLive();
+  setupClip();
   checkHealth();
   setInterval(checkHealth, 30000);
 }

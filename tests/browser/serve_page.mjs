@@ -282,6 +282,36 @@ async function liveMode(url, photo) {
   }
 }
 
+// ---- 4: video mode ---------------------------------------------------------------------------
+// The .y4m clip goes to POST /api/video through the page: the status names the frames read and
+// the faces followed, the chart appears, and a line per followed face is listed.
+async function videoMode(url, photo) {
+  const clip = await makeY4m(photo, 640, 480, 12);
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
+    const consoleErrors = [];
+    page.on("pageerror", (err) => consoleErrors.push(err.message));
+    await page.goto(url);
+    await page.waitForFunction(() => document.getElementById("health").dataset.state === "ok");
+    await page.click("#tab-clip");
+    await page.setInputFiles("#clip-file", clip);
+    await page.waitForFunction(() => /frames read/.test(document.getElementById("clip-status").textContent) ||
+                                     !document.getElementById("error").hidden, null, { timeout: 120000 });
+    const status = await page.textContent("#clip-status");
+    console.log(`video mode: ${status}`);
+    check(/\d+ frames read, [1-9]\d* faces? followed/.test(status), "the page reads the video and follows a face");
+    check(await page.isVisible("#clip-chart"), "the emotion chart appears under the video");
+    const tracks = await page.$$eval(".clip-track", (els) => els.map((e) => e.textContent));
+    check(tracks.length >= 1 && tracks.every((t) => /^Face \d+: .* s, mostly \w+ \(\d+%\)$/.test(t)),
+          "each followed face is listed with its dominant emotion");
+    await page.screenshot({ path: path.join(shotDir, "video.png"), fullPage: true });
+    check(consoleErrors.length === 0, `no page errors in video mode (${consoleErrors.join("; ")})`);
+  } finally {
+    await browser.close();
+  }
+}
+
 // ---- main ------------------------------------------------------------------------------------
 const { child, url } = await startServer();
 console.log(`fer_serve at ${url}; screenshots in ${shotDir}`);
@@ -294,8 +324,12 @@ try {
     const api = await apiPredict(url, file, true);
     if (api.status === 200 && api.body.faces.length > 0) { live = file; break; }
   }
-  if (live) await liveMode(url, live);
-  else console.log("note: no photo with a detectable face: live mode not checked");
+  if (live) {
+    await liveMode(url, live);
+    await videoMode(url, live);
+  } else {
+    console.log("note: no photo with a detectable face: live and video modes not checked");
+  }
 } catch (e) {
   failed = true;
   console.error(`FAILED: ${e.stack || e}`);
