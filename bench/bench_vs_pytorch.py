@@ -130,6 +130,14 @@ def pytorch_cases(bf16=False):
             out[f"BM_batchnorm_train/{c}/{h}"] = timeit(lambda: F.batch_norm(x, rm, rv, g, bb, True, 0.1, 1e-5))
             out[f"BM_max_pool2d/{c}/{h}"] = timeit(lambda: F.max_pool2d(x, 2))
 
+    for c, h in ((32, 48), (256, 6)):  # BM_relu_train: sum(relu(x)).backward(), as ours
+        x = randn(64, c, h, h).requires_grad_(True)
+
+        def relu_train():
+            F.relu(x).sum().backward()
+            x.grad = None
+        out[f"BM_relu_train/{c}/{h}"] = timeit(relu_train)
+
     network_cases(out, "", fer_vgg_small(), randn(64, 1, 48, 48))
     if DEVICE == "cpu":
         network_cases(out, "mobilenet_v2_96_", mobilenet_v2_96(), randn(64, 3, 96, 96))
