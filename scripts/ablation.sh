@@ -55,7 +55,7 @@ done
 python3 - "$OUT" "$EPOCHS" "${CONFIGS[@]}" <<'PY' | tee "$OUT/table.md"
 import csv, os, re, sys
 out, epochs, configs = sys.argv[1], sys.argv[2], sys.argv[3:]
-print(f"| recipe | flags | best val acc (epoch) | EMA best | SWA | minutes |")
+print(f"| recipe | flags | best val acc (change vs base in points) (epoch) | EMA best | SWA | minutes |")
 print("|---|---|---|---|---|---|")
 base = None
 for entry in configs:
