@@ -274,13 +274,8 @@ int run(int argc, char** argv) {
         std::snprintf(num, sizeof num, "%.3f", time);
         out << ",\"frame\":" << frame << ",\"time\":" << num;
       }
-      std::string faces_json = faces_to_json(faces, names);
-      if (!tracks.empty()) {
-        nlohmann::json j = nlohmann::json::parse(faces_json);
-        for (size_t i = 0; i < tracks.size(); ++i) j[i]["track"] = tracks[i];
-        faces_json = j.dump();
-      }
-      out << ",\"width\":" << width << ",\"height\":" << height << ",\"faces\":" << faces_json << "}\n";
+      out << ",\"width\":" << width << ",\"height\":" << height << ",\"faces\":" << faces_to_json(faces, names, tracks)
+          << "}\n";
       return;
     }
     for (size_t i = 0; i < faces.size(); ++i) {
@@ -404,10 +399,7 @@ int run(int argc, char** argv) {
         write_faces(path, chunk[k].index, chunk[k].time_s, chunk[k].image.width, chunk[k].image.height, results[k], tracks);
         faces_here += static_cast<int64_t>(results[k].size());
         if (annotated) {
-          data::RgbImage rgb{chunk[k].image.width, chunk[k].image.height, {}};
-          rgb.pixels.resize(chunk[k].image.pixels.size() * 3);
-          for (size_t i = 0; i < chunk[k].image.pixels.size(); ++i)
-            rgb.pixels[3 * i] = rgb.pixels[3 * i + 1] = rgb.pixels[3 * i + 2] = chunk[k].image.pixels[i];
+          const data::RgbImage rgb = data::gray_to_rgb(chunk[k].image);
           const plot::Canvas canvas = annotate(rgb, results[k]);
           data::RgbImage drawn{rgb.width & ~1, rgb.height & ~1, {}};
           drawn.pixels.resize(static_cast<size_t>(drawn.width) * drawn.height * 3);

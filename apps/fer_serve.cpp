@@ -200,9 +200,8 @@ void handle_video(Service& service, const httplib::Request& req, httplib::Respon
     for (int64_t n = 0; n < most && reader.next(f); ++n) {
       std::vector<FacePrediction> faces = service.detecting->analyze(f.image);
       const std::vector<int> ids = tracker.update(f.time_s, faces);
-      nlohmann::json j = nlohmann::json::parse(faces_to_json(faces, names));
-      for (size_t i = 0; i < ids.size(); ++i) j[i]["track"] = ids[i];
-      frames.push_back({{"frame", f.index}, {"time", std::round(f.time_s * 1000) / 1000}, {"faces", j}});
+      frames.push_back({{"frame", f.index}, {"time", std::round(f.time_s * 1000) / 1000},
+                        {"faces", nlohmann::json::parse(faces_to_json(faces, names, ids))}});
     }
     tracks = tracker.summaries();
   } catch (const Error& e) {

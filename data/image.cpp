@@ -225,4 +225,11 @@ void write_jpg(const std::string& path, const GrayImage& image, int quality) {
     fail("write '", path, "': stbi_write_jpg failed");
 }
 
+RgbImage gray_to_rgb(const GrayImage& gray) {
+  RgbImage rgb{gray.width, gray.height, std::vector<uint8_t>(gray.pixels.size() * 3)};
+  for (size_t i = 0; i < gray.pixels.size(); ++i)
+    rgb.pixels[3 * i] = rgb.pixels[3 * i + 1] = rgb.pixels[3 * i + 2] = gray.pixels[i];
+  return rgb;
+}
+
 }  // namespace fer::data

@@ -49,6 +49,8 @@ struct RgbImage {
   int height = 0;
   std::vector<uint8_t> pixels;  // width * height * 3, row-major
 };
+// The gray image as RGB (each pixel's value in all three channels).
+RgbImage gray_to_rgb(const GrayImage& gray);
 RgbImage decode_image_rgb(const uint8_t* bytes, size_t size, const std::string& name,
                           const ImageLimits& limits = {});
 

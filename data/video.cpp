@@ -358,11 +358,7 @@ void VideoWriter::write(const RgbImage& rgb) {
   m.encode(m.frame);
 }
 
-void VideoWriter::write(const GrayImage& gray) {
-  RgbImage rgb{gray.width, gray.height, std::vector<uint8_t>(gray.pixels.size() * 3)};
-  for (size_t i = 0; i < gray.pixels.size(); ++i) rgb.pixels[3 * i] = rgb.pixels[3 * i + 1] = rgb.pixels[3 * i + 2] = gray.pixels[i];
-  write(rgb);
-}
+void VideoWriter::write(const GrayImage& gray) { write(gray_to_rgb(gray)); }
 
 void VideoWriter::finish() {
   Impl& m = *impl_;

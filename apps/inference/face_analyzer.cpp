@@ -204,10 +204,13 @@ std::vector<FacePrediction> FaceAnalyzer::analyze_encoded(const uint8_t* bytes, 
 }
 
 std::string faces_to_json(const std::vector<FacePrediction>& faces,
-                          const std::vector<std::string>& class_names) {
+                          const std::vector<std::string>& class_names, const std::vector<int>& tracks) {
+  FER_CHECK(tracks.empty() || tracks.size() == faces.size(), "faces_to_json: ", tracks.size(),
+            " track ids for ", faces.size(), " faces");
   auto rounded = [](float p) { return std::round(static_cast<double>(p) * 1e6) / 1e6; };
   nlohmann::ordered_json list = nlohmann::ordered_json::array();
-  for (const FacePrediction& f : faces) {
+  for (size_t i = 0; i < faces.size(); ++i) {
+    const FacePrediction& f = faces[i];
     FER_CHECK(f.probabilities.size() == class_names.size(), "faces_to_json: ", f.probabilities.size(),
               " probabilities for ", class_names.size(), " class names");
     nlohmann::ordered_json emotions = nlohmann::ordered_json::object();
@@ -216,6 +219,7 @@ std::string faces_to_json(const std::vector<FacePrediction>& faces,
                     {"emotion", f.emotion},
                     {"confidence", rounded(f.confidence)},
                     {"emotions", std::move(emotions)}});
+    if (!tracks.empty()) list.back()["track"] = tracks[i];
   }
   return list.dump();
 }

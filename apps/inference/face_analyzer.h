@@ -91,8 +91,9 @@ class FaceAnalyzer {
 // The JSON of one image's faces, as both apps print it:
 //   [{"box": [x, y, w, h], "emotion": "happy", "confidence": 0.93,
 //     "emotions": {"angry": 0.01, ..., "neutral": 0.02}}, ...]
-// Probabilities are rounded to 6 decimals.
+// Probabilities are rounded to 6 decimals. With `tracks` (one per face, videos: face_tracker.h)
+// each face also carries its "track" id.
 std::string faces_to_json(const std::vector<FacePrediction>& faces,
-                          const std::vector<std::string>& class_names);
+                          const std::vector<std::string>& class_names, const std::vector<int>& tracks = {});
 
 }  // namespace fer
