@@ -84,7 +84,7 @@ void score(Predictions& out) {
 
 Predictions predict_dataset(Module& model, const data::Dataset& data,
                             const data::PreprocessOptions& preprocess, Device device,
-                            int64_t batch_size, Tta tta) {
+                            int64_t batch_size, Tta tta, const BatchProgress& progress) {
   const bool was_training = model.is_training();
   model.eval();
   Predictions out;
@@ -95,6 +95,7 @@ Predictions predict_dataset(Module& model, const data::Dataset& data,
     const std::vector<float> probs = predict_batch(model, faces, tta, preprocess.crop).to_vector();
     out.num_classes = static_cast<int64_t>(probs.size()) / n;
     out.probs.insert(out.probs.end(), probs.begin(), probs.end());
+    if (progress) progress(begin + n, data.size());
   }
   model.train(was_training);
   score(out);

@@ -7,6 +7,7 @@
 // A model trained on crops of the face (PreprocessOptions::crop) sees the centre crop (none, flip)
 // or the ten crops of that size themselves, unresized (tencrop), as Khaireddin and Chen evaluate.
 #pragma once
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -33,10 +34,13 @@ struct Predictions {
 // labels.
 void score(Predictions& predictions);
 
-// Puts the model in eval mode for the pass (and restores its mode afterwards).
+// Puts the model in eval mode for the pass (and restores its mode afterwards). `progress`, when
+// given, is called after every batch with the faces done and their total.
+using BatchProgress = std::function<void(int64_t done, int64_t total)>;
 Predictions predict_dataset(Module& model, const data::Dataset& data,
                             const data::PreprocessOptions& preprocess, Device device,
-                            int64_t batch_size = 256, Tta tta = Tta::None);
+                            int64_t batch_size = 256, Tta tta = Tta::None,
+                            const BatchProgress& progress = {});
 
 // An ensemble: the mean of several models' probabilities on the same faces, scored again.
 Predictions average_predictions(const std::vector<Predictions>& members);

@@ -155,6 +155,8 @@ class TrainingRun {
   // The live line on a terminal (rewritten in place); in a log (stderr not a terminal), the same
   // line as plain text every 30 s, so `nohup ... > log` shows progress without carriage returns.
   void print_progress(int64_t epoch);
+  // The position, running metrics, rate and ETA that the line shows and on_progress receives.
+  TrainProgress progress(int64_t epoch) const;
   bool terminal_ = ::isatty(::fileno(stderr)) == 1;
   Clock::time_point last_progress_line_ = Clock::now();
 
@@ -358,6 +360,7 @@ bool TrainingRun::train_epoch(int64_t epoch) {
     ++pos_.global_step;
 
     if (o_.progress) print_progress(epoch);
+    if (o_.on_progress) o_.on_progress(progress(epoch));
     if (save_due() && pos_.step_in_epoch < steps_per_epoch_) save_last(pos_);  // the epoch's end saves anyway
     if (o_.crash_at_step > 0 && pos_.global_step == o_.crash_at_step)
       fail("train: simulated crash after step ", pos_.global_step);
@@ -394,23 +397,36 @@ LossFn TrainingRun::batch_loss(const data::BatchMix& mix) {
   };
 }
 
+TrainProgress TrainingRun::progress(int64_t epoch) const {
+  TrainProgress p;
+  p.epoch = epoch + 1;
+  p.epochs = o_.epochs;
+  p.step = pos_.step_in_epoch;
+  p.steps = steps_per_epoch_;
+  p.global_step = pos_.global_step;
+  p.loss = pos_.loss_sum / std::max<int64_t>(pos_.seen, 1);
+  p.acc = static_cast<double>(pos_.correct) / std::max<int64_t>(pos_.seen, 1);
+  p.lr = pos_.lr;
+  const double el = seconds_since(epoch_start_);
+  const int64_t done = pos_.step_in_epoch - first_step_;
+  p.images_per_s = done * o_.batch_size / std::max(el, 1e-9);
+  const double per_step = el / std::max<int64_t>(done, 1);
+  p.eta_seconds = per_step * ((steps_per_epoch_ - pos_.step_in_epoch) +
+                               (o_.epochs - epoch - 1) * steps_per_epoch_);
+  return p;
+}
+
 void TrainingRun::print_progress(int64_t epoch) {
   if (!terminal_) {
     if (seconds_since(last_progress_line_) < 30.0) return;
     last_progress_line_ = Clock::now();
   }
-  const double el = seconds_since(epoch_start_);
-  const int64_t done = pos_.step_in_epoch - first_step_;
-  const double rate = done * o_.batch_size / std::max(el, 1e-9);
-  const double per_step = el / std::max<int64_t>(done, 1);
-  const double eta = per_step * ((steps_per_epoch_ - pos_.step_in_epoch) +
-                                 (o_.epochs - epoch - 1) * steps_per_epoch_);
+  const TrainProgress p = progress(epoch);
   std::fprintf(stderr, terminal_ ? "\repoch %lld/%lld  step %lld/%lld  loss %.4f  acc %.4f  %.0f img/s  ETA %s   "
                                  : "epoch %lld/%lld  step %lld/%lld  loss %.4f  acc %.4f  %.0f img/s  ETA %s\n",
-               static_cast<long long>(epoch + 1), static_cast<long long>(o_.epochs),
-               static_cast<long long>(pos_.step_in_epoch), static_cast<long long>(steps_per_epoch_),
-               pos_.loss_sum / pos_.seen, static_cast<double>(pos_.correct) / pos_.seen, rate,
-               format_duration(eta).c_str());
+               static_cast<long long>(p.epoch), static_cast<long long>(p.epochs),
+               static_cast<long long>(p.step), static_cast<long long>(p.steps), p.loss, p.acc,
+               p.images_per_s, format_duration(p.eta_seconds).c_str());
 }
 
 bool TrainingRun::finish_epoch(int64_t epoch) {
@@ -461,6 +477,11 @@ bool TrainingRun::finish_epoch(int64_t epoch) {
                static_cast<long long>(r.epoch), r.train_loss, r.train_acc, r.val_loss, r.val_acc);
   if (ema_.defined()) std::fprintf(stderr, "ema val loss %.4f acc %.4f | ", r.ema_val_loss, r.ema_val_acc);
   std::fprintf(stderr, "lr %.5f | %.0f s\n", r.lr, r.seconds);
+  if (o_.on_progress) {
+    TrainProgress p = progress(epoch);
+    p.epoch_end = &result_.history.back();
+    o_.on_progress(p);
+  }
   pos_ = next;
   pos_.rng = 0;  // the generator already holds this state
   result_.best_val_acc = pos_.best_val_acc;

@@ -30,6 +30,7 @@
 // How a step runs (eager, replayed from CUDA graphs, or the head alone on cached features) is a
 // strategy of train_step.h; this loop is the same for all three.
 #pragma once
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -42,6 +43,19 @@
 #include "data/dataset.h"
 
 namespace fer {
+
+struct EpochRecord;
+
+// Where a run is, as the live progress line shows it: what TrainOptions::on_progress receives after
+// every step, and once more after each epoch's validation, logs and checkpoints (with epoch_end).
+struct TrainProgress {
+  int64_t epoch = 0, epochs = 0;  // 1-based
+  int64_t step = 0, steps = 0;    // steps done in this epoch, of steps per epoch
+  int64_t global_step = 0;
+  double loss = 0, acc = 0;       // running means over the epoch's steps so far
+  double lr = 0, images_per_s = 0, eta_seconds = 0;
+  const EpochRecord* epoch_end = nullptr;  // set after an epoch: its record (validation included)
+};
 
 struct TrainOptions {
   ModelSpec spec;
@@ -91,6 +105,10 @@ struct TrainOptions {
   int64_t save_every_steps = 0;
   double save_every_minutes = 0;
   bool progress = true;             // the live progress line on stderr
+  // Called on the training thread after every step and every epoch (library callers: the Python
+  // module's progress callback). It may call request_stop(): the run then stops after the current
+  // step and saves, as on Ctrl-C. Not a setting of the run (never stored in checkpoints).
+  std::function<void(const TrainProgress&)> on_progress;
   int64_t stop_at_step = 0;         // act as if Ctrl-C came after this global step (tests)
   int64_t crash_at_step = 0;        // throw after this global step, saving nothing, as a kill -9 would (tests)
 };
