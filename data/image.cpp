@@ -232,4 +232,21 @@ RgbImage gray_to_rgb(const GrayImage& gray) {
   return rgb;
 }
 
+GrayImage gray_from_pixels(const uint8_t* pixels, int width, int height, int channels, bool bgr) {
+  FER_CHECK(width > 0 && height > 0, "gray_from_pixels: bad size ", width, "x", height);
+  FER_CHECK(channels == 1 || channels == 3 || channels == 4, "gray_from_pixels: ", channels,
+            " channels (expected 1, 3 or 4)");
+  GrayImage gray{width, height, std::vector<uint8_t>(static_cast<size_t>(width) * height)};
+  if (channels == 1) {
+    std::copy_n(pixels, gray.pixels.size(), gray.pixels.data());
+    return gray;
+  }
+  const int r = bgr ? 2 : 0, b = bgr ? 0 : 2;
+  for (size_t i = 0; i < gray.pixels.size(); ++i) {
+    const uint8_t* p = pixels + i * channels;
+    gray.pixels[i] = static_cast<uint8_t>((p[r] * 77 + p[1] * 150 + p[b] * 29) >> 8);
+  }
+  return gray;
+}
+
 }  // namespace fer::data

@@ -51,6 +51,11 @@ struct RgbImage {
 };
 // The gray image as RGB (each pixel's value in all three channels).
 RgbImage gray_to_rgb(const GrayImage& gray);
+// Pixels already decoded (an array from another library) as gray: `channels` 1, 3 (R, G, B) or 4
+// (R, G, B, A; alpha ignored) per pixel, row-major; with `bgr` the colour order is OpenCV's (B, G,
+// R). Luma as stb_image computes it when decoding a colour PNG to gray, (77 R + 150 G + 29 B) >> 8,
+// so the array of a PNG file and the file itself give the same gray image.
+GrayImage gray_from_pixels(const uint8_t* pixels, int width, int height, int channels, bool bgr);
 RgbImage decode_image_rgb(const uint8_t* bytes, size_t size, const std::string& name,
                           const ImageLimits& limits = {});
 
