@@ -15,6 +15,7 @@ packages=(build-essential cmake pkg-config doctest-dev libbenchmark-dev libstb-d
           libcpp-httplib-dev  # fer_serve's HTTP server and test client
           opencv-data opencv-doc  # Haar cascades (XML data, no OpenCV library); photos for tests
           libhdf5-dev  # fer_convert reads Keras .h5 weights (optional in CMake)
+          pybind11-dev python3-pybind11 python3-dev python3-pytest python3-numpy  # the Python module fer_engine, tests/python
           libavformat-dev libavcodec-dev libswscale-dev libavutil-dev)  # FFmpeg: videos in fer_predict
 if [ "${FER_WITH_TORCH:-0}" = 1 ]; then
   # OpenBLAS, not Debian's reference BLAS: with the reference BLAS PyTorch's dense layers run ~30x
@@ -48,3 +49,15 @@ fi
 
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)"
+
+# The Python module (built when pybind11 was found): copied into the user site of `python3`, so that
+# `import fer_engine` works from any folder without PYTHONPATH. Through a temporary name and a
+# rename, so that a Python process using the old copy keeps its file.
+if command -v python3 >/dev/null 2>&1 && compgen -G "build/python/fer_engine*.so" >/dev/null; then
+  site=$(python3 -m site --user-site)
+  mkdir -p "$site"
+  for module in build/python/fer_engine*.so; do
+    cp "$module" "$site/.$(basename "$module").tmp" && mv -f "$site/.$(basename "$module").tmp" "$site/$(basename "$module")"
+  done
+  echo "setup: the Python module fer_engine is installed in $site"
+fi
