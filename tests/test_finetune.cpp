@@ -207,6 +207,43 @@ TEST_CASE("frozen parameters get no gradient, do not change, and frozen BN stati
   CHECK(trainable_bn_moved == 2 * 2);     // the control: unfrozen BN statistics do move
 }
 
+TEST_CASE("--freeze-bn: every batchnorm keeps its statistics while its scale, shift and the convs train") {
+  auto model = make("mobilenet_v2_keras", 0.0f);  // BNs nested inside blocks, as in the backbones
+  FinetuneOptions f;
+  f.unfreeze_top = 3;
+  f.freeze_bn = true;
+  const FinetunePlan plan = plan_finetune(*model, f);
+  CHECK(plan.describe().find("--freeze-bn") != std::string::npos);
+  CHECK(plan.to_metadata().at("finetune.freeze_bn") == "1");
+  apply_freezing(*model, plan);
+  const StateDict before = snapshot(*model);
+  auto opt = std::make_unique<SGD>(param_groups(*model, plan, 0.05f), 0.05f, 0.9f);
+  train_steps(*model, plan, *opt, 2);
+
+  int stats = 0, bn_affine_changed = 0;
+  for (const auto& [name, t] : model->state_dict()) {
+    INFO(name);
+    if (name.find("running_") != std::string::npos) {
+      CHECK(same_values(t, before.at(name)));
+      ++stats;
+    }
+  }
+  // The trainable blocks' batchnorm scales and shifts do train (they are parameters).
+  for (const auto& [name, t] : model->named_parameters())
+    if (t.requires_grad() && t.dim() == 1 && name.rfind("features.", 0) == 0)
+      bn_affine_changed += !same_values(t, before.at(name));
+  CHECK(stats > 100);
+  CHECK(bn_affine_changed > 0);
+
+  // A checkpoint written with --freeze-bn does not resume without it, and vice versa.
+  FinetuneOptions without = f;
+  without.freeze_bn = false;
+  const FinetunePlan other = plan_finetune(*model, without);
+  CHECK(throws_naming([&] { other.check_matches(plan.to_metadata(), "a.safetensors"); },
+                      "a.safetensors was written with --freeze-bn"));
+  CHECK_NOTHROW(plan.check_matches(plan.to_metadata(), "a.safetensors"));
+}
+
 TEST_CASE("param groups: head at lr, trainable blocks at lr x mult x decay^k, only trainable params") {
   auto model = make("fer_vgg_small");
   SUBCASE("plain run: one unnamed group of every parameter, in model order") {

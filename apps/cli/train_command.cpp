@@ -195,6 +195,8 @@ std::vector<cli::Flag> train_flags(TrainFlags& flags, const std::string& known_m
       {"backbone-lr-mult", "1", "learning rate of the trainable feature blocks = lr x this",
        &o.finetune.backbone_lr_mult},
       {"layer-decay", "1", "and x this per block below the top one (layer-wise lr decay)", &o.finetune.layer_decay},
+      {"freeze-bn", "false", "batchnorm layers of the features keep their running statistics (eval mode) while "
+                             "their scale and shift train (Keras's advice when fine-tuning)", &o.finetune.freeze_bn},
       {"cache-features", "false", "frozen backbone: compute its features once, then train the head on them",
        &o.cache_features},
       {"cache-aug-passes", "0", "with --cache-features: K augmented copies of every training face (epoch e uses copy e mod K)",
@@ -301,7 +303,8 @@ int TrainCommand::run() {
                  o.spec.name.c_str(), probe->parameter_count() / 1e6,
                  forward_flops(*probe, 1, o.spec.config.input_size) / 1e9, cpu_threads());
     const FinetunePlan plan = plan_finetune(*probe, o.finetune);
-    if (o.finetune.freezes() || o.finetune.backbone_lr_mult != 1.0f || o.finetune.layer_decay != 1.0f)
+    if (o.finetune.freezes() || o.finetune.freeze_bn || o.finetune.backbone_lr_mult != 1.0f ||
+        o.finetune.layer_decay != 1.0f)
       std::fprintf(stderr, "%s", plan.describe().c_str());
     else
       std::fprintf(stderr, "trainable parameters: %lld (every layer)\n",

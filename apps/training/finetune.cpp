@@ -81,6 +81,7 @@ FinetunePlan plan_finetune(Module& model, const FinetuneOptions& opts) {
     plan.total_params += b.params;
     if (b.trainable) plan.trainable_params += b.params;
   }
+  plan.freeze_bn = opts.freeze_bn;
   plan.head_params = cls.classifier->parameter_count(false);
   plan.total_params += plan.head_params;
   plan.trainable_params += plan.head_params;
@@ -107,6 +108,7 @@ std::string FinetunePlan::describe() const {
   std::snprintf(line, sizeof line, "  head      %-18s %-44s %10lld params  trainable, lr x1\n",
                 "classifier", "", static_cast<long long>(head_params));
   os << line;
+  if (freeze_bn) os << "  batchnorm: running statistics kept (--freeze-bn)\n";
   std::snprintf(line, sizeof line, "trainable parameters: %lld of %lld (%.1f%%)\n",
                 static_cast<long long>(trainable_params), static_cast<long long>(total_params),
                 100.0 * static_cast<double>(trainable_params) / static_cast<double>(std::max<int64_t>(total_params, 1)));
@@ -120,9 +122,11 @@ Metadata FinetunePlan::to_metadata() const {
     pattern += b.trainable ? '1' : '0';
     scales += (scales.empty() ? "" : ",") + metadata_str(b.lr_scale);
   }
-  return {{"finetune.blocks", std::to_string(blocks.size())},
-          {"finetune.trainable", pattern},
-          {"finetune.lr_scales", scales}};
+  Metadata meta{{"finetune.blocks", std::to_string(blocks.size())},
+                {"finetune.trainable", pattern},
+                {"finetune.lr_scales", scales}};
+  if (freeze_bn) meta["finetune.freeze_bn"] = "1";  // absent = 0, as in checkpoints before the flag
+  return meta;
 }
 
 void FinetunePlan::check_matches(const Metadata& meta, const std::string& file) const {
@@ -130,10 +134,13 @@ void FinetunePlan::check_matches(const Metadata& meta, const std::string& file) 
   if (!meta.count("finetune.trainable")) {
     bool plain = true;
     for (const FinetuneBlock& b : blocks) plain = plain && b.trainable && b.lr_scale == 1.0f;
-    FER_CHECK(plain, file, " was written by a run where every layer trained at one learning rate; "
-              "resume it without --freeze-backbone / --unfreeze-top / --backbone-lr-mult / --layer-decay");
+    FER_CHECK(plain && !freeze_bn, file, " was written by a run where every layer trained at one learning rate; "
+              "resume it without --freeze-backbone / --unfreeze-top / --backbone-lr-mult / --layer-decay / --freeze-bn");
     return;
   }
+  const bool theirs_freeze_bn = meta.count("finetune.freeze_bn") && meta.at("finetune.freeze_bn") == "1";
+  FER_CHECK(theirs_freeze_bn == freeze_bn, file, " was written ", theirs_freeze_bn ? "with" : "without",
+            " --freeze-bn: resume ", theirs_freeze_bn ? "with" : "without", " it");
   for (const char* key : {"finetune.trainable", "finetune.lr_scales", "finetune.blocks"}) {
     const std::string& theirs = metadata_get(meta, key);
     FER_CHECK(theirs == mine.at(key), file, " was written with ", key, " = '", theirs,
@@ -150,13 +157,23 @@ void apply_freezing(Module& model, const FinetunePlan& plan) {
   cls.classifier->set_requires_grad(true);
 }
 
+namespace {
+// Every BatchNorm in the subtree of `m` to eval mode.
+void batchnorm_eval(Module& m) {
+  if (dynamic_cast<BatchNorm*>(&m) != nullptr) m.eval();
+  for (const auto& child : m.named_children()) batchnorm_eval(*child.second);
+}
+}  // namespace
+
 void set_train_mode(Module& model, const FinetunePlan& plan, bool on) {
   model.train(on);
   if (!on) return;
-  const auto children = as_classifier(model).features->named_children();
+  Classifier& cls = as_classifier(model);
+  const auto children = cls.features->named_children();
   for (const FinetuneBlock& b : plan.blocks)
     if (!b.trainable)
       for (size_t c : b.children) children.at(c).second->eval();
+  if (plan.freeze_bn) batchnorm_eval(*cls.features);
 }
 
 std::vector<ParamGroup> param_groups(Module& model, const FinetunePlan& plan, float lr) {

@@ -25,6 +25,15 @@
 //     `base_model(x, training=False)` with `trainable = False`, and it makes a fully frozen
 //     `features` a deterministic function of the image, which is what the feature cache relies on.
 //
+// Frozen batchnorm (FinetuneOptions::freeze_bn): every BatchNorm of features, trainable blocks'
+// too, normalises with its running statistics and leaves them alone, while its scale and shift
+// (and the convolutions) still train. This is what Keras's transfer-learning guide prescribes when
+// the top blocks are unfrozen: a small batch of faces gives statistics far from the ImageNet ones
+// the layer was trained with, and normalising by them changes the function the fine-tuning starts
+// from. It matters most for weights whose batchnorm was folded into the convolutions (TensorFlow
+// Lite's: mean 0, variance 1, the bias as shift), where batch statistics would rescale every
+// channel to unit variance and undo the pretrained scales.
+//
 // Learning rates (parameter groups of engine/optim.h): the head trains at lr; a trainable block
 // at lr * backbone_lr_mult * layer_decay^k, where k = 0 for the topmost (last) block of features,
 // 1 for the one before it, and so on ("discriminative" or layer-wise decayed learning rates). With
@@ -50,6 +59,7 @@ struct FinetuneOptions {
   int64_t unfreeze_top = 0;      // > 0: only the last N blocks of features train (implies freezing)
   float backbone_lr_mult = 1.0f; // trainable blocks' lr = lr * mult * layer_decay^k
   float layer_decay = 1.0f;
+  bool freeze_bn = false;        // every batchnorm of features in eval mode (running statistics)
   bool freezes() const { return freeze_backbone || unfreeze_top > 0; }
   void validate() const;  // throws fer::Error naming the flag
 };
@@ -66,6 +76,7 @@ struct FinetuneBlock {
 struct FinetunePlan {
   std::vector<FinetuneBlock> blocks;  // features, in order
   int64_t head_params = 0;
+  bool freeze_bn = false;             // FinetuneOptions::freeze_bn
   int64_t trainable_params = 0, total_params = 0;
   bool backbone_frozen() const;       // no block trainable
   int64_t trainable_blocks() const;
@@ -86,7 +97,8 @@ FinetunePlan plan_finetune(Module& model, const FinetuneOptions& opts);
 // Sets requires_grad of every parameter: frozen blocks false, the rest (and the head) true.
 void apply_freezing(Module& model, const FinetunePlan& plan);
 
-// model.train(on), then frozen blocks back to eval mode (see above). Use it instead of
+// model.train(on), then frozen blocks (and, with freeze_bn, every batchnorm of features) back to
+// eval mode (see above). Use it instead of
 // Module::train for a model with a plan.
 void set_train_mode(Module& model, const FinetunePlan& plan, bool on = true);
 
