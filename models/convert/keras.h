@@ -60,6 +60,9 @@ struct KerasFile {
 // False when the engine was built without the HDF5 library (then read_keras_h5 throws).
 bool keras_h5_supported();
 KerasFile read_keras_h5(const std::string& path);
+// One float dataset of any HDF5 file by its path inside the file ("predictions/kernel"): for
+// weights stored outside the layer_names layout, such as a classifier head kept on its own.
+Tensor read_h5_dataset(const std::string& path, const std::string& dataset);
 
 enum class KerasRole { kernel, depthwise_kernel, bias, gamma, beta, moving_mean, moving_variance };
 // The role of a weight from its name; throws naming the layer and weight when it has none.

@@ -25,6 +25,8 @@ KerasFile read_keras_h5(const std::string& path) {
        "library (apt-get install libhdf5-dev, then configure and build again)");
 }
 
+Tensor read_h5_dataset(const std::string& path, const std::string&) { read_keras_h5(path); return {}; }
+
 #else
 
 bool keras_h5_supported() { return true; }
@@ -38,6 +40,7 @@ class Handle {
   ~Handle() {
     if (id_ >= 0) close_(id_);
   }
+  Handle(Handle&& other) noexcept : id_(other.id_), close_(other.close_) { other.id_ = -1; }
   Handle(const Handle&) = delete;
   Handle& operator=(const Handle&) = delete;
   hid_t get() const { return id_; }
@@ -126,14 +129,25 @@ Tensor read_dataset(hid_t group, const std::string& path, const std::string& whe
   return t;
 }
 
-}  // namespace
-
-KerasFile read_keras_h5(const std::string& path) {
+Handle open_h5(const std::string& path) {
   FER_CHECK(std::filesystem::is_regular_file(path), path, ": no such file");
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);  // errors become fer::Errors, not HDF5's printout
   FER_CHECK(H5Fis_hdf5(path.c_str()) > 0, path, ": not an HDF5 file");
   Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
   FER_CHECK(file.ok(), path, ": cannot open the HDF5 file");
+  return file;
+}
+
+}  // namespace
+
+Tensor read_h5_dataset(const std::string& path, const std::string& dataset) {
+  Handle file = open_h5(path);
+  FER_CHECK(H5Lexists(file.get(), dataset.c_str(), H5P_DEFAULT) > 0, path, ": no dataset '", dataset, "'");
+  return read_dataset(file.get(), dataset, path);
+}
+
+KerasFile read_keras_h5(const std::string& path) {
+  Handle file = open_h5(path);
   // A whole-model file (model.save) keeps the weights under "model_weights".
   const bool whole_model = H5Lexists(file.get(), "model_weights", H5P_DEFAULT) > 0;
   Handle root(H5Gopen2(file.get(), whole_model ? "model_weights" : "/", H5P_DEFAULT), H5Gclose);
