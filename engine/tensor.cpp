@@ -5,6 +5,7 @@
 #include "engine/autograd.h"
 #include "engine/backend.h"
 #include "engine/random.h"
+#include "engine/trace.h"
 
 namespace fer {
 
@@ -192,6 +193,7 @@ Tensor Tensor::reshape(const Shape& requested) const {
     node->inputs = {*this};
     attach_node(out, node);
   }
+  if (OpTrace* trace = active_trace()) trace->record("reshape", {*this}, out);  // shape: out's
   return out;
 }
 
@@ -216,6 +218,8 @@ Tensor Tensor::slice_batch(int64_t begin, int64_t end) const {
     node->inputs = {*this};
     attach_node(out, node);
   }
+  if (OpTrace* trace = active_trace())
+    trace->record("slice_batch", {*this}, out, {{"begin", begin}, {"end", end}});
   return out;
 }
 

@@ -1,9 +1,11 @@
 #include "layers/module.h"
 
+#include <optional>
 #include <set>
 #include <sstream>
 
 #include "engine/autograd.h"
+#include "engine/trace.h"
 
 namespace fer {
 
@@ -15,6 +17,8 @@ ForwardHook::ForwardHook(Fn fn) : fn_(std::move(fn)), previous_(active_hook) { a
 ForwardHook::~ForwardHook() { active_hook = previous_; }
 
 Tensor Module::operator()(const Tensor& x) {
+  std::optional<OpTrace::Scope> scope;  // while tracing (an export), ops say which module ran them
+  if (OpTrace* trace = active_trace()) scope.emplace(*trace, this);
   Tensor y = forward(x);
   if (active_hook) active_hook->fn_(*this, x, y);
   return y;

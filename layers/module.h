@@ -10,7 +10,9 @@
 // A module calls its children as PyTorch's do, child(x) (operator()), not child.forward(x): the
 // call runs forward and then shows (module, input, output) to the ForwardHook in scope, if any,
 // which is how a tool looks inside a model without knowing how it is built (forward_flops in
-// models/registry.h counts every convolution of a ResNet block that way).
+// models/registry.h counts every convolution of a ResNet block that way). While an op trace
+// (engine/trace.h) is active, the call also marks the module as the scope of the ops its forward
+// runs, so an exporter can name the module of an op it cannot translate.
 #pragma once
 #include <functional>
 #include <map>

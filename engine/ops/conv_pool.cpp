@@ -156,8 +156,21 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
     if (bias.defined()) inputs.push_back(bias);
     record(y, node, inputs);
   }
+  if (OpTrace* trace = active_trace())
+    trace->record("conv2d", {x, weight, bias}, y,
+                  {{"stride_h", o.stride_h}, {"stride_w", o.stride_w}, {"pad_h", o.pad_h},
+                   {"pad_w", o.pad_w}, {"dil_h", o.dil_h}, {"dil_w", o.dil_w}, {"groups", o.groups}});
   return y;
 }
+
+namespace {
+// The attributes of a traced pooling op: its window, strides, padding and rounding.
+std::map<std::string, double> pool_attrs(const Pool2dOptions& o) {
+  return {{"kernel_h", o.kernel_h}, {"kernel_w", o.kernel_w}, {"stride_h", o.stride_h},
+          {"stride_w", o.stride_w}, {"pad_h", o.pad_h},       {"pad_w", o.pad_w},
+          {"ceil_mode", o.ceil_mode ? 1 : 0}};
+}
+}  // namespace
 
 Tensor max_pool2d(const Tensor& x, const Pool2dOptions& o) {
   const Pool2dGeometry g = pool_geometry("max_pool2d", x, o);
@@ -170,6 +183,7 @@ Tensor max_pool2d(const Tensor& x, const Pool2dOptions& o) {
     node->argmax = argmax;
     record(y, node, {x});
   }
+  if (OpTrace* trace = active_trace()) trace->record("max_pool2d", {x}, y, pool_attrs(o));
   return y;
 }
 
@@ -182,6 +196,8 @@ Tensor avg_pool2d(const Tensor& x, const Pool2dOptions& o) {
     node->g = g;
     record(y, node, {x});
   }
+  // Padding counts in the divisor (PyTorch's count_include_pad=True).
+  if (OpTrace* trace = active_trace()) trace->record("avg_pool2d", {x}, y, pool_attrs(o));
   return y;
 }
 

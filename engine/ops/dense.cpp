@@ -69,6 +69,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     node->b = b.detach();
     record(c, node, {a, b});
   }
+  if (OpTrace* trace = active_trace()) trace->record("matmul", {a, b}, c);
   return c;
 }
 
@@ -95,6 +96,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     if (bias.defined()) inputs.push_back(bias);
     record(y, node, inputs);
   }
+  if (OpTrace* trace = active_trace()) trace->record("linear", {x, weight, bias}, y);
   return y;
 }
 

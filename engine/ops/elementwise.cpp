@@ -80,6 +80,7 @@ Tensor add(const Tensor& a, const Tensor& b) {
   Tensor y = Tensor::empty(a.shape(), dev);
   backend(dev).add(a.data(), b.data(), y.data(), y.numel());
   if (needs_grad({&a, &b})) record(y, std::make_shared<AddBackward>(), {a, b});
+  if (OpTrace* trace = active_trace()) trace->record("add", {a, b}, y);
   return y;
 }
 
@@ -94,6 +95,7 @@ Tensor mul(const Tensor& a, const Tensor& b) {
     node->b = b.detach();
     record(y, node, {a, b});
   }
+  if (OpTrace* trace = active_trace()) trace->record("mul", {a, b}, y);
   return y;
 }
 
@@ -105,6 +107,7 @@ Tensor scale(const Tensor& x, float alpha) {
     node->alpha = alpha;
     record(y, node, {x});
   }
+  if (OpTrace* trace = active_trace()) trace->record("scale", {x}, y, {{"alpha", alpha}});
   return y;
 }
 
@@ -115,6 +118,7 @@ Tensor sum(const Tensor& x) {
     node->shape = x.shape();
     record(y, node, {x});
   }
+  if (OpTrace* trace = active_trace()) trace->record("sum", {x}, y);
   return y;
 }
 
@@ -134,6 +138,8 @@ Tensor activation(const Tensor& x, Activation act, float alpha) {
     node->y = y.detach();
     record(y, node, {x});
   }
+  if (OpTrace* trace = active_trace())
+    trace->record("activation", {x}, y, {{"kind", static_cast<int>(act)}, {"alpha", alpha}});
   return y;
 }
 

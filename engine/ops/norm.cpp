@@ -109,6 +109,9 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
     }
     record(y, node, {x, gamma, beta});
   }
+  if (OpTrace* trace = active_trace())
+    trace->record("batch_norm", {x, gamma, beta, running_mean, running_var}, y,
+                  {{"training", training ? 1 : 0}, {"eps", eps}});
   return y;
 }
 
@@ -124,6 +127,7 @@ Tensor dropout(const Tensor& x, float p, bool training) {
     node->mask = mask;
     record(y, node, {x});
   }
+  if (OpTrace* trace = active_trace()) trace->record("dropout", {x}, y, {{"training", 1}, {"p", p}});
   return y;
 }
 

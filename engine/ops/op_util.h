@@ -5,6 +5,7 @@
 #include "engine/autograd.h"
 #include "engine/backend.h"
 #include "engine/ops.h"
+#include "engine/trace.h"  // every op reports itself to the active trace, if any
 
 namespace fer::ops_detail {
 

@@ -103,6 +103,7 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t dim) {
     node->total_inner = total_inner;
     record(y, node, xs);
   }
+  if (OpTrace* trace = active_trace()) trace->record("concat", xs, y, {{"dim", dim}});
   return y;
 }
 
@@ -119,6 +120,8 @@ Tensor resize_bilinear(const Tensor& x, int64_t out_h, int64_t out_w) {
     node->N = N; node->C = C; node->H = H; node->W = W; node->OH = out_h; node->OW = out_w;
     record(y, node, {x});
   }
+  // Bilinear with align_corners=False (pixel centres at +0.5); the sizes are the output's shape.
+  if (OpTrace* trace = active_trace()) trace->record("resize_bilinear", {x}, y);
   return y;
 }
 
@@ -134,6 +137,8 @@ Tensor pad2d(const Tensor& x, int64_t top, int64_t bottom, int64_t left, int64_t
     node->top = top; node->bottom = bottom; node->left = left; node->right = right;
     record(y, node, {x});
   }
+  if (OpTrace* trace = active_trace())
+    trace->record("pad2d", {x}, y, {{"top", top}, {"bottom", bottom}, {"left", left}, {"right", right}});
   return y;
 }
 

@@ -62,6 +62,7 @@ Tensor softmax_impl(const Tensor& x, bool log) {
     node->y = y.detach();
     record(y, node, {x});
   }
+  if (OpTrace* trace = active_trace()) trace->record("softmax", {x}, y, {{"log", log ? 1 : 0}});
   return y;
 }
 }  // namespace
@@ -96,6 +97,7 @@ Tensor nll_loss(const Tensor& log_probs, const Tensor& target, const CrossEntrop
     node->smoothing = o.label_smoothing;
     record(y, node, {log_probs});
   }
+  if (OpTrace* trace = active_trace()) trace->record("nll_loss", {log_probs, target}, y);
   return y;
 }
 
