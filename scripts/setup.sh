@@ -6,7 +6,9 @@
 #   FER_WITH_TORCH=1 ...        also PyTorch (python3-torch, with OpenBLAS for its dense layers), the
 #                               reference of the parity tests and the side-by-side benchmarks,
 #                               and the real-browser test of fer_serve's page (chromium, Node, npm,
-#                               then playwright-core into tests/browser/node_modules)
+#                               then playwright-core into tests/browser/node_modules), and the
+#                               ONNX export test (python3-onnx's checker, onnxruntime-node into
+#                               tests/onnx/node_modules)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +29,8 @@ if [ "${FER_WITH_TORCH:-0}" = 1 ]; then
   # Debian's nodejs has no npm (package npm); a NodeSource nodejs brings its own and conflicts with it.
   packages+=(chromium nodejs)
   command -v npm >/dev/null 2>&1 || packages+=(npm)
+  # tests/onnx (CTest onnx_export): the ONNX checker (python3-onnx) beside onnxruntime-node.
+  packages+=(python3-onnx)
 fi
 
 missing=()
@@ -45,6 +49,15 @@ if [ "${FER_WITH_TORCH:-0}" = 1 ] && { [ ! -d $browser/node_modules/playwright-c
      [ $browser/package-lock.json -nt $browser/node_modules/.package-lock.json ]; }; then
   npm ci --prefix $browser --no-audit --no-fund --loglevel=error >/dev/null ||
     echo "setup: npm ci in $browser failed: the browser test will be skipped"
+fi
+
+# onnxruntime-node ships its CPU binaries in the npm tarball; its postinstall would only fetch the
+# CUDA ones (from GitHub): ONNXRUNTIME_NODE_INSTALL=skip turns that off.
+onnx_test=tests/onnx
+if [ "${FER_WITH_TORCH:-0}" = 1 ] && { [ ! -d $onnx_test/node_modules/onnxruntime-node ] ||
+     [ $onnx_test/package-lock.json -nt $onnx_test/node_modules/.package-lock.json ]; }; then
+  ONNXRUNTIME_NODE_INSTALL=skip npm ci --prefix $onnx_test --no-audit --no-fund --loglevel=error >/dev/null ||
+    echo "setup: npm ci in $onnx_test failed: the ONNX export test will be skipped"
 fi
 
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
