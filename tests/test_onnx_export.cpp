@@ -159,11 +159,24 @@ struct SlicesTheBatch : Module {
   Tensor forward(const Tensor& x) override { return x.flatten(1).slice_batch(0, 1); }
   std::string describe() const override { return "SlicesTheBatch()"; }
 };
+struct Halves : Module {
+  Tensor forward(const Tensor& x) override { return scale(x.flatten(1), 0.5f); }
+  std::string describe() const override { return "Halves()"; }
+};
 struct DetachesItsInput : Module {
   Tensor forward(const Tensor& x) override { return scale(x.flatten(1).detach(), 2.0f); }
   std::string describe() const override { return "DetachesItsInput()"; }
 };
 }  // namespace
+
+TEST_CASE("export_onnx: scale becomes Mul by a constant named by its exact value") {
+  Halves halves;
+  OnnxExportOptions options;
+  options.input_shape = {1, 1, 2, 2};
+  const OnnxExportResult r = export_onnx(halves, options);
+  CHECK(r.node_counts.at("Mul") == 1);
+  CHECK(r.bytes.find("scale_0x1p-1") != std::string::npos);
+}
 
 TEST_CASE("export_onnx: an op without translation, or one bypassing the op API, names the op and module") {
   auto slicing = std::make_shared<Sequential>();

@@ -142,22 +142,28 @@ class GraphBuilder {
       node(op, "Gemm", inputs(op, op.inputs[2].defined() ? 3 : 2), {attr_int("transB", 1)});
       return;
     }
-    if (o == "matmul") return void(node(op, "MatMul", inputs(op, 2), {}));
-    if (o == "add") return void(node(op, "Add", inputs(op, 2), {}));
-    if (o == "mul") return void(node(op, "Mul", inputs(op, 2), {}));
+    if (o == "matmul" || o == "add" || o == "mul") {  // one to one, no attributes
+      node(op, o == "matmul" ? "MatMul" : o == "add" ? "Add" : "Mul", inputs(op, 2), {});
+      return;
+    }
     if (o == "scale") {
       const float alpha = static_cast<float>(op.attr("alpha"));
-      node(op, "Mul", {value(op.inputs[0], op), float_constant("scale_" + std::to_string(alpha), alpha)}, {});
+      char label[48];  // named by its exact value (%a: hexadecimal, no rounding) to share it
+      std::snprintf(label, sizeof label, "scale_%a", alpha);
+      node(op, "Mul", {value(op.inputs[0], op), float_constant(label, alpha)}, {});
       return;
     }
     if (o == "activation") return activation(op);
-    if (o == "concat")
-      return void(node(op, "Concat", inputs(op, op.inputs.size()), {attr_int("axis", op.int_attr("dim"))}));
+    if (o == "concat") {
+      node(op, "Concat", inputs(op, op.inputs.size()), {attr_int("axis", op.int_attr("dim"))});
+      return;
+    }
     if (o == "reshape") return reshape(op);
     if (o == "resize_bilinear") return resize(op);
-    if (o == "softmax")
-      return void(node(op, op.int_attr("log") ? "LogSoftmax" : "Softmax", inputs(op, 1),
-                       {attr_int("axis", -1)}));
+    if (o == "softmax") {
+      node(op, op.int_attr("log") ? "LogSoftmax" : "Softmax", inputs(op, 1), {attr_int("axis", -1)});
+      return;
+    }
     if (o == "dropout")
       fail("ONNX export: ", where(op), " ran in training mode: export needs eval()");
     fail("ONNX export: ", where(op), " has no ONNX translation (models/export/onnx_export.h lists "
@@ -211,8 +217,10 @@ class GraphBuilder {
     const int64_t kh = op.int_attr("kernel_h"), kw = op.int_attr("kernel_w");
     const int64_t ph = op.int_attr("pad_h"), pw = op.int_attr("pad_w");
     const bool avg = op.op == "avg_pool2d";
-    if (avg && kh == x.size(2) && kw == x.size(3) && ph == 0 && pw == 0)  // one window: the mean
-      return void(node(op, "GlobalAveragePool", inputs(op, 1), {}));
+    if (avg && kh == x.size(2) && kw == x.size(3) && ph == 0 && pw == 0) {  // one window: the mean
+      node(op, "GlobalAveragePool", inputs(op, 1), {});
+      return;
+    }
     std::vector<AttributeProto> attributes{
         attr_ints("kernel_shape", {kh, kw}),
         attr_ints("strides", {op.int_attr("stride_h"), op.int_attr("stride_w")}),

@@ -6,13 +6,15 @@
 #      (compared against the same outputs) and a fresh registry model;
 #   3. compare.mjs runs every file in onnxruntime-node against the engine's outputs;
 #   4. the ONNX checker of Debian's python3-onnx (full_check: with strict shape inference)
-#      accepts every file.
+#      accepts every file;
+#   5. the files (700 MB) are removed; results.json (the measured differences) stays.
 # Exits 77 (CTest: skipped) saying what is missing: node, tests/onnx/node_modules (npm ci
 # --prefix tests/onnx, which scripts/setup.sh runs with FER_WITH_TORCH=1) or python3-onnx.
 set -eu
 export_models=$1
 fer_convert=$2
 out=$3
+case "$out" in ""|/) echo "run_onnx_test.sh: bad output folder '$out'"; exit 2;; esac
 here=$(cd "$(dirname "$0")" && pwd)
 python=/usr/bin/python3  # Debian's, where python3-onnx is installed (not a pyenv one on PATH)
 
@@ -53,3 +55,9 @@ for path in files:
     print("ok", os.path.basename(path))
 print("onnx %s: all %d files pass the checker" % (onnx.__version__, len(files)))
 EOF
+
+# The files take 700 MB; what the run measured stays in results.json. FER_KEEP_ONNX=1 keeps them.
+if [ "${FER_KEEP_ONNX:-0}" != 1 ]; then
+  rm -f "$out"/*.onnx "$out"/*.f32
+  echo "(removed the exported files; FER_KEEP_ONNX=1 keeps them in $out)"
+fi
