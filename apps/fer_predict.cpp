@@ -35,6 +35,7 @@
 #include <fstream>
 #include <iostream>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,7 @@
 #include <unistd.h>
 
 #include "apps/cli/args.h"
+#include "apps/cli/path_list.h"
 #include "apps/cli/shared_flags.h"
 #include "apps/inference/face_analyzer.h"
 #include "apps/inference/face_tracker.h"
@@ -86,15 +88,12 @@ std::vector<std::string> collect_inputs(const std::vector<std::string>& position
     }
   }
   if (!list.empty()) {
-    std::ifstream in(list);
+    std::ifstream in(list, std::ios::binary);
     FER_CHECK(in.good(), "--list '", list, "': cannot open it");
-    std::string line;
-    while (std::getline(in, line)) {
-      while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.pop_back();
-      const size_t start = line.find_first_not_of(" \t");
-      if (start == std::string::npos || line[start] == '#') continue;
-      out.push_back(line.substr(start));
-    }
+    std::ostringstream text;
+    text << in.rdbuf();
+    FER_CHECK(!in.bad(), "--list '", list, "': cannot read it");
+    for (std::string& path : cli::parse_path_list(text.str(), list)) out.push_back(std::move(path));
   }
   FER_CHECK(!out.empty(), "no input images: give image files, folders or --list FILE (see --help)");
   return out;

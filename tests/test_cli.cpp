@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "apps/cli/args.h"
+#include "apps/cli/path_list.h"
 
 using namespace fer;
 using fer::testing::throws_naming;
@@ -102,4 +103,13 @@ TEST_CASE("flag table: a switch's default must be true or false") {
   bool b = false;
   cli::Args args("prog", "A test program.");
   CHECK(throws_naming([&] { args.bind({{"verbose", "yes", "talk", &b}}); }, "the switch --verbose"));
+}
+
+TEST_CASE("path list (fer_predict --list): comments, blank lines, blanks and CRLF; a NUL byte is an error") {
+  const std::string text = "# photos\n\n  a.jpg \r\n\t# indented comment\nb c/d.png\nlast.jpeg";
+  CHECK(cli::parse_path_list(text, "l.txt") == std::vector<std::string>{"a.jpg", "b c/d.png", "last.jpeg"});
+  CHECK(cli::parse_path_list("", "l.txt").empty());
+  // Found by tests/fuzz/fuzz_list.cpp: opening "b.\0n" opens "b.", another file than the line says.
+  const std::string nul("# photos\nphotos/a.jpg\nindented/b.\0n\n", 36);
+  CHECK(throws_naming([&] { cli::parse_path_list(nul, "l.txt"); }, "--list 'l.txt': line 3 holds a NUL byte"));
 }
