@@ -33,7 +33,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -46,6 +45,7 @@
 #include "apps/inference/face_analyzer.h"
 #include "apps/inference/face_tracker.h"
 #include "apps/serve/guarded_server.h"
+#include "apps/serve/requests.h"
 #include "data/image.h"
 #include "data/video.h"
 #include "engine/backend.h"
@@ -54,6 +54,7 @@
 #include "fer_web_assets.h"
 
 using namespace fer;
+using serve::send_error;
 using Clock = std::chrono::steady_clock;
 
 namespace {
@@ -62,34 +63,14 @@ double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
 
-// Messages may quote what the client sent (a file name, a path): bytes that are not UTF-8 are
-// replaced rather than making the JSON writer throw.
-void send_error(httplib::Response& res, int status, const std::string& message) {
-  res.status = status;
-  res.set_content(nlohmann::json{{"error", message}}.dump(-1, ' ', false,
-                                                         nlohmann::json::error_handler_t::replace),
-                  "application/json");
-}
-
-// "Image/JPEG; charset=x" -> "image/jpeg".
-std::string media_type(const std::string& content_type) {
-  std::string type = content_type.substr(0, content_type.find(';'));
-  while (!type.empty() && std::isspace(static_cast<unsigned char>(type.back()))) type.pop_back();
-  size_t start = 0;
-  while (start < type.size() && std::isspace(static_cast<unsigned char>(type[start]))) ++start;
-  type = type.substr(start);
-  for (char& c : type) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return type;
-}
-
 struct ServerConfig {
   std::string checkpoint;  // the file loaded
   std::string model_name;  // the checkpoint's "model" metadata (its architecture)
   std::string tta;         // test-time augmentation (--tta)
   data::ImageLimits limits;
-  size_t max_video_bytes = 50u << 20;  // --max-video-mb
-  double max_video_seconds = 120;      // --max-video-seconds
-  double video_fps = 5;                // --video-fps: frames analysed per second of video
+  serve::UploadLimits uploads;     // --max-upload-mb, --max-video-mb: request bodies
+  double max_video_seconds = 120;  // --max-video-seconds
+  double video_fps = 5;            // --video-fps: frames analysed per second of video
   bool quiet = false;
 };
 
@@ -103,46 +84,6 @@ struct Service {
   std::atomic<uint64_t> requests{0}, predictions{0}, errors{0};
 };
 
-// The image bytes of a request: the raw body or the multipart "file" (or "image") field.
-// Returns false after writing the error response.
-bool upload_of(const httplib::Request& req, httplib::Response& res, const std::string*& bytes,
-               std::string& name) {
-  const std::string type = media_type(req.get_header_value("Content-Type"));
-  if (type == "multipart/form-data") {
-    for (const char* field : {"file", "image"}) {
-      auto it = req.files.find(field);
-      if (it == req.files.end()) continue;
-      bytes = &it->second.content;
-      name = it->second.filename.empty() ? std::string(field) : it->second.filename;
-      if (bytes->empty()) {
-        send_error(res, 400, "the multipart field '" + std::string(field) + "' is empty");
-        return false;
-      }
-      return true;
-    }
-    std::string fields;
-    for (const auto& [key, part] : req.files) fields += (fields.empty() ? "" : ", ") + key;
-    send_error(res, 400, "multipart/form-data body has no 'file' field (fields sent: " +
-                             (fields.empty() ? std::string("none") : fields) + ")");
-    return false;
-  }
-  if (req.body.empty()) {
-    send_error(res, 400, "empty request body: send the image bytes (Content-Type image/jpeg or "
-                         "image/png) or multipart/form-data with a 'file' field");
-    return false;
-  }
-  if (type != "image/jpeg" && type != "image/jpg" && type != "image/png" &&
-      type != "application/octet-stream") {
-    send_error(res, 415, "unsupported Content-Type '" + (type.empty() ? std::string("(none)") : type) +
-                             "': send image/jpeg or image/png bytes, or multipart/form-data with "
-                             "a 'file' field");
-    return false;
-  }
-  bytes = &req.body;
-  name = "request body";
-  return true;
-}
-
 // POST /api/video: a video upload (raw body video/* or application/octet-stream, or the multipart
 // "file" field), read from memory (never written to disk), its duration checked before any frame
 // is decoded, --video-fps frames per second analysed with face tracks and smoothing. The answer:
@@ -152,31 +93,10 @@ void handle_video(Service& service, const httplib::Request& req, httplib::Respon
   const auto t0 = Clock::now();
   res.set_header("Cache-Control", "no-store");
   const ServerConfig& config = service.config;
-  const std::string type = media_type(req.get_header_value("Content-Type"));
-  const std::string* bytes = &req.body;
-  std::string name = "request body";
-  if (type == "multipart/form-data") {
-    auto it = req.files.find("file");
-    if (it == req.files.end() || it->second.content.empty()) {
-      send_error(res, 400, "multipart/form-data body has no non-empty 'file' field with the video");
-      return;
-    }
-    bytes = &it->second.content;
-    if (!it->second.filename.empty()) name = it->second.filename;
-  } else if (type.rfind("video/", 0) != 0 && type != "application/octet-stream") {
-    send_error(res, 415, "unsupported Content-Type '" + type + "': send the video's bytes (video/mp4, "
-                         "video/webm, ...) or multipart/form-data with a 'file' field");
-    return;
-  }
-  if (bytes->empty()) {
-    send_error(res, 400, "empty request body: send the video's bytes");
-    return;
-  }
-  if (bytes->size() > config.max_video_bytes) {
-    send_error(res, 413, "video of " + std::to_string(bytes->size()) + " bytes exceeds the limit of " +
-                             std::to_string(config.max_video_bytes >> 20) + " MiB (--max-video-mb)");
-    return;
-  }
+  serve::Upload upload;
+  if (!serve::video_upload(req, config.uploads, res, upload)) return;
+  const std::string* bytes = upload.bytes;
+  const std::string& name = upload.name;
   const std::vector<std::string>& names = service.detecting->class_names();
   nlohmann::json frames = nlohmann::json::array();
   std::vector<TrackSummary> tracks;
@@ -222,19 +142,11 @@ void handle_predict(Service& service, const httplib::Request& req, httplib::Resp
   const auto t0 = Clock::now();
   res.set_header("Cache-Control", "no-store");
   bool detect = true;
-  if (req.has_param("detect")) {
-    const std::string v = req.get_param_value("detect");
-    if (v == "0" || v == "false") {
-      detect = false;
-    } else if (v != "1" && v != "true") {
-      send_error(res, 400, "parameter detect='" + v + "': expected 1 (find faces) or 0 (the "
-                           "whole image is one face)");
-      return;
-    }
-  }
-  const std::string* bytes = nullptr;
-  std::string name;
-  if (!upload_of(req, res, bytes, name)) return;
+  if (!serve::detect_param(req, res, detect)) return;
+  serve::Upload upload;
+  if (!serve::image_upload(req, res, upload)) return;
+  const std::string* bytes = upload.bytes;
+  const std::string& name = upload.name;
   if (bytes->size() > service.config.limits.max_bytes) {
     send_error(res, 413, "image '" + name + "': " + std::to_string(bytes->size()) +
                              " bytes exceeds the limit of " +
@@ -284,7 +196,7 @@ httplib::Server::HandlerResponse fill_error(const Service& service, const httpli
     case 404: message = "no such route: " + req.method + " " + req.path; break;
     case 413:
       // httplib caps form-urlencoded bodies at 8 KiB itself: what `curl --data-binary` sends.
-      if (media_type(req.get_header_value("Content-Type")) == "application/x-www-form-urlencoded")
+      if (serve::media_type(req.get_header_value("Content-Type")) == "application/x-www-form-urlencoded")
         message = "form-urlencoded bodies are not accepted: send the image with Content-Type "
                   "image/jpeg or image/png (curl -H 'Content-Type: image/jpeg' --data-binary "
                   "@photo.jpg), or as multipart/form-data (curl -F file=@photo.jpg)";
@@ -298,56 +210,6 @@ httplib::Server::HandlerResponse fill_error(const Service& service, const httpli
   return httplib::Server::HandlerResponse::Handled;
 }
 
-// Checks made on the request line and headers, before httplib reads any body: what would make it
-// read a body it should not (a chunked or compressed body, whose size the Content-Length does not
-// bound), or answer late what it can answer at once.
-httplib::Server::HandlerResponse check_request_head(const ServerConfig& config, const httplib::Request& req,
-                                                    httplib::Response& res) {
-  using R = httplib::Server::HandlerResponse;
-  const std::string encoding = req.get_header_value("Content-Encoding");
-  if (!encoding.empty() && encoding != "identity") {
-    send_error(res, 415, "Content-Encoding " + encoding + " is not accepted: send the image bytes as they are");
-    return R::Handled;
-  }
-  if (req.has_header("Transfer-Encoding")) {
-    send_error(res, 411, "Transfer-Encoding " + req.get_header_value("Transfer-Encoding") +
-                             " is not accepted: send the upload with a Content-Length");
-    return R::Handled;
-  }
-  if (req.has_header("Content-Length")) {
-    const std::string length = req.get_header_value("Content-Length");
-    const bool digits = !length.empty() && length.size() <= 18 &&
-                        std::all_of(length.begin(), length.end(), [](char c) { return c >= '0' && c <= '9'; });
-    if (!digits) {
-      send_error(res, 400, "Content-Length '" + length + "' is not a byte count");
-      return R::Handled;
-    }
-    // Bodies over their route's limit are refused before they are read.
-    const size_t limit = req.path == "/api/video" ? config.max_video_bytes : config.limits.max_bytes + (64u << 10);
-    if (std::stoull(length) > limit) {
-      res.set_header("Connection", "close");  // the body is not read: this connection is done
-      GuardedServer::close_after_response();
-      send_error(res, 413, "request body of " + length + " bytes is larger than the limit of " +
-                               std::to_string(limit >> 20) + " MiB for " + req.path +
-                               (req.path == "/api/video" ? " (--max-video-mb)" : " (--max-upload-mb)"));
-      return R::Handled;
-    }
-  }
-  if (req.path == "/api/predict" || req.path == "/api/video") {
-    if (req.method != "POST") {
-      res.set_header("Allow", "POST");
-      send_error(res, 405, req.method + " " + req.path + ": only POST is allowed (an upload)");
-      return R::Handled;
-    }
-    if (!req.has_header("Content-Type")) {
-      send_error(res, 415, "POST " + req.path + " without a Content-Type: send the file's type (image/jpeg, "
-                           "video/mp4, ...) or multipart/form-data with a file field");
-      return R::Handled;
-    }
-  }
-  return R::Unhandled;
-}
-
 // Bytes of a request's body as httplib delivered it: the raw body, or a multipart form's parts.
 size_t body_bytes(const httplib::Request& req) {
   size_t n = req.body.size();
@@ -357,7 +219,7 @@ size_t body_bytes(const httplib::Request& req) {
 
 void add_routes(httplib::Server& server, Service& service) {
   server.set_pre_routing_handler([&service](const httplib::Request& req, httplib::Response& res) {
-    return check_request_head(service.config, req, res);
+    return serve::check_request_head(service.config.uploads, req, res);
   });
   for (const web::Asset& asset : web::kAssets) {
     auto serve_asset = [&asset](const httplib::Request&, httplib::Response& res) {
@@ -472,7 +334,8 @@ int run(int argc, char** argv) {
   FER_CHECK(flags.max_video_mb >= 1 && flags.max_video_mb <= 4096, "--max-video-mb ", flags.max_video_mb, ": expected 1..4096");
   FER_CHECK(flags.max_video_seconds > 0 && flags.video_fps > 0 && flags.video_fps <= 60,
             "--max-video-seconds must be positive and --video-fps in (0, 60]");
-  config.max_video_bytes = static_cast<size_t>(flags.max_video_mb) << 20;
+  config.uploads.max_image_bytes = config.limits.max_bytes;
+  config.uploads.max_video_bytes = static_cast<size_t>(flags.max_video_mb) << 20;
   config.max_video_seconds = flags.max_video_seconds;
   config.video_fps = flags.video_fps;
 
@@ -507,7 +370,7 @@ int run(int argc, char** argv) {
   server.new_task_queue = [n = static_cast<size_t>(threads)] { return new httplib::ThreadPool(n); };
   // Multipart framing is allowed on top of the image's own limit (checked again per image).
   // (each route's own limit is checked from the Content-Length before the body is read)
-  server.set_payload_max_length(std::max(config.limits.max_bytes + (64u << 10), config.max_video_bytes + (64u << 10)));
+  server.set_payload_max_length(std::max(config.limits.max_bytes + (64u << 10), config.uploads.max_video_bytes + (64u << 10)));
   server.set_tcp_nodelay(true);  // else Nagle + delayed ACKs add ~40 ms per small answer
   add_routes(server, service);
 

@@ -12,7 +12,7 @@
 // It replaces httplib's connection loop (Server::process_and_close_socket, a virtual hook) with
 // the same keep-alive loop over a socket stream whose reads stop at the request's deadline; the
 // parsing, routing and handlers stay httplib's. The request-level checks (methods, content types
-// and encodings, chunked bodies) are fer_serve's pre-routing handler.
+// and encodings, chunked bodies) are fer_serve's pre-routing handler (apps/serve/requests.h).
 #pragma once
 #include <httplib.h>
 
