@@ -2,7 +2,7 @@
 // and on the webcam.
 //
 //   fer_serve [--host 127.0.0.1] [--port 8080] [--threads 8] [--checkpoint FILE]
-//             [--max-upload-mb 10] [--max-side 4096] [--device cpu] [--quiet]
+//             [--max-upload-mb 10] [--max-side 4096] [--device cpu] [--ort-dir DIR] [--quiet]
 //
 // Routes:
 //   GET  /                 the page (apps/web/, embedded into the binary at build time)
@@ -13,6 +13,9 @@
 //                          image as one face crop (FER2013 style). Answer:
 //                          {"faces": [{"box": [x, y, w, h], "emotion", "confidence", "emotions"}],
 //                           "width", "height", "elapsed_ms"}
+//   GET  /api/model.json, /api/model.onnx, /ort/<file>
+//                          the page's option to run the model in the browser (onnxruntime-web):
+//                          apps/serve/browser_model.h
 //
 //   curl -H 'Content-Type: image/jpeg' --data-binary @photo.jpg http://127.0.0.1:8080/api/predict
 //   curl -F file=@photo.jpg 'http://127.0.0.1:8080/api/predict?detect=0'
@@ -44,6 +47,7 @@
 #include "apps/cli/shared_flags.h"
 #include "apps/inference/face_analyzer.h"
 #include "apps/inference/face_tracker.h"
+#include "apps/serve/browser_model.h"
 #include "apps/serve/guarded_server.h"
 #include "apps/serve/requests.h"
 #include "data/image.h"
@@ -260,8 +264,10 @@ void add_routes(httplib::Server& server, Service& service) {
   });
   server.set_post_routing_handler([](const httplib::Request&, httplib::Response& res) {
     res.set_header("X-Content-Type-Options", "nosniff");
+    // 'wasm-unsafe-eval': onnxruntime-web compiles its WebAssembly (the in-browser option).
     res.set_header("Content-Security-Policy",
-                   "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:");
+                   "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; "
+                   "img-src 'self' blob: data:; media-src 'self' blob:");
   });
   server.set_logger([&service](const httplib::Request& req, const httplib::Response& res) {
     service.requests.fetch_add(1);
@@ -282,6 +288,7 @@ struct ServeFlags {
   double max_video_seconds = 120, video_fps = 5;
   int64_t max_connections = 256, max_per_client = 32;
   std::string precision;
+  std::string ort_dir;
   bool quiet = false;
 };
 
@@ -311,6 +318,9 @@ int run(int argc, char** argv) {
       {"device", "cpu", "cpu | cuda", &flags.device},
       {"cpu-threads", "0", "CPU kernel threads (0 = FER_THREADS or all cores)", &flags.cpu_threads},
       cli::precision_flag(flags.precision),
+      {"ort-dir", "", "onnxruntime-web's dist/ folder for the page's in-browser option (default: "
+                      "apps/web/ort/node_modules/onnxruntime-web/dist, found as checkpoints are)",
+       &flags.ort_dir},
       {"quiet", "false", "do not log each request to stderr", &flags.quiet},
   });
   args.parse(argc, argv);
@@ -347,6 +357,12 @@ int run(int argc, char** argv) {
   config.checkpoint = service.detecting->checkpoint_path();
   config.model_name = service.detecting->model_name();
   config.tta = flags.tta;
+  serve::BrowserModel browser_model({config.checkpoint,
+                                     flags.ort_dir.empty() ? serve::find_ort_dir() : flags.ort_dir,
+                                     options.margin, flags.tta});
+  if (!browser_model.unavailable_reason().empty() && !flags.quiet)
+    std::fprintf(stderr, "fer_serve: note: no in-browser option on the page: %s\n",
+                 browser_model.unavailable_reason().c_str());
 
   // SIGINT / SIGTERM are taken by a waiting thread (blocked everywhere else: the pool threads
   // inherit the mask), which stops the server; no work happens inside a signal handler.
@@ -373,6 +389,7 @@ int run(int argc, char** argv) {
   server.set_payload_max_length(std::max(config.limits.max_bytes + (64u << 10), config.uploads.max_video_bytes + (64u << 10)));
   server.set_tcp_nodelay(true);  // else Nagle + delayed ACKs add ~40 ms per small answer
   add_routes(server, service);
+  browser_model.add_routes(server);
 
   const std::string& host = flags.host;
   FER_CHECK(server.bind(host, static_cast<int>(port)), "cannot bind ", host, ":", port,

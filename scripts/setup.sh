@@ -2,7 +2,9 @@
 # Installs every Debian package the build and tests need (only what is missing), then configures
 # and builds the project in ./build. Safe to run again: apt-get is skipped when nothing is missing.
 #
-#   scripts/setup.sh            build dependencies + Release build
+#   scripts/setup.sh            build dependencies + Release build, and onnxruntime-web (npm ci in
+#                               apps/web/ort) for fer_serve's page option to run the model in the
+#                               browser (FER_WEB_ORT=0 skips it: the page then says it is unavailable)
 #   FER_WITH_TORCH=1 ...        also PyTorch (python3-torch, with OpenBLAS for its dense layers), the
 #                               reference of the parity tests and the side-by-side benchmarks,
 #                               and the real-browser test of fer_serve's page (chromium, Node, npm,
@@ -19,6 +21,12 @@ packages=(build-essential cmake pkg-config doctest-dev libbenchmark-dev libstb-d
           libhdf5-dev  # fer_convert reads Keras .h5 weights (optional in CMake)
           pybind11-dev python3-pybind11 python3-dev python3-pytest python3-numpy  # the Python module fer_engine, tests/python
           libavformat-dev libavcodec-dev libswscale-dev libavutil-dev)  # FFmpeg: videos in fer_predict
+if [ "${FER_WEB_ORT:-1}" = 1 ]; then
+  # npm fetches onnxruntime-web (apps/web/ort/package-lock.json), which fer_serve serves to its page.
+  # Debian's nodejs has no npm (package npm); a NodeSource nodejs brings its own and conflicts with it.
+  packages+=(nodejs)
+  command -v npm >/dev/null 2>&1 || packages+=(npm)
+fi
 if [ "${FER_WITH_TORCH:-0}" = 1 ]; then
   # OpenBLAS, not Debian's reference BLAS: with the reference BLAS PyTorch's dense layers run ~30x
   # slower, which would make an unfair reference.
@@ -42,6 +50,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# onnxruntime-web's JavaScript and WebAssembly for fer_serve's in-browser option (served under /ort/).
+web_ort=apps/web/ort
+if [ "${FER_WEB_ORT:-1}" = 1 ] && { [ ! -d $web_ort/node_modules/onnxruntime-web ] ||
+     [ $web_ort/package-lock.json -nt $web_ort/node_modules/.package-lock.json ]; }; then
+  npm ci --prefix $web_ort --no-audit --no-fund --loglevel=error >/dev/null ||
+    echo "setup: npm ci in $web_ort failed: fer_serve's page will say the in-browser option is unavailable"
 fi
 
 browser=tests/browser
