@@ -8,7 +8,8 @@
 //          track ids, per-track summaries) drives boxes over the playing video and a chart of
 //          the emotions over time under it.
 // Every face gets a card with its label and a bar per class. A failed request shows the
-// server's JSON {"error": ...} message in the banner.
+// server's JSON {"error": ...} message in the banner. With "Run the model in this browser" (photo
+// and live) the server's boxes are kept and each face is read by the model in onnxruntime-web.
 "use strict";
 
 const EMOTION_COLORS = {
@@ -102,6 +103,7 @@ function renderCards(container, faces, emptyMessage) {
     card.className = "face";
     card.dataset.emotion = face.emotion;
     card.dataset.confidence = String(face.confidence);
+    card.dataset.probabilities = JSON.stringify(face.emotions);
     card.style.setProperty("--face-color", colorOf(face.emotion, i));
     const header = document.createElement("header");
     const which = document.createElement("span");
@@ -144,6 +146,219 @@ function facesSummary(result) {
   return `${n} face${n === 1 ? "" : "s"} · ${result.width}×${result.height} · ${result.elapsed_ms.toFixed(1)} ms on the server`;
 }
 
+// ---- the model in this browser (onnxruntime-web) -----------------------------------------------
+// With "Run the model in this browser" the server still finds the faces (POST /api/predict gives
+// the boxes), and the page reads each face itself: it decodes the photo, crops, resizes and
+// equalises each face exactly as the server's FaceAnalyzer does (apps/inference/face_analyzer.cpp,
+// data/image.cpp, data/preprocess.cpp: the same float32 arithmetic and roundings), and runs the
+// model that GET /api/model.onnx exports, in WebAssembly, one face per session.run, timed with
+// performance.now(). GET /api/model.json says how to feed it; onnxruntime-web's files come from
+// the server (/ort/), never from a CDN.
+const browserModel = { info: null, session: null, ort: null, loading: null, unavailable: "" };
+
+// Is the option possible here? Disables the checkboxes with the server's reason when not.
+async function probeBrowserModel() {
+  let reason = "";
+  try {
+    const response = await fetch("/api/model.json", { cache: "no-store" });
+    const info = await response.json();
+    if (!info.available) reason = info.reason || "unavailable";
+    else browserModel.info = info;
+  } catch (e) {
+    reason = `cannot read /api/model.json (${e.message})`;
+  }
+  if (typeof WebAssembly !== "object") reason = "this browser has no WebAssembly";
+  browserModel.unavailable = reason;
+  for (const id of ["in-browser", "live-in-browser"]) {
+    $(id).disabled = !!reason;
+    $(id).closest("label").title = reason ? `Unavailable: ${reason}` : "";
+  }
+  if (reason) $("in-browser-hint").textContent = `(unavailable: ${reason})`;
+}
+
+// onnxruntime-web and the model, loaded once; the first run is a warm-up (it allocates), so that
+// the latencies shown are those of the model, not of the set-up.
+function loadBrowserModel() {
+  if (browserModel.loading) return browserModel.loading;
+  browserModel.loading = (async () => {
+    if (browserModel.unavailable) throw new Error(`The in-browser model is unavailable: ${browserModel.unavailable}`);
+    const info = browserModel.info || await (await fetch("/api/model.json", { cache: "no-store" })).json();
+    if (!info.available) throw new Error(`The in-browser model is unavailable: ${info.reason}`);
+    const ort = await import(info.ort);
+    ort.env.wasm.wasmPaths = "/ort/";
+    ort.env.wasm.numThreads = 1;  // threads need cross-origin isolation; one face is small anyway
+    const response = await fetch(info.onnx, { cache: "no-store" });
+    if (!response.ok) throw new Error(`GET ${info.onnx}: HTTP ${response.status}`);
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    const session = await ort.InferenceSession.create(bytes, { executionProviders: ["wasm"] });
+    const side = info.input_side;
+    await session.run({ input: new ort.Tensor("float32", new Float32Array(side * side), [1, 1, side, side]) });
+    Object.assign(browserModel, { info, session, ort });
+    return browserModel;
+  })();
+  browserModel.loading.catch(() => { browserModel.loading = null; });  // a later try may succeed
+  return browserModel.loading;
+}
+
+// Gray pixels as the server's decoder (stb_image, one channel) makes them. A JPEG's gray is its
+// luma channel Y, which the browser has turned into RGB: Y = 0.299 R + 0.587 G + 0.114 B undoes
+// that (to the rounding of the RGB conversion). A PNG's gray is stb_image's (77 R + 150 G + 29 B) >> 8.
+// Colour profiles are not applied (the server ignores them too).
+async function decodeGray(file) {
+  const head = new Uint8Array(await file.slice(0, 4).arrayBuffer());
+  const png = head[0] === 0x89 && head[1] === 0x50 && head[2] === 0x4e && head[3] === 0x47;
+  const bitmap = await createImageBitmap(file, { premultiplyAlpha: "none", colorSpaceConversion: "none" });
+  const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  ctx.drawImage(bitmap, 0, 0);
+  return grayFromRgba(ctx.getImageData(0, 0, bitmap.width, bitmap.height), png);
+}
+
+function grayFromRgba(imageData, stbLuma) {
+  const { width, height, data } = imageData;
+  const pixels = new Uint8Array(width * height);
+  for (let i = 0, j = 0; i < pixels.length; i++, j += 4) {
+    const r = data[j], g = data[j + 1], b = data[j + 2];
+    pixels[i] = stbLuma ? (77 * r + 150 * g + 29 * b) >> 8 : Math.min(255, Math.round(0.299 * r + 0.587 * g + 0.114 * b));
+  }
+  return { width, height, pixels };
+}
+
+// data/image.cpp's axis_taps: the source samples and float32 weights of each output sample along
+// one axis; area averaging when shrinking, bilinear between pixel centres when growing.
+function axisTaps(inSize, outSize) {
+  const taps = [];
+  const scale = inSize / outSize;
+  for (let o = 0; o < outSize; o++) {
+    const t = { first: 0, weights: [] };
+    if (scale > 1) {
+      const lo = o * scale, hi = (o + 1) * scale;
+      t.first = Math.floor(lo);
+      const last = Math.min(inSize - 1, Math.ceil(hi) - 1);
+      for (let i = t.first; i <= last; i++) {
+        const cover = Math.min(hi, i + 1) - Math.max(lo, i);
+        t.weights.push(Math.fround(cover / scale));
+      }
+    } else {
+      const x = Math.min(Math.max((o + 0.5) * scale - 0.5, 0), inSize - 1);
+      const x0 = Math.min(Math.floor(x), inSize - 1);
+      const f = x - x0;
+      t.first = x0;
+      t.weights = x0 + 1 < inSize && f > 0 ? [Math.fround(1 - f), Math.fround(f)] : [1];
+    }
+    taps.push(t);
+  }
+  return taps;
+}
+
+// data::resize_gray of the region [x0, x1) x [y0, y1) of `image`: rows first, then columns, each
+// sum accumulated in float32 as the C++ does, rounded half away from zero.
+function resizeRegion(image, x0, y0, x1, y1, outW, outH) {
+  const w = x1 - x0, h = y1 - y0, out = new Uint8Array(outW * outH);
+  if (w === outW && h === outH) {
+    for (let y = 0; y < h; y++) out.set(image.pixels.subarray((y0 + y) * image.width + x0, (y0 + y) * image.width + x1), y * w);
+    return out;
+  }
+  const f = Math.fround, tx = axisTaps(w, outW), ty = axisTaps(h, outH);
+  const rows = new Float32Array(h * outW);
+  for (let y = 0; y < h; y++) {
+    const row = (y0 + y) * image.width + x0;
+    for (let x = 0; x < outW; x++) {
+      let acc = 0;
+      const { first, weights } = tx[x];
+      for (let k = 0; k < weights.length; k++) acc = f(acc + f(weights[k] * image.pixels[row + first + k]));
+      rows[y * outW + x] = acc;
+    }
+  }
+  for (let y = 0; y < outH; y++) {
+    const { first, weights } = ty[y];
+    for (let x = 0; x < outW; x++) {
+      let acc = 0;
+      for (let k = 0; k < weights.length; k++) acc = f(acc + f(weights[k] * rows[(first + k) * outW + x]));
+      out[y * outW + x] = Math.min(255, Math.max(0, Math.round(acc)));
+    }
+  }
+  return out;
+}
+
+function roundHalfEven(x) {
+  const r = Math.round(x);
+  return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+// data::equalize_hist_lut: OpenCV's equalizeHist, float32 scale and round half to even.
+function equalizeLut(pixels) {
+  const lut = new Uint8Array(256).map((_, v) => v);
+  const hist = new Uint32Array(256);
+  for (const v of pixels) hist[v]++;
+  let first = 0;
+  while (hist[first] === 0) first++;
+  const cdfMin = hist[first], n = pixels.length;
+  if (cdfMin === n) return lut;
+  const scale = Math.fround(255 / Math.fround(n - cdfMin));
+  let cdf = cdfMin;
+  for (let v = 0; v <= first; v++) lut[v] = 0;
+  for (let v = first + 1; v < 256; v++) {
+    cdf += hist[v];
+    lut[v] = Math.min(255, Math.max(0, roundHalfEven(Math.fround(Math.fround(cdf - cdfMin) * scale))));
+  }
+  return lut;
+}
+
+// The model input of one face (FaceAnalyzer::face_input, then predict_batch's centre crop).
+function faceInput(gray, box, detect, info) {
+  let x0 = 0, y0 = 0, x1 = gray.width, y1 = gray.height;
+  if (detect) {
+    const [bx, by, bw, bh] = box;
+    const mx = Math.fround(Math.fround(info.margin) * bw), my = Math.fround(Math.fround(info.margin) * bh);
+    x0 = Math.max(0, Math.floor(bx - mx));
+    y0 = Math.max(0, Math.floor(by - my));
+    x1 = Math.min(gray.width, Math.ceil(bx + bw + mx));
+    y1 = Math.min(gray.height, Math.ceil(by + bh + my));
+  }
+  const S = info.face_side;
+  const face = resizeRegion(gray, x0, y0, x1, y1, S, S);
+  const table = new Float32Array(256);
+  const lut = info.equalize ? equalizeLut(face) : null;
+  for (let v = 0; v < 256; v++) table[v] = (lut ? lut[v] : v) / 255;
+  const inv = Math.fround(1 / info.std);
+  const side = info.input_side, off = (S - side) >> 1;
+  const input = new Float32Array(side * side);
+  for (let y = 0; y < side; y++) {
+    for (let x = 0; x < side; x++) {
+      const v = table[face[(y + off) * S + x + off]];
+      input[y * side + x] = info.standardize ? Math.fround(Math.fround(v - info.mean) * inv) : v;
+    }
+  }
+  return input;
+}
+
+// The server's faces (their boxes) read again in this browser: the same fields, the
+// probabilities of the model run here, and the milliseconds of each session.run.
+async function classifyInBrowser(gray, faces, detect) {
+  const { info, session, ort } = await loadBrowserModel();
+  const side = info.input_side, out = [], runMs = [];
+  for (const face of faces) {
+    const input = new ort.Tensor("float32", faceInput(gray, face.box, detect, info), [1, 1, side, side]);
+    const started = performance.now();
+    const result = await session.run({ input });
+    runMs.push(performance.now() - started);
+    const p = Array.from(result[info.output].data);
+    const best = p.indexOf(Math.max(...p));
+    const emotions = Object.fromEntries(info.classes.map((name, c) => [name, p[c]]));
+    out.push({ box: face.box, emotion: info.classes[best], confidence: p[best], emotions });
+  }
+  const meanMs = runMs.length ? runMs.reduce((a, b) => a + b, 0) / runMs.length : 0;
+  return { faces: out, runMs, meanMs };
+}
+
+function browserSummary(run) {
+  if (!run.faces.length) return "in this browser: no face to read";
+  const note = browserModel.info.tta !== "none" ? ` (the server also averages ${browserModel.info.tta} views; this does not)` : "";
+  return `in this browser (onnxruntime-web, WebAssembly): ${run.meanMs.toFixed(2)} ms per face` +
+         ` (session.run, mean of ${run.faces.length})${note}`;
+}
+
 // ---- photo mode ------------------------------------------------------------------------------
 async function decodeForDisplay(file) {
   // The server ignores EXIF orientation, so draw the pixels unrotated too: boxes then line up.
@@ -161,11 +376,20 @@ async function analyzePhoto(file) {
   try {
     const form = new FormData();  // multipart, so that the server's messages name the file
     form.append("file", file, file.name);
+    const detect = $("detect").checked, inBrowser = $("in-browser").checked;
     const [result, bitmap] = await Promise.all([
-      predict(form, null, $("detect").checked),
+      predict(form, null, detect),
       decodeForDisplay(file).catch(() => null),
     ]);
     if (token !== state.photoToken) return;
+    // The option: the same faces, their emotions from the model run here.
+    let run = null;
+    $("browser-status").textContent = inBrowser ? "Running the model in this browser…" : "";
+    if (inBrowser) {
+      run = await classifyInBrowser(await decodeGray(file), result.faces, detect);
+      if (token !== state.photoToken) return;
+    }
+    const faces = run ? run.faces : result.faces;
     if (!bitmap) throw new Error("this browser cannot display the image");
     // Small crops are enlarged for display and huge photos drawn smaller (the labels stay legible).
     const side = Math.max(bitmap.width, bitmap.height);
@@ -174,19 +398,23 @@ async function analyzePhoto(file) {
     canvas.height = Math.round(bitmap.height * scale);
     const ctx = canvas.getContext("2d");
     ctx.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
-    drawFaces(ctx, result.faces, canvas.width / result.width);
+    drawFaces(ctx, faces, canvas.width / result.width);
     canvas.hidden = false;
-    canvas.dataset.faces = String(result.faces.length);
+    canvas.dataset.faces = String(faces.length);
     $("drop-empty").hidden = true;
     $("drop").classList.add("has-image");
-    renderCards(cards, result.faces, $("detect").checked
+    renderCards(cards, faces, detect
       ? "No face found. Try a photo with a larger, frontal face, or untick “Find faces” for a cropped face."
       : "No answer for this image.");
     status.textContent = `${file.name}: ${facesSummary(result)}`;
+    const browserStatus = $("browser-status");
+    browserStatus.textContent = run ? browserSummary(run) : "";
+    browserStatus.dataset.msPerFace = run ? String(run.meanMs) : "";
   } catch (e) {
     if (token !== state.photoToken) return;
     showError(e.message);
     status.textContent = "";
+    $("browser-status").textContent = "";
     canvas.hidden = true;  // no stale picture or cards next to the error
     $("drop-empty").hidden = false;
     $("drop").classList.remove("has-image");
@@ -203,6 +431,7 @@ function setupPhoto() {
     input.value = "";  // choosing the same file again still triggers a change
   });
   $("detect").addEventListener("change", () => { if (state.lastFile) analyzePhoto(state.lastFile); });
+  $("in-browser").addEventListener("change", () => { if (state.lastFile) analyzePhoto(state.lastFile); });
   for (const type of ["dragenter", "dragover"]) {
     drop.addEventListener(type, (e) => { e.preventDefault(); drop.classList.add("dragging"); });
   }
@@ -264,17 +493,27 @@ async function startLive() {
         const blob = await new Promise((resolve) => capture.toBlob(resolve, "image/jpeg", 0.85));
         const result = await predict(blob, "image/jpeg", true, live.abort.signal);
         if (live.stopped) return;
+        // The option: the server's boxes, each face read here from the captured pixels (the
+        // server reads them from the JPEG, so the two differ by its compression).
+        let run = null;
+        if ($("live-in-browser").checked) {
+          const pixels = capture.getContext("2d").getImageData(0, 0, capture.width, capture.height);
+          run = await classifyInBrowser(grayFromRgba(pixels, false), result.faces, true);
+          if (live.stopped) return;
+        }
+        const faces = run ? run.faces : result.faces;
         live.frames += 1;
         live.totalMs += performance.now() - started;
         overlay.width = video.videoWidth;
         overlay.height = video.videoHeight;
         const ctx = overlay.getContext("2d");
         ctx.clearRect(0, 0, overlay.width, overlay.height);
-        drawFaces(ctx, result.faces, video.videoWidth / result.width);
-        overlay.dataset.faces = String(result.faces.length);
-        overlay.dataset.labels = result.faces.map(labelOf).join("|");
-        renderCards($("live-faces"), result.faces, "No face in view.");
-        status.textContent = `${live.frames} frames · ${(live.totalMs / live.frames).toFixed(0)} ms per frame (capture to answer) · ${facesSummary(result)}`;
+        drawFaces(ctx, faces, video.videoWidth / result.width);
+        overlay.dataset.faces = String(faces.length);
+        overlay.dataset.labels = faces.map(labelOf).join("|");
+        renderCards($("live-faces"), faces, "No face in view.");
+        status.textContent = `${live.frames} frames · ${(live.totalMs / live.frames).toFixed(0)} ms per frame (capture to answer) · ${facesSummary(result)}` +
+                             (run ? ` · ${browserSummary(run)}` : "");
         clearError();
       } catch (e) {
         if (live.stopped || e.name === "AbortError") return;
@@ -432,6 +671,7 @@ function setup() {
   setupLive();
   setupClip();
   checkHealth();
+  probeBrowserModel();
   setInterval(checkHealth, 30000);
 }
 
