@@ -5,7 +5,8 @@
 // a 4xx JSON {"error"} while the server keeps serving; good faces (a FER2013 val crop with
 // detect=0, and a photo from Debian's opencv-doc with detection) answered exactly as an
 // in-process FaceAnalyzer answers; a concurrent burst with identical answers; port and flag
-// errors; clean shutdown on SIGTERM.
+// errors; clean shutdown on SIGTERM; the in-browser option's routes (the model as ONNX, whose
+// protobuf fields parse; onnxruntime-web's allow-listed files, path traversal refused).
 #include <doctest/doctest.h>
 #include <httplib.h>
 #include <arpa/inet.h>
@@ -718,4 +719,165 @@ TEST_CASE("fer_serve: a video upload is analysed in memory with face tracks; bad
 
   Server short_videos({"--port", "0", "--quiet", "--threads", "8", "--max-video-seconds", "0.5"});
   CHECK(error_message(short_videos.client().Post("/api/video", video, "video/mp4"), 413).find("longer than the limit") != std::string::npos);
+}
+
+// ---- The page's in-browser option: the model as ONNX, onnxruntime-web's files ----------------
+
+// The top-level fields of a protobuf message: (field number, wire type, varint value or bytes).
+// Fails (returns false) unless the fields end exactly at the end of the bytes.
+struct ProtoField {
+  int number = 0, wire = 0;
+  uint64_t value = 0;
+  std::string bytes;
+};
+bool parse_proto(const std::string& data, std::vector<ProtoField>& fields) {
+  size_t at = 0;
+  auto varint = [&](uint64_t& v) {
+    v = 0;
+    for (int shift = 0; shift < 64 && at < data.size(); shift += 7) {
+      const uint8_t b = static_cast<uint8_t>(data[at++]);
+      v |= static_cast<uint64_t>(b & 0x7f) << shift;
+      if (!(b & 0x80)) return true;
+    }
+    return false;
+  };
+  while (at < data.size()) {
+    uint64_t key = 0;
+    if (!varint(key)) return false;
+    ProtoField f;
+    f.number = static_cast<int>(key >> 3);
+    f.wire = static_cast<int>(key & 7);
+    if (f.wire == 0) {
+      if (!varint(f.value)) return false;
+    } else if (f.wire == 2) {
+      uint64_t n = 0;
+      if (!varint(n) || n > data.size() - at) return false;
+      f.bytes = data.substr(at, n);
+      at += n;
+    } else if (f.wire == 1 || f.wire == 5) {
+      const size_t n = f.wire == 1 ? 8 : 4;
+      if (n > data.size() - at) return false;
+      at += n;
+    } else {
+      return false;
+    }
+    fields.push_back(std::move(f));
+  }
+  return true;
+}
+
+TEST_CASE("fer_serve: /api/model.onnx is the served checkpoint as ONNX; /api/model.json says how to feed it") {
+  Server& server = shared_server();
+  auto client = server.client();
+  auto res = client.Get("/api/model.onnx");
+  REQUIRE(res);
+  REQUIRE_MESSAGE(res->status == 200, res->body);
+  CHECK(res->get_header_value("Content-Type") == "application/octet-stream");
+  const std::string onnx = res->body;
+  REQUIRE(onnx.size() > 1'000'000);  // fer_vgg_small's weights
+  CHECK(onnx.substr(0, 2) == std::string("\x08\x07", 2));  // ModelProto.ir_version = 7 first
+
+  // ModelProto: ir_version, opset_import {domain "", version 13}, a graph whose outputs are the
+  // logits and the calibrated probabilities and whose input is [N, 1, 48, 48].
+  std::vector<ProtoField> model;
+  REQUIRE(parse_proto(onnx, model));
+  bool opset13 = false;
+  std::string graph;
+  for (const ProtoField& f : model) {
+    if (f.number == 8) {
+      std::vector<ProtoField> opset;
+      REQUIRE(parse_proto(f.bytes, opset));
+      for (const ProtoField& o : opset) opset13 |= o.number == 2 && o.value == 13;
+    }
+    if (f.number == 7) graph = f.bytes;
+  }
+  CHECK(opset13);
+  std::vector<ProtoField> graph_fields;
+  REQUIRE(parse_proto(graph, graph_fields));
+  std::vector<std::string> inputs, outputs;
+  int nodes = 0;
+  for (const ProtoField& f : graph_fields) {
+    nodes += f.number == 1;
+    if (f.number == 11 || f.number == 12) {
+      std::vector<ProtoField> value_info;
+      REQUIRE(parse_proto(f.bytes, value_info));
+      REQUIRE(!value_info.empty());
+      (f.number == 11 ? inputs : outputs).push_back(value_info[0].bytes);
+    }
+  }
+  CHECK(nodes > 10);
+  CHECK(inputs == std::vector<std::string>{"input"});
+  CHECK(outputs == std::vector<std::string>{"logits", "probabilities"});
+  // Exported once: a second request gets the same bytes.
+  CHECK(client.Get("/api/model.onnx")->body == onnx);
+
+  auto info_res = client.Get("/api/model.json");
+  REQUIRE(info_res);
+  CHECK(info_res->status == 200);
+  const json info = json::parse(info_res->body);
+  if (info["available"] == true) {
+    CHECK(info["onnx_bytes"].get<size_t>() == onnx.size());
+    CHECK(info["model"] == "fer_vgg_small");
+    CHECK(info["classes"].size() == 7);
+    CHECK(info["temperature"].get<double>() > 0);
+    CHECK(info["face_side"] == 48);
+    CHECK(info["input_side"] == 48);
+    CHECK(info["equalize"] == true);
+    CHECK(std::abs(info["margin"].get<double>() - 0.1) < 1e-6);
+  } else {  // no onnxruntime-web beside this build: the reason says how to install it
+    CHECK(contains(info["reason"].get<std::string>(), "npm ci"));
+  }
+}
+
+TEST_CASE("fer_serve: /ort/ serves only onnxruntime-web's allow-listed files, with their types") {
+  // A stand-in --ort-dir holding the three files the page loads, and a secret beside it.
+  const fs::path root = fs::temp_directory_path() / ("fer_serve_ort_" + std::to_string(getpid()));
+  const fs::path dir = root / "dist";
+  fs::create_directories(dir);
+  const std::vector<std::pair<std::string, std::string>> files{
+      {"ort.wasm.min.mjs", "text/javascript"},
+      {"ort-wasm-simd-threaded.mjs", "text/javascript"},
+      {"ort-wasm-simd-threaded.wasm", "application/wasm"}};
+  for (const auto& [name, type] : files) std::ofstream(dir / name, std::ios::binary) << "bytes of " << name;
+  std::ofstream(dir / "ort.min.js") << "present but not on the list";
+  std::ofstream(root / "secret.txt") << "not for clients";
+
+  Server server({"--port", "0", "--quiet", "--ort-dir", dir.string()});
+  auto client = server.client();
+  for (const auto& [name, type] : files) {
+    auto res = client.Get(("/ort/" + name).c_str());
+    REQUIRE(res);
+    CHECK_MESSAGE(res->status == 200, name);
+    CHECK_MESSAGE(contains(res->get_header_value("Content-Type"), type), name);
+    CHECK(res->body == "bytes of " + name);
+  }
+  for (const std::string path : {"/ort/ort.min.js", "/ort/secret.txt", "/ort/..", "/ort/%2e%2e",
+                                 "/ort/../secret.txt", "/ort/..%2fsecret.txt", "/ort/%2e%2e%2fsecret.txt",
+                                 "/ort/dist%2fort.wasm.min.mjs", "/ort/ort.wasm.min.mjs%00",
+                                 "/ort/ort.wasm.min.mjs/", "/ort/", "/ort//etc/passwd",
+                                 "/ort/ORT.WASM.MIN.MJS", "/ort/ort.wasm.min.mjs.map"}) {
+    auto res = client.Get(path.c_str());
+    REQUIRE_MESSAGE(res, path);
+    CHECK_MESSAGE(res->status == 404, path);
+    CHECK_MESSAGE(!contains(res->body, "not for clients"), path);
+    CHECK_MESSAGE(!contains(res->body, "present but not"), path);
+  }
+  // The page may use the option: model.json says so.
+  CHECK(json::parse(client.Get("/api/model.json")->body)["available"] == true);
+  // The page's policy lets onnxruntime-web compile its WebAssembly, and nothing more.
+  const std::string policy = client.Get("/")->get_header_value("Content-Security-Policy");
+  CHECK(contains(policy, "script-src 'self' 'wasm-unsafe-eval'"));
+  CHECK(!contains(policy, "unsafe-inline"));
+  fs::remove_all(root);
+}
+
+TEST_CASE("fer_serve: without onnxruntime-web, or with an ensemble, the option says why it is off") {
+  const std::string ck = fer::locate_checkpoint(fer::kDefaultCheckpoint);
+  Server server({"--port", "0", "--quiet", "--checkpoint", ck + "," + ck, "--ort-dir", "/nonexistent/ort"});
+  auto client = server.client();
+  const json info = json::parse(client.Get("/api/model.json")->body);
+  CHECK(info["available"] == false);
+  CHECK(contains(info["reason"].get<std::string>(), "ensemble"));
+  CHECK(contains(error_message(client.Get("/api/model.onnx"), 501), "ensemble"));
+  CHECK(contains(error_message(client.Get("/ort/ort.wasm.min.mjs"), 404), "/nonexistent/ort"));
 }

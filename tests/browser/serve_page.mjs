@@ -5,6 +5,9 @@
 //   1. photo mode: uploads face photos through the page's file input (a photo from Debian's
 //      opencv-doc with face detection, a FER2013 val crop with "Find faces" unticked), waits for
 //      the labels and checks they equal the API's answer for the same file; screenshot;
+//   1b. the same photos (and PNG copies) with "Run the model in this browser": the probabilities
+//      computed by onnxruntime-web in the page equal the API's within 1e-3; the page's latency per
+//      face is recorded in <screenshots>/in_browser.json;
 //   2. error display: a text file posing as a JPEG shows the server's 400 message in the banner;
 //   3. live mode: a second browser whose fake camera plays a .y4m made here from the face photo
 //      (--use-file-for-fake-video-capture); checks that boxes and labels appear over the video and
@@ -165,12 +168,15 @@ async function photoMode(url) {
             `a dropped ${path.basename(file)} shows the API's labels [${shown.join(", ")}]`);
     }
 
+    await inBrowserMode(page, url);
+
     // A 4xx JSON error is shown with its message.
     const fake = path.join(workDir, "not_a_photo.jpg");
     fs.writeFileSync(fake, "these are not the pixels you are looking for");
     const api = await apiPredict(url, fake, true);
     check(api.status === 400, "API answers 400 for a text file");
     await page.setChecked("#detect", true);
+    await page.waitForFunction(() => document.getElementById("photo-busy").hidden);
     await page.setInputFiles("#file", fake);
     await page.waitForSelector("#error:not([hidden])", { timeout: 30000 });
     const banner = await page.textContent("#error-text");
@@ -186,6 +192,95 @@ async function photoMode(url) {
   } finally {
     await browser.close();
   }
+}
+
+// ---- 1b: the model run in the browser (onnxruntime-web) ---------------------------------------
+// With "Run the model in this browser" ticked, each photo's faces (the server's boxes) are read by
+// the model in WebAssembly: the page crops, resizes and equalises as the server does, so for a
+// PNG (lossless: the browser and stb_image decode the same pixels) the probabilities on the cards
+// must equal the API's within 1e-3. A JPEG's pixels are not the same: Chromium's libjpeg-turbo and
+// the server's stb_image round their inverse DCTs differently (a few pixels in a hundred differ
+// by 1, more near saturated colours, where the browser's RGB clamps), so JPEGs get 1e-2. The
+// page's measured milliseconds per face (performance.now() around session.run) are recorded in
+// <screenshots>/in_browser.json.
+const PNG_TOLERANCE = 1e-3, JPEG_TOLERANCE = 1e-2;
+
+// A PNG of `file` made by the browser (lossless: the server and the page decode the same pixels).
+async function pngCopy(page, file) {
+  const b64 = await page.evaluate(async (dataUrl) => {
+    const img = new Image();
+    img.src = dataUrl;
+    await img.decode();
+    const canvas = document.createElement("canvas");
+    canvas.width = img.width;
+    canvas.height = img.height;
+    canvas.getContext("2d").drawImage(img, 0, 0);
+    return canvas.toDataURL("image/png").split(",")[1];
+  }, `data:image/jpeg;base64,${fs.readFileSync(file).toString("base64")}`);
+  const out = path.join(workDir, `${path.basename(file, path.extname(file))}.png`);
+  fs.writeFileSync(out, Buffer.from(b64, "base64"));
+  return out;
+}
+
+async function inBrowserMode(page, url) {
+  if (await page.isDisabled("#in-browser")) {
+    console.log(`note: the in-browser option is off (${await page.getAttribute("#in-browser-label", "title")}): not checked`);
+    return;
+  }
+  const list = photos();
+  for (const { file, detect } of photos()) list.push({ file: await pngCopy(page, file), detect });
+  const records = [];
+  for (const { file, detect } of list) {
+    const api = await apiPredict(url, file, detect);
+    check(api.status === 200, `API answers 200 for ${path.basename(file)}`);
+    await page.setChecked("#detect", detect);
+    await page.setChecked("#in-browser", true);
+    await page.waitForFunction(() => document.getElementById("photo-busy").hidden, null, { timeout: 120000 });
+    await page.evaluate(() => { document.getElementById("photo-status").textContent = ""; });
+    await page.setInputFiles("#file", file);
+    await page.waitForFunction(() => document.getElementById("photo-status").textContent.includes("ms on the server") ||
+                                     !document.getElementById("error").hidden, null, { timeout: 120000 });
+    check(!(await page.isVisible("#error")), `no error running the model in the browser (${await page.textContent("#error-text")})`);
+    const browserStatus = await page.textContent("#browser-status");
+    console.log(`${path.basename(file)}: ${browserStatus}`);
+    const shown = await page.$$eval("#photo-faces .face", (cards) => cards.map((c) => JSON.parse(c.dataset.probabilities)));
+    const expected = api.body.faces.map((f) => f.emotions);
+    check(shown.length === expected.length, `the browser reads the server's ${expected.length} face(s) of ${path.basename(file)}`);
+    let largest = 0;
+    shown.forEach((p, i) => { for (const name of Object.keys(expected[i])) largest = Math.max(largest, Math.abs(p[name] - expected[i][name])); });
+    const tolerance = file.endsWith(".png") ? PNG_TOLERANCE : JPEG_TOLERANCE;
+    check(largest <= tolerance,
+          `in-browser probabilities of ${path.basename(file)} equal the server's (largest difference ${largest.toExponential(2)} <= ${tolerance})`);
+    const msPerFace = Number(await page.getAttribute("#browser-status", "data-ms-per-face"));
+    if (expected.length) check(msPerFace > 0, `the page measured ${msPerFace.toFixed(2)} ms per face`);
+    records.push({ file: path.basename(file), detect, faces: expected.length, ms_per_face: msPerFace,
+                   largest_difference: largest });
+    await page.screenshot({ path: path.join(shotDir, `in_browser_${path.basename(file).replace(/\W+/g, "_")}.png`), fullPage: true });
+  }
+  // Ten more runs of the first photo with a face, for a steadier latency.
+  const withFace = list.find((_, i) => records[i].faces > 0);
+  if (withFace) {
+    const runs = [];
+    for (let k = 0; k < 10; k++) {
+      await page.evaluate(() => { document.getElementById("photo-status").textContent = ""; });
+      await page.setInputFiles("#file", withFace.file);
+      await page.waitForFunction(() => document.getElementById("photo-status").textContent.includes("ms on the server"),
+                                 null, { timeout: 120000 });
+      runs.push(Number(await page.getAttribute("#browser-status", "data-ms-per-face")));
+    }
+    runs.sort((a, b) => a - b);
+    const median = runs[runs.length >> 1];
+    console.log(`in-browser latency per face, ${path.basename(withFace.file)}, 10 uploads: median ${median.toFixed(2)} ms (min ${runs[0].toFixed(2)}, max ${runs.at(-1).toFixed(2)})`);
+    records.push({ file: path.basename(withFace.file), repeated: runs.length, median_ms_per_face: median,
+                   min_ms_per_face: runs[0], max_ms_per_face: runs.at(-1) });
+  }
+  const browser = page.context().browser();
+  const summary = { date: new Date().toISOString(), browser: `chromium ${browser.version()}`, cpu: os.cpus()[0]?.model,
+                    records };
+  fs.writeFileSync(path.join(shotDir, "in_browser.json"), JSON.stringify(summary, null, 2));
+  console.log(`in-browser results: ${path.join(shotDir, "in_browser.json")}`);
+  await page.setChecked("#in-browser", false);
+  await page.waitForFunction(() => document.getElementById("photo-busy").hidden, null, { timeout: 120000 });
 }
 
 // ---- 3: live mode ----------------------------------------------------------------------------
