@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
-# Fuzzes the data pipeline's untrusted-input parsers with libFuzzer + AddressSanitizer + UBSan:
-#   fuzz_image  the image decoder: our validator (data/image_guard.cpp) in front of Debian's
-#               stb_image 2.27 from /usr/include/stb, bounded, + resize (tests/fuzz/fuzz_image.cpp)
-#   fuzz_csv    the FER2013 CSV parser + round trip  (tests/fuzz/fuzz_csv.cpp)
-# Builds them with clang (installed with apt-get if missing), seeds each corpus (a few real FER
-# JPEGs when the data set is present, plus generated PNG/JPEG/CSV files), runs each target for
-# FUZZ_SECONDS (default 60) and prints the executions and crashes of each. Exit status 1 if any
-# target found a crash, leak, timeout or out-of-memory input (saved under $FUZZ_OUT/artifacts/).
+# Fuzzes the parsers of untrusted input with libFuzzer + AddressSanitizer + UBSan:
+#   fuzz_image        the image decoder: our validator (data/image_guard.cpp) in front of Debian's
+#                     stb_image 2.27 from /usr/include/stb, bounded, + resize
+#   fuzz_csv          the FER2013 CSV parser + round trip
+#   fuzz_safetensors  the safetensors reader (engine/safetensors.cpp), from memory and from a file
+#   fuzz_cascade      the Haar cascade XML reader (data/face_detect.cpp), accepted cascades run
+#   fuzz_serve        fer_serve's request handling (apps/serve/requests.cpp) behind httplib's parser
+#   fuzz_list         fer_predict's --list file (apps/cli/path_list.cpp)
+# (sources: tests/fuzz/fuzz_<target>.cpp). Builds them with clang (installed with apt-get if
+# missing), seeds each corpus (generated files, and real ones: a few FER JPEGs when the data set
+# is present, OpenCV's cascades from opencv-data, the shipped checkpoint's header), runs each
+# target for FUZZ_SECONDS (default 60) and prints the executions and crashes of each. Exit status
+# 1 if any target found a crash, leak, timeout or out-of-memory input (saved under
+# $FUZZ_OUT/artifacts/). Inputs that once crashed are kept in tests/fuzz/regressions/<target>/
+# and start every run.
 #
-#   scripts/fuzz.sh                      both targets, 60 s each
+#   scripts/fuzz.sh                      every target, 60 s each
 #   FUZZ_SECONDS=600 scripts/fuzz.sh csv one target, 10 minutes
 #   FUZZ_OUT=/tmp/fz FER_DATA=/path/to/fer2013 scripts/fuzz.sh
 set -euo pipefail
@@ -18,7 +25,7 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 OUT=${FUZZ_OUT:-build-fuzz}
 FER_DATA=${FER_DATA:-../shared/fer2013}
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(image csv)
+[ ${#targets[@]} -eq 0 ] && targets=(image csv safetensors cascade serve list)
 
 # ---- Toolchain: clang with the libFuzzer runtime ------------------------------------------------
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -44,39 +51,91 @@ if ! fuzzer_works; then
 fi
 
 # ---- Build ----------------------------------------------------------------------------------------
+# What each target links besides its own file, all compiled with the sanitizers and coverage.
 mkdir -p "$OUT/obj" "$OUT/artifacts"
 STB_INC=/usr/include/stb  # Debian's libstb-dev: stb_image 2.27 and stb_image_write, unmodified
-common=(-std=c++20 -g -O1 -I. -I"$STB_INC" -Wno-unused-parameter)
+data_sources=(data/image.cpp data/image_guard.cpp data/dataset.cpp data/fer2013.cpp data/fer_csv.cpp data/fer_folder.cpp)
+# A Tensor needs the engine and its CPU backend (kernels/backends.cpp serves backend(Device::CPU)).
+engine_sources=(engine/*.cpp engine/ops/*.cpp kernels/backends.cpp kernels/cpu/*.cpp)
+sources_of() {
+  case "$1" in
+    image|csv)   echo "${data_sources[*]}" ;;
+    cascade)     echo "data/face_detect.cpp ${data_sources[*]}" ;;
+    safetensors) echo "${engine_sources[*]}" ;;
+    serve)       echo "apps/serve/requests.cpp apps/serve/guarded_server.cpp" ;;
+    list)        echo "apps/cli/path_list.cpp" ;;
+    *) echo "fuzz: unknown target '$1'" >&2; exit 2 ;;
+  esac
+}
+libs_of() {
+  case "$1" in
+    serve) pkg-config --libs cpp-httplib ;;  # Debian's library: not instrumented, but it is what fer_serve runs
+    *) echo "" ;;
+  esac
+}
+# Debian builds cpp-httplib with OpenSSL/zlib/brotli: its classes' layout depends on these defines.
+read -r -a httplib_flags <<< "$(pkg-config --cflags cpp-httplib)"
+common=(-std=c++20 -g -O1 -I. -I"$STB_INC" "${httplib_flags[@]}" -fopenmp -Wno-unused-parameter)
 san=(-fsanitize=address,undefined -fno-sanitize-recover=undefined)
-lib_sources=(data/image.cpp data/image_guard.cpp data/dataset.cpp data/fer2013.cpp data/fer_csv.cpp data/fer_folder.cpp)
-objs=()
-for src in "${lib_sources[@]}"; do
-  obj="$OUT/obj/$(basename "${src%.cpp}").o"
-  clang++ "${common[@]}" "${san[@]}" -fsanitize=fuzzer-no-link -c "$src" -o "$obj"
-  objs+=("$obj")
-done
+# The CPU kernels' per-instruction-set files, as CMakeLists.txt compiles them.
+isa_flags() {
+  case "$1" in
+    *_avx512bf16.cpp) echo "-mavx2 -mfma -mavx512f -mavx512dq -mavx512bw -mavx512vl -mavx512bf16" ;;
+    *_avx512.cpp)     echo "-mavx2 -mfma -mavx512f -mavx512dq -mavx512bw -mavx512vl" ;;
+    *_avx2.cpp)       echo "-mavx2 -mfma" ;;
+  esac
+}
+needed=()
 for t in "${targets[@]}"; do
-  clang++ "${common[@]}" "${san[@]}" -fsanitize=fuzzer "tests/fuzz/fuzz_$t.cpp" "${objs[@]}" \
-    -o "$OUT/fuzz_$t"
+  read -r -a srcs <<< "$(sources_of "$t")"
+  needed+=("${srcs[@]}")
 done
-clang++ "${common[@]}" -O1 tests/fuzz/make_seeds.cpp "${lib_sources[@]}" -o "$OUT/make_seeds"
+mapfile -t needed < <(printf '%s\n' "${needed[@]}" | sort -u)
+object_of() { local o="${1%.cpp}"; echo "$OUT/obj/${o//\//_}.o"; }
+jobs_running=0
+for src in "${needed[@]}"; do
+  rm -f "$(object_of "$src")"  # a failed compile must not leave last run's object to link
+  # shellcheck disable=SC2046  # isa_flags is a word list on purpose
+  clang++ "${common[@]}" "${san[@]}" $(isa_flags "$src") -fsanitize=fuzzer-no-link -c "$src" \
+    -o "$(object_of "$src")" &
+  if (( ++jobs_running >= $(nproc) )); then wait -n; jobs_running=$((jobs_running - 1)); fi
+done
+wait
+for t in "${targets[@]}"; do
+  read -r -a srcs <<< "$(sources_of "$t")"
+  objs=()
+  for src in "${srcs[@]}"; do objs+=("$(object_of "$src")"); done
+  # shellcheck disable=SC2046
+  clang++ "${common[@]}" "${san[@]}" -fsanitize=fuzzer "tests/fuzz/fuzz_$t.cpp" "${objs[@]}" \
+    $(libs_of "$t") -o "$OUT/fuzz_$t"
+done
+clang++ "${common[@]}" -O1 tests/fuzz/make_seeds.cpp "${data_sources[@]}" -o "$OUT/make_seeds"
 
 # ---- Seed corpora ---------------------------------------------------------------------------------
-"$OUT/make_seeds" "$OUT/seeds"
-mkdir -p "$OUT/corpus/image" "$OUT/corpus/csv"
-cp -n "$OUT/seeds/image/"* "$OUT/corpus/image/"
-cp -n "$OUT/seeds/csv/"* "$OUT/corpus/csv/"
-# Inputs that once crashed (kept as regression seeds; see tests/fuzz/regressions/).
-for t in image csv; do
+"$OUT/make_seeds" "$OUT/seeds" models/pretrained/fer_vgg_small.safetensors
+for t in "${targets[@]}"; do
+  mkdir -p "$OUT/corpus/$t"
+  cp -n "$OUT/seeds/$t/"* "$OUT/corpus/$t/"
+  # Inputs that once crashed (kept as regression seeds; see tests/fuzz/regressions/).
   [ -d "tests/fuzz/regressions/$t" ] && cp -n "tests/fuzz/regressions/$t/"* "$OUT/corpus/$t/" 2>/dev/null || true
 done
-if [ -d "$FER_DATA/val" ]; then
-  for cls in angry disgust fear happy neutral sad surprise; do
-    jpgs=("$FER_DATA/val/$cls"/*.jpg)  # sorted by the glob; the first one of each class
-    [ -f "${jpgs[0]}" ] && cp "${jpgs[0]}" "$OUT/corpus/image/fer_$cls.jpg"
-  done
-else
-  echo "fuzz: no FER2013 data at $FER_DATA; image seeds are generated only"
+if [ -d "$OUT/corpus/image" ]; then
+  if [ -d "$FER_DATA/val" ]; then
+    for cls in angry disgust fear happy neutral sad surprise; do
+      jpgs=("$FER_DATA/val/$cls"/*.jpg)  # sorted by the glob; the first one of each class
+      [ -f "${jpgs[0]}" ] && cp "${jpgs[0]}" "$OUT/corpus/image/fer_$cls.jpg"
+    done
+  else
+    echo "fuzz: no FER2013 data at $FER_DATA; image seeds are generated only"
+  fi
+fi
+# OpenCV's own cascades (Debian's opencv-data), what fer_predict and fer_serve really read.
+if [ -d "$OUT/corpus/cascade" ]; then
+  if compgen -G "/usr/share/opencv4/haarcascades/*.xml" >/dev/null; then
+    cp -n /usr/share/opencv4/haarcascades/*.xml "$OUT/corpus/cascade/"
+  else
+    echo "fuzz: no /usr/share/opencv4/haarcascades (opencv-data); cascade seeds are generated only"
+  fi
 fi
 
 # ---- Run --------------------------------------------------------------------------------------
@@ -87,6 +146,8 @@ for t in "${targets[@]}"; do
   before=$(ls "$OUT/artifacts" | grep -c "^$t-" || true)
   echo "fuzz: running fuzz_$t for ${FUZZ_SECONDS}s (log: $log)"
   set +e
+  # 64 KB: OpenCV's cascades (47 KB to 2.6 MB) are cut there, which keeps mutations fast (a whole
+  # 900 KB cascade ran at ~20 executions a second); seed_small.xml is a whole one.
   "$OUT/fuzz_$t" "$OUT/corpus/$t" -max_total_time="$FUZZ_SECONDS" -max_len=65536 -timeout=25 \
     -rss_limit_mb=2560 -print_final_stats=1 -artifact_prefix="$OUT/artifacts/$t-" >"$log" 2>&1
   rc=$?

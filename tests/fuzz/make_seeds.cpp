@@ -4,12 +4,21 @@
 //                 EOB runs and ZRL, DC refinement scans), 4:2:0 / 2:1 subsampling and restart
 //                 intervals (DRI + RSTn), so the fuzzer starts inside those decoder paths
 //   <dir>/csv/:   a small valid FER2013 CSV (three usages) and one with a bad row
-// Usage: make_seeds <dir>
+//   <dir>/safetensors/: small files of every dtype the reader takes, a scalar and an empty tensor,
+//                 and the shipped checkpoint's header (its metadata: model spec, CRC-32s) over
+//                 a few of its own small tensors, re-laid out (the whole file is 7 MB)
+//   <dir>/cascade/: a small cascade with upright and tilted features, stumps and a deeper tree
+//   <dir>/serve/: HTTP requests: raw and multipart uploads, ?detect=, the video route, and the
+//                 headers the pre-routing checks refuse (chunked, gzip, bad Content-Length)
+//   <dir>/list/:  a --list file with comments, blank lines, CRLF and indented paths
+// Usage: make_seeds <dir> [<checkpoint.safetensors>]
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
@@ -206,16 +215,153 @@ void write_bytes(const std::filesystem::path& path, const std::vector<uint8_t>& 
       .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
 }
 
+
+// ---- Safetensors, by hand: 8-byte little-endian header length, JSON header, data -------------
+std::vector<uint8_t> safetensors_bytes(const nlohmann::ordered_json& header, const std::vector<uint8_t>& data) {
+  std::string text = header.dump();
+  text.append((8 - text.size() % 8) % 8, ' ');
+  std::vector<uint8_t> out(8);
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<uint8_t>(static_cast<uint64_t>(text.size()) >> (8 * i));
+  out.insert(out.end(), text.begin(), text.end());
+  out.insert(out.end(), data.begin(), data.end());
+  return out;
+}
+
+// Appends a tensor of `dtype` whose elements are `bytes_per` bytes each, counting up.
+void add_tensor(nlohmann::ordered_json& header, std::vector<uint8_t>& data, const std::string& name,
+                const std::string& dtype, const std::vector<int64_t>& shape, int bytes_per) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  const size_t begin = data.size();
+  for (int64_t i = 0; i < n * bytes_per; ++i) data.push_back(static_cast<uint8_t>(i * 7 + 1));
+  header[name] = {{"dtype", dtype}, {"shape", shape}, {"data_offsets", {begin, data.size()}}};
+}
+
+void write_safetensors_seeds(const std::filesystem::path& out, const std::string& checkpoint) {
+  {
+    nlohmann::ordered_json h = nlohmann::ordered_json::object();
+    std::vector<uint8_t> data;
+    h["__metadata__"] = {{"format", "pt"}};
+    add_tensor(h, data, "a", "F32", {2, 3}, 4);
+    add_tensor(h, data, "b", "F32", {}, 4);
+    add_tensor(h, data, "c", "F32", {0, 5}, 4);
+    write_bytes(out / "seed_f32.safetensors", safetensors_bytes(h, data));
+  }
+  {
+    nlohmann::ordered_json h = nlohmann::ordered_json::object();
+    std::vector<uint8_t> data;
+    add_tensor(h, data, "bf16", "BF16", {3}, 2);
+    add_tensor(h, data, "f16", "F16", {2, 2}, 2);
+    add_tensor(h, data, "f64", "F64", {2}, 8);
+    add_tensor(h, data, "i32", "I32", {1, 1, 2}, 4);
+    add_tensor(h, data, "i64", "I64", {1}, 8);
+    write_bytes(out / "seed_dtypes.safetensors", safetensors_bytes(h, data));
+  }
+  // The shipped checkpoint's metadata over its smallest tensors (real names, real CRC-32 keys).
+  std::ifstream in(checkpoint, std::ios::binary);
+  uint64_t n = 0;
+  if (!in.read(reinterpret_cast<char*>(&n), 8) || n > (1u << 20)) return;
+  std::string text(n, '\0');
+  if (!in.read(text.data(), static_cast<std::streamsize>(n))) return;
+  const nlohmann::json real = nlohmann::json::parse(text, nullptr, false);
+  if (!real.is_object()) return;
+  nlohmann::ordered_json h = nlohmann::ordered_json::object();
+  std::vector<uint8_t> data;
+  if (real.contains("__metadata__")) h["__metadata__"] = real["__metadata__"];
+  int kept = 0;
+  for (const auto& [name, entry] : real.items()) {
+    if (name == "__metadata__" || !entry.contains("data_offsets")) continue;
+    const uint64_t begin = entry["data_offsets"][0], end = entry["data_offsets"][1];
+    if (end - begin > 256 || kept == 6) continue;
+    std::vector<uint8_t> bytes(end - begin);
+    in.seekg(static_cast<std::streamoff>(8 + n + begin));
+    if (!in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()))) return;
+    h[name] = {{"dtype", entry["dtype"]}, {"shape", entry["shape"]}, {"data_offsets", {data.size(), data.size() + bytes.size()}}};
+    data.insert(data.end(), bytes.begin(), bytes.end());
+    ++kept;
+  }
+  write_bytes(out / "seed_checkpoint_head.safetensors", safetensors_bytes(h, data));
+}
+
+// ---- A Haar cascade in OpenCV's new-style XML ---------------------------------------------------
+const char* kSeedCascade = R"(<?xml version="1.0"?>
+<!-- a small cascade: two stages of stumps, then a two-node tree; one tilted feature -->
+<opencv_storage>
+<cascade type_id="opencv-cascade-classifier"><stageType>BOOST</stageType>
+  <featureType>HAAR</featureType>
+  <height>12</height>
+  <width>12</width>
+  <stageParams><maxWeakCount>2</maxWeakCount></stageParams>
+  <featureParams><maxCatCount>0</maxCatCount></featureParams>
+  <stageNum>3</stageNum>
+  <stages>
+    <_>
+      <maxWeakCount>2</maxWeakCount>
+      <stageThreshold>-1.5</stageThreshold>
+      <weakClassifiers>
+        <_><internalNodes>0 -1 0 1.2e-02</internalNodes><leafValues>-0.8 0.7</leafValues></_>
+        <_><internalNodes>0 -1 1 -3.5e-03</internalNodes><leafValues>0.5 -0.6</leafValues></_></weakClassifiers></_>
+    <_>
+      <stageThreshold>-0.9</stageThreshold>
+      <weakClassifiers>
+        <_><internalNodes>0 -1 2 5.0e-03</internalNodes><leafValues>-0.4 0.9</leafValues></_></weakClassifiers></_>
+    <_>
+      <stageThreshold>-2.0</stageThreshold>
+      <weakClassifiers>
+        <_>
+          <internalNodes>
+            1 -1 0 1.0e-02 0 -2 3 -2.0e-03</internalNodes>
+          <leafValues>-0.5 0.25 0.75</leafValues></_></weakClassifiers></_></stages>
+  <features>
+    <_><rects><_>0 0 12 6 -1.</_><_>0 6 12 6 1.</_></rects></_>
+    <_><rects><_>2 2 4 8 -1.</_><_>6 2 4 8 2.</_></rects><tilted>0</tilted></_>
+    <_><rects><_>1 1 10 10 -1.</_><_>3 3 6 6 2.</_><_>5 5 2 2 1.</_></rects></_>
+    <_><rects><_>6 0 4 4 -1.</_><_>6 2 2 2 2.</_></rects><tilted>1</tilted></_></features></cascade>
+</opencv_storage>
+)";
+
+// ---- HTTP requests to fer_serve -----------------------------------------------------------------
+std::string http(const std::string& head, const std::string& body) {
+  std::string r = head;
+  if (body.size() || head.rfind("POST", 0) == 0) r += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+  return r + "\r\n" + body;
+}
+
+void write_serve_seeds(const std::filesystem::path& out, const std::string& jpeg) {
+  auto put = [&](const char* name, const std::string& text) {
+    std::ofstream((out / name).string(), std::ios::binary) << text;
+  };
+  put("raw_jpeg.http", http("POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n", jpeg));
+  put("raw_detect0.http", http("POST /api/predict?detect=0&x=%41%zz HTTP/1.1\r\nHost: x\r\nContent-Type: Image/PNG; q=1\r\n", jpeg));
+  const std::string boundary = "----fer7MA4YWxk";
+  const std::string form = "--" + boundary + "\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhello\r\n--" +
+                           boundary + "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"face.jpg\"\r\n"
+                           "Content-Type: image/jpeg\r\n\r\n" + jpeg + "\r\n--" + boundary + "--\r\n";
+  put("multipart.http", http("POST /api/predict?detect=1 HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=" +
+                             boundary + "\r\n", form));
+  put("multipart_video.http", http("POST /api/video HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=\"" +
+                                   boundary + "\"\r\n", form));
+  put("video.http", http("POST /api/video HTTP/1.1\r\nHost: x\r\nContent-Type: video/mp4\r\n", std::string(64, '\x11')));
+  put("chunked.http", "POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                      "Transfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n");
+  put("gzip.http", http("POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Encoding: gzip\r\n", "xyz"));
+  put("bad_length.http", "POST /api/video HTTP/1.1\r\nHost: x\r\nContent-Type: video/webm\r\nContent-Length: 99999999999\r\n\r\n");
+  put("get_predict.http", "GET /api/predict?detect=maybe HTTP/1.1\r\nHost: x\r\n\r\n");
+  put("healthz.http", "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  put("form_urlencoded.http", http("POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n", "a=1&b=%20"));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: make_seeds <dir>\n");
+  if (argc != 2 && argc != 3) {
+    std::fprintf(stderr, "usage: make_seeds <dir> [<checkpoint.safetensors>]\n");
     return 2;
   }
   const std::filesystem::path dir = argv[1];
   std::filesystem::create_directories(dir / "image");
-  std::filesystem::create_directories(dir / "csv");
+  for (const char* target : {"csv", "safetensors", "cascade", "serve", "list"})
+    std::filesystem::create_directories(dir / target);
   write_png((dir / "image" / "seed_48.png").string(), pattern(48, 48, 1));
   write_jpg((dir / "image" / "seed_48.jpg").string(), pattern(48, 48, 2), 90);
   write_png((dir / "image" / "seed_20x30.png").string(), pattern(20, 30, 3));
@@ -247,5 +393,18 @@ int main(int argc, char** argv) {
   std::ofstream((dir / "csv" / "seed_bad.csv").string(), std::ios::binary) << bad;
   std::ofstream((dir / "csv" / "seed_header.csv").string(), std::ios::binary)
       << "Usage,pixels,emotion\r\nTraining,\"0 1 2\",3\r\n";
+
+  write_safetensors_seeds(dir / "safetensors", argc == 3 ? argv[2] : "");
+  std::ofstream((dir / "cascade" / "seed_small.xml").string(), std::ios::binary) << kSeedCascade;
+  // A small JPEG for the upload requests (written by stb_image_write, read back).
+  const std::filesystem::path face = dir / "serve" / "face.tmp";
+  write_jpg(face.string(), pattern(8, 8, 5), 50);
+  std::ifstream face_in(face.string(), std::ios::binary);
+  const std::string jpeg((std::istreambuf_iterator<char>(face_in)), std::istreambuf_iterator<char>());
+  face_in.close();
+  std::filesystem::remove(face);
+  write_serve_seeds(dir / "serve", jpeg);
+  std::ofstream((dir / "list" / "seed_list.txt").string(), std::ios::binary)
+      << "# photos\n\nphotos/a.jpg\r\n   indented/b.png  \n\t# a comment\n/abs/c d.jpeg\nlast-without-newline.jpg";
   return 0;
 }
