@@ -17,6 +17,8 @@
 #include <unistd.h>
 
 #include "data/face_detect.h"
+#include "data/face_finder.h"
+#include "data/face_scenes.h"
 #include "data/image.h"
 #include "engine/error.h"
 #include "engine/random.h"
@@ -334,7 +336,7 @@ TEST_CASE("cascade: default path comes from FER_CASCADE or opencv-data, with a u
     CHECK(throws_naming([] { default_cascade_path(); }, "install Debian's opencv-data"));
     return;
   }
-  CHECK(default_cascade_path() == kFrontal);
+  CHECK(default_cascade_path() == kCascades + "haarcascade_frontalface_alt2.xml");
 }
 
 // ---- OpenCV's trained cascades on real photos ------------------------------------------------
@@ -516,4 +518,103 @@ TEST_CASE("cascade: randomly damaged files are rejected with a fer::Error or loa
   }
   MESSAGE("damaged cascades: " << accepted << " accepted, " << rejected << " rejected");
   CHECK(rejected > 1000);
+}
+
+// ---- The labelled set and the clean-up of boxes (data/face_scenes.h, data/face_finder.h) -------
+
+namespace {
+GrayImage noise_image(int w, int h, uint64_t seed) {
+  fer::Generator g(seed);
+  GrayImage img{w, h, std::vector<uint8_t>(static_cast<size_t>(w) * h)};
+  for (uint8_t& p : img.pixels) p = static_cast<uint8_t>(g.below(256));
+  return img;
+}
+}  // namespace
+
+TEST_CASE("face scenes: reproducible, boxes inside and apart, faces pasted where the truth says") {
+  const GrayImage background = noise_image(300, 200, 3);
+  std::vector<GrayImage> faces{GrayImage{48, 48, std::vector<uint8_t>(48 * 48, 250)},
+                               GrayImage{48, 48, std::vector<uint8_t>(48 * 48, 5)}};
+  FaceSceneOptions o;
+  o.width = 600;
+  o.min_faces = o.max_faces = 4;
+  o.min_side = 30;
+  o.max_side = 100;
+  const FaceScene a = compose_face_scene(background, faces, 0, 42, o);
+  const FaceScene b = compose_face_scene(background, faces, 0, 42, o);
+  CHECK(a.image.pixels == b.image.pixels);
+  CHECK(a.faces == b.faces);
+  CHECK(a.image.width == 600);
+  CHECK(a.image.height == 400);  // the background's shape
+  REQUIRE(a.faces.size() == 4);
+  for (size_t i = 0; i < a.faces.size(); ++i) {
+    const Rect& f = a.faces[i];
+    INFO("face " << i << " at " << f.x << "," << f.y << " side " << f.width);
+    CHECK(f.width == f.height);
+    CHECK(f.width >= 30);
+    CHECK(f.width <= 100);
+    CHECK(f.x >= 0);
+    CHECK(f.y >= 0);
+    CHECK(f.x + f.width <= a.image.width);
+    CHECK(f.y + f.height <= a.image.height);
+    for (size_t j = 0; j < i; ++j) CHECK(box_iou(f, a.faces[j]) == 0.0);
+    // The middle of the box is the face itself (alpha 1 inside the ramp), faces taken in turn.
+    const uint8_t centre = a.image.pixels[static_cast<size_t>(f.y + f.height / 2) * a.image.width + f.x + f.width / 2];
+    CHECK(centre == (i % 2 == 0 ? 250 : 5));
+  }
+  CHECK(compose_face_scene(background, faces, 0, 43, o).faces != a.faces);  // another seed, another scene
+  CHECK(throws_naming([&] { compose_face_scene(background, {}, 0, 1, o); }, "no face images"));
+}
+
+TEST_CASE("detection scoring: IoU by hand, greedy pairing, duplicates are false positives") {
+  CHECK(box_iou(Rect{0, 0, 10, 10}, Rect{0, 0, 10, 10}) == 1.0);
+  CHECK(box_iou(Rect{0, 0, 10, 10}, Rect{5, 0, 10, 10}) == doctest::Approx(50.0 / 150.0));
+  CHECK(box_iou(Rect{0, 0, 10, 10}, Rect{10, 0, 10, 10}) == 0.0);
+  CHECK(box_iou(Rect{0, 0, 0, 10}, Rect{0, 0, 0, 10}) == 0.0);
+
+  const std::vector<Rect> truth{{0, 0, 100, 100}, {200, 0, 50, 50}, {400, 400, 30, 30}};
+  // One good box per the first two faces, a duplicate of the first, a box far from everything.
+  const std::vector<Rect> detected{{5, 5, 100, 100}, {210, 0, 50, 50}, {0, 10, 90, 90}, {600, 600, 40, 40}};
+  std::vector<bool> found;
+  const DetectionCounts c = match_detections(detected, truth, 0.5, &found);
+  CHECK(c.true_positives == 2);
+  CHECK(c.false_positives == 2);
+  CHECK(c.misses == 1);
+  CHECK(found == std::vector<bool>{true, true, false});
+  CHECK(c.precision() == 0.5);
+  CHECK(c.recall() == doctest::Approx(2.0 / 3.0));
+  // A stricter threshold loses the second face (IoU 40 * 50 / (2 * 2500 - 2000) = 0.667).
+  CHECK(match_detections(detected, truth, 0.7).true_positives == 1);
+  CHECK(match_detections({}, {}).precision() == 1.0);
+}
+
+TEST_CASE("merge: one box per face, the better supported kept, separate faces untouched") {
+  const std::vector<SupportedRect> candidates{
+      {{100, 100, 80, 80}, 5},   // a face
+      {{110, 105, 80, 80}, 9},   // the same face, better supported: it wins
+      {{120, 120, 30, 30}, 20},  // a small box inside the face (covers all of itself): merged away
+      {{400, 100, 60, 60}, 2},   // another face, alone
+      {{455, 100, 60, 60}, 1}};  // its neighbour, touching it (IoU 5/115): kept
+  const std::vector<Rect> kept = merge_duplicate_faces(candidates, 0.3, 0.6);
+  CHECK(kept == std::vector<Rect>{{110, 105, 80, 80}, {400, 100, 60, 60}, {455, 100, 60, 60}});
+}
+
+TEST_CASE("face finder: as the cascade alone when nothing is added; the profile cascade finds more") {
+  if (missing(kFrontal, "opencv-data")) return;
+  const std::string four = kDoc + "opencv4/html/facereg.jpg";
+  if (missing(four, "opencv-doc")) return;
+  const GrayImage photo = read_image(four);
+  FaceFinderOptions o;
+  o.merge = false;
+  CHECK(FaceFinder(kFrontal, o).find(photo) == frontal().detect(photo, o.detect));
+  o.merge = true;
+  CHECK(FaceFinder(kFrontal, o).find(photo).size() == 4);  // four faces apart: nothing to merge
+  // The profile cascade on the photo and its mirror image adds its boxes, each face once.
+  o.profile_cascade = kCascades + "haarcascade_profileface.xml";
+  if (missing(o.profile_cascade, "opencv-data")) return;
+  const std::vector<Rect> with_profile = FaceFinder(kFrontal, o).find(photo);
+  CHECK(with_profile.size() >= 4);
+  for (size_t i = 0; i < with_profile.size(); ++i)
+    for (size_t j = 0; j < i; ++j) CHECK(box_iou(with_profile[i], with_profile[j]) < 0.3);
+  CHECK(throws_naming([&] { FaceFinder(kCascades + "no_such.xml", o); }, "no_such.xml"));
 }
