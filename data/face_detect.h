@@ -166,7 +166,7 @@ class HaarCascade {
 };
 
 // Where the frontal-face cascade is: $FER_CASCADE if set, else the first existing of
-// /usr/share/opencv4/haarcascades/haarcascade_frontalface_default.xml and the other usual
+// /usr/share/opencv4/haarcascades/haarcascade_frontalface_alt2.xml and the other usual
 // install places. Throws a fer::Error telling the user to install Debian's opencv-data
 // (scripts/setup.sh does) or to pass a cascade file, listing where it looked.
 std::string default_cascade_path();

@@ -1,6 +1,8 @@
 // FaceAnalyzer: detection -> crops -> preprocessing -> one batched forward. See face_analyzer.h.
 #include "apps/inference/face_analyzer.h"
 
+#include "data/face_finder.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -11,6 +13,7 @@
 
 #include "apps/training/checkpoint.h"
 #include "data/face_detect.h"
+#include "data/face_finder.h"
 #include "data/preprocess.h"
 #include "engine/autograd.h"
 #include "engine/calibration.h"
@@ -27,13 +30,12 @@ struct FaceAnalyzer::Impl {
   std::vector<double> temperatures;             // each member's calibration (1: none)
   std::vector<std::string> member_names;        // their architectures
   ModelSpec spec;                               // the first member's (all share its input)
-  std::optional<data::HaarCascade> cascade;
-  data::DetectOptions detect_options;
+  std::optional<data::FaceFinder> finder;
   mutable std::mutex model_mutex;  // Module::forward is not re-entrant
 
   std::vector<data::Rect> faces_of(const data::GrayImage& image) const {
     if (!options.detect) return {data::Rect{0, 0, image.width, image.height}};
-    return cascade->detect(image, detect_options);
+    return finder->find(image);
   }
 
   // The side faces are resized to: the model's input, or the 48 pixels of a FER2013 face when the
@@ -128,12 +130,19 @@ FaceAnalyzer::FaceAnalyzer(const AnalyzerOptions& options) : impl_(std::make_uni
   FER_CHECK(!m.spec.class_names.empty(), "checkpoint '", m.checkpoint_path, "': no class names");
 
   if (options.detect) {
-    m.cascade = data::HaarCascade::load(options.cascade.empty() ? data::default_cascade_path()
-                                                                : options.cascade);
-    m.detect_options.scale_factor = options.scale_factor;
-    m.detect_options.min_neighbors = options.min_neighbors;
-    m.detect_options.min_size = options.min_face;
-    m.detect_options.max_side = options.max_side;
+    data::FaceFinderOptions f;
+    f.detect.scale_factor = options.scale_factor;
+    f.detect.min_neighbors = options.min_neighbors;
+    f.detect.min_size = options.min_face;
+    f.detect.max_side = options.max_side;
+    f.merge = options.merge_duplicates;
+    if (options.profile) {
+      f.profile_cascade = data::default_profile_cascade_path();
+      FER_CHECK(!f.profile_cascade.empty(), "face analyzer: the profile-face cascade "
+                "(haarcascade_profileface.xml) is not beside ", data::default_cascade_path(),
+                ": install Debian's opencv-data");
+    }
+    m.finder.emplace(options.cascade.empty() ? data::default_cascade_path() : options.cascade, f);
   }
 }
 

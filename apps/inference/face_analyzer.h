@@ -56,7 +56,9 @@ struct AnalyzerOptions {
   int min_neighbors = 4;         // detections needed to keep a grouped box (more than this many)
   Tta tta = Tta::None;
   std::string cascade;           // Haar cascade XML; empty = the opencv-data default path
-  int max_side = 1024;           // detection runs on a copy shrunk to this side (0 = never)
+  int max_side = 2048;           // detection runs on a copy shrunk to this side (0 = never)
+  bool merge_duplicates = true;  // one box per face (data/face_finder.h)
+  bool profile = false;          // also the profile-face cascade, both sides (2-3x slower)
 };
 
 class FaceAnalyzer {

@@ -227,7 +227,7 @@ PYBIND11_MODULE(fer_engine, m) {
                        "from the engine's model (models/pretrained/fer_vgg_small.safetensors by default).")
       .def(py::init([](const std::string& checkpoint, int min_face_size, float scale_factor, int min_neighbors,
                        float margin, const std::string& tta, std::optional<std::string> cascade,
-                       const std::string& device, bool mtcnn) {
+                       const std::string& device, bool mtcnn, bool profile) {
              if (mtcnn)
                throw py::value_error("mtcnn=True: this engine detects faces with OpenCV's Haar cascade only");
              AnalyzerOptions o;
@@ -239,13 +239,14 @@ PYBIND11_MODULE(fer_engine, m) {
              o.tta = parse_tta_argument(tta);
              o.cascade = cascade.value_or("");
              o.device = device_argument(device);
+             o.profile = profile;
              return Detector(o);
            }),
            py::arg("checkpoint") = std::string(kDefaultCheckpoint), py::arg("min_face_size") = AnalyzerOptions().min_face,
            py::arg("scale_factor") = AnalyzerOptions().scale_factor,
            py::arg("min_neighbors") = AnalyzerOptions().min_neighbors, py::arg("margin") = AnalyzerOptions().margin,
            py::arg("tta") = "none", py::arg("cascade") = py::none(), py::arg("device") = "cpu",
-           py::arg("mtcnn") = false)
+           py::arg("mtcnn") = false, py::arg("profile") = false)
       .def("detect_emotions", &Detector::detect_emotions, py::arg("img"), py::arg("rgb") = false,
            "Every face of the image, largest first: [{'box': [x, y, w, h], 'emotions': {'angry': p, ...}}]. "
            "img: a path, the bytes of a JPEG/PNG, or a uint8 array H x W [x 3|4] (BGR unless rgb=True).")
