@@ -99,8 +99,9 @@ int run(int argc, char** argv) {
   int64_t truth = 0;
   for (const FaceScene& s : set) truth += static_cast<int64_t>(s.faces.size());
 
-  const std::string frontal = default_cascade_path();
-  const fs::path dir = fs::path(frontal).parent_path();
+  // The cascades by file name (the apps' default is one of them: default_cascade_path()).
+  const fs::path dir = fs::path(default_cascade_path()).parent_path();
+  const std::string frontal = (dir / "haarcascade_frontalface_default.xml").string();
   auto analyzer_default = [] {  // what fer_predict used before this measurement
     FaceFinderOptions o;
     o.detect.min_neighbors = 4;
