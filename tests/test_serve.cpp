@@ -653,7 +653,14 @@ TEST_CASE("fer_serve: trickling, silent and greedy clients do not stall it; bodi
   }
   const long rss_after = resident_kib(server.child.pid);
   MESSAGE("resident memory " << rss_before << " -> " << rss_after << " KiB");
+#if defined(__SANITIZE_ADDRESS__)
+  // Under AddressSanitizer (scripts/sanitize.sh) fer_serve's allocator holds freed memory in its
+  // quarantine and per-thread caches (75 MiB more here): resident memory no longer tells whether
+  // a body was read. The check runs in every other build.
+  MESSAGE("AddressSanitizer build: resident-memory bound not checked");
+#else
   CHECK(rss_after - rss_before < 64 * 1024);  // nothing near the 20 MiB sent, let alone 300 MB
+#endif
 
   // Answers that need no body: immediately.
   auto c = server.client();
