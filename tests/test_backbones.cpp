@@ -414,6 +414,15 @@ TEST_CASE("checkpoints keep head, hidden and bn_eps; older checkpoints take the 
   Metadata bad = spec_to_metadata(spec);
   bad["hidden"] = "1024,x";
   CHECK(throws_naming([&] { spec_from_metadata(bad, "bad.safetensors"); }, "bad.safetensors: metadata 'hidden'"));
+  // Whole numbers are range-checked before the cast (1e300 or nan cast to an integer is UB).
+  for (const char* key : {"num_classes", "in_channels", "input_size"})
+    for (const char* value : {"1e300", "nan", "-3", "2.5", "inf"}) {
+      Metadata crafted = spec_to_metadata(spec);
+      crafted[key] = value;
+      INFO(key << " = " << value);
+      CHECK(throws_naming([&] { spec_from_metadata(crafted, "crafted.safetensors"); },
+                          std::string("crafted.safetensors: metadata '") + key + "' must be a whole number"));
+    }
 
   // A saved backbone checkpoint rebuilds the same network (bn_eps included).
   const fs::path path = fs::temp_directory_path() / ("fer_bb_ckpt_" + std::to_string(::getpid()) + ".safetensors");

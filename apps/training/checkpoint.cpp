@@ -45,6 +45,16 @@ double number(const Metadata& m, const std::string& key, const std::string& file
     fail(file, ": metadata '", key, "' is not a number: '", v, "'");
   }
 }
+// A whole number in [lo, hi]: checked before the cast, since converting a double such as 1e300 or
+// NaN to an integer is undefined behaviour (a crafted checkpoint must get an error, not UB).
+int64_t whole_number(const Metadata& m, const std::string& key, const std::string& file, int64_t lo,
+                     int64_t hi) {
+  const double x = number(m, key, file);
+  FER_CHECK(std::isfinite(x) && x == std::floor(x) && x >= static_cast<double>(lo) && x <= static_cast<double>(hi),
+            file, ": metadata '", key, "' must be a whole number in [", lo, ", ", hi, "], got '",
+            m.at(key), "'");
+  return static_cast<int64_t>(x);
+}
 // "1024,512" <-> {1024, 512}; "" is no sizes.
 std::string join_sizes(const std::vector<int64_t>& v) {
   std::string s;
@@ -88,9 +98,9 @@ Metadata spec_to_metadata(const ModelSpec& s) {
 ModelSpec spec_from_metadata(const Metadata& m, const std::string& file) {
   ModelSpec s;
   s.name = need(m, "model", file);
-  s.config.num_classes = static_cast<int64_t>(number(m, "num_classes", file));
-  s.config.in_channels = static_cast<int64_t>(number(m, "in_channels", file));
-  s.config.input_size = static_cast<int64_t>(number(m, "input_size", file));
+  s.config.num_classes = whole_number(m, "num_classes", file, 1, 1 << 20);
+  s.config.in_channels = whole_number(m, "in_channels", file, 1, 4096);
+  s.config.input_size = whole_number(m, "input_size", file, 1, 1 << 16);
   s.config.dropout = static_cast<float>(number(m, "dropout", file));
   s.config.stage_dropout = static_cast<float>(number(m, "stage_dropout", file));
   // Keys added with the ImageNet backbones: checkpoints written before them take the defaults.
