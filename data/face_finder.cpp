@@ -55,9 +55,7 @@ std::vector<Rect> merge_duplicate_faces(std::vector<SupportedRect> candidates, d
     return std::any_of(kept.begin(), kept.end(), [&](const Rect& k) {
       const int64_t area_r = int64_t{r.width} * r.height, area_k = int64_t{k.width} * k.height;
       if (area_k <= area_r) return false;
-      const int64_t iw = std::max(0, std::min(r.x + r.width, k.x + k.width) - std::max(r.x, k.x));
-      const int64_t ih = std::max(0, std::min(r.y + r.height, k.y + k.height) - std::max(r.y, k.y));
-      return static_cast<double>(iw * ih) >= cover_threshold * static_cast<double>(area_r);
+      return static_cast<double>(box_intersection(r, k)) >= cover_threshold * static_cast<double>(area_r);
     });
   };
   std::vector<Rect> out;

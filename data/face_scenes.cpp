@@ -63,10 +63,14 @@ FaceScene compose_face_scene(const GrayImage& background, const std::vector<Gray
   return scene;
 }
 
-double box_iou(const Rect& a, const Rect& b) {
+int64_t box_intersection(const Rect& a, const Rect& b) {
   const int64_t iw = std::max(0, std::min(a.x + a.width, b.x + b.width) - std::max(a.x, b.x));
   const int64_t ih = std::max(0, std::min(a.y + a.height, b.y + b.height) - std::max(a.y, b.y));
-  const int64_t inter = iw * ih;
+  return iw * ih;
+}
+
+double box_iou(const Rect& a, const Rect& b) {
+  const int64_t inter = box_intersection(a, b);
   const int64_t uni = int64_t{a.width} * a.height + int64_t{b.width} * b.height - inter;
   return uni <= 0 ? 0.0 : static_cast<double>(inter) / static_cast<double>(uni);
 }

@@ -45,6 +45,8 @@ struct FaceScene {
 FaceScene compose_face_scene(const GrayImage& background, const std::vector<GrayImage>& faces,
                              size_t first_face, uint64_t seed, const FaceSceneOptions& options = {});
 
+// Area of the intersection of two boxes (0 when they do not meet).
+int64_t box_intersection(const Rect& a, const Rect& b);
 // Intersection over union of two boxes (0 when either is empty).
 double box_iou(const Rect& a, const Rect& b);
 
