@@ -8,6 +8,8 @@
 // summed over the batch; input gradient dx[n, g] = col2im(W_g^T dy[n, g]).
 //
 // Which code runs (the first that applies):
+// - bf16 products on a CPU with AMX, stride 1, one group, at least 16 channels in and out: the
+//   tile convolution of conv2d_amx.cpp (NHWC inside the call).
 // - Stride 1, no dilation, one group (every 3x3 and 1x1 layer of the FER CNNs): the direct
 //   convolution of conv2d_direct.cpp, which reads the weights and a padded image in place.
 // - One kernel per channel (MobileNet's depthwise layers): conv2d_depthwise.cpp.
@@ -30,6 +32,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu/conv2d_amx.h"
 #include "kernels/cpu/conv2d_depthwise.h"
 #include "kernels/cpu/conv2d_direct.h"
 #include "kernels/cpu/cpu_backend.h"
@@ -189,6 +192,8 @@ void for_each_image_group(int64_t N, int64_t per_group, Body body) {
 void CpuBackend::conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w,
                                 const float* bias, float* y) {
   const PrecisionScope precision(precision_for(g));
+  if (const AmxConvKernels* amx = active_amx_conv_kernels(); amx && conv2d_amx_applies(g))
+    return conv2d_amx_forward(*amx, g, x, w, bias, y);
   if (conv2d_direct_applies(g)) return conv2d_direct_forward(g, x, w, bias, y);
   if (conv2d_depthwise_applies(g)) return conv2d_depthwise_forward(g, x, w, bias, y);
   const int64_t Cg = g.C / g.groups, Kg = g.K / g.groups, P = g.OH * g.OW;
@@ -274,6 +279,8 @@ void CpuBackend::conv2d_backward_input(const Conv2dGeometry& g, const float* dy,
 void CpuBackend::conv2d_backward_weight(const Conv2dGeometry& g, const float* dy, const float* x,
                                         float* dw, float* dbias) {
   const PrecisionScope precision(precision_for(g));
+  if (const AmxConvKernels* amx = active_amx_conv_kernels(); amx && conv2d_amx_applies(g))
+    return conv2d_amx_backward_weight(*amx, g, dy, x, dw, dbias);
   if (conv2d_direct_applies(g)) return conv2d_direct_backward_weight(g, dy, x, dw, dbias);
   if (conv2d_depthwise_applies(g)) return conv2d_depthwise_backward_weight(g, dy, x, dw, dbias);
   const int64_t Cg = g.C / g.groups, Kg = g.K / g.groups, P = g.OH * g.OW;

@@ -76,6 +76,13 @@ inline float round_to_bf16(float x) {
   std::memcpy(&x, &bits, sizeof bits);
   return x;
 }
+// The bfloat16 of x as its 16 bits (the high half of round_to_bf16(x)): what bf16 kernels store.
+inline uint16_t to_bf16(float x) {
+  const float r = round_to_bf16(x);
+  uint32_t bits;
+  std::memcpy(&bits, &r, sizeof bits);
+  return static_cast<uint16_t>(bits >> 16);
+}
 // Rounds x[0..n) in place when the matrix products run in bf16; nothing in fp32.
 void round_operands(float* x, int64_t n);
 
