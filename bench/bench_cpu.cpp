@@ -109,6 +109,27 @@ void BM_conv2d_backward(benchmark::State& state) {
 }
 BENCHMARK(BM_conv2d_backward)->Apply(conv_args)->Unit(benchmark::kMillisecond)->UseRealTime();
 
+// The weight (and bias-free) gradient alone: x needs no gradient, so backward computes only dW.
+void BM_conv2d_backward_weight(benchmark::State& state) {
+  const int64_t C = state.range(0), K = state.range(1), H = state.range(2), N = 64;
+  Tensor x = random({N, C, H, H}, 1), w = random({K, C, 3, 3}, 2);
+  w.set_requires_grad(true);
+  Conv2dOptions o;
+  o.pad_h = o.pad_w = 1;
+  Tensor probe = random({N, K, H, H}, 3);
+  for (auto _ : state) {
+    state.PauseTiming();
+    Tensor y = conv2d(x, w, Tensor(), o);
+    Tensor loss = sum(mul(y, probe));
+    state.ResumeTiming();
+    loss.backward();
+    w.zero_grad();
+  }
+  const double flops = 2.0 * N * K * H * H * C * 9;
+  state.counters["GFLOP/s"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_conv2d_backward_weight)->Apply(conv_args)->Unit(benchmark::kMillisecond)->UseRealTime();
+
 void BM_linear(benchmark::State& state) {
   const int64_t N = 64, in = state.range(0), out = state.range(1);
   Tensor x = random({N, in}, 1), w = random({out, in}, 2), b = random({out}, 3);

@@ -103,20 +103,22 @@ def pytorch_cases(bf16=False):
         for c, k, h in CONV_SHAPES:
             x, w = randn(64, c, h, h), randn(k, c, 3, 3)
             out[f"BM_conv2d_forward/{c}/{k}/{h}"] = timeit(lambda: F.conv2d(x, w, padding=1))
-    for c, k, h in CONV_SHAPES:
-        x = randn(64, c, h, h, requires_grad=True)
-        w = randn(k, c, 3, 3, requires_grad=True)
-        probe = randn(64, k, h, h)
+    for weight_only in (False, True):  # BM_conv2d_backward: dx and dW; _weight: dW alone
+        for c, k, h in CONV_SHAPES:
+            x = randn(64, c, h, h, requires_grad=not weight_only)
+            w = randn(k, c, 3, 3, requires_grad=True)
+            probe = randn(64, k, h, h)
 
-        def conv_backward():
-            y = F.conv2d(x, w, padding=1)
-            loss = (y * probe).sum()
-            loss.backward()
-            x.grad = w.grad = None
-        # the forward is untimed in ours (PauseTiming); time it here and subtract
-        with torch.no_grad():
-            fwd = timeit(lambda: F.conv2d(x, w, padding=1))
-        out[f"BM_conv2d_backward/{c}/{k}/{h}"] = max(timeit(conv_backward) - fwd, 1e-9)
+            def conv_backward():
+                y = F.conv2d(x, w, padding=1)
+                loss = (y * probe).sum()
+                loss.backward()
+                x.grad = w.grad = None
+            # the forward is untimed in ours (PauseTiming); time it here and subtract
+            with torch.no_grad():
+                fwd = timeit(lambda: F.conv2d(x, w, padding=1))
+            name = "BM_conv2d_backward_weight" if weight_only else "BM_conv2d_backward"
+            out[f"{name}/{c}/{k}/{h}"] = max(timeit(conv_backward) - fwd, 1e-9)
     with torch.no_grad():
         for i, o in ((2304, 256), (4608, 512)):
             x, w, b = randn(64, i), randn(o, i), randn(o)
