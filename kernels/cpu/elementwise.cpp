@@ -2,7 +2,9 @@
 // kGrain elements. Each chunk runs a plain loop over __restrict pointers held in locals, which
 // is what lets the compiler keep them in registers and vectorise (through a captured reference
 // every load re-reads the pointer and the loop stays scalar: 4x slower on ReLU's backward).
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/parallel.h"
@@ -54,16 +56,39 @@ void CpuBackend::scale(const float* x, float alpha, float* y, int64_t n) {
   });
 }
 
-double CpuBackend::sum(const float* x, int64_t n) {
-  double total = 0;  // double accumulation: a loss summed over a batch stays exact enough
-  for (int64_t i = 0; i < n; ++i) total += x[i];
+namespace {
+// sum of term(i) for i < n in double (a loss summed over a batch stays exact enough), over fixed
+// chunks of kGrain elements, each summed in 8 independent lanes, the chunk sums then added in
+// order: the same result for any thread count, and no chain of dependent adds as long as x (a
+// plain running sum made sum() of a batch of feature maps 5x slower than PyTorch's).
+template <typename Term>
+double chunked_sum(int64_t n, Term term) {
+  const int64_t count = (n + kGrain - 1) / kGrain;
+  std::vector<double> partial(static_cast<size_t>(count));
+  parallel_for(count, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t begin = c * kGrain, end = std::min(n, begin + kGrain);
+      double lanes[8] = {};
+      int64_t i = begin;
+      for (; i + 8 <= end; i += 8)
+        for (int l = 0; l < 8; ++l) lanes[l] += term(i + l);
+      for (; i < end; ++i) lanes[0] += term(i);
+      partial[static_cast<size_t>(c)] =
+          ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+    }
+  });
+  double total = 0;
+  for (double p : partial) total += p;
   return total;
+}
+}  // namespace
+
+double CpuBackend::sum(const float* x, int64_t n) {
+  return chunked_sum(n, [x](int64_t i) { return static_cast<double>(x[i]); });
 }
 
 double CpuBackend::sum_squares(const float* x, int64_t n) {
-  double total = 0;
-  for (int64_t i = 0; i < n; ++i) total += static_cast<double>(x[i]) * x[i];
-  return total;
+  return chunked_sum(n, [x](int64_t i) { return static_cast<double>(x[i]) * x[i]; });
 }
 
 // Activations: f and f' as specified above activation in engine/ops/elementwise.cpp. One switch
