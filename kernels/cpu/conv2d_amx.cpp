@@ -85,14 +85,26 @@ struct AmxGrid {
   int64_t pixel(const Conv2dGeometry& g, int64_t h, int64_t w) const { return (h + g.pad_h) * Wp + w + g.pad_w; }
 };
 
+// Calls f(c, h, w, value) for every input value of one image, 16 channels at a time along each
+// row: the NCHW rows are read in order and the channels-last copies are written 16 channels
+// (32 bytes) at a time, a blocked transpose instead of one scattered store per value.
+template <typename F>
+void for_each_channels_last(const Conv2dGeometry& g, const float* xn, F f) {
+  for (int64_t c0 = 0; c0 < g.C; c0 += 16) {
+    const int64_t c1 = std::min(g.C, c0 + 16);
+    for (int64_t h = 0; h < g.H; ++h)
+      for (int64_t w = 0; w < g.W; ++w)
+        for (int64_t c = c0; c < c1; ++c) f(c, h, w, xn[(c * g.H + h) * g.W + w]);
+  }
+}
+
 // xs[p * channels + c] = bf16 of input pixel p's channel c (zero in the borders, the slack and
 // the padding channels).
 void pack_nhwc(const Conv2dGeometry& g, const AmxGrid& grid, const float* xn, uint16_t* xs) {
   std::memset(xs, 0, static_cast<size_t>(grid.pixels * grid.channels) * sizeof(uint16_t));
-  for (int64_t c = 0; c < g.C; ++c)
-    for (int64_t h = 0; h < g.H; ++h)
-      for (int64_t w = 0; w < g.W; ++w)
-        xs[grid.pixel(g, h, w) * grid.channels + c] = to_bf16(xn[(c * g.H + h) * g.W + w]);
+  for_each_channels_last(g, xn, [&](int64_t c, int64_t h, int64_t w, float v) {
+    xs[grid.pixel(g, h, w) * grid.channels + c] = to_bf16(v);
+  });
 }
 
 // The weights as B tiles: tile (kb, t, cb) row j, column n = the pair
@@ -110,13 +122,17 @@ std::vector<uint16_t> pack_weights(const Conv2dGeometry& g, const AmxGrid& grid,
   return packed;
 }
 
-// y[k, oh, ow] = out[(oh * Wp + ow) * k_pad + k] + bias[k]: the valid cells, back to NCHW.
+// y[k, oh, ow] = out[(oh * Wp + ow) * k_pad + k] + bias[k]: the valid cells, back to NCHW, 16
+// channels at a time (each pixel's 64 bytes read once, 16 rows of y written in order).
 void copy_out(const Conv2dGeometry& g, const AmxGrid& grid, const float* out, const float* bias, float* yn) {
-  for (int64_t k = 0; k < g.K; ++k) {
-    const float b = bias ? bias[k] : 0.0f;
+  const int64_t P = g.OH * g.OW;
+  for (int64_t k0 = 0; k0 < g.K; k0 += 16) {
+    const int64_t k1 = std::min(g.K, k0 + 16);
     for (int64_t oh = 0; oh < g.OH; ++oh)
-      for (int64_t ow = 0; ow < g.OW; ++ow)
-        yn[(k * g.OH + oh) * g.OW + ow] = out[(oh * grid.Wp + ow) * grid.k_pad + k] + b;
+      for (int64_t ow = 0; ow < g.OW; ++ow) {
+        const float* cell = out + (oh * grid.Wp + ow) * grid.k_pad;
+        for (int64_t k = k0; k < k1; ++k) yn[k * P + oh * g.OW + ow] = cell[k] + (bias ? bias[k] : 0.0f);
+      }
   }
 }
 
@@ -226,17 +242,13 @@ void conv2d_amx_backward_weight(const AmxConvKernels& kernels, const Conv2dGeome
         }
         // The image pair-interleaved: pixel p is the first half of row p / 2 of phase p % 2 and
         // the second half of row (p - 1) / 2 of the other phase.
-        const float* xn = x + (n0 + j) * g.C * g.H * g.W;
         uint16_t* x2n = x2 + j * image_x2;
-        for (int64_t c = 0; c < g.C; ++c)
-          for (int64_t h = 0; h < g.H; ++h)
-            for (int64_t w = 0; w < g.W; ++w) {
-              const int64_t p = grid.pixel(g, h, w);
-              const uint16_t v = to_bf16(xn[(c * g.H + h) * g.W + w]);
-              x2n[(p & 1) * phase + (p >> 1) * grid.channels * 2 + c * 2] = v;
-              if (p >= 1 && (p - 1) / 2 < rows)
-                x2n[(1 - (p & 1)) * phase + ((p - 1) >> 1) * grid.channels * 2 + c * 2 + 1] = v;
-            }
+        for_each_channels_last(g, x + (n0 + j) * g.C * g.H * g.W, [&](int64_t c, int64_t h, int64_t w, float value) {
+          const int64_t p = grid.pixel(g, h, w);
+          const uint16_t v = to_bf16(value);
+          x2n[(p & 1) * phase + (p >> 1) * grid.channels * 2 + c * 2] = v;
+          if (p >= 1 && (p - 1) / 2 < rows) x2n[(1 - (p & 1)) * phase + ((p - 1) >> 1) * grid.channels * 2 + c * 2 + 1] = v;
+        });
       }
       const AmxWeightGradArgs args{dyb,  image_dy,    x2,      phase,  image_x2,          nb, grid.cells,
                                    grid.channels, grid.k_pad, grid.taps.data(), ntaps, dwt};
