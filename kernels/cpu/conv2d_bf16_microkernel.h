@@ -1,4 +1,5 @@
-// The bf16 micro-kernel of the direct convolution (conv2d_direct.cpp), for CPUs with AVX512-BF16.
+// The bf16 micro-kernels of the direct convolution (conv2d_direct.cpp), for CPUs with AVX512-BF16:
+// the forward tile, then the weight-gradient tile below it.
 //
 // VDPBF16PS multiplies pairs of bfloat16 and adds both products to one float lane:
 //
@@ -39,5 +40,40 @@ Bf16ConvKernel bf16_conv_kernel_emulated();     // AVX-512F; for tests (slower t
 // The native kernel when the products run in bf16 and the active set has AVX512-BF16; else null
 // (the fp32 kernels then multiply bf16-rounded operands: the same numbers, fp32 speed).
 const Bf16ConvKernel* active_bf16_conv_kernel();
+
+// The weight gradient on VDPBF16PS. Its sum runs over pixels (conv2d_microkernel.h):
+//
+//   dW^T[r, k] = sum over n, q of  xpad_n[offset(r) + q] * dy'_n[k, q]
+//
+// so here the pair is two neighbouring grid pixels 2p and 2p + 1. The padded image is a plain
+// bfloat16 array (no interleaving): the pair (xpad[j], xpad[j + 1]) is then one 32-bit read at
+// element j for any j, even or odd, and a tap's offset may be either; that word is broadcast.
+// dy' is packed pixel-pair-major, NR output channels per panel, so one 64-byte load holds 16
+// channels' pairs:
+//
+//   dyp[p * NR + j] = (dy'[k0 + j][2p], dy'[k0 + j][2p + 1])     (the even pixel in the low half)
+//
+// with the grid's cell count rounded up to even (dy' is zero in the dropped columns and in that
+// extra cell). A tile of MR taps x NR channels stays in registers and is added to C:
+//
+//   C[i * ldc + j] += sum over n < images, p < pairs of
+//                       (x_rows[i] + n*x_image_stride)[2p, 2p + 1] . dyp[n*dyp_image_stride + p*NR + j]
+//
+// Compiled twice like the forward tile: natively and emulated.
+using Bf16ConvWeightGradFn = void (*)(int64_t images, int64_t pairs, const uint16_t* const* x_rows,
+                                      int64_t x_image_stride, const uint32_t* dyp,
+                                      int64_t dyp_image_stride, float* c, int64_t ldc);
+
+struct Bf16ConvWeightGradKernel {
+  const char* isa;
+  int mr, nr;  // taps x output channels per tile
+  Bf16ConvWeightGradFn run;
+};
+
+Bf16ConvWeightGradKernel bf16_conv_weight_grad_kernel_avx512bf16();  // call only where CPUID reports it
+Bf16ConvWeightGradKernel bf16_conv_weight_grad_kernel_emulated();     // AVX-512F; for tests
+
+// As active_bf16_conv_kernel(), for the weight gradient.
+const Bf16ConvWeightGradKernel* active_bf16_conv_weight_grad_kernel();
 
 }  // namespace fer::cpu

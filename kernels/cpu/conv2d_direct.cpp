@@ -29,6 +29,10 @@
 //   (conv2d_microkernel.h). Each thread sums its images into its own dW^T; the sums are added
 //   and transposed into dW at the end.
 //
+// In bf16 (conv2d_bf16_microkernel.h) VDPBF16PS sums pairs of products. The forward pairs input
+// channels (its sum runs over taps), the weight gradient pairs neighbouring grid pixels (its sum
+// runs over pixels): a plain bf16 padded image serves every tap offset, odd or even, as a pair.
+//
 // The input gradient needs no kernel of its own: with stride 1 it is a forward convolution of dy
 // with the rotated kernels (conv2d.cpp), which lands here again.
 #include "kernels/cpu/conv2d_direct.h"
@@ -88,13 +92,24 @@ const ConvWeightGradKernel* active_weight_grad_kernel() {
   return for_fp32_isa(&avx2, &avx512);
 }
 
+// The products run in bf16 and the active set has VDPBF16PS (AMX tiles, where they apply, are
+// chosen before the direct convolution, in conv2d.cpp).
+bool native_bf16_products() {
+  const Isa isa = active_isa();
+  return matmul_precision() == Precision::BF16 && (isa == Isa::Avx512Bf16 || isa == Isa::Amx);
+}
+
 }  // namespace
 
 const Bf16ConvKernel* active_bf16_conv_kernel() {
-  if (matmul_precision() != Precision::BF16) return nullptr;
-  const Isa isa = active_isa();
-  if (isa != Isa::Avx512Bf16 && isa != Isa::Amx) return nullptr;  // AMX tiles: not yet, VDPBF16PS meanwhile
+  if (!native_bf16_products()) return nullptr;
   static const Bf16ConvKernel native = bf16_conv_kernel_avx512bf16();
+  return &native;
+}
+
+const Bf16ConvWeightGradKernel* active_bf16_conv_weight_grad_kernel() {
+  if (!native_bf16_products()) return nullptr;
+  static const Bf16ConvWeightGradKernel native = bf16_conv_weight_grad_kernel_avx512bf16();
   return &native;
 }
 
@@ -119,7 +134,29 @@ void copy_out_cells(const Conv2dGeometry& g, int64_t Wp, int64_t cells_pad, cons
     }
 }
 
-// ---- bf16: channel pairs on VDPBF16PS (conv2d_bf16_microkernel.h) ------------------------------
+// dW[k, r] = sum over threads t of dW^T_t[r, k], and dbias likewise: the weight-gradient paths
+// keep per thread `part` floats, dW^T [R_pad, K_pad] and then dbias [K]. Added in thread order,
+// so a result depends on the thread count only.
+void sum_weight_grad_partials(const Conv2dGeometry& g, int64_t R_pad, int64_t K_pad, int threads,
+                              const std::vector<float>& partial, float* dw, float* dbias) {
+  const int64_t R = g.C * g.KH * g.KW, part = R_pad * K_pad + g.K;
+  parallel_for(g.K, 1, [&](int64_t k_begin, int64_t k_end) {
+    for (int64_t k = k_begin; k < k_end; ++k)
+      for (int64_t r = 0; r < R; ++r) {
+        float s = 0.0f;
+        for (int t = 0; t < threads; ++t) s += partial[t * part + r * K_pad + k];
+        dw[k * R + r] = s;
+      }
+  });
+  if (dbias)
+    for (int64_t k = 0; k < g.K; ++k) {
+      float s = 0.0f;
+      for (int t = 0; t < threads; ++t) s += partial[t * part + R_pad * K_pad + k];
+      dbias[k] = s;
+    }
+}
+
+// ---- bf16 on VDPBF16PS (conv2d_bf16_microkernel.h) ----------------------------------------------
 
 // The bfloat16 bits of x, rounded to nearest even (round_to_bf16 keeps them in a float).
 inline uint32_t bf16_bits(float x) {
@@ -174,6 +211,77 @@ void conv2d_bf16_forward(const Bf16ConvKernel& kernel, const Conv2dGeometry& g, 
         kernel.run(pairs, wpack.data() + k0 * pairs, xpad + q, offsets.data(), out + k0 * cells_pad + q, cells_pad);
     copy_out_cells(g, Wp, cells_pad, out, bias, y + n * g.K * g.OH * g.OW, 0, g.K);
   }
+}
+
+void conv2d_bf16_backward_weight(const Bf16ConvWeightGradKernel& kernel, const Conv2dGeometry& g,
+                                 const float* dy, const float* x, float* dw, float* dbias) {
+  const int64_t mr = kernel.mr, nr = kernel.nr;
+  const int64_t R = g.C * g.KH * g.KW, P = g.OH * g.OW;
+  // Zero slack after the padded image: the last tap's last pair on an odd grid reads up to
+  // element C*plane + KW - 1. image: words per padded bf16 image (x_stride: its bf16 elements).
+  const Grid grid(g, g.KW + 1);
+  const int64_t image = (grid.image + 1) / 2, x_stride = 2 * image;
+  const int64_t pairs = (grid.cells + 1) / 2;                         // pixel pairs per image
+  const int64_t R_pad = round_up(R, mr), K_pad = round_up(g.K, nr);
+  const std::vector<int32_t> offsets = tap_offsets(g, grid);
+
+  // Image groups as in the fp32 path: ~256 pairs per kernel call, a group's operands near 1 MB.
+  const int64_t per_image = image + K_pad * pairs;
+  const int64_t group = std::clamp<int64_t>(std::min((256 + pairs - 1) / pairs, (1 << 18) / per_image), 1, g.N);
+  const int64_t groups = (g.N + group - 1) / group;
+  const int threads = static_cast<int>(std::min<int64_t>(cpu_threads(), groups));
+  const int64_t part = R_pad * K_pad + g.K;  // per thread: dW^T [R_pad, K_pad] and dbias [K]
+  std::vector<float> partial(static_cast<size_t>(threads) * part, 0.0f);
+
+  // dW^T_t += the contribution of images [n0, n0 + nb).
+  auto accumulate = [&](int64_t n0, int64_t nb, float* dwt, float* db) {
+    const int64_t panel = nb * pairs * nr;  // words of one channel panel of dyp
+    auto* xpads = reinterpret_cast<uint16_t*>(thread_scratch(nb * image, 0));
+    auto* dyp = reinterpret_cast<uint32_t*>(thread_scratch((K_pad / nr) * panel, 1));
+    std::memset(xpads, 0, static_cast<size_t>(nb * image) * sizeof(uint32_t));
+    std::memset(dyp, 0, static_cast<size_t>((K_pad / nr) * panel) * sizeof(uint32_t));
+    for (int64_t i = 0; i < nb; ++i) {
+      const float* xn = x + (n0 + i) * g.C * g.H * g.W;
+      for (int64_t c = 0; c < g.C; ++c)
+        for (int64_t h = 0; h < g.H; ++h) {
+          uint16_t* row = xpads + i * x_stride + c * grid.plane + (h + g.pad_h) * grid.Wp + g.pad_w;
+          for (int64_t ww = 0; ww < g.W; ++ww) row[ww] = to_bf16(xn[(c * g.H + h) * g.W + ww]);
+        }
+      // dyp[k / nr][i][q / 2][k % nr], half q % 2 = dy[n0 + i, k, oh, ow] at q = oh*Wp + ow.
+      for (int64_t k = 0; k < g.K; ++k) {
+        const float* src = dy + ((n0 + i) * g.K + k) * P;
+        uint32_t* dst = dyp + (k / nr) * panel + i * pairs * nr + k % nr;
+        for (int64_t oh = 0; oh < g.OH; ++oh)
+          for (int64_t ow = 0; ow < g.OW; ++ow) {
+            const int64_t q = oh * grid.Wp + ow;
+            dst[(q / 2) * nr] |= static_cast<uint32_t>(to_bf16(src[oh * g.OW + ow])) << (16 * (q % 2));
+          }
+        if (dbias) db[k] += lane_sum(src, P);  // from the fp32 dy
+      }
+    }
+    // Chunks of 128 pairs keep a chunk's dyp panel (16 KB) in L1 while the taps pass.
+    constexpr int64_t kChunk = 128;
+    const uint16_t* x_rows[16];
+    for (int64_t p0 = 0; p0 < pairs; p0 += kChunk) {
+      const int64_t len = std::min(kChunk, pairs - p0);
+      for (int64_t k0 = 0; k0 < K_pad; k0 += nr)
+        for (int64_t r0 = 0; r0 < R_pad; r0 += mr) {
+          // Taps past R read a valid row (tap 0); their rows of dW^T are dropped.
+          for (int64_t i = 0; i < mr; ++i) x_rows[i] = xpads + 2 * p0 + (r0 + i < R ? offsets[r0 + i] : 0);
+          kernel.run(nb, len, x_rows, x_stride, dyp + (k0 / nr) * panel + p0 * nr, pairs * nr,
+                     dwt + r0 * K_pad + k0, K_pad);
+        }
+    }
+  };
+
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    float* dwt = partial.data() + t * part;
+    for (int64_t i = groups * t / nt; i < groups * (t + 1) / nt; ++i)
+      accumulate(i * group, std::min(group, g.N - i * group), dwt, dwt + R_pad * K_pad);
+  }
+  sum_weight_grad_partials(g, R_pad, K_pad, threads, partial, dw, dbias);
 }
 
 // The depth of one pass of the micro-kernel over the taps: every pass loads and stores the output
@@ -245,6 +353,8 @@ void conv2d_direct_forward(const Conv2dGeometry& g, const float* x, const float*
 
 void conv2d_direct_backward_weight(const Conv2dGeometry& g, const float* dy, const float* x,
                                    float* dw, float* dbias) {
+  if (const Bf16ConvWeightGradKernel* bf16 = active_bf16_conv_weight_grad_kernel())
+    return conv2d_bf16_backward_weight(*bf16, g, dy, x, dw, dbias);
   const ConvWeightGradKernel& kernel = *active_weight_grad_kernel();
   const int64_t R = g.C * g.KH * g.KW, P = g.OH * g.OW;
   const Grid grid(g, kernel.mr + g.KW);
@@ -304,21 +414,7 @@ void conv2d_direct_backward_weight(const Conv2dGeometry& g, const float* dy, con
     for (int64_t i = groups * t / nt; i < groups * (t + 1) / nt; ++i)
       accumulate(i * group, std::min(group, g.N - i * group), dwt, dwt + R_pad * K_pad);
   }
-  // dW[k, r] = sum over threads of dW^T_t[r, k].
-  parallel_for(g.K, 1, [&](int64_t k_begin, int64_t k_end) {
-    for (int64_t k = k_begin; k < k_end; ++k)
-      for (int64_t r = 0; r < R; ++r) {
-        float s = 0.0f;
-        for (int t = 0; t < threads; ++t) s += partial[t * part + r * K_pad + k];
-        dw[k * R + r] = s;
-      }
-  });
-  if (dbias)
-    for (int64_t k = 0; k < g.K; ++k) {
-      float s = 0.0f;
-      for (int t = 0; t < threads; ++t) s += partial[t * part + R_pad * K_pad + k];
-      dbias[k] = s;
-    }
+  sum_weight_grad_partials(g, R_pad, K_pad, threads, partial, dw, dbias);
 }
 
 }  // namespace fer::cpu

@@ -19,5 +19,12 @@ void conv2d_bf16_forward(const Bf16ConvKernel& kernel, const Conv2dGeometry& g, 
 
 void conv2d_direct_backward_weight(const Conv2dGeometry& g, const float* dy, const float* x,
                                    float* dw, float* dbias);
+// The weight gradient on a bf16 micro-kernel: x and dy rounded to bfloat16, pairs of neighbouring
+// pixels multiplied by VDPBF16PS (or its emulation), float sums; the bias gradient in fp32 from
+// dy. conv2d_direct_backward_weight takes this path when active_bf16_conv_weight_grad_kernel()
+// has one.
+struct Bf16ConvWeightGradKernel;
+void conv2d_bf16_backward_weight(const Bf16ConvWeightGradKernel& kernel, const Conv2dGeometry& g,
+                                 const float* dy, const float* x, float* dw, float* dbias);
 
 }  // namespace fer::cpu

@@ -48,6 +48,10 @@ Bf16ConvKernel bf16_conv_kernel_emulated() {
   return {"avx512 (emulated bf16)", 8, 3 * 16, bf16_conv_tile<EmulatedDotPair, 8, 3>};
 }
 
+Bf16ConvWeightGradKernel bf16_conv_weight_grad_kernel_emulated() {
+  return {"avx512 (emulated bf16)", 12, 2 * 16, bf16_conv_weight_grad_tile<EmulatedDotPair, 12, 2>};
+}
+
 GemmMicroKernel gemm_microkernel_avx512() {
   return {"avx512", 8, 3 * 16, gemm_microkernel<Avx512, 8, 3>};
 }

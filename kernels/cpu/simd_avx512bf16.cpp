@@ -1,6 +1,7 @@
-// The AVX512-BF16 kernels: the bf16 direct-convolution tile on VDPBF16PS (conv2d_bf16_microkernel.h),
+// The AVX512-BF16 kernels: the bf16 direct-convolution tiles on VDPBF16PS (conv2d_bf16_microkernel.h),
 // compiled with this set's flags (CMakeLists.txt) and called only when CPUID reports AVX512-BF16
-// (isa.cpp). 8 output channels x 48 pixels: 24 zmm accumulators, each VDPBF16PS 32 multiply-adds.
+// (isa.cpp). Forward: 8 output channels x 48 pixels; weight gradient: 12 taps x 32 output
+// channels. 24 zmm accumulators each, every VDPBF16PS 32 multiply-adds.
 #include <immintrin.h>
 
 #include "kernels/cpu/conv2d_bf16_microkernel.h"
@@ -18,6 +19,10 @@ struct NativeDotPair {
 
 Bf16ConvKernel bf16_conv_kernel_avx512bf16() {
   return {"avx512-bf16", 8, 3 * 16, bf16_conv_tile<NativeDotPair, 8, 3>};
+}
+
+Bf16ConvWeightGradKernel bf16_conv_weight_grad_kernel_avx512bf16() {
+  return {"avx512-bf16", 12, 2 * 16, bf16_conv_weight_grad_tile<NativeDotPair, 12, 2>};
 }
 
 }  // namespace fer::cpu
