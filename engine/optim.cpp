@@ -230,6 +230,10 @@ std::unordered_map<const TensorImpl*, Optimizer::ParamState> Optimizer::load_par
     if (!in.count(k + "step")) continue;  // never updated: no state
     ParamState s;
     s.step = metadata_int(in, k + "step");
+    // A count the updates go on incrementing (and raise betas to): negative or near the end of
+    // int64 is a damaged or crafted file, not a run.
+    FER_CHECK(s.step >= 0 && s.step <= (int64_t{1} << 53), "load_state_dict: '", k + "step",
+              "' must be a count in [0, 2^53], got ", s.step);
     for (const std::string& name : state_names()) {
       auto it = state.find(k + name);
       FER_CHECK(it != state.end(), "load_state_dict: missing tensor '", k + name,

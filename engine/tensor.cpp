@@ -1,6 +1,7 @@
 #include "engine/tensor.h"
 
 #include <algorithm>
+#include <cstdint>
 
 #include "engine/autograd.h"
 #include "engine/backend.h"
@@ -21,7 +22,24 @@ std::string shape_str(const std::vector<int64_t>& shape) {
   return s + "]";
 }
 
+namespace {
+thread_local StorageBudget* current_budget = nullptr;
+}  // namespace
+
+StorageBudget::StorageBudget(size_t bytes, std::string what)
+    : limit_(bytes), what_(std::move(what)), outer_(current_budget) {
+  current_budget = this;
+}
+StorageBudget::~StorageBudget() { current_budget = outer_; }
+
+void StorageBudget::charge(size_t bytes) {
+  FER_CHECK(bytes <= limit_ - used_, what_, ": needs more than ", limit_, " bytes of tensors (",
+            used_, " allocated, ", bytes, " more asked for)");
+  used_ += bytes;
+}
+
 Storage::Storage(size_t nbytes, Device dev) : bytes(nbytes), device(dev) {
+  if (current_budget) current_budget->charge(nbytes);
   data = nbytes ? backend(dev).allocate(nbytes) : nullptr;
 }
 Storage::~Storage() {
@@ -47,9 +65,18 @@ bool Tensor::shares_storage(const Tensor& other) const {
 // ---- Creation --------------------------------------------------------------------------------
 
 Tensor Tensor::empty(const Shape& shape, Device device) {
-  for (int64_t d : shape) FER_CHECK(d >= 0, "negative dimension in shape ", fer::shape_str(shape));
+  // The element count is multiplied out with overflow checks: a shape from a file or a model's
+  // config (a crafted checkpoint) must not wrap around into a small allocation.
+  int64_t numel = 1;
+  bool too_large = false;
+  for (int64_t d : shape) {
+    FER_CHECK(d >= 0, "negative dimension in shape ", fer::shape_str(shape));
+    too_large = too_large || __builtin_mul_overflow(numel, d, &numel);
+  }
+  too_large = too_large || numel > static_cast<int64_t>(PTRDIFF_MAX / sizeof(float));
+  FER_CHECK(!too_large, "shape ", fer::shape_str(shape), " has more elements than memory can hold");
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage = std::make_shared<Storage>(shape_numel(shape) * sizeof(float), device);
+  impl->storage = std::make_shared<Storage>(static_cast<size_t>(numel) * sizeof(float), device);
   impl->shape = shape;
   return Tensor(std::move(impl));
 }

@@ -29,7 +29,7 @@ struct Node;
 
 // Raw bytes on one device, released through that device's backend allocator.
 struct Storage {
-  Storage(size_t bytes, Device device);
+  Storage(size_t bytes, Device device);  // counted against this thread's StorageBudget, if any
   ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
@@ -37,6 +37,27 @@ struct Storage {
   void* data = nullptr;
   size_t bytes = 0;
   Device device = Device::CPU;
+};
+
+// A bound on the tensor bytes one thread allocates while the budget is in scope: every Storage
+// the thread creates counts (freed ones are not given back), and the one that would take the
+// total past `bytes` throws fer::Error naming `what` before any memory is asked for. Building a
+// model from a checkpoint's metadata runs under one sized by the file's own tensors, so a crafted
+// file (a hidden layer of 10^8 units) is an error rather than gigabytes allocated
+// (apps/training/checkpoint.h). Budgets nest: the innermost one counts.
+class StorageBudget {
+ public:
+  StorageBudget(size_t bytes, std::string what);
+  ~StorageBudget();
+  StorageBudget(const StorageBudget&) = delete;
+  StorageBudget& operator=(const StorageBudget&) = delete;
+  void charge(size_t bytes);  // throws when the total would pass the budget
+  size_t used() const { return used_; }
+
+ private:
+  size_t limit_, used_ = 0;
+  std::string what_;
+  StorageBudget* outer_;
 };
 
 struct TensorImpl {

@@ -21,6 +21,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <utility>
 
 #include "apps/training/checkpoint.h"
 #include "engine/autograd.h"
@@ -423,6 +424,18 @@ TEST_CASE("checkpoints keep head, hidden and bn_eps; older checkpoints take the 
       CHECK(throws_naming([&] { spec_from_metadata(crafted, "crafted.safetensors"); },
                           std::string("crafted.safetensors: metadata '") + key + "' must be a whole number"));
     }
+  // So are the other numbers, where they are read (the layer that would trip over them later
+  // cannot name the file).
+  const std::pair<const char*, const char*> out_of_range[] = {
+      {"dropout", "1"}, {"dropout", "-0.1"}, {"stage_dropout", "nan"}, {"bn_eps", "-1e-5"},
+      {"preprocess.mean", "inf"}, {"preprocess.std", "0"}};
+  for (const auto& [key, value] : out_of_range) {
+    Metadata crafted = spec_to_metadata(spec);
+    crafted[key] = value;
+    INFO(key << " = " << value);
+    CHECK(throws_naming([&] { spec_from_metadata(crafted, "crafted.safetensors"); },
+                        std::string("crafted.safetensors: metadata '") + key + "' must be in"));
+  }
 
   // A saved backbone checkpoint rebuilds the same network (bn_eps included).
   const fs::path path = fs::temp_directory_path() / ("fer_bb_ckpt_" + std::to_string(::getpid()) + ".safetensors");
@@ -553,4 +566,33 @@ TEST_CASE("fer_convert: files -> checkpoints that fer_train --init loads; clear 
   REQUIRE(std::system(("/usr/bin/python3 -c \"import h5py; h5py.File('" + empty.string() +
                        "', 'w').create_group('x')\"").c_str()) == 0);
   CHECK(throws_naming([&] { convert::read_keras_h5(empty.string()); }, "no 'layer_names' attribute"));
+}
+
+TEST_CASE("a checkpoint's metadata cannot make loading allocate more than its tensors fill") {
+  // Every model of the registry builds within the budget its own weights give it.
+  for (const std::string& name : model_names()) {
+    ModelSpec spec;
+    spec.name = name;
+    spec.config.input_size = name.rfind("fer_", 0) == 0 ? 48 : 75;  // InceptionV3's smallest
+    size_t bytes = 0;
+    for (const auto& [key, t] : create_model(name, spec.config)->state_dict())
+      bytes += static_cast<size_t>(t.numel()) * sizeof(float);
+    INFO(name << ": " << bytes << " bytes of weights");
+    CHECK_NOTHROW(build_model(spec, bytes, "x.safetensors"));
+  }
+
+  // A crafted file: a real small checkpoint whose metadata asks for two hidden layers of 10^8
+  // units (10^16 weights) is an error naming the file before any of it is allocated.
+  const fs::path path = fs::temp_directory_path() / ("fer_bb_budget_" + std::to_string(::getpid()) + ".safetensors");
+  ModelSpec spec;
+  spec.name = "mobilenet_v2";
+  spec.config.input_size = 32;
+  spec.class_names = {"a", "b", "c", "d", "e", "f", "g"};
+  save_checkpoint(path.string(), *create_model(spec.name, spec.config), spec);
+  SafetensorsFile file = load_safetensors(path.string());
+  file.metadata["hidden"] = "100000000,100000000";
+  save_safetensors(path.string(), file.tensors, file.metadata);
+  CHECK(throws_naming([&] { load_checkpoint(path.string()); },
+                      path.string() + ": its metadata describes a 'mobilenet_v2' larger than the file's tensors"));
+  fs::remove(path);
 }

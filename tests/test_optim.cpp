@@ -388,6 +388,15 @@ TEST_CASE("state_dict keys, metadata and load errors") {
 
   SGD sgd(qs, 0.1f);
   CHECK(throws_naming([&] { sgd.load_state_dict(sd, meta); }, "Adam"));
+
+  // Step counts go on being incremented: negative or near the end of int64 is refused by name
+  // (a crafted checkpoint would otherwise overflow the count on the next update).
+  for (const char* step : {"-1", "9223372036854775807"}) {
+    Metadata crafted = meta;
+    crafted["optim.2.step"] = step;
+    INFO("optim.2.step = " << step);
+    CHECK(throws_naming([&] { other.load_state_dict(sd, crafted); }, "'optim.2.step' must be a count"));
+  }
 }
 
 // ---- Gradient clipping -------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <string>
 
 #include "engine/autograd.h"
 #include "engine/init.h"
@@ -27,6 +28,32 @@ TEST_CASE("views share storage: reshape, flatten, slice_batch") {
   CHECK(t.clone().shares_storage(t) == false);
   CHECK_THROWS_WITH_AS(t.slice_batch(3, 5), doctest::Contains("slice_batch(3, 5)"), fer::Error);
   CHECK_THROWS_WITH_AS(t.reshape({5, -1}), doctest::Contains("cannot view [4, 2, 3]"), fer::Error);
+}
+
+TEST_CASE("shapes too large to allocate, and the storage budget") {
+  // The element count is multiplied with overflow checks: 2^32 x 2^32 must not wrap to 0.
+  CHECK_THROWS_AS(Tensor::empty({int64_t{1} << 32, int64_t{1} << 32}), Error);
+  CHECK_THROWS_AS(Tensor::empty({int64_t{1} << 62}), Error);  // 2^64 bytes
+  CHECK(Tensor::empty({0, int64_t{1} << 40}).numel() == 0);
+
+  {
+    StorageBudget budget(1024, "building a test model");
+    Tensor a = Tensor::zeros({100});  // 400 bytes
+    CHECK(budget.used() == 400);
+    try {
+      Tensor::zeros({200});  // 800 more: past 1024
+      FAIL("no error");
+    } catch (const Error& e) {
+      CHECK(std::string(e.what()).find("building a test model: needs more than 1024 bytes") != std::string::npos);
+    }
+    {
+      StorageBudget inner(1 << 20, "inner");  // budgets nest: the innermost one counts
+      Tensor b = Tensor::zeros({1000});
+      CHECK(inner.used() == 4000);
+    }
+    CHECK(budget.used() == 400);
+  }
+  CHECK_NOTHROW(Tensor::zeros({1000}));  // no budget once it is out of scope
 }
 
 TEST_CASE("seeded initialisation has the right statistics and repeats") {

@@ -5,15 +5,19 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <utility>
 
 #include "apps/training/checkpoint.h"
 #include "apps/training/evaluate.h"
+#include "apps/training/resume_state.h"
 #include "apps/training/trainer.h"
 #include "data/fer2013.h"
 #include "data/synthetic.h"
+#include "tests/support/errors.h"
 
 using namespace fer;
 namespace fs = std::filesystem;
+using fer::testing::throws_naming;
 
 namespace {
 fs::path temp_dir(const std::string& name) {
@@ -191,4 +195,33 @@ TEST_CASE("checkpoints carry a CRC-32 of every tensor: damaged bytes are an erro
   CHECK_NOTHROW(load_checkpoint(path));
   unsetenv("FER_VERIFY_CHECKSUMS");
   fs::remove_all(dir);
+}
+
+TEST_CASE("a run's position read from a checkpoint: counts in range, the generator's state unsigned") {
+  RunPosition p;
+  p.epoch = 3;
+  p.step_in_epoch = 17;
+  p.global_step = 1400;
+  p.best_val_acc = 0.5;
+  p.correct = 500;
+  p.seen = 1088;
+  p.rng = 18446744073709551615ull;  // the whole uint64 range
+  const RunPosition back = position_from(position_metadata(p));
+  CHECK(back.epoch == 3);
+  CHECK(back.step_in_epoch == 17);
+  CHECK(back.rng == p.rng);
+
+  // A damaged or crafted checkpoint: each bad value is a fer::Error naming its key (std::stoull
+  // took "-1" as 2^64 - 1 and threw std::invalid_argument on "x"; a negative step in the epoch
+  // would have been a negative position in the epoch's order).
+  const std::pair<const char*, const char*> crafted[] = {
+      {"train.rng", "x"}, {"train.rng", "-1"}, {"train.rng", "18446744073709551616"}, {"train.rng", ""},
+      {"train.step_in_epoch", "-1"}, {"train.epoch", "9223372036854775807"}, {"train.seen", "-5"},
+      {"train.correct", "2000"}, {"train.loss_sum", "nan"}, {"train.best_val_acc", "inf"}};
+  for (const auto& [key, value] : crafted) {
+    Metadata m = position_metadata(p);
+    m[key] = value;
+    INFO(key << " = '" << value << "'");
+    CHECK(throws_naming([&] { position_from(m); }, key));
+  }
 }

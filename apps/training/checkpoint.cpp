@@ -1,6 +1,7 @@
 #include "apps/training/checkpoint.h"
 
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -55,6 +56,15 @@ int64_t whole_number(const Metadata& m, const std::string& key, const std::strin
             m.at(key), "'");
   return static_cast<int64_t>(x);
 }
+// A number in [lo, hi) (hi_closed: [lo, hi]), checked where it is read so that the error names the
+// file and the key, not the layer that would trip over it later.
+double number_in(const Metadata& m, const std::string& key, const std::string& file, double lo, double hi,
+                 bool hi_closed) {
+  const double x = number(m, key, file);
+  FER_CHECK(x >= lo && (x < hi || (hi_closed && x == hi)), file, ": metadata '", key, "' must be in [", lo,
+            ", ", hi, hi_closed ? "]" : ")", ", got '", m.at(key), "'");
+  return x;
+}
 // "1024,512" <-> {1024, 512}; "" is no sizes.
 std::string join_sizes(const std::vector<int64_t>& v) {
   std::string s;
@@ -101,19 +111,21 @@ ModelSpec spec_from_metadata(const Metadata& m, const std::string& file) {
   s.config.num_classes = whole_number(m, "num_classes", file, 1, 1 << 20);
   s.config.in_channels = whole_number(m, "in_channels", file, 1, 4096);
   s.config.input_size = whole_number(m, "input_size", file, 1, 1 << 16);
-  s.config.dropout = static_cast<float>(number(m, "dropout", file));
-  s.config.stage_dropout = static_cast<float>(number(m, "stage_dropout", file));
+  s.config.dropout = static_cast<float>(number_in(m, "dropout", file, 0, 1, false));
+  s.config.stage_dropout = static_cast<float>(number_in(m, "stage_dropout", file, 0, 1, false));
   // Keys added with the ImageNet backbones: checkpoints written before them take the defaults.
   if (m.count("head")) s.config.head = m.at("head");
   if (m.count("hidden")) s.config.hidden = parse_sizes(m.at("hidden"), file + ": metadata 'hidden'");
-  if (m.count("bn_eps")) s.config.bn_eps = static_cast<float>(number(m, "bn_eps", file));
+  if (m.count("bn_eps")) s.config.bn_eps = static_cast<float>(number_in(m, "bn_eps", file, 0, 1, true));
   s.class_names = split(need(m, "class_names", file));
   FER_CHECK(static_cast<int64_t>(s.class_names.size()) == s.config.num_classes, file, ": ",
             s.class_names.size(), " class names for ", s.config.num_classes, " classes");
   s.preprocess.equalize = need(m, "preprocess.equalize", file) == "1";
   s.preprocess.standardize = need(m, "preprocess.standardize", file) == "1";
-  s.preprocess.mean = static_cast<float>(number(m, "preprocess.mean", file));
-  s.preprocess.std = static_cast<float>(number(m, "preprocess.std", file));
+  // Pixels are in [0, 1] when these apply: a mean outside [-1, 1] or a spread outside [1e-6, 1e3]
+  // is no preprocessing a model was trained with (and 0 or nan would divide every face away).
+  s.preprocess.mean = static_cast<float>(number_in(m, "preprocess.mean", file, -1, 1, true));
+  s.preprocess.std = static_cast<float>(number_in(m, "preprocess.std", file, 1e-6, 1e3, true));
   if (m.count("preprocess.crop")) {  // written since models can read crops of the face
     const double crop = number(m, "preprocess.crop", file);
     FER_CHECK(crop >= 0 && crop <= 48 && crop == std::floor(crop), file, ": preprocess.crop ", crop,
@@ -171,15 +183,24 @@ bool is_training_state(const std::string& tensor_name) {
   return false;
 }
 
+std::shared_ptr<Module> build_model(const ModelSpec& spec, size_t weight_bytes, const std::string& file) {
+  const size_t budget = weight_bytes > (SIZE_MAX - (1 << 20)) / 3 ? SIZE_MAX : 3 * weight_bytes + (1 << 20);
+  StorageBudget bound(budget, file + ": its metadata describes a '" + spec.name +
+                                  "' larger than the file's tensors (" + std::to_string(weight_bytes) +
+                                  " bytes) can fill: building it");
+  return create_model(spec.name, spec.config);
+}
+
 LoadedCheckpoint load_checkpoint(const std::string& path, Device device) {
   LoadedCheckpoint out;
   out.file = load_safetensors(path);
   verify_checksums(out.file, path);
   out.spec = spec_from_metadata(out.file.metadata, path);
-  out.model = create_model(out.spec.name, out.spec.config);
   StateDict weights;
+  size_t weight_bytes = 0;
   for (const auto& [name, t] : out.file.tensors)
-    if (!is_training_state(name)) weights[name] = t;
+    if (!is_training_state(name)) weights[name] = t, weight_bytes += static_cast<size_t>(t.numel()) * sizeof(float);
+  out.model = build_model(out.spec, weight_bytes, path);
   check_state_dict_matches(out.model->state_dict(), weights, path);
   out.model->load_state_dict(weights);
   out.model->to(device);

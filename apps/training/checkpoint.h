@@ -55,6 +55,13 @@ bool is_training_state(const std::string& tensor_name);
 // weights and are left in file.tensors for the optimizer and the averages.
 LoadedCheckpoint load_checkpoint(const std::string& path, Device device = Device::CPU);
 
+// The network `spec` describes, for a file whose model tensors hold `weight_bytes`, built under a
+// StorageBudget (engine/tensor.h): a network that file can fill allocates its weights and their
+// initial values, about twice their bytes, so building stops past 3x (+ 1 MiB) with an error
+// naming the file, before a crafted spec ("hidden": "100000000") can ask for gigabytes. The
+// first step of load_checkpoint after the metadata is read.
+std::shared_ptr<Module> build_model(const ModelSpec& spec, size_t weight_bytes, const std::string& file);
+
 // ---- Finding checkpoints and ensembles -----------------------------------------------------------
 
 // Where a checkpoint is: `path` itself if it exists; for a relative path that does not, the same

@@ -1,5 +1,10 @@
 #include "apps/training/resume_state.h"
 
+#include <cctype>
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+
 #include "engine/error.h"
 
 namespace fer {
@@ -22,24 +27,55 @@ Metadata position_metadata(const RunPosition& p) {
           {"train.swa_count", std::to_string(p.swa_count)}};
 }
 
+namespace {
+// A count of the run (epochs, steps, images, updates): a whole number in [0, 2^53], so that the
+// arithmetic done with it later (epoch + 1, a batch's first image = step x batch size) cannot
+// overflow, and a damaged or crafted checkpoint is an error naming the key rather than negative
+// positions in an epoch.
+int64_t count(const Metadata& m, const std::string& key) {
+  const int64_t v = metadata_int(m, key);
+  FER_CHECK(v >= 0 && v <= (int64_t{1} << 53), "checkpoint metadata: '", key,
+            "' must be a count in [0, 2^53], got '", m.at(key), "'");
+  return v;
+}
+double finite(const Metadata& m, const std::string& key) {
+  const double v = metadata_double(m, key);
+  FER_CHECK(std::isfinite(v), "checkpoint metadata: '", key, "' must be a finite number, got '", m.at(key), "'");
+  return v;
+}
+// The generator's state: an unsigned 64-bit number in decimal (std::stoull would take "-1" and
+// throw std::invalid_argument, not fer::Error, on "x").
+uint64_t generator_state(const Metadata& m, const std::string& key) {
+  const std::string& s = metadata_get(m, key);
+  errno = 0;
+  char* end = nullptr;
+  const unsigned long long v = std::strtoull(s.c_str(), &end, 10);
+  FER_CHECK(!s.empty() && std::isdigit(static_cast<unsigned char>(s[0])) && *end == '\0' && errno == 0,
+            "checkpoint metadata: '", key, "' is not an unsigned 64-bit integer: '", s, "'");
+  return v;
+}
+}  // namespace
+
 RunPosition position_from(const Metadata& m) {
   RunPosition p;
-  p.epoch = metadata_int(m, "train.epoch");
-  p.step_in_epoch = metadata_int(m, "train.step_in_epoch");
-  p.global_step = metadata_int(m, "train.global_step");
-  p.best_val_acc = metadata_double(m, "train.best_val_acc");
-  p.best_epoch = metadata_int(m, "train.best_epoch");
-  p.bad_epochs = metadata_int(m, "train.bad_epochs");
-  p.loss_sum = metadata_double(m, "train.loss_sum");
-  p.correct = metadata_int(m, "train.correct");
-  p.seen = metadata_int(m, "train.seen");
-  p.lr = static_cast<float>(metadata_double(m, "train.lr"));
-  p.rng = std::stoull(metadata_get(m, "train.rng"));
+  p.epoch = count(m, "train.epoch");
+  p.step_in_epoch = count(m, "train.step_in_epoch");
+  p.global_step = count(m, "train.global_step");
+  p.best_val_acc = finite(m, "train.best_val_acc");
+  p.best_epoch = count(m, "train.best_epoch");
+  p.bad_epochs = count(m, "train.bad_epochs");
+  p.loss_sum = finite(m, "train.loss_sum");
+  p.correct = count(m, "train.correct");
+  p.seen = count(m, "train.seen");
+  FER_CHECK(p.correct <= p.seen, "checkpoint metadata: 'train.correct' (", p.correct,
+            ") is more than 'train.seen' (", p.seen, ")");
+  p.lr = static_cast<float>(finite(m, "train.lr"));
+  p.rng = generator_state(m, "train.rng");
   if (m.count("train.ema_count")) {  // written since the weight averages exist
-    p.best_ema_val_acc = metadata_double(m, "train.best_ema_val_acc");
-    p.best_ema_epoch = metadata_int(m, "train.best_ema_epoch");
-    p.ema_count = metadata_int(m, "train.ema_count");
-    p.swa_count = metadata_int(m, "train.swa_count");
+    p.best_ema_val_acc = finite(m, "train.best_ema_val_acc");
+    p.best_ema_epoch = count(m, "train.best_ema_epoch");
+    p.ema_count = count(m, "train.ema_count");
+    p.swa_count = count(m, "train.swa_count");
   }
   return p;
 }

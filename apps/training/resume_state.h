@@ -29,6 +29,8 @@ struct RunPosition {
 };
 
 Metadata position_metadata(const RunPosition& p);
+// Throws fer::Error naming the key when a value is missing, not a number or out of range (counts
+// are whole numbers in [0, 2^53], the rest finite).
 RunPosition position_from(const Metadata& m);
 
 // The feature-cache settings ("cache.*"): a cached run trains on other augmentations than an
