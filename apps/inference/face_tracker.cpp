@@ -11,6 +11,9 @@
 namespace fer {
 
 namespace {
+// The velocity's exponential average: v = keep v + (1 - keep) v_measured, per sighting.
+constexpr double kVelocityKeep = 0.5;
+
 double iou(const FaceBox& a, const FaceBox& b) {
   const double x0 = std::max(a.x, b.x), y0 = std::max(a.y, b.y);
   const double x1 = std::min(a.x + a.width, b.x + b.width), y1 = std::min(a.y + a.height, b.y + b.height);
@@ -29,42 +32,52 @@ double centre_shift(const FaceBox& a, const FaceBox& b) {
 
 FaceTracker::FaceTracker(std::vector<std::string> class_names, TrackerOptions options)
     : names_(std::move(class_names)), options_(options) {
-  FER_CHECK(options.smoothing >= 0 && options.smoothing < 1, "tracker: smoothing must be in [0, 1), got ",
-            options.smoothing);
+  set_smoothing(options.smoothing);
   FER_CHECK(options.min_iou > 0 && options.min_iou <= 1 && options.max_gap_s > 0,
             "tracker: min_iou in (0, 1] and a positive max gap expected");
 }
 
+void FaceTracker::set_smoothing(float smoothing) {
+  FER_CHECK(smoothing >= 0 && smoothing < 1, "tracker: smoothing must be in [0, 1), got ", smoothing);
+  options_.smoothing = smoothing;
+}
+
 FaceBox FaceTracker::predicted(const Track& t, double time_s) const {
-  if (t.previous_time < 0 || t.time <= t.previous_time) return t.box;
-  const double k = (time_s - t.time) / (t.time - t.previous_time);  // frames of motion to add
-  auto step = [k](int now, int before) { return static_cast<int>(std::lround(now + k * (now - before))); };
-  return {step(t.box.x, t.previous_box.x), step(t.box.y, t.previous_box.y), t.box.width, t.box.height};
+  const double dt = time_s - t.time;
+  return {static_cast<int>(std::lround(t.box.x + t.vx * dt)), static_cast<int>(std::lround(t.box.y + t.vy * dt)),
+          t.box.width, t.box.height};
 }
 
 std::vector<int> FaceTracker::update(double time_s, std::vector<FacePrediction>& faces) {
   // Tracks unseen for too long end.
   for (auto it = live_.begin(); it != live_.end();) {
     if (time_s - it->time > options_.max_gap_s) {
-      ended_.push_back(it->summary);
+      if (options_.keep_history) ended_.push_back(std::move(it->summary));
       it = live_.erase(it);
     } else {
       ++it;
     }
   }
-  // Greedy pairing: by overlap first, then by centre distance.
+  // Greedy pairing: pairs that overlap before pairs that are only near; within each, tracks seen
+  // in the previous frame before tracks that were not (DeepSORT's matching cascade: while one
+  // face hides another, the visible face's detection lies on both predictions, and belongs to
+  // the track that saw it last); then the best overlap, or the least centre distance.
   std::vector<int> track_of(faces.size(), -1);
   std::vector<bool> taken(live_.size(), false);
-  struct Pair { double score; size_t face, track; };
+  struct Pair { int tier; double score; size_t face, track; };
   std::vector<Pair> pairs;
   for (size_t f = 0; f < faces.size(); ++f)
     for (size_t t = 0; t < live_.size(); ++t) {
       const FaceBox p = predicted(live_[t], time_s);
       const double o = iou(faces[f].box, p);
-      if (o >= options_.min_iou) pairs.push_back({2.0 + o, f, t});
-      else if (centre_shift(faces[f].box, p) < options_.max_centre_shift) pairs.push_back({1.0 - centre_shift(faces[f].box, p), f, t});
+      const int fresh = live_[t].time >= previous_frame_s_ ? 1 : 0;
+      if (o >= options_.min_iou) pairs.push_back({2 + fresh, o, f, t});
+      else if (centre_shift(faces[f].box, p) < options_.max_centre_shift) pairs.push_back({fresh, -centre_shift(faces[f].box, p), f, t});
     }
-  std::sort(pairs.begin(), pairs.end(), [](const Pair& a, const Pair& b) { return a.score > b.score; });
+  std::sort(pairs.begin(), pairs.end(), [](const Pair& a, const Pair& b) {
+    return a.tier != b.tier ? a.tier > b.tier : a.score > b.score;
+  });
+  previous_frame_s_ = time_s;
   for (const Pair& p : pairs)
     if (track_of[p.face] < 0 && !taken[p.track]) track_of[p.face] = static_cast<int>(p.track), taken[p.track] = true;
 
@@ -83,9 +96,14 @@ std::vector<int> FaceTracker::update(double time_s, std::vector<FacePrediction>&
       track_of[f] = static_cast<int>(live_.size() - 1);
     }
     Track& t = live_[static_cast<size_t>(track_of[f])];
-    if (t.summary.frames > 0) {
-      t.previous_box = t.box;
-      t.previous_time = t.time;
+    if (t.summary.frames > 0 && time_s > t.time) {
+      const FaceBox& b = faces[f].box;
+      const double dt = time_s - t.time;
+      const double mx = ((b.x + b.width / 2.0) - (t.box.x + t.box.width / 2.0)) / dt;
+      const double my = ((b.y + b.height / 2.0) - (t.box.y + t.box.height / 2.0)) / dt;
+      const double keep = t.summary.frames > 1 ? kVelocityKeep : 0.0;
+      t.vx = keep * t.vx + (1 - keep) * mx;
+      t.vy = keep * t.vy + (1 - keep) * my;
     }
     t.box = faces[f].box;
     t.time = time_s;
@@ -104,8 +122,10 @@ std::vector<int> FaceTracker::update(double time_s, std::vector<FacePrediction>&
     s.last_s = time_s;
     ++s.frames;
     s.shares[static_cast<size_t>(face.label)] += 1.0;
-    s.times.push_back(time_s);
-    s.probabilities.push_back(face.probabilities);
+    if (options_.keep_history) {
+      s.times.push_back(time_s);
+      s.probabilities.push_back(face.probabilities);
+    }
     ids[f] = t.id;
   }
   return ids;
