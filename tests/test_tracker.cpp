@@ -1,6 +1,7 @@
 // Face tracks across video frames (apps/inference/face_tracker.h): identities kept through motion
 // and the order of detections, a track ended after a gap, smoothing, summaries; identity swaps
-// counted on synthetic scenes of moving faces against their known truth.
+// counted on synthetic scenes of moving faces against their known truth; the live sessions'
+// store (apps/inference/live_tracks.h) and its bounds.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -10,8 +11,10 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
+#include <thread>
 
 #include "apps/inference/face_tracker.h"
+#include "apps/inference/live_tracks.h"
 
 using namespace fer;
 
@@ -281,4 +284,69 @@ TEST_CASE("tracker: identity swaps counted on synthetic moving faces (lanes: non
   CHECK(crossings.returns == kRuns);  // the face that walked out came back once per run ...
   CHECK(crossings.stolen == 0);       // ... as a new track, never as another face's
   CHECK_MESSAGE(crossings.swaps <= kCrossingSwapBound, "swaps at" << crossings.where);
+}
+
+// ---- Live sessions (fer_serve's webcam mode) -----------------------------------------------------
+TEST_CASE("live tracks: a face keeps its id across a session's frames; sessions are independent") {
+  LiveTracks live(kNames);
+  std::vector<int> ids;
+  for (int k = 0; k < 8; ++k) {
+    std::vector<FacePrediction> f{face(100 + 6 * k, 80, 70, {0.6f, 0.3f, 0.1f}), face(400, 90, 70, {0.1f, 0.2f, 0.7f})};
+    const std::vector<int> got = live.update("page-1", 10.0 + 0.3 * k, 0.0f, f);
+    REQUIRE(got.size() == 2);
+    CHECK(got[0] == 1);
+    CHECK(got[1] == 2);
+  }
+  std::vector<FacePrediction> other{face(400, 90, 70, {0.1f, 0.2f, 0.7f})};
+  CHECK(live.update("page-2", 12.0, 0.0f, other) == std::vector<int>{1});  // its own numbering
+  CHECK(live.sessions() == 2);
+  // Smoothing per request; a request that raced ahead of an earlier one does not break the time.
+  std::vector<FacePrediction> flicker{face(150, 80, 70, {0.35f, 0.55f, 0.1f})};
+  CHECK(live.update("page-1", 12.5, 0.5f, flicker)[0] == 1);
+  CHECK(flicker[0].emotion == "a");
+  std::vector<FacePrediction> late{face(152, 80, 70, {0.6f, 0.3f, 0.1f})};
+  CHECK(live.update("page-1", 12.4, 0.5f, late)[0] == 1);
+  CHECK_THROWS(live.update("", 13.0, 0.0f, late));
+  CHECK_THROWS(live.update(std::string(kMaxSessionIdLength + 1, 'x'), 13.0, 0.0f, late));
+}
+
+TEST_CASE("live tracks: at most max_sessions sessions (the least recently used goes), idle ones dropped") {
+  LiveTrackOptions o;
+  o.max_sessions = 3;
+  o.idle_s = 30;
+  LiveTracks live(kNames, o);
+  auto at = [](int x) { return std::vector<FacePrediction>{face(x, 50, 60, {0.5f, 0.3f, 0.2f})}; };
+  std::vector<FacePrediction> f = at(0);
+  CHECK(live.update("first", 0.0, 0, f)[0] == 1);
+  for (int s = 0; s < 10; ++s) {
+    f = at(0);
+    live.update("other" + std::to_string(s), 0.1 * (s + 1), 0, f);
+    CHECK(live.sessions() <= 3);
+  }
+  CHECK(live.sessions() == 3);
+  // "first" was evicted: a face far from its old one is track 1 of a new session (it would be
+  // track 2 of the old one).
+  f = at(500);
+  CHECK(live.update("first", 1.5, 0, f)[0] == 1);
+  f = at(0);
+  CHECK(live.update("other9", 1.6, 0, f)[0] == 1);  // recent: still there, its face still track 1
+  f = at(500);
+  CHECK(live.update("other9", 1.7, 0, f)[0] == 2);
+
+  // 40 s later every session but the caller's is idle and dropped.
+  f = at(0);
+  live.update("late", 41.7, 0, f);
+  CHECK(live.sessions() == 1);
+
+  // Many threads, many sessions: still bounded, no race (run under the sanitizers too).
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&live, t] {
+      for (int k = 0; k < 200; ++k) {
+        std::vector<FacePrediction> g{face(10 * (k % 7), 50, 60, {0.5f, 0.3f, 0.2f})};
+        live.update("thread" + std::to_string(t) + "-" + std::to_string(k % 5), 50.0 + 0.01 * k, 0.3f, g);
+      }
+    });
+  for (auto& t : threads) t.join();
+  CHECK(live.sessions() == 3);
 }
