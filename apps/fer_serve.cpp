@@ -3,6 +3,7 @@
 //
 //   fer_serve [--host 127.0.0.1] [--port 8080] [--threads 8] [--checkpoint FILE]
 //             [--max-upload-mb 10] [--max-side 4096] [--device cpu] [--ort-dir DIR] [--quiet]
+//             [--max-live-sessions 64]
 //
 // Routes:
 //   GET  /                 the page (apps/web/, embedded into the binary at build time)
@@ -13,6 +14,10 @@
 //                          image as one face crop (FER2013 style). Answer:
 //                          {"faces": [{"box": [x, y, w, h], "emotion", "confidence", "emotions"}],
 //                           "width", "height", "elapsed_ms"}
+//                          ?session=ID (the live webcam mode) makes the image a frame of a stream:
+//                          each face gets a "track" id kept across the session's frames, and
+//                          &smooth=0.5 smooths each track's probabilities (apps/inference/live_tracks.h:
+//                          at most --max-live-sessions sessions, each dropped after 60 s unseen)
 //   GET  /api/model.json, /api/model.onnx, /ort/<file>
 //                          the page's option to run the model in the browser (onnxruntime-web):
 //                          apps/serve/browser_model.h
@@ -47,6 +52,7 @@
 #include "apps/cli/shared_flags.h"
 #include "apps/inference/face_analyzer.h"
 #include "apps/inference/face_tracker.h"
+#include "apps/inference/live_tracks.h"
 #include "apps/serve/browser_model.h"
 #include "apps/serve/guarded_server.h"
 #include "apps/serve/requests.h"
@@ -78,12 +84,13 @@ struct ServerConfig {
   bool quiet = false;
 };
 
-// What /api/predict needs: the two analyzers (photo with detection; whole image as one face) and
-// the limits. Both analyzers are thread-safe.
+// What /api/predict needs: the two analyzers (photo with detection; whole image as one face),
+// the live sessions' face tracks and the limits. All three are thread-safe.
 struct Service {
   ServerConfig config;
   std::unique_ptr<FaceAnalyzer> detecting;
   std::unique_ptr<FaceAnalyzer> whole_image;
+  std::unique_ptr<LiveTracks> live;
   Clock::time_point started = Clock::now();
   std::atomic<uint64_t> requests{0}, predictions{0}, errors{0};
 };
@@ -146,7 +153,8 @@ void handle_predict(Service& service, const httplib::Request& req, httplib::Resp
   const auto t0 = Clock::now();
   res.set_header("Cache-Control", "no-store");
   bool detect = true;
-  if (!serve::detect_param(req, res, detect)) return;
+  serve::LiveParams live;
+  if (!serve::detect_param(req, res, detect) || !serve::live_params(req, res, live)) return;
   serve::Upload upload;
   if (!serve::image_upload(req, res, upload)) return;
   const std::string* bytes = upload.bytes;
@@ -166,12 +174,17 @@ void handle_predict(Service& service, const httplib::Request& req, httplib::Resp
     return;
   }
   const FaceAnalyzer& analyzer = detect ? *service.detecting : *service.whole_image;
-  const std::vector<FacePrediction> faces = analyzer.analyze(image);  // failures here are 500s
+  std::vector<FacePrediction> faces = analyzer.analyze(image);  // failures here are 500s
+  std::vector<int> tracks;  // a live session's frame: its faces' track ids
+  if (!live.session.empty()) {
+    const double now_s = std::chrono::duration<double>(Clock::now() - service.started).count();
+    tracks = service.live->update(live.session, now_s, live.smoothing, faces);
+  }
   service.predictions.fetch_add(1);
   char tail[96];
   std::snprintf(tail, sizeof tail, ",\"width\":%d,\"height\":%d,\"elapsed_ms\":%.3f}", image.width,
                 image.height, ms_since(t0));
-  res.set_content("{\"faces\":" + faces_to_json(faces, analyzer.class_names()) + tail,
+  res.set_content("{\"faces\":" + faces_to_json(faces, analyzer.class_names(), tracks) + tail,
                   "application/json");
 }
 
@@ -186,6 +199,7 @@ std::string healthz(const Service& service) {
                    {"requests", service.requests.load()},
                    {"predictions", service.predictions.load()},
                    {"errors", service.errors.load()},
+                   {"live_sessions", service.live->sessions()},
                    {"max_upload_bytes", service.config.limits.max_bytes},
                    {"max_side", service.config.limits.max_side}};
   return j.dump();
@@ -287,6 +301,7 @@ struct ServeFlags {
   int64_t max_video_mb = 50;
   double max_video_seconds = 120, video_fps = 5;
   int64_t max_connections = 256, max_per_client = 32;
+  int64_t max_live_sessions = 64;
   std::string precision;
   std::string ort_dir;
   bool quiet = false;
@@ -308,6 +323,8 @@ int run(int argc, char** argv) {
       {"max-video-mb", "50", "largest video upload accepted (POST /api/video), MiB", &flags.max_video_mb},
       {"max-video-seconds", "120", "longest video accepted, seconds (checked before decoding)", &flags.max_video_seconds},
       {"video-fps", "5", "frames analysed per second of an uploaded video", &flags.video_fps},
+      {"max-live-sessions", "64", "live webcam streams whose face tracks are kept (?session=ID); a new one "
+                                  "evicts the least recently used", &flags.max_live_sessions},
       {"max-per-client", "32", "open connections from one address at most; more are answered 503",
        &flags.max_per_client},
       {"checkpoint", kDefaultCheckpoint, "model checkpoint; several, comma-separated, or an ensemble manifest (NAME.json, or the name of one in models/pretrained) are an ensemble (mean probabilities)",
@@ -348,12 +365,17 @@ int run(int argc, char** argv) {
   config.uploads.max_video_bytes = static_cast<size_t>(flags.max_video_mb) << 20;
   config.max_video_seconds = flags.max_video_seconds;
   config.video_fps = flags.video_fps;
+  FER_CHECK(flags.max_live_sessions >= 1 && flags.max_live_sessions <= 100000, "--max-live-sessions ",
+            flags.max_live_sessions, ": expected 1..100000");
 
   options.tta = parse_tta(flags.tta);
   options.device = cli::device_or_cpu("fer_serve", flags.device);
   service.detecting = std::make_unique<FaceAnalyzer>(options);
   options.detect = false;
   service.whole_image = std::make_unique<FaceAnalyzer>(options);
+  LiveTrackOptions live_options;
+  live_options.max_sessions = static_cast<size_t>(flags.max_live_sessions);
+  service.live = std::make_unique<LiveTracks>(service.detecting->class_names(), live_options);
   config.checkpoint = service.detecting->checkpoint_path();
   config.model_name = service.detecting->model_name();
   config.tta = flags.tta;

@@ -5,8 +5,9 @@
 // a 4xx JSON {"error"} while the server keeps serving; good faces (a FER2013 val crop with
 // detect=0, and a photo from Debian's opencv-doc with detection) answered exactly as an
 // in-process FaceAnalyzer answers; a concurrent burst with identical answers; port and flag
-// errors; clean shutdown on SIGTERM; the in-browser option's routes (the model as ONNX, whose
-// protobuf fields parse; onnxruntime-web's allow-listed files, path traversal refused).
+// errors; clean shutdown on SIGTERM; live frames (?session=, &smooth=) with track ids, smoothing
+// per track and a bounded count of sessions; the in-browser option's routes (the model as ONNX,
+// whose protobuf fields parse; onnxruntime-web's allow-listed files, path traversal refused).
 #include <doctest/doctest.h>
 #include <httplib.h>
 #include <arpa/inet.h>
@@ -181,14 +182,15 @@ std::string read_bytes(const fs::path& path) {
   return std::string(bytes.begin(), bytes.end());
 }
 
-// A valid JPEG (smooth gradient) of w x h, through a temporary file (the test's, not the server's).
-std::string make_jpeg(int w, int h) {
+// A valid JPEG (smooth gradient, shifted by `phase` grey levels) of w x h, through a temporary
+// file (the test's, not the server's).
+std::string make_jpeg(int w, int h, int phase = 0) {
   fer::data::GrayImage g;
   g.width = w;
   g.height = h;
   g.pixels.resize(static_cast<size_t>(w) * h);
   for (int y = 0; y < h; ++y)
-    for (int x = 0; x < w; ++x) g.pixels[y * w + x] = static_cast<uint8_t>((x * 3 + y * 2) % 256);
+    for (int x = 0; x < w; ++x) g.pixels[y * w + x] = static_cast<uint8_t>((x * 3 + y * 2 + phase) % 256);
   const fs::path path = fs::temp_directory_path() / ("fer_test_serve_" + std::to_string(getpid()) + ".jpg");
   fer::data::write_jpg(path.string(), g);
   std::string bytes = read_bytes(path);
@@ -726,6 +728,75 @@ TEST_CASE("fer_serve: a video upload is analysed in memory with face tracks; bad
 
   Server short_videos({"--port", "0", "--quiet", "--threads", "8", "--max-video-seconds", "0.5"});
   CHECK(error_message(short_videos.client().Post("/api/video", video, "video/mp4"), 413).find("longer than the limit") != std::string::npos);
+}
+
+TEST_CASE("fer_serve: live frames (?session=) keep track ids and are smoothed per track; sessions are bounded") {
+  Server server({"--port", "0", "--quiet", "--threads", "8", "--max-live-sessions", "2"});
+  auto c = server.client();
+  // Two frames of one "face" (detect=0: the whole image, the same box), with other probabilities.
+  const std::string frame_a = make_jpeg(96, 96), frame_b = make_jpeg(96, 96, 128);
+  auto probabilities = [&](const std::string& query, const std::string& bytes) {
+    auto res = c.Post("/api/predict?detect=0" + query, bytes, "image/jpeg");
+    REQUIRE(res);
+    REQUIRE_MESSAGE(res->status == 200, res->body);
+    const json faces = json::parse(res->body)["faces"];
+    REQUIRE(faces.size() == 1);
+    return faces[0];
+  };
+  const json raw_a = probabilities("", frame_a), raw_b = probabilities("", frame_b);
+  CHECK(!raw_a.contains("track"));  // no session, no track
+  double largest = 0;
+  for (const auto& [name, p] : raw_a["emotions"].items())
+    largest = std::max(largest, std::abs(p.get<double>() - raw_b["emotions"][name].get<double>()));
+  REQUIRE_MESSAGE(largest > 0.01, "the two frames must differ for the smoothing check to mean anything");
+
+  // A session: the face keeps track 1; smooth=0.5 averages it with its frame before.
+  CHECK(probabilities("&session=page-A", frame_a)["track"] == 1);
+  const json smoothed = probabilities("&session=page-A&smooth=0.5", frame_b);
+  CHECK(smoothed["track"] == 1);
+  for (const auto& [name, p] : smoothed["emotions"].items())
+    CHECK(p.get<double>() == doctest::Approx(0.5 * raw_a["emotions"][name].get<double>() +
+                                             0.5 * raw_b["emotions"][name].get<double>()).epsilon(1e-4));
+  // Without smooth the frame's own probabilities come back, still on track 1.
+  const json plain = probabilities("&session=page-A", frame_a);
+  CHECK(plain["track"] == 1);
+  CHECK(plain["emotions"] == raw_a["emotions"]);
+
+  // Bad parameters: 400 with a message naming them; the server keeps serving.
+  CHECK(contains(error_message(c.Post("/api/predict?session=a%20b", frame_a, "image/jpeg"), 400), "parameter session"));
+  CHECK(contains(error_message(c.Post("/api/predict?session=" + std::string(65, 'x'), frame_a, "image/jpeg"), 400),
+                 "1 to 64 characters"));
+  CHECK(contains(error_message(c.Post("/api/predict?session=", frame_a, "image/jpeg"), 400), "parameter session"));
+  for (const std::string bad : {"1", "-0.1", "abc", "nan", "0.5x", "0.99999999"})
+    CHECK(contains(error_message(c.Post("/api/predict?session=s&smooth=" + bad, frame_a, "image/jpeg"), 400),
+                   "parameter smooth"));
+  CHECK(contains(error_message(c.Post("/api/predict?smooth=0.5", frame_a, "image/jpeg"), 400), "needs session"));
+
+  // At most --max-live-sessions sessions, whatever clients send, also at once from many threads.
+  auto live_sessions = [&] {
+    auto res = c.Get("/healthz");
+    REQUIRE(res);
+    return json::parse(res->body)["live_sessions"].get<int>();
+  };
+  CHECK(live_sessions() == 1);
+  probabilities("&session=page-B", frame_a);
+  probabilities("&session=page-C", frame_a);
+  CHECK(live_sessions() == 2);
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      auto client = server.client();
+      for (int k = 0; k < 5; ++k) {
+        auto res = client.Post("/api/predict?detect=0&smooth=0.3&session=t" + std::to_string(t) + "-" + std::to_string(k),
+                               frame_a, "image/jpeg");
+        if (res && res->status == 200 && json::parse(res->body)["faces"][0]["track"] == 1) ++ok;
+      }
+    });
+  for (auto& t : threads) t.join();
+  CHECK(ok == 20);
+  CHECK(live_sessions() == 2);
+  check_still_serving(server);
 }
 
 // ---- The page's in-browser option: the model as ONNX, onnxruntime-web's files ----------------

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 
 #include "apps/serve/guarded_server.h"
@@ -156,6 +157,39 @@ bool detect_param(const httplib::Request& req, httplib::Response& res, bool& det
   send_error(res, 400, "parameter detect='" + v + "': expected 1 (find faces) or 0 (the whole "
                        "image is one face)");
   return false;
+}
+
+bool live_params(const httplib::Request& req, httplib::Response& res, LiveParams& live) {
+  live = {};
+  if (req.has_param("session")) {
+    const std::string id = req.get_param_value("session");
+    // 64: live_tracks.h's kMaxSessionIdLength (this file stays free of the model's libraries).
+    const bool well_formed = !id.empty() && id.size() <= 64 && std::all_of(id.begin(), id.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+    });
+    if (!well_formed) {
+      // Quote at most the start of what was sent: the id may be long, or not text.
+      send_error(res, 400, "parameter session='" + id.substr(0, 80) + (id.size() > 80 ? "...'" : "'") +
+                               ": expected 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'");
+      return false;
+    }
+    live.session = id;
+  }
+  if (!req.has_param("smooth")) return true;
+  const std::string v = req.get_param_value("smooth");
+  char* end = nullptr;
+  const double s = v.empty() ? -1 : std::strtod(v.c_str(), &end);
+  const float smoothing = static_cast<float>(s);  // 0.99999999 is 1 as a float: checked as one
+  if (v.empty() || end != v.c_str() + v.size() || !(s >= 0 && smoothing < 1)) {  // !(...) refuses nan
+    send_error(res, 400, "parameter smooth='" + v.substr(0, 80) + "': expected a number in [0, 1) (0: off)");
+    return false;
+  }
+  if (live.session.empty()) {
+    send_error(res, 400, "parameter smooth needs session=ID: a face is smoothed over the frames of one session");
+    return false;
+  }
+  live.smoothing = smoothing;
+  return true;
 }
 
 }  // namespace fer::serve

@@ -1,7 +1,7 @@
 // fer_serve's handling of the untrusted parts of a request, apart from the work of its routes:
 // the checks on the request line and headers made before any body is read, the media type of a
 // Content-Type, which part of a body (raw, or a multipart form's field) is the upload, and the
-// ?detect= parameter.
+// ?detect=, ?session= and ?smooth= parameters.
 //
 // They read httplib's parsed Request (its query parameters, headers and multipart parts come from
 // httplib's own parsers) and either accept it or write the JSON error answer {"error": "..."}
@@ -58,5 +58,17 @@ bool video_upload(const httplib::Request& req, const UploadLimits& limits, httpl
 // ?detect=1|true (find the faces, the default) or 0|false (the whole image is one face). False
 // after writing the error answer for any other value.
 bool detect_param(const httplib::Request& req, httplib::Response& res, bool& detect);
+
+// ?session=ID: the frame belongs to a live stream whose faces keep track ids from one request to
+// the next (apps/inference/live_tracks.h); ID is 1 to 64 characters of A-Z a-z 0-9 _ -.
+// ?smooth=S, only with a session: each track's probabilities smoothed over its frames,
+// p = S p_before + (1 - S) p_now, S in [0, 1) (0, the default: off).
+struct LiveParams {
+  std::string session;  // empty: no session
+  float smoothing = 0;
+};
+// False after writing the error answer for a malformed id, a smoothing out of range or not a
+// number, or smooth without session.
+bool live_params(const httplib::Request& req, httplib::Response& res, LiveParams& live);
 
 }  // namespace fer::serve

@@ -2,10 +2,10 @@
 // sockets. httplib's parser (Debian's libcpp-httplib, the same code fer_serve runs) reads the
 // request line, query string, headers and body (multipart forms into parts) from memory; then
 // fer_serve's own code (apps/serve/requests.h) does what it does in the server: the pre-routing
-// checks, and on the two upload routes the ?detect= parameter and the choice of the upload among
-// the body and the form's fields. Anything must give an answer - never a crash, an exception
-// out of a handler, or an upload that points outside the request - and every refusal must be a
-// 4xx with a JSON {"error"} body. The model is not run: the routes stop where the image or
+// checks, and on the two upload routes the ?detect=, ?session= and ?smooth= parameters and the
+// choice of the upload among the body and the form's fields. Anything must give an answer -
+// never a crash, an exception out of a handler, or an upload that points outside the request -
+// and every refusal must be a 4xx with a JSON {"error"} body. The model is not run: the routes stop where the image or
 // video would be decoded (tests/fuzz/fuzz_image.cpp fuzzes the image decoder).
 // Built and run by scripts/fuzz.sh (only fer_serve's code is instrumented; httplib is Debian's
 // shared library, so its own parsing is exercised but not checked by the sanitizers).
@@ -75,10 +75,16 @@ class FuzzServer : public httplib::Server {
     });
     Post("/api/predict", [](const httplib::Request& req, httplib::Response& res) {
       bool detect = true;
+      fer::serve::LiveParams live;
       fer::serve::Upload upload;
-      if (!fer::serve::detect_param(req, res, detect) || !fer::serve::image_upload(req, res, upload))
+      if (!fer::serve::detect_param(req, res, detect) || !fer::serve::live_params(req, res, live) ||
+          !fer::serve::image_upload(req, res, upload))
         return check_refusal(res);
       check_upload(req, upload);
+      // What live_params lets through is what the session store accepts (live_tracks.h).
+      if (live.session.size() > 64 || !(live.smoothing >= 0 && live.smoothing < 1) ||
+          (live.session.empty() && live.smoothing != 0))
+        __builtin_trap();
       res.set_content(detect ? "detect" : "whole", "text/plain");
     });
     Post("/api/video", [](const httplib::Request& req, httplib::Response& res) {
