@@ -3,7 +3,10 @@
 //          boxes are in the coordinates the server decoded) and drawn on a canvas with its faces;
 //   live:  webcam frames (getUserMedia) are drawn to a canvas, encoded as JPEG and sent at most
 //          `rate` times a second with never more than one request in flight; the boxes of each
-//          answer are drawn over the video.
+//          answer are drawn over the video. Each camera start is a session (?session=ID, a
+//          random id): the server follows the faces across its frames (apps/inference/
+//          live_tracks.h), so each face keeps a track id ("#2"), and with "Smooth over time"
+//          its probabilities are averaged over its frames (&smooth=).
 //   video: the chosen video is sent to POST /api/video; the answer (sampled frames, faces with
 //          track ids, per-track summaries) drives boxes over the playing video and a chart of
 //          the emotions over time under it.
@@ -18,6 +21,8 @@ const EMOTION_COLORS = {
 };
 const FALLBACK_COLORS = ["#3e63dd", "#e5484d", "#30a46c", "#f0a000", "#8e4ec6", "#d6409f", "#12a594"];
 const LIVE_CAPTURE_WIDTH = 640;  // frames are downscaled to this width before upload
+const LIVE_SMOOTHING = 0.5;      // p = s p_before + (1 - s) p_now, per face track (as fer_serve's videos)
+const LIVE_TRACK_MEMORY_MS = 10000;  // in-browser smoothing: a track unseen this long is forgotten
 const DISPLAY_MIN_SIDE = 480, DISPLAY_MAX_SIDE = 1600;  // photo canvas size range, pixels
 
 const $ = (id) => document.getElementById(id);
@@ -28,6 +33,8 @@ function colorOf(emotion, index) {
 }
 function percent(p) { return `${Math.round(p * 100)}%`; }
 function labelOf(face) { return `${face.emotion} ${percent(face.confidence)}`; }
+// "#3" for a face that has a track id (live and video modes), else null.
+function trackOf(face) { return Number.isInteger(face.track) ? `#${face.track}` : null; }
 
 // ---- errors ----------------------------------------------------------------------------------
 function showError(message) {
@@ -37,9 +44,12 @@ function showError(message) {
 function clearError() { $("error").hidden = true; }
 
 // POST an image (raw bytes with their content type, or a FormData with a "file" field) to the
-// API; resolves to the parsed answer or throws an Error with the server's message and status.
-async function predict(body, contentType, detect, signal) {
-  const url = `/api/predict${detect ? "" : "?detect=0"}`;
+// API, with more query parameters in `params` (session, smooth); resolves to the parsed answer or
+// throws an Error with the server's message and status.
+async function predict(body, contentType, detect, signal, params = {}) {
+  const query = new URLSearchParams(params);
+  if (!detect) query.set("detect", "0");
+  const url = `/api/predict${query.toString() ? `?${query}` : ""}`;
   let response;
   try {
     // A FormData body (contentType null) sets its own multipart Content-Type with the boundary.
@@ -76,7 +86,8 @@ function drawFaces(ctx, faces, scale) {
     ctx.shadowBlur = line * 1.5;
     ctx.strokeRect(bx, by, bw, bh);
     ctx.shadowBlur = 0;
-    const text = faces.length > 1 ? `${i + 1}  ${labelOf(face)}` : labelOf(face);
+    const which = trackOf(face) || (faces.length > 1 ? `${i + 1}` : null);
+    const text = which ? `${which}  ${labelOf(face)}` : labelOf(face);
     const padX = Math.round(fontPx * 0.45), tagH = Math.round(fontPx * 1.5);
     const tagW = ctx.measureText(text).width + 2 * padX;
     const tagX = Math.min(Math.max(0, bx - line / 2), Math.max(0, w - tagW));
@@ -104,11 +115,12 @@ function renderCards(container, faces, emptyMessage) {
     card.dataset.emotion = face.emotion;
     card.dataset.confidence = String(face.confidence);
     card.dataset.probabilities = JSON.stringify(face.emotions);
+    if (trackOf(face)) card.dataset.track = String(face.track);
     card.style.setProperty("--face-color", colorOf(face.emotion, i));
     const header = document.createElement("header");
     const which = document.createElement("span");
     which.className = "which";
-    which.textContent = faces.length > 1 ? `Face ${i + 1}` : "Face";
+    which.textContent = trackOf(face) ? `Face ${trackOf(face)}` : faces.length > 1 ? `Face ${i + 1}` : "Face";
     const label = document.createElement("strong");
     label.className = "label";
     label.textContent = labelOf(face);
@@ -346,7 +358,7 @@ async function classifyInBrowser(gray, faces, detect) {
     const p = Array.from(result[info.output].data);
     const best = p.indexOf(Math.max(...p));
     const emotions = Object.fromEntries(info.classes.map((name, c) => [name, p[c]]));
-    out.push({ box: face.box, emotion: info.classes[best], confidence: p[best], emotions });
+    out.push({ box: face.box, emotion: info.classes[best], confidence: p[best], emotions, track: face.track });
   }
   const meanMs = runMs.length ? runMs.reduce((a, b) => a + b, 0) / runMs.length : 0;
   return { faces: out, runMs, meanMs };
@@ -459,6 +471,29 @@ function cameraErrorMessage(e) {
   }
 }
 
+// A session id for the server's face tracks: random, so that no other page can guess it and feed
+// frames into this one's tracks (crypto.getRandomValues works on plain http too).
+function newSessionId() {
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+// With the model in this browser the server's smoothing would average its own probabilities,
+// not those shown: the page averages them itself per track id, with the server's formula
+// (apps/inference/face_tracker.h), p = s p_before + (1 - s) p_now; s = 0 only remembers p_now.
+function smoothByTrack(memory, faces, s, now) {
+  for (const [id, m] of memory) if (now - m.seen > LIVE_TRACK_MEMORY_MS) memory.delete(id);
+  return faces.map((face) => {
+    if (!Number.isInteger(face.track)) return face;
+    const before = memory.get(face.track);
+    const names = Object.keys(face.emotions);
+    const emotions = before ? Object.fromEntries(names.map((n) => [n, s * before.emotions[n] + (1 - s) * face.emotions[n]]))
+                            : face.emotions;
+    memory.set(face.track, { emotions, seen: now });
+    const best = names.reduce((a, b) => (emotions[b] > emotions[a] ? b : a));
+    return { ...face, emotions, emotion: best, confidence: emotions[best] };
+  });
+}
+
 async function startLive() {
   clearError();
   const video = $("video"), overlay = $("overlay"), status = $("live-status");
@@ -472,8 +507,10 @@ async function startLive() {
   }
   video.srcObject = stream;
   await video.play();
-  const live = { stream, frames: 0, totalMs: 0, timer: 0, abort: new AbortController(), stopped: false };
+  const live = { stream, frames: 0, totalMs: 0, timer: 0, abort: new AbortController(), stopped: false,
+                 session: newSessionId(), smoothed: new Map() };
   state.live = live;
+  Object.assign(overlay.dataset, { faces: "0", labels: "", tracks: "", answers: "0" });  // a new session
   $("video-wrap").classList.add("running");
   const button = $("live-toggle");
   button.textContent = "Stop camera";
@@ -491,17 +528,22 @@ async function startLive() {
       capture.getContext("2d").drawImage(video, 0, 0, capture.width, capture.height);
       try {
         const blob = await new Promise((resolve) => capture.toBlob(resolve, "image/jpeg", 0.85));
-        const result = await predict(blob, "image/jpeg", true, live.abort.signal);
+        const smooth = $("live-smooth").checked ? LIVE_SMOOTHING : 0;
+        const inBrowser = $("live-in-browser").checked;
+        const result = await predict(blob, "image/jpeg", true, live.abort.signal,
+                                     { session: live.session, smooth: inBrowser ? 0 : smooth });
         if (live.stopped) return;
-        // The option: the server's boxes, each face read here from the captured pixels (the
-        // server reads them from the JPEG, so the two differ by its compression).
+        // The option: the server's boxes and track ids, each face read here from the captured
+        // pixels (the server reads them from the JPEG, so the two differ by its compression).
         let run = null;
-        if ($("live-in-browser").checked) {
+        if (inBrowser) {
           const pixels = capture.getContext("2d").getImageData(0, 0, capture.width, capture.height);
           run = await classifyInBrowser(grayFromRgba(pixels, false), result.faces, true);
           if (live.stopped) return;
         }
-        const faces = run ? run.faces : result.faces;
+        // In track order, so that each face's card keeps its place from frame to frame.
+        const faces = (run ? smoothByTrack(live.smoothed, run.faces, smooth, performance.now()) : [...result.faces])
+          .sort((a, b) => (a.track ?? 0) - (b.track ?? 0));
         live.frames += 1;
         live.totalMs += performance.now() - started;
         overlay.width = video.videoWidth;
@@ -511,6 +553,8 @@ async function startLive() {
         drawFaces(ctx, faces, video.videoWidth / result.width);
         overlay.dataset.faces = String(faces.length);
         overlay.dataset.labels = faces.map(labelOf).join("|");
+        overlay.dataset.tracks = faces.map((f) => f.track).join("|");
+        overlay.dataset.answers = String(live.frames);
         renderCards($("live-faces"), faces, "No face in view.");
         status.textContent = `${live.frames} frames · ${(live.totalMs / live.frames).toFixed(0)} ms per frame (capture to answer) · ${facesSummary(result)}` +
                              (run ? ` · ${browserSummary(run)}` : "");
@@ -616,7 +660,7 @@ async function analyzeClip(file) {
     for (const t of data.tracks) {
       const card = document.createElement("p");
       card.className = "clip-track";
-      card.textContent = `Face ${t.track}: ${t.first.toFixed(1)}–${t.last.toFixed(1)} s, mostly ${t.dominant} (${percent(t.shares[t.dominant])})`;
+      card.textContent = `Face #${t.track}: ${t.first.toFixed(1)}–${t.last.toFixed(1)} s, mostly ${t.dominant} (${percent(t.shares[t.dominant])})`;
       tracks.append(card);
     }
     $("clip-status").textContent = `${data.frames.length} frames read, ${data.tracks.length} face${data.tracks.length === 1 ? "" : "s"} followed (${Math.round(data.elapsed_ms)} ms)`;

@@ -9,9 +9,12 @@
 //      computed by onnxruntime-web in the page equal the API's within 1e-3; the page's latency per
 //      face is recorded in <screenshots>/in_browser.json;
 //   2. error display: a text file posing as a JPEG shows the server's 400 message in the banner;
-//   3. live mode: a second browser whose fake camera plays a .y4m made here from the face photo
-//      (--use-file-for-fake-video-capture); checks that boxes and labels appear over the video and
-//      that requests stay one at a time; screenshot.
+//   3. live mode: a second browser whose fake camera plays a .y4m made here from the face photo,
+//      swaying a few pixels left and right (--use-file-for-fake-video-capture); checks that boxes
+//      and labels appear over the video, that requests stay one at a time, that every face has a
+//      track id (the page's random session) that stays its own over the answers, with and
+//      without "Smooth over time", and that a new camera start is a new session; screenshot;
+//   4. video mode: a .y4m uploaded through the page; the chart and the followed faces appear.
 // Screenshots go to $FER_SCREENSHOT_DIR, else $FER_BUILD_DIR/browser_screenshots, else the system
 // temp dir; never into the source tree. Exits 77 (CTest: skipped), saying why, when node_modules,
 // chromium or the fer_serve binary is missing.
@@ -25,6 +28,7 @@ const SKIP = 77;
 const here = path.dirname(fileURLToPath(import.meta.url));
 const CHROMIUM = process.env.FER_CHROMIUM || "/usr/bin/chromium";
 const OPENCV_PHOTO = "/usr/share/doc/opencv-doc/examples/data/messi5.jpg";
+const OPENCV_PORTRAIT = "/usr/share/doc/opencv-doc/opencv4/html/faceDetection.png";  // one clear face
 const LABEL = /^(\d+ {2})?[a-z]+ \d{1,3}%$/;
 
 function skip(why) {
@@ -284,14 +288,18 @@ async function inBrowserMode(page, url) {
 }
 
 // ---- 3: live mode ----------------------------------------------------------------------------
-// A .y4m clip (YUV4MPEG2, 4:2:0): `frames` copies of the photo letterboxed into w x h. The
-// browser decodes the photo and converts it to I420 (BT.601 full range, as JPEG uses).
-async function makeY4m(file, w, h, frames) {
+// A .y4m clip (YUV4MPEG2, 4:2:0): `frames` frames of the photo letterboxed into w x h, frame i
+// moved right by shifts[i % shifts.length] pixels; or, given `crop` ([x, y, w, h] of the photo),
+// that region twice side by side, the right copy mirrored (two faces, swaying towards each other
+// and apart). The browser decodes the photo and converts it to I420 (BT.601 full range, as JPEG
+// uses).
+async function makeY4m(file, w, h, frames, shifts = [0], crop = null) {
   const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true });
   try {
     const page = await browser.newPage();
-    const dataUrl = `data:image/jpeg;base64,${fs.readFileSync(file).toString("base64")}`;
-    const planes = await page.evaluate(async ({ dataUrl, w, h }) => {
+    const dataUrl = `data:image/${file.endsWith(".png") ? "png" : "jpeg"};base64,${fs.readFileSync(file).toString("base64")}`;
+    const clip = [];
+    for (let i = 0; i < frames; i++) clip.push(await page.evaluate(async ({ dataUrl, w, h, dx, crop }) => {
       const img = new Image();
       img.src = dataUrl;
       await img.decode();
@@ -301,9 +309,18 @@ async function makeY4m(file, w, h, frames) {
       const ctx = canvas.getContext("2d");
       ctx.fillStyle = "#404040";
       ctx.fillRect(0, 0, w, h);
-      const s = Math.min(w / img.width, h / img.height);
-      const dw = img.width * s, dh = img.height * s;
-      ctx.drawImage(img, (w - dw) / 2, (h - dh) / 2, dw, dh);
+      if (crop) {
+        const side = Math.min(w / 2, h) - 20;
+        ctx.drawImage(img, ...crop, 10 + dx, (h - side) / 2, side, side);
+        ctx.translate(w, 0);
+        ctx.scale(-1, 1);
+        ctx.drawImage(img, ...crop, 10 + dx, (h - side) / 2, side, side);
+        ctx.setTransform(1, 0, 0, 1, 0, 0);
+      } else {
+        const s = Math.min(w / img.width, h / img.height);
+        const dw = img.width * s, dh = img.height * s;
+        ctx.drawImage(img, (w - dw) / 2 + dx, (h - dh) / 2, dw, dh);
+      }
       const rgba = ctx.getImageData(0, 0, w, h).data;
       const y = new Uint8Array(w * h), u = new Uint8Array((w / 2) * (h / 2)), v = new Uint8Array((w / 2) * (h / 2));
       const clamp = (x) => Math.max(0, Math.min(255, Math.round(x)));
@@ -323,20 +340,73 @@ async function makeY4m(file, w, h, frames) {
       }
       const b64 = (a) => { let s = ""; for (let i = 0; i < a.length; i += 8192) s += String.fromCharCode(...a.subarray(i, i + 8192)); return btoa(s); };
       return { y: b64(y), u: b64(u), v: b64(v) };
-    }, { dataUrl, w, h });
-    const frame = Buffer.concat([Buffer.from("FRAME\n"), Buffer.from(planes.y, "base64"),
-                                 Buffer.from(planes.u, "base64"), Buffer.from(planes.v, "base64")]);
-    const out = path.join(workDir, "face.y4m");
-    fs.writeFileSync(out, Buffer.concat([Buffer.from(`YUV4MPEG2 W${w} H${h} F10:1 Ip A1:1 C420jpeg\n`),
-                                         ...Array(frames).fill(frame)]));
+    }, { dataUrl, w, h, dx: shifts[i % shifts.length], crop }));
+    const out = path.join(workDir, `face_${frames}.y4m`);
+    fs.writeFileSync(out, Buffer.concat([
+      Buffer.from(`YUV4MPEG2 W${w} H${h} F10:1 Ip A1:1 C420jpeg\n`),
+      ...clip.map((planes) => Buffer.concat([Buffer.from("FRAME\n"), Buffer.from(planes.y, "base64"),
+                                             Buffer.from(planes.u, "base64"), Buffer.from(planes.v, "base64")]))]));
     return out;
   } finally {
     await browser.close();
   }
 }
 
+// The faces of the next `n` live answers: [{ answer, tracks: [ids], which: ["Face #1", ...] }].
+async function liveAnswers(page, n) {
+  const out = [];
+  for (let k = 0; k < n; k++) {
+    const previous = Number(await page.getAttribute("#overlay", "data-answers") || 0);
+    await page.waitForFunction((prev) => Number(document.getElementById("overlay").dataset.answers || 0) > prev,
+                               previous, { timeout: 60000 });
+    out.push(await page.evaluate(() => {
+      const overlay = document.getElementById("overlay");
+      return {
+        answer: Number(overlay.dataset.answers),
+        tracks: overlay.dataset.tracks ? overlay.dataset.tracks.split("|") : [],
+        which: Array.from(document.querySelectorAll("#live-faces .face .which"), (e) => e.textContent),
+      };
+    }));
+  }
+  return out;
+}
+
+// Track ids are stable when no face gets a second number: as many distinct ids over the answers
+// as faces in the fullest answer (a face the detector misses in one frame may be absent, but
+// it must come back with its own number, and a face must never take another's).
+function checkStableTracks(answers, when) {
+  const ids = new Set(answers.flatMap((a) => a.tracks));
+  const most = Math.max(...answers.map((a) => a.tracks.length));
+  console.log(`live track ids ${when}: ${answers.map((a) => `[${a.tracks.join(",")}]`).join(" ")}`);
+  check(answers.every((a) => a.tracks.length > 0 && a.tracks.every((t) => /^\d+$/.test(t))),
+        `every face over the video has a track id ${when}`);
+  check(answers.every((a) => a.tracks.length === new Set(a.tracks).size), `no two faces share a track id ${when}`);
+  check(ids.size === most, `track ids stay stable over ${answers.length} answers ${when} (${ids.size} ids for at most ${most} faces)`);
+  check(answers.every((a) => JSON.stringify(a.which) === JSON.stringify(a.tracks.map((t) => `Face #${t}`))),
+        `each face card is titled with its track id ${when}`);
+  check(answers.every((a) => a.tracks.every((t, i) => i === 0 || Number(t) > Number(a.tracks[i - 1]))),
+        `faces are listed in track order (cards keep their places) ${when}`);
+  return ids;
+}
+
+// Swaying a few pixels: faces move between frames, and the tracks must follow them.
+const LIVE_SHIFTS = [0, 2, 4, 6, 4, 2];
+
 async function liveMode(url, photo) {
-  const y4m = await makeY4m(photo, 640, 480, 4);
+  // Two faces where opencv-doc's portrait is there: its face with twice its side around it, twice.
+  // Else the photo, letterboxed (messi5.jpg: one face at this size).
+  let crop = null;
+  if (fs.existsSync(OPENCV_PORTRAIT)) {
+    const api = (await apiPredict(url, OPENCV_PORTRAIT, true)).body;
+    if (api.faces.length === 1) {
+      const [fx, fy, fw, fh] = api.faces[0].box;
+      const side = Math.min(2 * Math.max(fw, fh), api.width, api.height);
+      const fit = (c, size) => Math.min(Math.max(0, c - side / 2), size - side);
+      crop = [fit(fx + fw / 2, api.width), fit(fy + fh / 2, api.height), side, side];
+      photo = OPENCV_PORTRAIT;
+    }
+  }
+  const y4m = await makeY4m(photo, 640, 480, LIVE_SHIFTS.length, LIVE_SHIFTS, crop);
   console.log(`fake camera clip: ${y4m} (${fs.statSync(y4m).size} bytes)`);
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
@@ -350,7 +420,17 @@ async function liveMode(url, photo) {
     const page = await context.newPage();
     // Count requests in flight to check the page never has more than one.
     let inFlight = 0, maxInFlight = 0, answered = 0;
-    page.on("request", (r) => { if (r.url().includes("/api/predict")) { inFlight += 1; maxInFlight = Math.max(maxInFlight, inFlight); } });
+    const sent = [];  // the URLs of /api/predict requests: their session and smooth parameters
+    page.on("request", (r) => {
+      if (!r.url().includes("/api/predict")) return;
+      inFlight += 1;
+      maxInFlight = Math.max(maxInFlight, inFlight);
+      sent.push(new URL(r.url()).searchParams);
+    });
+    const answers = [];  // every answer's faces, as the server sent them
+    page.on("response", async (r) => {
+      if (r.url().includes("/api/predict")) answers.push((await r.json()).faces);
+    });
     const done = (r) => { if (r.url().includes("/api/predict")) { inFlight -= 1; answered += 1; } };
     page.on("requestfinished", done);
     page.on("requestfailed", done);
@@ -365,13 +445,83 @@ async function liveMode(url, photo) {
     check(labels.length >= 1 && labels.every((l) => LABEL.test(l)), "labels like 'happy 93%' appear over the video");
     const cards = await page.$$eval("#live-faces .face .label", (els) => els.map((e) => e.textContent));
     check(cards.length >= 1 && cards.every((l) => LABEL.test(l)), "live face cards are shown");
-    check(maxInFlight === 1, `at most one request in flight (max seen ${maxInFlight})`);
-    check(!(await page.isVisible("#error")), "no error banner in live mode");
+
+    // Tracks: one session per camera start, smoothing as ticked, the same ids answer after answer.
+    check(await page.isChecked("#live-smooth"), "'Smooth over time' is ticked by default");
+    const smoothed = await liveAnswers(page, 6);
+    const session = sent[0].get("session");
+    check(/^[0-9a-f]{32}$/.test(session || "") && sent.every((q) => q.get("session") === session),
+          `every frame is sent with the page's session id (${session})`);
+    check(sent.every((q) => q.get("smooth") === "0.5"), "frames ask for smoothing (smooth=0.5)");
+    const ids = checkStableTracks(smoothed, "with smoothing");
+    if (crop) check(Math.max(...smoothed.map((a) => a.tracks.length)) === 2, "both faces of the clip are followed");
+    const drawn = (await page.getAttribute("#overlay", "data-tracks")).split("|");
+    check(drawn.every((t) => ids.has(t)), "the overlay draws the faces' track ids");
     const shot = path.join(shotDir, "live.png");
     await page.screenshot({ path: shot });
     console.log(`screenshot: ${shot}`);
+
+    await page.setChecked("#live-smooth", false);
+    await liveAnswers(page, 1);  // the request in flight when it was unticked
+    const before = sent.length;
+    const raw = await liveAnswers(page, 4);
+    check(sent.slice(before).every((q) => q.get("smooth") === "0" && q.get("session") === session),
+          "unticked: the same session, smooth=0");
+    const all = checkStableTracks([...smoothed, ...raw], "before and after smoothing was turned off");
+    check(all.size === ids.size, "turning smoothing off keeps the faces' numbers");
+
+    // The model in this browser: the server only tracks (smooth=0), the page smooths what it shows.
+    if (!(await page.isDisabled("#live-in-browser"))) {
+      await page.setChecked("#live-smooth", true);
+      await page.setChecked("#live-in-browser", true);
+      await liveAnswers(page, 1);
+      const from = sent.length;
+      const inBrowser = await liveAnswers(page, 3);
+      check(sent.slice(from).every((q) => q.get("smooth") === "0" && q.get("session") === session),
+            "with the model in this browser, the server is asked for tracks only (smooth=0)");
+      const both = checkStableTracks([...smoothed, ...inBrowser], "with the model in this browser");
+      check(both.size === ids.size, "the model in this browser keeps the server's track ids");
+      await page.setChecked("#live-in-browser", false);
+      // The page's smoothing is the server's formula, p = s p_before + (1 - s) p_now, per track.
+      const smoothedHere = await page.evaluate(() => {
+        const memory = new Map(), face = (track, angry) => ({ track, emotions: { angry, happy: 1 - angry } });
+        smoothByTrack(memory, [face(1, 0.8), face(2, 0.3)], 0.5, 0);
+        const next = smoothByTrack(memory, [face(2, 0.9), face(1, 0.25)], 0.5, 100);
+        const forgotten = smoothByTrack(memory, [face(1, 0.2)], 0.5, 100 + 60000);
+        return { next, forgotten };
+      });
+      const [two, one] = smoothedHere.next;
+      check(Math.abs(one.emotions.angry - 0.525) < 1e-9 && Math.abs(two.emotions.angry - 0.6) < 1e-9 &&
+            one.emotion === "angry" && two.emotion === "angry" && Math.abs(two.confidence - 0.6) < 1e-9,
+            "the page's smoothing averages each track's probabilities with its own earlier ones");
+      check(Math.abs(smoothedHere.forgotten[0].emotions.angry - 0.2) < 1e-9, "a track unseen for long is forgotten");
+    } else {
+      console.log("note: the in-browser option is off: live tracks with it not checked");
+    }
+    // And each id stays on its face: its box's centre stays within half a side of its first one
+    // (the faces sway by 6 px and are 320 px apart).
+    console.log(`every answer of the session: ${answers.map((a) => `[${a.map((f) => f.track).join(",")}]`).join(" ")}`);
+    const first = new Map();
+    let strays = 0;
+    for (const face of answers.flat()) {
+      const [x, y, w, h] = face.box, centre = [x + w / 2, y + h / 2];
+      if (!first.has(face.track)) first.set(face.track, centre);
+      const [cx, cy] = first.get(face.track);
+      if (Math.hypot(centre[0] - cx, centre[1] - cy) > w / 2) strays += 1;
+    }
+    check(answers.length >= 10 && strays === 0, `each track id stays on its own face over ${answers.length} answers`);
+
+    check(maxInFlight === 1, `at most one request in flight (max seen ${maxInFlight})`);
+    check(!(await page.isVisible("#error")), "no error banner in live mode");
     await page.click("#live-toggle");
     check((await page.textContent("#live-toggle")) === "Start camera", "the camera stops");
+    const firstOfNext = sent.length;
+    await page.click("#live-toggle");
+    await page.waitForFunction(() => document.getElementById("live-toggle").textContent === "Stop camera");
+    await liveAnswers(page, 1);
+    const next = sent[firstOfNext].get("session");
+    check(next && next !== session, `a new camera start is a new session (${next})`);
+    await page.click("#live-toggle");
   } finally {
     await browser.close();
   }
@@ -398,7 +548,7 @@ async function videoMode(url, photo) {
     check(/\d+ frames read, [1-9]\d* faces? followed/.test(status), "the page reads the video and follows a face");
     check(await page.isVisible("#clip-chart"), "the emotion chart appears under the video");
     const tracks = await page.$$eval(".clip-track", (els) => els.map((e) => e.textContent));
-    check(tracks.length >= 1 && tracks.every((t) => /^Face \d+: .* s, mostly \w+ \(\d+%\)$/.test(t)),
+    check(tracks.length >= 1 && tracks.every((t) => /^Face #\d+: .* s, mostly \w+ \(\d+%\)$/.test(t)),
           "each followed face is listed with its dominant emotion");
     await page.screenshot({ path: path.join(shotDir, "video.png"), fullPage: true });
     check(consoleErrors.length === 0, `no page errors in video mode (${consoleErrors.join("; ")})`);
