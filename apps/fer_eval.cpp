@@ -5,7 +5,7 @@
 // Prints accuracy and the classification report (per-class precision/recall/F1/support, macro and
 // weighted averages) as a table, and writes to DIR: report.json (top-level "accuracy"),
 // confusion_matrix.png, roc_curves.png, faces.png (a grid of faces with true vs predicted labels),
-// training_curves.png (with --train-log), and predictions.csv.
+// training_loss.png and training_accuracy.png (with --train-log), and predictions.csv.
 //
 // Calibration: the probabilities are the calibrated ones when the checkpoint carries a temperature
 // (engine/calibration.h); the expected calibration error (15 bins) is reported before and after it,
