@@ -7,10 +7,14 @@
 #   fuzz_cascade      the Haar cascade XML reader (data/face_detect.cpp), accepted cascades run
 #   fuzz_serve        fer_serve's request handling (apps/serve/requests.cpp) behind httplib's parser
 #   fuzz_list         fer_predict's --list file (apps/cli/path_list.cpp)
+#   fuzz_checkpoint   a checkpoint's metadata into the model spec and network, the calibration, the
+#                     CRC table and what --resume reads (apps/training/checkpoint.cpp, resume_state,
+#                     finetune, the optimizers, the plateau schedule)
 # (sources: tests/fuzz/fuzz_<target>.cpp). Builds them with clang (installed with apt-get if
 # missing), seeds each corpus (generated files, and real ones: a few FER JPEGs when the data set
-# is present, OpenCV's cascades from opencv-data, the shipped checkpoint's header), runs each
-# target for FUZZ_SECONDS (default 60) and prints the executions and crashes of each. Exit status
+# is present, OpenCV's cascades from opencv-data, the shipped checkpoint's header and metadata),
+# runs each target for FUZZ_SECONDS (default 60), with tests/fuzz/fuzz_<target>.dict as libFuzzer's
+# dictionary where there is one, and prints the executions and crashes of each. Exit status
 # 1 if any target found a crash, leak, timeout or out-of-memory input (saved under
 # $FUZZ_OUT/artifacts/). Inputs that once crashed are kept in tests/fuzz/regressions/<target>/
 # and start every run.
@@ -18,14 +22,16 @@
 #   scripts/fuzz.sh                      every target, 60 s each
 #   FUZZ_SECONDS=600 scripts/fuzz.sh csv one target, 10 minutes
 #   FUZZ_OUT=/tmp/fz FER_DATA=/path/to/fer2013 scripts/fuzz.sh
+#   FUZZ_JOBS=1 scripts/fuzz.sh checkpoint   compile one file at a time (default: one per core)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 OUT=${FUZZ_OUT:-build-fuzz}
 FER_DATA=${FER_DATA:-../shared/fer2013}
+FUZZ_JOBS=${FUZZ_JOBS:-$(nproc)}
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(image csv safetensors cascade serve list)
+[ ${#targets[@]} -eq 0 ] && targets=(image csv safetensors cascade serve list checkpoint)
 
 # ---- Toolchain: clang with the libFuzzer runtime ------------------------------------------------
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -57,6 +63,9 @@ STB_INC=/usr/include/stb  # Debian's libstb-dev: stb_image 2.27 and stb_image_wr
 data_sources=(data/image.cpp data/image_guard.cpp data/dataset.cpp data/fer2013.cpp data/fer_csv.cpp data/fer_folder.cpp)
 # A Tensor needs the engine and its CPU backend (kernels/backends.cpp serves backend(Device::CPU)).
 engine_sources=(engine/*.cpp engine/ops/*.cpp kernels/backends.cpp kernels/cpu/*.cpp)
+# The model registry and its layers; what load_checkpoint and fer_train's resume read metadata with.
+model_sources=(models/*.cpp layers/*.cpp)
+training_sources=(apps/training/checkpoint.cpp apps/training/resume_state.cpp apps/training/finetune.cpp)
 sources_of() {
   case "$1" in
     image|csv)   echo "${data_sources[*]}" ;;
@@ -64,6 +73,7 @@ sources_of() {
     safetensors) echo "${engine_sources[*]}" ;;
     serve)       echo "apps/serve/requests.cpp apps/serve/guarded_server.cpp" ;;
     list)        echo "apps/cli/path_list.cpp" ;;
+    checkpoint)  echo "${training_sources[*]} ${model_sources[*]} ${engine_sources[*]}" ;;
     *) echo "fuzz: unknown target '$1'" >&2; exit 2 ;;
   esac
 }
@@ -80,6 +90,7 @@ san=(-fsanitize=address,undefined -fno-sanitize-recover=undefined)
 # The CPU kernels' per-instruction-set files, as CMakeLists.txt compiles them.
 isa_flags() {
   case "$1" in
+    *_amxbf16.cpp)    echo "-mavx2 -mfma -mavx512f -mavx512dq -mavx512bw -mavx512vl -mavx512bf16 -mamx-tile -mamx-bf16" ;;
     *_avx512bf16.cpp) echo "-mavx2 -mfma -mavx512f -mavx512dq -mavx512bw -mavx512vl -mavx512bf16" ;;
     *_avx512.cpp)     echo "-mavx2 -mfma -mavx512f -mavx512dq -mavx512bw -mavx512vl" ;;
     *_avx2.cpp)       echo "-mavx2 -mfma" ;;
@@ -92,13 +103,25 @@ for t in "${targets[@]}"; do
 done
 mapfile -t needed < <(printf '%s\n' "${needed[@]}" | sort -u)
 object_of() { local o="${1%.cpp}"; echo "$OUT/obj/${o//\//_}.o"; }
+# An object is reused when it is newer than this script (its flags), its source and every project
+# header the source included (the .d file clang wrote with it): a target that links the engine
+# compiles some 60 files, most of an hour on two shared cores.
+up_to_date() {
+  local obj=$1 dep="${1%.o}.d" f
+  [ -f "$obj" ] && [ -f "$dep" ] && [ ! scripts/fuzz.sh -nt "$obj" ] || return 1
+  for f in $(sed -e 's/^[^:]*://' -e 's/\\$//' "$dep"); do
+    [ -e "$f" ] && [ ! "$f" -nt "$obj" ] || return 1
+  done
+}
 jobs_running=0
 for src in "${needed[@]}"; do
-  rm -f "$(object_of "$src")"  # a failed compile must not leave last run's object to link
+  obj=$(object_of "$src")
+  up_to_date "$obj" && continue
+  rm -f "$obj" "${obj%.o}.d"  # a failed compile must not leave last run's object to link
   # shellcheck disable=SC2046  # isa_flags is a word list on purpose
-  clang++ "${common[@]}" "${san[@]}" $(isa_flags "$src") -fsanitize=fuzzer-no-link -c "$src" \
-    -o "$(object_of "$src")" &
-  if (( ++jobs_running >= $(nproc) )); then wait -n; jobs_running=$((jobs_running - 1)); fi
+  clang++ "${common[@]}" "${san[@]}" $(isa_flags "$src") -fsanitize=fuzzer-no-link -MMD -MF "${obj%.o}.d" \
+    -c "$src" -o "$obj" &
+  if (( ++jobs_running >= FUZZ_JOBS )); then wait -n; jobs_running=$((jobs_running - 1)); fi
 done
 wait
 for t in "${targets[@]}"; do
@@ -145,10 +168,12 @@ for t in "${targets[@]}"; do
   log="$OUT/fuzz_$t.log"
   before=$(ls "$OUT/artifacts" | grep -c "^$t-" || true)
   echo "fuzz: running fuzz_$t for ${FUZZ_SECONDS}s (log: $log)"
+  dict=()
+  [ -f "tests/fuzz/fuzz_$t.dict" ] && dict=(-dict="tests/fuzz/fuzz_$t.dict")
   set +e
   # 64 KB: OpenCV's cascades (47 KB to 2.6 MB) are cut there, which keeps mutations fast (a whole
   # 900 KB cascade ran at ~20 executions a second); seed_small.xml is a whole one.
-  "$OUT/fuzz_$t" "$OUT/corpus/$t" -max_total_time="$FUZZ_SECONDS" -max_len=65536 -timeout=25 \
+  "$OUT/fuzz_$t" "$OUT/corpus/$t" "${dict[@]}" -max_total_time="$FUZZ_SECONDS" -max_len=65536 -timeout=25 \
     -rss_limit_mb=2560 -print_final_stats=1 -artifact_prefix="$OUT/artifacts/$t-" >"$log" 2>&1
   rc=$?
   set -e

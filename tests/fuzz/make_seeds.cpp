@@ -11,6 +11,10 @@
 //   <dir>/serve/: HTTP requests: raw and multipart uploads, ?detect=, the video route, and the
 //                 headers the pre-routing checks refuse (chunked, gzip, bad Content-Length)
 //   <dir>/list/:  a --list file with comments, blank lines, CRLF and indented paths
+//   <dir>/checkpoint/: checkpoint metadata as JSON: the shipped checkpoint's own, the same with
+//                 what a resumable run adds (position, AdamW or SGD state, fine-tuning plan, cache
+//                 and plateau keys, settings), a backbone's spec and a spec from before the
+//                 backbone keys existed
 // Usage: make_seeds <dir> [<checkpoint.safetensors>]
 #include <algorithm>
 #include <cstdint>
@@ -21,6 +25,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "data/fer2013.h"
@@ -283,6 +288,83 @@ void write_safetensors_seeds(const std::filesystem::path& out, const std::string
   write_bytes(out / "seed_checkpoint_head.safetensors", safetensors_bytes(h, data));
 }
 
+// ---- Checkpoint metadata (fuzz_checkpoint): the "__metadata__" object as JSON ---------------------
+void write_json(const std::filesystem::path& path, const nlohmann::ordered_json& j) {
+  std::ofstream(path.string(), std::ios::binary) << j.dump(1) << "\n";
+}
+
+void write_checkpoint_seeds(const std::filesystem::path& out, const std::string& checkpoint) {
+  // A spec of before the backbone keys (head, hidden, bn_eps, preprocess.crop), and a backbone's.
+  nlohmann::ordered_json old_spec = {
+      {"format", "fer-engine-checkpoint/1"}, {"model", "fer_seed_cnn"}, {"num_classes", "6"},
+      {"in_channels", "1"}, {"input_size", "48"}, {"dropout", "0.250000"}, {"stage_dropout", "0.000000"},
+      {"class_names", "angry,fear,happy,sad,surprise,neutral"}, {"preprocess.equalize", "1"},
+      {"preprocess.standardize", "0"}, {"preprocess.mean", "0.000000"}, {"preprocess.std", "1.000000"}};
+  write_json(out / "seed_old_spec.json", old_spec);
+  nlohmann::ordered_json backbone = old_spec;
+  backbone["model"] = "mobilenet_v2_keras";
+  backbone["input_size"] = "32";
+  backbone["head"] = "flatten";
+  backbone["hidden"] = "16,8";
+  backbone["bn_eps"] = "0.00100000005";
+  backbone["preprocess.crop"] = "40";
+  backbone["calibration.temperature"] = "1.25";
+  write_json(out / "seed_backbone.json", backbone);
+
+  // The shipped checkpoint's metadata (model spec, calibration, CRC-32 table), read from its header.
+  std::ifstream in(checkpoint, std::ios::binary);
+  uint64_t n = 0;
+  if (!in.read(reinterpret_cast<char*>(&n), 8) || n > (1u << 20)) return;
+  std::string text(n, '\0');
+  if (!in.read(text.data(), static_cast<std::streamsize>(n))) return;
+  const nlohmann::ordered_json real = nlohmann::ordered_json::parse(text, nullptr, false);
+  if (!real.is_object() || !real.contains("__metadata__")) return;
+  const nlohmann::ordered_json shipped = real["__metadata__"];
+  write_json(out / "seed_shipped.json", shipped);
+
+  // What OUT/last.safetensors of a fer_train run over it adds (apps/training/trainer.cpp: the run's
+  // position, the optimizer's state, the fine-tuning plan, the cache and the settings).
+  nlohmann::ordered_json last = shipped;
+  const std::pair<const char*, const char*> position[] = {
+      {"train.epoch", "2"}, {"train.step_in_epoch", "137"}, {"train.global_step", "1035"},
+      {"train.best_val_acc", "0.53218166620228474"}, {"train.best_epoch", "1"}, {"train.bad_epochs", "0"},
+      {"train.loss_sum", "10521.383056640625"}, {"train.correct", "4012"}, {"train.seen", "8768"},
+      {"train.lr", "0.00095105651830881834"}, {"train.rng", "10379476174985470088"},
+      {"train.best_ema_val_acc", "-1"}, {"train.best_ema_epoch", "0"}, {"train.ema_count", "0"},
+      {"train.swa_count", "0"}, {"finetune.blocks", "8"}, {"finetune.trainable", "11111111"},
+      {"finetune.lr_scales", "1,1,1,1,1,1,1,1"}, {"cache.features", "0"}, {"cache.aug_passes", "0"},
+      {"settings.model", "fer_vgg_small"}, {"settings.epochs", "40"}, {"settings.lr", "0.001"},
+      {"settings.optimizer", "adamw"}, {"settings.schedule", "cosine"}, {"settings.seed", "1"}};
+  for (const auto& [k, v] : position) last[k] = v;
+  const int kParams = 28;  // fer_vgg_small's parameter tensors
+  const std::pair<const char*, const char*> adamw[] = {
+      {"optim.type", "AdamW"}, {"optim.lr", "0.00095105651830881834"}, {"optim.initial_lr", "0.0010000000474974513"},
+      {"optim.weight_decay", "0.0099999997764825821"}, {"optim.num_groups", "1"}, {"optim.group.0.name", ""},
+      {"optim.group.0.num_params", "28"}, {"optim.group.0.lr", "0.00095105651830881834"},
+      {"optim.group.0.initial_lr", "0.0010000000474974513"}, {"optim.group.0.weight_decay", "0.0099999997764825821"},
+      {"optim.num_params", "28"}, {"optim.beta1", "0.89999997615814209"}, {"optim.beta2", "0.99900001287460327"},
+      {"optim.eps", "9.9999999392252903e-09"}};
+  nlohmann::ordered_json last_adamw = last;
+  for (const auto& [k, v] : adamw) last_adamw[k] = v;
+  for (int i = 0; i < kParams; ++i) last_adamw["optim." + std::to_string(i) + ".step"] = "1035";
+  write_json(out / "seed_last_adamw.json", last_adamw);
+  // SGD with ReduceLROnPlateau, and the plan of a frozen backbone (phase 1 of fine-tuning).
+  nlohmann::ordered_json last_sgd = last;
+  for (const auto& [k, v] : adamw)
+    if (std::string(k).find("beta") == std::string::npos && std::string(k) != "optim.eps") last_sgd[k] = v;
+  last_sgd["optim.type"] = "SGD";
+  last_sgd["optim.momentum"] = "0.89999997615814209";
+  last_sgd["optim.dampening"] = "0";
+  last_sgd["optim.nesterov"] = "1";
+  for (int i = 0; i < kParams; ++i) last_sgd["optim." + std::to_string(i) + ".step"] = "1035";
+  last_sgd["finetune.trainable"] = "00000000";
+  last_sgd["plateau.best"] = "0.53218166620228474";
+  last_sgd["plateau.num_bad_epochs"] = "1";
+  last_sgd["plateau.cooldown_counter"] = "0";
+  last_sgd["plateau.last_epoch"] = "2";
+  write_json(out / "seed_last_sgd_frozen.json", last_sgd);
+}
+
 // ---- A Haar cascade in OpenCV's new-style XML ---------------------------------------------------
 const char* kSeedCascade = R"(<?xml version="1.0"?>
 <!-- a small cascade: two stages of stumps, then a two-node tree; one tilted feature -->
@@ -360,7 +442,7 @@ int main(int argc, char** argv) {
   }
   const std::filesystem::path dir = argv[1];
   std::filesystem::create_directories(dir / "image");
-  for (const char* target : {"csv", "safetensors", "cascade", "serve", "list"})
+  for (const char* target : {"csv", "safetensors", "cascade", "serve", "list", "checkpoint"})
     std::filesystem::create_directories(dir / target);
   write_png((dir / "image" / "seed_48.png").string(), pattern(48, 48, 1));
   write_jpg((dir / "image" / "seed_48.jpg").string(), pattern(48, 48, 2), 90);
@@ -395,6 +477,7 @@ int main(int argc, char** argv) {
       << "Usage,pixels,emotion\r\nTraining,\"0 1 2\",3\r\n";
 
   write_safetensors_seeds(dir / "safetensors", argc == 3 ? argv[2] : "");
+  write_checkpoint_seeds(dir / "checkpoint", argc == 3 ? argv[2] : "");
   std::ofstream((dir / "cascade" / "seed_small.xml").string(), std::ios::binary) << kSeedCascade;
   // A small JPEG for the upload requests (written by stb_image_write, read back).
   const std::filesystem::path face = dir / "serve" / "face.tmp";
