@@ -24,6 +24,8 @@
 // NC = 16 micro-panels keep the packed B block at 96 KB.
 #include "kernels/cpu/gemm.h"
 
+#include <xmmintrin.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -76,6 +78,31 @@ enum ScratchSlot { kSlotA = 0, kSlotB = 1, kSlotTile = 2 };
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
+// dst[k * width + r] = src[r * ld + k] for r < rows, k < kc: `rows` rows of a row-major matrix
+// written k-major into a panel `width` floats wide (the packing of A untransposed and of B
+// transposed). 4x4 blocks go through SSE registers (baseline x86-64): four loads, a transpose
+// in registers, four stores, instead of sixteen single-float stores each into another row.
+void transpose_into_panel(const float* src, int64_t ld, int64_t rows, int64_t kc, int64_t width, float* dst) {
+  int64_t r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    const float* s0 = src + r * ld;
+    int64_t k = 0;
+    for (; k + 4 <= kc; k += 4) {
+      __m128 a = _mm_loadu_ps(s0 + k), b = _mm_loadu_ps(s0 + ld + k), c = _mm_loadu_ps(s0 + 2 * ld + k),
+             d = _mm_loadu_ps(s0 + 3 * ld + k);
+      _MM_TRANSPOSE4_PS(a, b, c, d);
+      _mm_storeu_ps(dst + k * width + r, a);
+      _mm_storeu_ps(dst + (k + 1) * width + r, b);
+      _mm_storeu_ps(dst + (k + 2) * width + r, c);
+      _mm_storeu_ps(dst + (k + 3) * width + r, d);
+    }
+    for (; k < kc; ++k)
+      for (int64_t i = 0; i < 4; ++i) dst[k * width + r + i] = s0[i * ld + k];
+  }
+  for (; r < rows; ++r)
+    for (int64_t k = 0; k < kc; ++k) dst[k * width + r] = src[r * ld + k];
+}
+
 // Packs op(A)[i0:i0+mc, p0:p0+kc] as ceil(mc/MR) panels: dst[panel][k][r] = op(A)(i0+panel*MR+r, p0+k).
 void pack_a(bool trans, const float* A, int64_t lda, int64_t i0, int64_t mc, int64_t p0,
             int64_t kc, int mr, float* dst) {
@@ -89,10 +116,7 @@ void pack_a(bool trans, const float* A, int64_t lda, int64_t i0, int64_t mc, int
         for (int64_t r = rows; r < mr; ++r) d[r] = 0.0f;
       }
     } else {  // op(A)(i, k) = A[i, k]: read along rows, write with stride MR
-      for (int64_t r = 0; r < rows; ++r) {
-        const float* src = A + (i0 + ip + r) * lda + p0;
-        for (int64_t k = 0; k < kc; ++k) dst[k * mr + r] = src[k];
-      }
+      transpose_into_panel(A + (i0 + ip) * lda + p0, lda, rows, kc, mr, dst);
       for (int64_t r = rows; r < mr; ++r)
         for (int64_t k = 0; k < kc; ++k) dst[k * mr + r] = 0.0f;
     }
@@ -112,10 +136,7 @@ void pack_b(bool trans, const float* B, int64_t ldb, int64_t p0, int64_t kc, int
         for (int64_t c = cols; c < nr; ++c) d[c] = 0.0f;
       }
     } else {  // op(B)(k, j) = B[j, k]: read along rows of B, write with stride NR
-      for (int64_t c = 0; c < cols; ++c) {
-        const float* src = B + (j0 + jp + c) * ldb + p0;
-        for (int64_t k = 0; k < kc; ++k) dst[k * nr + c] = src[k];
-      }
+      transpose_into_panel(B + (j0 + jp) * ldb + p0, ldb, cols, kc, nr, dst);
       for (int64_t c = cols; c < nr; ++c)
         for (int64_t k = 0; k < kc; ++k) dst[k * nr + c] = 0.0f;
     }
