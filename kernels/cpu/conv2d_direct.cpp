@@ -158,16 +158,10 @@ void sum_weight_grad_partials(const Conv2dGeometry& g, int64_t R_pad, int64_t K_
 
 // ---- bf16 on VDPBF16PS (conv2d_bf16_microkernel.h) ----------------------------------------------
 
-// The bfloat16 bits of x, rounded to nearest even (round_to_bf16 keeps them in a float).
-inline uint32_t bf16_bits(float x) {
-  const float r = round_to_bf16(x);
-  uint32_t bits;
-  std::memcpy(&bits, &r, sizeof bits);
-  return bits >> 16;
-}
-
 // Two values as one word of a bf16 pair: `even` in the low half, `odd` in the high half.
-inline uint32_t bf16_pair(float even, float odd) { return bf16_bits(even) | (bf16_bits(odd) << 16); }
+inline uint32_t bf16_pair(float even, float odd) {
+  return static_cast<uint32_t>(to_bf16(even)) | (static_cast<uint32_t>(to_bf16(odd)) << 16);
+}
 
 }  // namespace
 
@@ -380,16 +374,22 @@ void conv2d_direct_backward_weight(const Conv2dGeometry& g, const float* dy, con
     std::memset(dyT, 0, (K_pad / nr) * panel * sizeof(float));
     for (int64_t i = 0; i < nb; ++i) {
       pad_image(g, grid, x + (n0 + i) * g.C * g.H * g.W, xpads + i * grid.image);
-      // dyT[k / nr][i][q][k % nr] = dy[n0 + i, k, oh, ow] at q = oh*Wp + ow (zero elsewhere).
-      for (int64_t k = 0; k < g.K; ++k) {
-        const float* src = dy + ((n0 + i) * g.K + k) * P;
-        float* dst = dyT + (k / nr) * panel + i * grid.cells * nr + k % nr;
+      // dyT[k / nr][i][q][k % nr] = dy[n0 + i, k, oh, ow] at q = oh*Wp + ow (zero elsewhere),
+      // one output row of a panel's channels at a time: the row's cells (nr floats each) are
+      // filled while they are in L1, where a whole channel at a time left every store a miss on
+      // the larger maps.
+      const float* dyn = dy + (n0 + i) * g.K * P;
+      for (int64_t k0 = 0; k0 < g.K; k0 += nr)
         for (int64_t oh = 0; oh < g.OH; ++oh)
-          for (int64_t ow = 0; ow < g.OW; ++ow) dst[(oh * grid.Wp + ow) * nr] = src[oh * g.OW + ow];
-        // The bias gradient only when there is a bias: a plain running sum would be a chain of
-        // dependent adds as long as the image, the slowest part of this copy.
-        if (dbias) db[k] += lane_sum(src, P);
-      }
+          for (int64_t k = k0; k < std::min(g.K, k0 + nr); ++k) {
+            const float* src = dyn + k * P + oh * g.OW;
+            float* dst = dyT + (k / nr) * panel + (i * grid.cells + oh * grid.Wp) * nr + k % nr;
+            for (int64_t ow = 0; ow < g.OW; ++ow) dst[ow * nr] = src[ow];
+          }
+      // The bias gradient only when there is a bias: a plain running sum would be a chain of
+      // dependent adds as long as the image, the slowest part of this copy.
+      if (dbias)
+        for (int64_t k = 0; k < g.K; ++k) db[k] += lane_sum(dyn + k * P, P);
     }
     round_operands(dyT, (K_pad / nr) * panel);
     // Chunks of 128 grid pixels keep a chunk's dyT panel (16 KB) in L1 while the taps pass.
