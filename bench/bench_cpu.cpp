@@ -87,10 +87,12 @@ void BM_conv2d_forward(benchmark::State& state) {
 }
 BENCHMARK(BM_conv2d_forward)->Apply(conv_args)->Unit(benchmark::kMillisecond)->UseRealTime();
 
-void BM_conv2d_backward(benchmark::State& state) {
+// The backward pass of one layer: the input and weight gradients, or (input_gradient false: x
+// needs no gradient) the weight gradient alone. The forward is untimed.
+void conv_backward(benchmark::State& state, bool input_gradient) {
   const int64_t C = state.range(0), K = state.range(1), H = state.range(2), N = 64;
   Tensor x = random({N, C, H, H}, 1), w = random({K, C, 3, 3}, 2);
-  x.set_requires_grad(true);
+  x.set_requires_grad(input_gradient);
   w.set_requires_grad(true);
   Conv2dOptions o;
   o.pad_h = o.pad_w = 1;
@@ -101,33 +103,15 @@ void BM_conv2d_backward(benchmark::State& state) {
     Tensor loss = sum(mul(y, probe));
     state.ResumeTiming();
     loss.backward();  // includes the (cheap) sum/mul backward; dominated by conv backward
-    x.zero_grad();
+    if (input_gradient) x.zero_grad();
     w.zero_grad();
   }
-  const double flops = 2.0 * 2.0 * N * K * H * H * C * 9;  // input and weight gradients
+  const double flops = (input_gradient ? 2.0 : 1.0) * 2.0 * N * K * H * H * C * 9;
   state.counters["GFLOP/s"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
+void BM_conv2d_backward(benchmark::State& state) { conv_backward(state, true); }
+void BM_conv2d_backward_weight(benchmark::State& state) { conv_backward(state, false); }
 BENCHMARK(BM_conv2d_backward)->Apply(conv_args)->Unit(benchmark::kMillisecond)->UseRealTime();
-
-// The weight (and bias-free) gradient alone: x needs no gradient, so backward computes only dW.
-void BM_conv2d_backward_weight(benchmark::State& state) {
-  const int64_t C = state.range(0), K = state.range(1), H = state.range(2), N = 64;
-  Tensor x = random({N, C, H, H}, 1), w = random({K, C, 3, 3}, 2);
-  w.set_requires_grad(true);
-  Conv2dOptions o;
-  o.pad_h = o.pad_w = 1;
-  Tensor probe = random({N, K, H, H}, 3);
-  for (auto _ : state) {
-    state.PauseTiming();
-    Tensor y = conv2d(x, w, Tensor(), o);
-    Tensor loss = sum(mul(y, probe));
-    state.ResumeTiming();
-    loss.backward();
-    w.zero_grad();
-  }
-  const double flops = 2.0 * N * K * H * H * C * 9;
-  state.counters["GFLOP/s"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
-}
 BENCHMARK(BM_conv2d_backward_weight)->Apply(conv_args)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 void BM_linear(benchmark::State& state) {

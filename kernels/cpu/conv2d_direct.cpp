@@ -156,6 +156,26 @@ void sum_weight_grad_partials(const Conv2dGeometry& g, int64_t R_pad, int64_t K_
     }
 }
 
+// Runs accumulate(n0, nb, dwt, db) for every group of `group` images, the groups spread over the
+// threads, each thread adding into its own partial sums (dW^T [R_pad, K_pad], then dbias [K]),
+// and adds the partials into dw and dbias as above.
+template <typename Accumulate>
+void weight_grad_by_groups(const Conv2dGeometry& g, int64_t group, int64_t R_pad, int64_t K_pad,
+                           Accumulate accumulate, float* dw, float* dbias) {
+  const int64_t groups = (g.N + group - 1) / group;
+  const int threads = static_cast<int>(std::min<int64_t>(cpu_threads(), groups));
+  const int64_t part = R_pad * K_pad + g.K;
+  std::vector<float> partial(static_cast<size_t>(threads) * part, 0.0f);
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    float* dwt = partial.data() + t * part;
+    for (int64_t i = groups * t / nt; i < groups * (t + 1) / nt; ++i)
+      accumulate(i * group, std::min(group, g.N - i * group), dwt, dwt + R_pad * K_pad);
+  }
+  sum_weight_grad_partials(g, R_pad, K_pad, threads, partial, dw, dbias);
+}
+
 // ---- bf16 on VDPBF16PS (conv2d_bf16_microkernel.h) ----------------------------------------------
 
 // Two values as one word of a bf16 pair: `even` in the low half, `odd` in the high half.
@@ -222,10 +242,6 @@ void conv2d_bf16_backward_weight(const Bf16ConvWeightGradKernel& kernel, const C
   // Image groups as in the fp32 path: ~256 pairs per kernel call, a group's operands near 1 MB.
   const int64_t per_image = image + K_pad * pairs;
   const int64_t group = std::clamp<int64_t>(std::min((256 + pairs - 1) / pairs, (1 << 18) / per_image), 1, g.N);
-  const int64_t groups = (g.N + group - 1) / group;
-  const int threads = static_cast<int>(std::min<int64_t>(cpu_threads(), groups));
-  const int64_t part = R_pad * K_pad + g.K;  // per thread: dW^T [R_pad, K_pad] and dbias [K]
-  std::vector<float> partial(static_cast<size_t>(threads) * part, 0.0f);
 
   // dW^T_t += the contribution of images [n0, n0 + nb).
   auto accumulate = [&](int64_t n0, int64_t nb, float* dwt, float* db) {
@@ -268,14 +284,7 @@ void conv2d_bf16_backward_weight(const Bf16ConvWeightGradKernel& kernel, const C
     }
   };
 
-#pragma omp parallel num_threads(threads)
-  {
-    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-    float* dwt = partial.data() + t * part;
-    for (int64_t i = groups * t / nt; i < groups * (t + 1) / nt; ++i)
-      accumulate(i * group, std::min(group, g.N - i * group), dwt, dwt + R_pad * K_pad);
-  }
-  sum_weight_grad_partials(g, R_pad, K_pad, threads, partial, dw, dbias);
+  weight_grad_by_groups(g, group, R_pad, K_pad, accumulate, dw, dbias);
 }
 
 // The depth of one pass of the micro-kernel over the taps: every pass loads and stores the output
@@ -360,11 +369,6 @@ void conv2d_direct_backward_weight(const Conv2dGeometry& g, const float* dy, con
   const int64_t per_image = grid.image + K_pad * grid.cells;
   const int64_t group = std::clamp<int64_t>(
       std::min((512 + grid.cells - 1) / grid.cells, (1 << 18) / per_image), 1, g.N);
-  const int64_t groups = (g.N + group - 1) / group;
-  const int threads = static_cast<int>(std::min<int64_t>(cpu_threads(), groups));
-  // Per thread: dW^T [R_pad, K_pad] and dbias [K].
-  const int64_t part = R_pad * K_pad + g.K;
-  std::vector<float> partial(static_cast<size_t>(threads) * part, 0.0f);
 
   // dW^T_t += the contribution of images [n0, n0 + nb).
   auto accumulate = [&](int64_t n0, int64_t nb, float* dwt, float* db) {
@@ -407,14 +411,7 @@ void conv2d_direct_backward_weight(const Conv2dGeometry& g, const float* dy, con
     }
   };
 
-#pragma omp parallel num_threads(threads)
-  {
-    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-    float* dwt = partial.data() + t * part;
-    for (int64_t i = groups * t / nt; i < groups * (t + 1) / nt; ++i)
-      accumulate(i * group, std::min(group, g.N - i * group), dwt, dwt + R_pad * K_pad);
-  }
-  sum_weight_grad_partials(g, R_pad, K_pad, threads, partial, dw, dbias);
+  weight_grad_by_groups(g, group, R_pad, K_pad, accumulate, dw, dbias);
 }
 
 }  // namespace fer::cpu
