@@ -148,34 +148,20 @@ void check_weight_grad_kernel(const Bf16ConvWeightGradKernel& kernel) {
 }
 }  // namespace
 
-TEST_CASE("bf16 direct convolution, emulated VDPBF16PS (any AVX-512 CPU), against the rounded-operand reference") {
+TEST_CASE("bf16 direct convolution and weight gradient, emulated VDPBF16PS (any AVX-512 CPU), against the rounded-operand reference") {
   if (!isa_supported(Isa::Avx512)) {
     MESSAGE("SKIPPED: no AVX-512 on this CPU");
     return;
   }
   check_kernel(bf16_conv_kernel_emulated());
+  check_weight_grad_kernel(bf16_conv_weight_grad_kernel_emulated());
 }
 
-TEST_CASE("bf16 direct convolution on the CPU's VDPBF16PS, against the rounded-operand reference") {
+TEST_CASE("bf16 direct convolution and weight gradient on the CPU's VDPBF16PS, against the rounded-operand reference") {
   if (!isa_supported(Isa::Avx512Bf16)) {
     MESSAGE("SKIPPED: this CPU has no AVX512-BF16 (the op-case tests run it through conv2d where it does)");
     return;
   }
   check_kernel(bf16_conv_kernel_avx512bf16());
-}
-
-TEST_CASE("bf16 convolution weight gradient, emulated VDPBF16PS (any AVX-512 CPU), against the rounded-operand reference") {
-  if (!isa_supported(Isa::Avx512)) {
-    MESSAGE("SKIPPED: no AVX-512 on this CPU");
-    return;
-  }
-  check_weight_grad_kernel(bf16_conv_weight_grad_kernel_emulated());
-}
-
-TEST_CASE("bf16 convolution weight gradient on the CPU's VDPBF16PS, against the rounded-operand reference") {
-  if (!isa_supported(Isa::Avx512Bf16)) {
-    MESSAGE("SKIPPED: this CPU has no AVX512-BF16 (the op-case tests run it through conv2d where it does)");
-    return;
-  }
   check_weight_grad_kernel(bf16_conv_weight_grad_kernel_avx512bf16());
 }
