@@ -2,7 +2,8 @@
 // detector configurations on one labelled set, side by side (README "How well faces are found").
 //
 // The set (data/face_scenes.h): `--scenes` photos generated from opencv-doc's photos without
-// faces, each with 3 to 8 FER2013 val/ faces pasted in at known boxes, widths cycling over
+// faces and from frames of its video of a tree in the wind, each with 3 to 8 FER2013 val/ faces
+// pasted in at known boxes, widths cycling over
 // 800, 1600 and 3200 pixels (a phone photo is 3000-4000 px wide: small faces in large photos),
 // face sides from 24 px to a fifth of the width; plus the background photos themselves at their
 // own size, where every detection is a false positive ("a face in a paving stone").
@@ -21,6 +22,7 @@
 #include "data/face_scenes.h"
 #include "data/fer2013.h"
 #include "data/image.h"
+#include "data/video.h"
 #include "engine/error.h"
 
 using namespace fer;
@@ -37,6 +39,11 @@ const char* kBackgrounds[] = {
     "fruits.jpg", "aloeL.jpg", "home.jpg", "leuvenA.jpg", "orange.jpg", "pic1.png",
     "pic3.png", "pic5.png", "smarties.png", "starry_night.jpg", "stuff.jpg", "sudoku.png",
     "box_in_scene.png", "leuvenB.jpg", "notes.png", "rubberwhale1.png", "text_motion.jpg", "ela_original.jpg"};
+
+// opencv-doc videos with no person in them: a few of their frames are backgrounds too (blurred,
+// compressed video frames rather than photos). Megamind and vtest have people, so they are not here.
+const char* kVideoBackgrounds[] = {"tree.avi"};
+constexpr int kFramesPerVideo = 4, kFrameStep = 15;
 
 struct Config {
   std::string name, description;
@@ -80,6 +87,13 @@ int run(int argc, char** argv) {
   for (const char* name : kBackgrounds) {
     const fs::path p = fs::path(doc) / name;
     if (fs::exists(p)) backgrounds.push_back(read_image(p.string()));
+  }
+  for (const char* name : kVideoBackgrounds) {
+    const fs::path p = fs::path(doc) / name;
+    if (!fs::exists(p)) continue;
+    VideoReader reader(p.string(), VideoSampling{kFrameStep, 0});
+    VideoFrame frame;
+    for (int i = 0; i < kFramesPerVideo && reader.next(frame); ++i) backgrounds.push_back(frame.image);
   }
   FER_CHECK(!backgrounds.empty(), "no background photos in ", doc, " (Debian package opencv-doc)");
 
@@ -176,7 +190,7 @@ int run(int argc, char** argv) {
 
   std::ofstream md(fs::path(out_dir) / "detector.md");
   md << "Labelled set: " << set.size() << " generated photos (800/1600/3200 px wide) holding " << truth
-     << " faces, plus " << backgrounds.size() << " opencv-doc photos without faces (seed " << seed << ").\n\n"
+     << " faces, plus " << backgrounds.size() << " opencv-doc photos and video frames without faces (seed " << seed << ").\n\n"
      << "| detector | what changes | precision | recall | F1 | recall of faces < 48 px / 48-95 / >= 96 | false faces on the "
      << backgrounds.size() << " face-free photos | ms per photo |\n|---|---|---|---|---|---|---|---|\n";
   for (size_t i = 0; i < configs.size(); ++i) {
