@@ -424,6 +424,12 @@ TEST_CASE("checkpoints keep head, hidden and bn_eps; older checkpoints take the 
       CHECK(throws_naming([&] { spec_from_metadata(crafted, "crafted.safetensors"); },
                           std::string("crafted.safetensors: metadata '") + key + "' must be a whole number"));
     }
+  {  // an input side that would make one forward pass allocate gigabytes
+    Metadata crafted = spec_to_metadata(spec);
+    crafted["input_size"] = "65536";
+    CHECK(throws_naming([&] { spec_from_metadata(crafted, "crafted.safetensors"); },
+                        "crafted.safetensors: metadata 'input_size' must be a whole number in [1, 1024]"));
+  }
   // So are the other numbers, where they are read (the layer that would trip over them later
   // cannot name the file).
   const std::pair<const char*, const char*> out_of_range[] = {

@@ -280,6 +280,8 @@ int TrainCommand::run() {
   FER_CHECK(o.spec.preprocess.crop >= 0 && o.spec.preprocess.crop <= 48 &&
                 (o.spec.preprocess.crop == 0 || o.spec.preprocess.crop >= 16),
             "--crop-size: expected 0 or a side in 16..48, got ", o.spec.preprocess.crop);
+  FER_CHECK(o.spec.config.input_size >= 16 && o.spec.config.input_size <= 1024,
+            "--input-size: expected a side in 16..1024, got ", o.spec.config.input_size);
   // A FER CNN's input is the crop itself (the ImageNet backbones resize whatever they get).
   if (o.spec.preprocess.crop > 0 && o.spec.name.rfind("fer_", 0) == 0 && !args.given("input-size"))
     o.spec.config.input_size = o.spec.preprocess.crop;

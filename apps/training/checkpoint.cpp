@@ -110,7 +110,9 @@ ModelSpec spec_from_metadata(const Metadata& m, const std::string& file) {
   s.name = need(m, "model", file);
   s.config.num_classes = whole_number(m, "num_classes", file, 1, 1 << 20);
   s.config.in_channels = whole_number(m, "in_channels", file, 1, 4096);
-  s.config.input_size = whole_number(m, "input_size", file, 1, 1 << 16);
+  // Faces are 48 px and the backbones' inputs 224-299: 1024 leaves room and bounds what one
+  // forward pass allocates (a crafted 65536 would ask for gigabytes per image).
+  s.config.input_size = whole_number(m, "input_size", file, 1, 1024);
   s.config.dropout = static_cast<float>(number_in(m, "dropout", file, 0, 1, false));
   s.config.stage_dropout = static_cast<float>(number_in(m, "stage_dropout", file, 0, 1, false));
   // Keys added with the ImageNet backbones: checkpoints written before them take the defaults.
