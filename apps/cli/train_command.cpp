@@ -251,6 +251,16 @@ int TrainCommand::run() {
   cli::apply_cpu_kernels("fer_train", flags.precision);
   if (install_signal_handlers) install_stop_handlers();
 
+  // Sizes are checked before 28,709 faces are read, and again once --init has set its own.
+  auto check_sizes = [&o] {
+    FER_CHECK(o.spec.preprocess.crop >= 0 && o.spec.preprocess.crop <= 48 &&
+                  (o.spec.preprocess.crop == 0 || o.spec.preprocess.crop >= 16),
+              "--crop-size: expected 0 or a side in 16..48, got ", o.spec.preprocess.crop);
+    FER_CHECK(o.spec.config.input_size >= 16 && o.spec.config.input_size <= 1024,
+              "--input-size: expected a side in 16..1024, got ", o.spec.config.input_size);
+  };
+  check_sizes();
+
   // ---- Data --------------------------------------------------------------------------------
   data::Dataset train_data = cli::load_split(flags.dataset, flags.train_split);
   if (flags.per_class_cap > 0) train_data = data::cap_per_class(train_data, flags.per_class_cap, o.seed);
@@ -276,12 +286,10 @@ int TrainCommand::run() {
   // ---- What the flags leave to the data, the --init checkpoint and the device -----------------
   o.spec.config.num_classes = train_data.num_classes();
   o.spec.class_names = train_data.class_names;
-  if (!o.init_from.empty()) inherit_architecture(args, o.spec);
-  FER_CHECK(o.spec.preprocess.crop >= 0 && o.spec.preprocess.crop <= 48 &&
-                (o.spec.preprocess.crop == 0 || o.spec.preprocess.crop >= 16),
-            "--crop-size: expected 0 or a side in 16..48, got ", o.spec.preprocess.crop);
-  FER_CHECK(o.spec.config.input_size >= 16 && o.spec.config.input_size <= 1024,
-            "--input-size: expected a side in 16..1024, got ", o.spec.config.input_size);
+  if (!o.init_from.empty()) {
+    inherit_architecture(args, o.spec);
+    check_sizes();
+  }
   // A FER CNN's input is the crop itself (the ImageNet backbones resize whatever they get).
   if (o.spec.preprocess.crop > 0 && o.spec.name.rfind("fer_", 0) == 0 && !args.given("input-size"))
     o.spec.config.input_size = o.spec.preprocess.crop;
