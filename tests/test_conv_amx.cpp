@@ -14,6 +14,7 @@
 #include "engine/random.h"
 #include "kernels/cpu/conv2d_amx.h"
 #include "kernels/cpu/isa.h"
+#include "tests/support/conv_reference.h"
 
 using namespace fer;
 using namespace fer::cpu;
@@ -40,21 +41,6 @@ std::vector<float> random_values(size_t n, Generator& gen) {
   std::vector<float> v(n);
   for (float& x : v) x = gen.uniform(-1, 1);
   return v;
-}
-
-// Calls f(n, k, c, kh, kw, oh, ow, h, w) for every product of the convolution (inside the image).
-template <class F>
-void for_each_product(const Conv2dGeometry& g, F f) {
-  for (int64_t n = 0; n < g.N; ++n)
-    for (int64_t k = 0; k < g.K; ++k)
-      for (int64_t c = 0; c < g.C; ++c)
-        for (int64_t kh = 0; kh < g.KH; ++kh)
-          for (int64_t kw = 0; kw < g.KW; ++kw)
-            for (int64_t oh = 0; oh < g.OH; ++oh)
-              for (int64_t ow = 0; ow < g.OW; ++ow) {
-                const int64_t h = oh + kh - g.pad_h, w = ow + kw - g.pad_w;
-                if (h >= 0 && h < g.H && w >= 0 && w < g.W) f(n, k, c, kh, kw, oh, ow, h, w);
-              }
 }
 
 // |got - want| within float rounding of sums whose magnitude is `scale`.
@@ -91,7 +77,7 @@ void check_kernels(const AmxConvKernels& kernels, int threads) {
       y_ref[i] = bias[k];
       y_scale[i] = std::fabs(bias[k]);
     }
-    for_each_product(g, [&](int64_t n, int64_t k, int64_t c, int64_t kh, int64_t kw, int64_t oh, int64_t ow,
+    testing::for_each_conv_product(g, [&](int64_t n, int64_t k, int64_t c, int64_t kh, int64_t kw, int64_t oh, int64_t ow,
                             int64_t h, int64_t w_) {
       const double p = static_cast<double>(round_to_bf16(x[xi(n, c, h, w_)])) * round_to_bf16(w[wi(k, c, kh, kw)]);
       y_ref[yi(n, k, oh, ow)] += p;
@@ -104,7 +90,7 @@ void check_kernels(const AmxConvKernels& kernels, int threads) {
     // Weight gradient: dw = sum of x * dy over images and pixels; dbias = sum of dy (fp32).
     std::vector<double> dw_ref(w.size(), 0.0), dw_scale(w.size(), 0.0), db_ref(bias.size(), 0.0),
         db_scale(bias.size(), 0.0);
-    for_each_product(g, [&](int64_t n, int64_t k, int64_t c, int64_t kh, int64_t kw, int64_t oh, int64_t ow,
+    testing::for_each_conv_product(g, [&](int64_t n, int64_t k, int64_t c, int64_t kh, int64_t kw, int64_t oh, int64_t ow,
                             int64_t h, int64_t w_) {
       const double p = static_cast<double>(round_to_bf16(x[xi(n, c, h, w_)])) * round_to_bf16(dy[yi(n, k, oh, ow)]);
       dw_ref[wi(k, c, kh, kw)] += p;

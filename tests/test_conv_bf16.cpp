@@ -15,6 +15,7 @@
 #include "kernels/cpu/conv2d_bf16_microkernel.h"
 #include "kernels/cpu/conv2d_direct.h"
 #include "kernels/cpu/isa.h"
+#include "tests/support/conv_reference.h"
 
 using namespace fer;
 using namespace fer::cpu;
@@ -30,25 +31,19 @@ void reference(const Conv2dGeometry& g, const std::vector<float>& x, const std::
                const std::vector<float>& bias, std::vector<double>& y, std::vector<double>& scale) {
   y.assign(static_cast<size_t>(g.N * g.K * g.OH * g.OW), 0.0);
   scale = y;
-  for (int64_t n = 0; n < g.N; ++n)
-    for (int64_t k = 0; k < g.K; ++k)
-      for (int64_t oh = 0; oh < g.OH; ++oh)
-        for (int64_t ow = 0; ow < g.OW; ++ow) {
-          double s = bias[k], a = std::fabs(bias[k]);
-          for (int64_t c = 0; c < g.C; ++c)
-            for (int64_t kh = 0; kh < g.KH; ++kh)
-              for (int64_t kw = 0; kw < g.KW; ++kw) {
-                const int64_t h = oh + kh - g.pad_h, ww = ow + kw - g.pad_w;
-                if (h < 0 || h >= g.H || ww < 0 || ww >= g.W) continue;
-                const double p = static_cast<double>(round_to_bf16(x[((n * g.C + c) * g.H + h) * g.W + ww])) *
-                                 round_to_bf16(w[((k * g.C + c) * g.KH + kh) * g.KW + kw]);
-                s += p;
-                a += std::fabs(p);
-              }
-          const size_t i = static_cast<size_t>(((n * g.K + k) * g.OH + oh) * g.OW + ow);
-          y[i] = s;
-          scale[i] = a;
-        }
+  for (size_t i = 0; i < y.size(); ++i) {
+    const float b = bias[i / static_cast<size_t>(g.OH * g.OW) % static_cast<size_t>(g.K)];
+    y[i] = b;
+    scale[i] = std::fabs(b);
+  }
+  testing::for_each_conv_product(g, [&](int64_t n, int64_t k, int64_t c, int64_t kh, int64_t kw, int64_t oh,
+                                        int64_t ow, int64_t h, int64_t ww) {
+    const double p = static_cast<double>(round_to_bf16(x[((n * g.C + c) * g.H + h) * g.W + ww])) *
+                     round_to_bf16(w[((k * g.C + c) * g.KH + kh) * g.KW + kw]);
+    const size_t i = static_cast<size_t>(((n * g.K + k) * g.OH + oh) * g.OW + ow);
+    y[i] += p;
+    scale[i] += std::fabs(p);
+  });
 }
 
 // Grid cells (OH * padded width) odd in the first, fifth and last; the weight gradient's tile of
@@ -103,25 +98,19 @@ void reference_weight_grad(const Conv2dGeometry& g, const std::vector<float>& x,
   dw_scale = dw;
   db.assign(static_cast<size_t>(g.K), 0.0);
   db_scale = db;
-  for (int64_t n = 0; n < g.N; ++n)
-    for (int64_t k = 0; k < g.K; ++k)
-      for (int64_t oh = 0; oh < g.OH; ++oh)
-        for (int64_t ow = 0; ow < g.OW; ++ow) {
-          const float d = dy[static_cast<size_t>(((n * g.K + k) * g.OH + oh) * g.OW + ow)];
-          db[static_cast<size_t>(k)] += d;
-          db_scale[static_cast<size_t>(k)] += std::fabs(d);
-          for (int64_t c = 0; c < g.C; ++c)
-            for (int64_t kh = 0; kh < g.KH; ++kh)
-              for (int64_t kw = 0; kw < g.KW; ++kw) {
-                const int64_t h = oh + kh - g.pad_h, ww = ow + kw - g.pad_w;
-                if (h < 0 || h >= g.H || ww < 0 || ww >= g.W) continue;
-                const double p = static_cast<double>(round_to_bf16(x[((n * g.C + c) * g.H + h) * g.W + ww])) *
-                                 round_to_bf16(d);
-                const size_t i = static_cast<size_t>(((k * g.C + c) * g.KH + kh) * g.KW + kw);
-                dw[i] += p;
-                dw_scale[i] += std::fabs(p);
-              }
-        }
+  for (size_t i = 0; i < dy.size(); ++i) {
+    const size_t k = i / static_cast<size_t>(g.OH * g.OW) % static_cast<size_t>(g.K);
+    db[k] += dy[i];
+    db_scale[k] += std::fabs(dy[i]);
+  }
+  testing::for_each_conv_product(g, [&](int64_t n, int64_t k, int64_t c, int64_t kh, int64_t kw, int64_t oh,
+                                        int64_t ow, int64_t h, int64_t ww) {
+    const double p = static_cast<double>(round_to_bf16(x[((n * g.C + c) * g.H + h) * g.W + ww])) *
+                     round_to_bf16(dy[static_cast<size_t>(((n * g.K + k) * g.OH + oh) * g.OW + ow)]);
+    const size_t i = static_cast<size_t>(((k * g.C + c) * g.KH + kh) * g.KW + kw);
+    dw[i] += p;
+    dw_scale[i] += std::fabs(p);
+  });
 }
 
 void check_weight_grad_kernel(const Bf16ConvWeightGradKernel& kernel) {
