@@ -258,16 +258,16 @@ SGD::SGD(std::vector<ParamGroup> groups, float lr, float momentum, float dampeni
       momentum_(momentum),
       dampening_(dampening),
       nesterov_(nesterov) {
-  validate();
+  validate(momentum_, dampening_, nesterov_);
 }
 
 SGD::SGD(std::vector<Tensor> params, float lr, float momentum, float dampening, float weight_decay,
          bool nesterov)
     : SGD(single_group(std::move(params)), lr, momentum, dampening, weight_decay, nesterov) {}
 
-void SGD::validate() const {
-  FER_CHECK(momentum_ >= 0.0f, "SGD: invalid momentum ", momentum_);
-  FER_CHECK(!nesterov_ || (momentum_ > 0.0f && dampening_ == 0.0f),
+void SGD::validate(float momentum, float dampening, bool nesterov) const {
+  FER_CHECK(momentum >= 0.0f, "SGD: invalid momentum ", momentum);
+  FER_CHECK(!nesterov || (momentum > 0.0f && dampening == 0.0f),
             "SGD: nesterov momentum requires a momentum and zero dampening");
 }
 
@@ -289,11 +289,15 @@ void SGD::save_hyper(Metadata& out, const std::string& prefix) const {
   out[prefix + "nesterov"] = nesterov_ ? "1" : "0";
 }
 
+// All values are read and checked before any is assigned: a bad one leaves the optimizer as it was.
 void SGD::load_hyper(const Metadata& in, const std::string& prefix) {
-  momentum_ = metadata_float(in, prefix + "momentum");
-  dampening_ = metadata_float(in, prefix + "dampening");
-  nesterov_ = metadata_int(in, prefix + "nesterov") != 0;
-  validate();
+  const float momentum = metadata_float(in, prefix + "momentum");
+  const float dampening = metadata_float(in, prefix + "dampening");
+  const bool nesterov = metadata_int(in, prefix + "nesterov") != 0;
+  validate(momentum, dampening, nesterov);
+  momentum_ = momentum;
+  dampening_ = dampening;
+  nesterov_ = nesterov;
 }
 
 // ---- Adam / AdamW ------------------------------------------------------------------------------
@@ -305,7 +309,7 @@ Adam::Adam(std::vector<ParamGroup> groups, float lr, float beta1, float beta2, f
       beta2_(beta2),
       eps_(eps),
       decoupled_(decoupled) {
-  validate();
+  validate(beta1_, beta2_, eps_);
 }
 
 Adam::Adam(std::vector<ParamGroup> groups, float lr, float beta1, float beta2, float eps,
@@ -316,10 +320,10 @@ Adam::Adam(std::vector<Tensor> params, float lr, float beta1, float beta2, float
            float weight_decay)
     : Adam(single_group(std::move(params)), lr, beta1, beta2, eps, weight_decay, false) {}
 
-void Adam::validate() const {
-  FER_CHECK(beta1_ >= 0.0f && beta1_ < 1.0f, type(), ": invalid beta1 ", beta1_);
-  FER_CHECK(beta2_ >= 0.0f && beta2_ < 1.0f, type(), ": invalid beta2 ", beta2_);
-  FER_CHECK(eps_ >= 0.0f, type(), ": invalid eps ", eps_);
+void Adam::validate(float beta1, float beta2, float eps) const {
+  FER_CHECK(beta1 >= 0.0f && beta1 < 1.0f, type(), ": invalid beta1 ", beta1);
+  FER_CHECK(beta2 >= 0.0f && beta2 < 1.0f, type(), ": invalid beta2 ", beta2);
+  FER_CHECK(eps >= 0.0f, type(), ": invalid eps ", eps);
 }
 
 void Adam::update(const ParamGroup& group, const Tensor& param, const Tensor& grad,
@@ -336,11 +340,15 @@ void Adam::save_hyper(Metadata& out, const std::string& prefix) const {
   out[prefix + "eps"] = metadata_str(eps_);
 }
 
+// As SGD's: checked in full before anything changes.
 void Adam::load_hyper(const Metadata& in, const std::string& prefix) {
-  beta1_ = metadata_float(in, prefix + "beta1");
-  beta2_ = metadata_float(in, prefix + "beta2");
-  eps_ = metadata_float(in, prefix + "eps");
-  validate();
+  const float beta1 = metadata_float(in, prefix + "beta1");
+  const float beta2 = metadata_float(in, prefix + "beta2");
+  const float eps = metadata_float(in, prefix + "eps");
+  validate(beta1, beta2, eps);
+  beta1_ = beta1;
+  beta2_ = beta2;
+  eps_ = eps;
 }
 
 AdamW::AdamW(std::vector<ParamGroup> groups, float lr, float beta1, float beta2, float eps,

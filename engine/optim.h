@@ -134,7 +134,7 @@ class SGD : public Optimizer {
   void load_hyper(const Metadata& in, const std::string& prefix) override;
 
  private:
-  void validate() const;
+  void validate(float momentum, float dampening, bool nesterov) const;
   float momentum_, dampening_;
   bool nesterov_;
 };
@@ -161,7 +161,7 @@ class Adam : public Optimizer {
   void load_hyper(const Metadata& in, const std::string& prefix) override;
 
  private:
-  void validate() const;
+  void validate(float beta1, float beta2, float eps) const;
   float beta1_, beta2_, eps_;
   bool decoupled_;
 };

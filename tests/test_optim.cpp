@@ -386,8 +386,27 @@ TEST_CASE("state_dict keys, metadata and load errors") {
   bad_meta.erase("optim.beta1");
   CHECK(throws_naming([&] { other.load_state_dict(sd, bad_meta); }, "optim.beta1"));
 
+  // A bad value after good ones changes nothing: beta1 is read (and valid) before beta2 fails.
+  Metadata bad_beta2 = meta;
+  bad_beta2["optim.beta1"] = "0.5";
+  bad_beta2["optim.beta2"] = "1.5";
+  CHECK(throws_naming([&] { other.load_state_dict(sd, bad_beta2); }, "invalid beta2"));
+  CHECK(other.beta1() == 0.9f);
+  CHECK(other.beta2() == 0.999f);
+
   SGD sgd(qs, 0.1f);
   CHECK(throws_naming([&] { sgd.load_state_dict(sd, meta); }, "Adam"));
+
+  // The same for SGD: momentum 0.5 is valid alone, but nesterov with dampening is not.
+  SGD nesterov(qs, 0.1f, 0.9f, 0.0f, 0.0f, true);
+  Metadata sgd_meta = nesterov.metadata();
+  sgd_meta["optim.momentum"] = "0.5";
+  sgd_meta["optim.dampening"] = "0.3";
+  CHECK(throws_naming([&] { nesterov.load_state_dict(nesterov.state_dict(), sgd_meta); },
+                      "nesterov momentum requires"));
+  CHECK(nesterov.momentum() == 0.9f);
+  CHECK(nesterov.dampening() == 0.0f);
+  CHECK(nesterov.nesterov());
 
   // Step counts go on being incremented: negative or near the end of int64 is refused by name
   // (a crafted checkpoint would otherwise overflow the count on the next update).
