@@ -48,6 +48,7 @@
 #include "apps/inference/face_analyzer.h"
 #include "apps/inference/face_tracker.h"
 #include "apps/report/charts.h"
+#include "apps/report/csv.h"
 #include "apps/report/canvas.h"
 #include "apps/report/png.h"
 #include "apps/training/progress.h"
@@ -97,13 +98,6 @@ std::vector<std::string> collect_inputs(const std::vector<std::string>& position
   }
   FER_CHECK(!out.empty(), "no input images: give image files, folders or --list FILE (see --help)");
   return out;
-}
-
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
-  std::string q = "\"";
-  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return q + "\"";
 }
 
 // The photo with every face boxed and labelled "emotion 93%" in its emotion's colour.
@@ -252,7 +246,7 @@ int run(int argc, char** argv) {
   if (format == "csv") {
     out << (any_video ? "file,frame,time,face,track,x,y,width,height,emotion,confidence"
                       : "file,face,x,y,width,height,emotion,confidence");
-    for (const std::string& n : names) out << ",p_" << csv_field(n);
+    for (const std::string& n : names) out << ",p_" << report::csv_field(n);
     out << "\n";
   }
   if (!annotate_dir.empty()) fs::create_directories(annotate_dir);
@@ -283,7 +277,7 @@ int run(int argc, char** argv) {
     }
     for (size_t i = 0; i < faces.size(); ++i) {
       const FacePrediction& f = faces[i];
-      out << csv_field(path);
+      out << report::csv_field(path);
       if (any_video) {
         std::snprintf(num, sizeof num, "%.3f", time);
         out << ',' << std::max<int64_t>(frame, 0) << ',' << (frame >= 0 ? num : "0");
@@ -292,7 +286,7 @@ int run(int argc, char** argv) {
       out << ',' << i;
       if (any_video) out << ',' << (i < tracks.size() ? tracks[i] : 0);
       out << ',' << f.box.x << ',' << f.box.y << ',' << f.box.width << ',' << f.box.height << ','
-          << csv_field(f.emotion) << ',' << num;
+          << report::csv_field(f.emotion) << ',' << num;
       for (float p : f.probabilities) {
         std::snprintf(num, sizeof num, "%.6f", p);
         out << ',' << num;

@@ -39,9 +39,17 @@ Dataset empty_like(const Dataset& data) {
 
 }  // namespace
 
-void Dataset::add(const uint8_t* face, int label) {
+void Dataset::add(const uint8_t* face, int label, std::string source) {
   pixels.insert(pixels.end(), face, face + kFacePixels);
   labels.push_back(label);
+  if (source.empty() && sources.empty()) return;  // a dataset without names stays without
+  sources.resize(labels.size() - 1);                // earlier items without a name get ""
+  sources.push_back(std::move(source));
+}
+
+const std::string& Dataset::source(int64_t i) const {
+  static const std::string none;
+  return static_cast<size_t>(i) < sources.size() ? sources[static_cast<size_t>(i)] : none;
 }
 
 void Dataset::note_problem(std::string message) {
@@ -51,6 +59,8 @@ void Dataset::note_problem(std::string message) {
 void Dataset::check() const {
   FER_CHECK(pixels.size() == labels.size() * kFacePixels, "dataset: ", pixels.size(),
             " pixel bytes for ", labels.size(), " labels (expected ", kFacePixels, " per image)");
+  FER_CHECK(sources.empty() || sources.size() == labels.size(), "dataset: ", sources.size(),
+            " sources for ", labels.size(), " items (expected none or one per item)");
   for (size_t i = 0; i < labels.size(); ++i)
     FER_CHECK(labels[i] >= 0 && labels[i] < num_classes(), "dataset: label ", labels[i],
               " of item ", i, " is outside 0..", num_classes() - 1);
@@ -72,7 +82,7 @@ Dataset subset(const Dataset& data, const std::vector<int64_t>& indices) {
   out.labels.reserve(indices.size());
   for (int64_t i : indices) {
     FER_CHECK(i >= 0 && i < data.size(), "subset: index ", i, " outside 0..", data.size() - 1);
-    out.add(data.image(i), data.labels[i]);
+    out.add(data.image(i), data.labels[i], data.source(i));
   }
   return out;
 }

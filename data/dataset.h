@@ -20,6 +20,9 @@ struct Dataset {
   std::vector<uint8_t> pixels;           // size() * kFacePixels
   std::vector<int> labels;               // size()
   std::vector<std::string> class_names;  // num_classes()
+  // Where each item came from ("val/happy/PublicTest_123.jpg", "fer2013.csv:1234"): either empty
+  // (a source that has no names, such as synthetic data) or one entry per item.
+  std::vector<std::string> sources;
   int64_t skipped = 0;                   // bad items a reader skipped (skip_bad)
   std::vector<std::string> problems;     // why (at most kMaxProblems messages are kept)
 
@@ -28,7 +31,9 @@ struct Dataset {
   int64_t size() const { return static_cast<int64_t>(labels.size()); }
   int num_classes() const { return static_cast<int>(class_names.size()); }
   const uint8_t* image(int64_t i) const { return pixels.data() + i * kFacePixels; }
-  void add(const uint8_t* face, int label);  // append one 48x48 face
+  // The source of item i, or "" when the dataset keeps none.
+  const std::string& source(int64_t i) const;
+  void add(const uint8_t* face, int label, std::string source = {});  // append one 48x48 face
   void note_problem(std::string message);    // skipped++ is the caller's business
   void check() const;                        // throws fer::Error if sizes or labels disagree
 };

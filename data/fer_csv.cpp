@@ -182,7 +182,7 @@ Dataset parse_fer_csv(std::string_view text, std::optional<Split> split, const s
       }
       const int label = parse_label(fields[col.emotion], where);
       parse_pixels(fields[col.pixels], face, where);
-      out.add(face, label);
+      out.add(face, label, (name.empty() ? std::string("<memory>") : name) + ":" + std::to_string(line_no));
     } catch (const RowError& e) {
       if (!opts.skip_bad) throw Error(e.message);
       ++out.skipped;

@@ -143,7 +143,7 @@ Dataset read_fer_folder(const std::string& split_dir, const ReadOptions& opts) {
       out.note_problem(std::move(errors[i]));
       continue;
     }
-    out.add(pixels.data() + i * kFacePixels, file_label[i]);
+    out.add(pixels.data() + i * kFacePixels, file_label[i], files[i].string());
   }
   return out;
 }

@@ -465,6 +465,10 @@ TEST_CASE("folder reader: class folders map by name to FER ids; PNG and JPG; par
     // Ordered by class id then file name: the first PNG of 'happy' (id 3) is item 9.
     CHECK(ds.labels[9] == 3);
     CHECK(std::vector<uint8_t>(ds.image(9), ds.image(9) + kFacePixels) == test_face(90).pixels);
+    // Each face keeps the file it came from (fer_eval's predictions.csv names it).
+    REQUIRE(ds.sources.size() == 21);
+    CHECK(ds.source(9) == (tmp.path / "train" / "happy" / "img_0.png").string());
+    CHECK(ds.source(20) == (tmp.path / "train" / "neutral" / "img_2.jpg").string());
   }
   const Dataset via_root = load_fer2013(tmp.path.string(), Split::Train);
   CHECK(via_root.size() == 21);
@@ -589,6 +593,10 @@ TEST_CASE("csv reader: round trip, split selection, file and root forms") {
   REQUIRE(test.size() == 1);
   CHECK(test.labels[0] == 3);
   CHECK(test.image(0)[10] == 15);
+  // Sources are file:line (the header is line 1; the PrivateTest row is the last of 30 lines).
+  CHECK(train.source(0) == "mem.csv:2");
+  CHECK(test.source(0) == "mem.csv:30");
+  CHECK(parse_fer_csv(text, Split::Test, "", {}).source(0) == "<memory>:30");
 
   // Column order, quotes, CRLF line ends and a BOM are accepted.
   std::string reordered = "\xEF\xBB\xBF" "Usage,emotion,pixels\r\n";
@@ -891,6 +899,25 @@ TEST_CASE("dataset: per-class cap, drop-disgust remap, subset") {
   const int64_t first_fear_six = std::find(six.labels.begin(), six.labels.end(), 1) - six.labels.begin();
   CHECK(std::equal(ds.image(first_fear_ds), ds.image(first_fear_ds) + kFacePixels, six.image(first_fear_six)));
   CHECK_THROWS_AS(drop_class(six, "disgust"), fer::Error);
+
+  // Sources: none for synthetic data; when present, they follow their items through subset and
+  // drop_class, and an item added without one after named ones gets "".
+  CHECK(ds.sources.empty());
+  CHECK(ds.source(0).empty());
+  Dataset named;
+  named.class_names = fer_class_names();
+  named.add(ds.image(0), 0);
+  named.add(ds.image(1), 1, "b.png");
+  named.add(ds.image(2), 2);
+  named.check();
+  CHECK(named.sources == std::vector<std::string>{"", "b.png", ""});
+  CHECK(subset(named, {1, 1}).sources == std::vector<std::string>{"b.png", "b.png"});
+  const Dataset no_b = drop_disgust(named);  // "b.png" was the disgust face
+  CHECK(no_b.size() == 2);
+  CHECK((no_b.source(0).empty() && no_b.source(1).empty()));
+  CHECK(drop_class(named, "angry").sources == std::vector<std::string>{"b.png", ""});
+  named.sources.pop_back();
+  CHECK_THROWS_AS(named.check(), fer::Error);
 }
 
 TEST_CASE("class balance: sklearn 'balanced' weights and the balanced sampler") {

@@ -679,6 +679,15 @@ TEST_CASE("fer_eval: --calibrate stores a temperature that later runs apply; --c
   CHECK(t != 1.0);
   CHECK(r.out.find("uncalibrated ->") != std::string::npos);
   CHECK(fs::file_size(tmp / "eval/reliability_diagram.png") > 1000);
+  // predictions.csv: one row per face, named by its file.
+  const std::vector<std::string> rows = lines_of(read_text(tmp / "eval/predictions.csv"));
+  REQUIRE(rows.size() == faces.size() + 1);
+  CHECK(rows[0].rfind("index,source,true,predicted,p_angry,", 0) == 0);
+  for (size_t i = 1; i < rows.size(); ++i) {
+    INFO(rows[i]);
+    CHECK(rows[i].find(tmp / "data/val") != std::string::npos);
+    CHECK(rows[i].find(".jpg,") != std::string::npos);
+  }
   const nlohmann::json report = nlohmann::json::parse(read_text(tmp / "eval/report.json"));
   CHECK(report["calibration"]["temperatures"][0].get<double>() == doctest::Approx(t));
   CHECK(report["calibration"]["ece"].get<double>() <= report["calibration"]["ece_uncalibrated"].get<double>() + 1e-9);

@@ -12,6 +12,7 @@
 
 #include "apps/cli/shared_flags.h"
 #include "apps/report/charts.h"
+#include "apps/report/csv.h"
 #include "apps/training/checkpoint.h"
 #include "apps/training/evaluate.h"
 #include "engine/backend.h"
@@ -301,11 +302,12 @@ int EvalCommand::run() {
   }
   {
     std::ofstream f(out + "/predictions.csv");
-    f << "index,true,predicted";
+    f << "index,source,true,predicted";
     for (const auto& n : d.class_names) f << ",p_" << n;
     f << "\n";
     for (int64_t i = 0; i < d.size(); ++i) {
-      f << i << ',' << d.class_names[p.labels[i]] << ',' << d.class_names[p.predicted[i]];
+      f << i << ',' << report::csv_field(d.source(i)) << ',' << d.class_names[p.labels[i]] << ','
+        << d.class_names[p.predicted[i]];
       for (int c = 0; c < C; ++c) f << ',' << p.probs[i * C + c];
       f << "\n";
     }
