@@ -75,6 +75,7 @@ struct VideoReader::Impl {
   double time_base = 0;
   int64_t decoded = 0;         // frames out of the decoder so far
   double next_sample_time = 0; // fps sampling: the earliest time of the next kept frame
+  double origin = 0;           // the first decoded frame's timestamp: frame times count from it
   bool draining = false, finished = false;
 
   ~Impl() {
@@ -206,10 +207,12 @@ bool VideoReader::next(VideoFrame& out) {
       break;
     }
     const int64_t index = m.decoded++;
+    // Times count from the first frame out of the decoder, not from the stream's start_time: in
+    // an AVI with B-frames (no presentation times stored) the first frame comes out one frame
+    // after the start, and every time would be one frame late.
     const int64_t pts = m.frame->best_effort_timestamp;
-    const double start = m.format->streams[m.stream]->start_time != AV_NOPTS_VALUE
-                             ? m.format->streams[m.stream]->start_time * m.time_base : 0.0;
-    const double t = pts != AV_NOPTS_VALUE ? pts * m.time_base - start : m.frame_time(index);
+    if (index == 0 && pts != AV_NOPTS_VALUE) m.origin = pts * m.time_base;
+    const double t = pts != AV_NOPTS_VALUE ? pts * m.time_base - m.origin : m.frame_time(index);
     bool keep;
     if (m.sampling.fps > 0) {
       keep = t + 1e-6 >= m.next_sample_time;

@@ -151,3 +151,21 @@ TEST_CASE("videos: paths are recognised by their extension") {
   CHECK(!is_video_path("photo.jpg"));
   CHECK(!is_video_path("noext"));
 }
+
+// MPEG-4 in AVI with B-frames (opencv-doc's Megamind.avi): the container stores no presentation
+// times, so the decoder's first frame comes out one frame after the stream's start. Frame k must
+// still be at k / fps: the first decoded frame is time 0.
+TEST_CASE("videos: frame times start at 0 on an AVI with B-frames (skipped without opencv-doc)") {
+  const std::string path = "/usr/share/doc/opencv-doc/examples/data/Megamind.avi";
+  if (!fs::exists(path)) {
+    MESSAGE("SKIPPED: " << path << " is absent (Debian package opencv-doc)");
+    return;
+  }
+  VideoReader r(path);
+  REQUIRE(r.info().fps > 0);
+  VideoFrame f;
+  for (int k = 0; k < 48 && r.next(f); ++k) {
+    INFO("frame " << k << " at " << f.time_s << " s");
+    CHECK(f.time_s == doctest::Approx(k / r.info().fps).epsilon(1e-3));
+  }
+}
