@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "engine/backend.h"
+#include "kernels/cpu/conv2d_winograd.h"
 #include "kernels/cpu/isa.h"
 #include "tests/support/gradcheck.h"
 #include "tests/support/op_case_checks.h"
@@ -363,6 +364,24 @@ TEST_CASE("CPU kernel sets: every op case under each supported set matches the s
   }
   MESSAGE(cases.size(), " cases x ", sets.size(), " kernel sets (", joined(set_names),
           ") against scalar; 1 thread");
+}
+
+// The cases named for the Winograd path (op_cases.cpp) must reach it under every vector set,
+// forward and input gradient, or the check above would compare the direct convolution twice.
+TEST_CASE("CPU kernel sets: the Winograd op cases run the Winograd convolution") {
+  int cases = 0;
+  for (const OpCase& c : all_op_cases()) {
+    if (c.name.find("Winograd") == std::string::npos) continue;
+    ++cases;
+    for (cpu::Isa isa : cpu::supported_isas()) {
+      if (isa == cpu::Isa::Scalar) continue;
+      const int64_t before = cpu::conv2d_winograd_calls();
+      REQUIRE(run_on_cpu(c, isa, 1, cpu::isa_name(isa)));
+      INFO(c.name << " under " << std::string(cpu::isa_name(isa)));
+      CHECK(cpu::conv2d_winograd_calls() - before >= 2);  // forward, input gradient
+    }
+  }
+  CHECK(cases >= 6);
 }
 
 // bf16 products (kernels/cpu/isa.h): every set rounds the same operands, so it must agree with

@@ -10,6 +10,8 @@
 // Which code runs (the first that applies):
 // - bf16 products on a CPU with AMX, stride 1, one group, at least 16 channels in and out: the
 //   tile convolution of conv2d_amx.cpp (NHWC inside the call).
+// - 3x3, stride 1, fp32, at least 64 channels in and out, maps of 8x8 and more (the middle
+//   layers of the FER CNNs): Winograd's F(4x4, 3x3) of conv2d_winograd.cpp, 4x fewer products.
 // - Stride 1, no dilation, one group (every 3x3 and 1x1 layer of the FER CNNs): the direct
 //   convolution of conv2d_direct.cpp, which reads the weights and a padded image in place.
 // - One kernel per channel (MobileNet's depthwise layers): conv2d_depthwise.cpp.
@@ -35,6 +37,7 @@
 #include "kernels/cpu/conv2d_amx.h"
 #include "kernels/cpu/conv2d_depthwise.h"
 #include "kernels/cpu/conv2d_direct.h"
+#include "kernels/cpu/conv2d_winograd.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/gemm_microkernel.h"
@@ -194,6 +197,7 @@ void CpuBackend::conv2d_forward(const Conv2dGeometry& g, const float* x, const f
   const PrecisionScope precision(precision_for(g));
   if (const AmxConvKernels* amx = active_amx_conv_kernels(); amx && conv2d_amx_applies(g))
     return conv2d_amx_forward(*amx, g, x, w, bias, y);
+  if (conv2d_winograd_applies(g)) return conv2d_winograd_forward(g, x, w, bias, y);
   if (conv2d_direct_applies(g)) return conv2d_direct_forward(g, x, w, bias, y);
   if (conv2d_depthwise_applies(g)) return conv2d_depthwise_forward(g, x, w, bias, y);
   const int64_t Cg = g.C / g.groups, Kg = g.K / g.groups, P = g.OH * g.OW;

@@ -57,23 +57,8 @@ const VectorKernels* active_vector_kernels() {
 
 namespace {
 
-// A 64-byte aligned scratch buffer per thread and purpose, grown on demand and kept.
-float* aligned_scratch(size_t floats, int slot) {
-  struct Buffer {
-    float* data = nullptr;
-    size_t size = 0;
-    ~Buffer() { std::free(data); }
-  };
-  thread_local Buffer buffers[3];
-  Buffer& b = buffers[slot];
-  if (b.size < floats) {
-    std::free(b.data);
-    b.size = (floats + 15) / 16 * 16;
-    b.data = static_cast<float*>(std::aligned_alloc(64, b.size * sizeof(float)));
-    if (!b.data) throw std::bad_alloc();
-  }
-  return b.data;
-}
+// The driver's scratch buffers (parallel.h's aligned_thread_scratch).
+float* aligned_scratch(size_t floats, int slot) { return aligned_thread_scratch(floats, slot); }
 enum ScratchSlot { kSlotA = 0, kSlotB = 1, kSlotTile = 2 };
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }

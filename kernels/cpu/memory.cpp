@@ -22,6 +22,27 @@ Backend* make_cpu_backend() {
 
 namespace fer::cpu {
 
+float* aligned_thread_scratch(size_t floats, int slot) {
+  struct Buffer {
+    float* data = nullptr;
+    size_t size = 0;
+    ~Buffer() { std::free(data); }
+  };
+  thread_local Buffer buffers[kAlignedScratchSlots];
+  Buffer& b = buffers[slot];
+  if (b.size < floats) {
+    std::free(b.data);
+    b.data = nullptr;
+    b.size = (floats + 15) / 16 * 16;
+    b.data = static_cast<float*>(std::aligned_alloc(64, b.size * sizeof(float)));
+    if (!b.data) {
+      b.size = 0;
+      throw std::bad_alloc();
+    }
+  }
+  return b.data;
+}
+
 void* CpuBackend::allocate(size_t bytes) {
   static const bool heap_tuned = [] {
     mallopt(M_MMAP_THRESHOLD, 32 << 20);  // glibc's maximum on 64-bit

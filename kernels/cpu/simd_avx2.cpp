@@ -21,6 +21,9 @@ struct Avx2 {
   static V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
   static V add(V a, V b) { return _mm256_add_ps(a, b); }
   static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+  static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
+  // p[idx[l]] in lane l (Winograd's tile windows).
+  static V gather(const float* p, const int32_t* idx) { return _mm256_i32gather_ps(p, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(idx)), 4); }
   // The first n < 8 lanes (the rest zero / untouched): masked loads never touch memory past n.
   static V load_n(const float* p, int n) { return _mm256_maskload_ps(p, lanes(n)); }
   static void store_n(float* p, V v, int n) { _mm256_maskstore_ps(p, lanes(n), v); }
@@ -34,7 +37,8 @@ GemmMicroKernel gemm_microkernel_avx2() {
   return {"avx2", 4, 3 * 8, gemm_microkernel<Avx2, 4, 3>};
 }
 
-VectorKernels vector_kernels_avx2() { return {"avx2", dot<Avx2>, axpy<Avx2>, taps_sum<Avx2>}; }
+VectorKernels vector_kernels_avx2() { return {"avx2", dot<Avx2>, axpy<Avx2>, taps_sum<Avx2>,
+                                                   winograd_input<Avx2>, winograd_output<Avx2>}; }
 
 ConvWeightGradKernel conv_weight_grad_kernel_avx2() {
   return {"avx2", 6, 2 * 8, conv_weight_grad<Avx2, 6>};

@@ -23,6 +23,11 @@ struct Avx512 {
   static V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
   static V add(V a, V b) { return _mm512_add_ps(a, b); }
   static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+  static V sub(V a, V b) { return _mm512_sub_ps(a, b); }
+  // p[idx[l]] in lane l (Winograd's tile windows).
+  static V gather(const float* p, const int32_t* idx) {  // (the masked form: the plain one warns under GCC 12)
+    return _mm512_mask_i32gather_ps(_mm512_setzero_ps(), 0xFFFF, _mm512_loadu_si512(idx), p, 4);
+  }
   // The first n < 16 lanes (the rest zero / untouched): masked loads never touch memory past n.
   static V load_n(const float* p, int n) { return _mm512_maskz_loadu_ps(lanes(n), p); }
   static void store_n(float* p, V v, int n) { _mm512_mask_storeu_ps(p, lanes(n), v); }
@@ -56,7 +61,8 @@ GemmMicroKernel gemm_microkernel_avx512() {
   return {"avx512", 8, 3 * 16, gemm_microkernel<Avx512, 8, 3>};
 }
 
-VectorKernels vector_kernels_avx512() { return {"avx512", dot<Avx512>, axpy<Avx512>, taps_sum<Avx512>}; }
+VectorKernels vector_kernels_avx512() { return {"avx512", dot<Avx512>, axpy<Avx512>, taps_sum<Avx512>,
+                                                       winograd_input<Avx512>, winograd_output<Avx512>}; }
 
 ConvWeightGradKernel conv_weight_grad_kernel_avx512() {
   return {"avx512", 12, 2 * 16, conv_weight_grad<Avx512, 12>};
