@@ -155,13 +155,21 @@ void conv2d_winograd_forward(const Conv2dGeometry& g, const float* x, const floa
   // pad_h / pad_w rows and columns before the map, and after it as many as the last tiles need.
   const int64_t Hp = tiles.rows * kTile + 2, Wp = tiles.cols * kTile + 2, padded = Hp * Wp;
   const int64_t plane = g.H * g.W, out_plane = g.OH * g.OW;
-  std::vector<float> xpad(static_cast<size_t>(g.N * C * padded));
+  // (The calling thread's scratch: written here, read by every thread of the loop below. Only
+  // the border is zeroed; the map is copied over the rest.)
+  float* xpad = aligned_thread_scratch(static_cast<size_t>(g.N * C * padded), 5);
+  const int64_t right = Wp - g.pad_w - g.W;
   parallel_for(g.N * C, 16, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
-      float* dst = xpad.data() + i * padded;
-      std::memset(dst, 0, padded * sizeof(float));
-      for (int64_t h = 0; h < g.H; ++h)
-        std::memcpy(dst + (h + g.pad_h) * Wp + g.pad_w, x + i * plane + h * g.W, g.W * sizeof(float));
+      float* dst = xpad + i * padded;
+      std::memset(dst, 0, g.pad_h * Wp * sizeof(float));
+      for (int64_t h = 0; h < g.H; ++h) {
+        float* row = dst + (h + g.pad_h) * Wp;
+        std::memset(row, 0, g.pad_w * sizeof(float));
+        std::memcpy(row + g.pad_w, x + i * plane + h * g.W, g.W * sizeof(float));
+        std::memset(row + g.pad_w + g.W, 0, right * sizeof(float));
+      }
+      std::memset(dst + (g.H + g.pad_h) * Wp, 0, (Hp - g.H - g.pad_h) * Wp * sizeof(float));
     }
   });
 
@@ -182,7 +190,7 @@ void conv2d_winograd_forward(const Conv2dGeometry& g, const float* x, const floa
       const int64_t n = t / tiles.per_image, r = t % tiles.per_image;
       offsets[j] = static_cast<int32_t>(n * C * padded + (r / tiles.cols * Wp + r % tiles.cols) * kTile);
     }
-    vk.winograd_input(xpad.data(), offsets, nr, C, padded, Wp, v);
+    vk.winograd_input(xpad, offsets, nr, C, padded, Wp, v);
 
     // The 36 products M[xi] = U[xi] V[xi], in depth blocks of kDepthBlock channels.
     for (int xi = 0; xi < kPoints; ++xi)
