@@ -1,6 +1,9 @@
 // Winograd's minimal filtering F(4x4, 3x3) (Lavin and Gray, "Fast Algorithms for Convolutional
 // Neural Networks", 2016) for the 3x3 stride-1 layers: 4x4 outputs of one channel pair (k, c)
-// from a 6x6 input tile with 36 multiplications instead of 144.
+// from a 6x6 input tile with 36 multiplications instead of 144. Maps whose 4x4 tiles would
+// overhang too much (6x6: 8x8 computed) take F(2x2, 3x3) instead: 2x2 outputs from a 4x4 tile,
+// 16 multiplications instead of 36. Below, for F(4x4, 3x3); F(2x2, 3x3) is the same with 4x4
+// transforms and 16 points.
 //
 // One output tile, in matrices:  Y = A^T [ (G g G^T) .* (B^T d B) ] A
 //   d   the 6x6 input tile (rows 4*th - pad_h .. + 5, columns 4*tw - pad_w .. + 5; zero outside)
@@ -50,59 +53,69 @@ namespace fer::cpu {
 
 namespace {
 
-constexpr int kTile = 4;    // output tile side
-constexpr int kSide = 6;    // input tile side: kTile + 3 - 1
-constexpr int kPoints = 36; // kSide * kSide products per tile and channel pair
-constexpr int kMaxNr = 48;  // the widest micro-kernel panel (avx512: 48)
+constexpr int kMaxPoints = 36;  // (4 + 2)^2: the most products per tile and channel pair
+constexpr int kMaxNr = 48;      // the widest micro-kernel panel (avx512: 48)
 constexpr int64_t kDepthBlock = 128;  // input channels per micro-kernel call (B panel in L1)
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
-// G g G^T of one 3x3 kernel (in double: once per call, and the rounding stays in the products).
-// The rows of G are (1/4 0 0) (-1/6 -1/6 -1/6) (-1/6 1/6 -1/6) (1/24 1/12 1/6) (1/24 -1/12 1/6)
-// (0 0 1).
-void transform_kernel(const float* g, float u[kPoints]) {
-  static constexpr double G[kSide][3] = {{0.25, 0, 0},
-                                         {-1.0 / 6, -1.0 / 6, -1.0 / 6},
-                                         {-1.0 / 6, 1.0 / 6, -1.0 / 6},
-                                         {1.0 / 24, 1.0 / 12, 1.0 / 6},
-                                         {1.0 / 24, -1.0 / 12, 1.0 / 6},
-                                         {0, 0, 1}};
-  double t[kSide][3];  // G g
-  for (int i = 0; i < kSide; ++i)
+// G g G^T of one 3x3 kernel for F(tile x tile, 3x3) (in double: once per call, and the rounding
+// stays in the products). F(4, 3): the rows of G are (1/4 0 0) (-1/6 -1/6 -1/6) (-1/6 1/6 -1/6)
+// (1/24 1/12 1/6) (1/24 -1/12 1/6) (0 0 1); F(2, 3): (1 0 0) (1/2 1/2 1/2) (1/2 -1/2 1/2) (0 0 1).
+void transform_kernel(int tile, const float* g, float* u) {
+  static constexpr double G4[6][3] = {{0.25, 0, 0},
+                                      {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                      {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                      {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                      {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                                      {0, 0, 1}};
+  static constexpr double G2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+  const double(*G)[3] = tile == 2 ? G2 : G4;
+  const int side = tile + 2;
+  double t[6][3];  // G g
+  for (int i = 0; i < side; ++i)
     for (int j = 0; j < 3; ++j) t[i][j] = G[i][0] * g[j] + G[i][1] * g[3 + j] + G[i][2] * g[6 + j];
-  for (int i = 0; i < kSide; ++i)
-    for (int j = 0; j < kSide; ++j)
-      u[i * kSide + j] = static_cast<float>(t[i][0] * G[j][0] + t[i][1] * G[j][1] + t[i][2] * G[j][2]);
+  for (int i = 0; i < side; ++i)
+    for (int j = 0; j < side; ++j)
+      u[i * side + j] = static_cast<float>(t[i][0] * G[j][0] + t[i][1] * G[j][1] + t[i][2] * G[j][2]);
 }
 
 // Where tiles are: tile t of the batch is image t / per_image, tile row and column within it.
 struct Tiles {
-  int64_t rows, cols, per_image, total;
-  explicit Tiles(const Conv2dGeometry& g)
-      : rows((g.OH + kTile - 1) / kTile),
-        cols((g.OW + kTile - 1) / kTile),
+  int64_t side, rows, cols, per_image, total;
+  Tiles(const Conv2dGeometry& g, int64_t tile)
+      : side(tile),
+        rows((g.OH + tile - 1) / tile),
+        cols((g.OW + tile - 1) / tile),
         per_image(rows * cols),
         total(g.N * rows * cols) {}
+  // Outputs the tiles compute per output of the map (the last row and column of tiles overhang).
+  double waste(const Conv2dGeometry& g) const {
+    return static_cast<double>(per_image * side * side) / static_cast<double>(g.OH * g.OW);
+  }
+  // Floats of the zero-padded batch that the tiles read.
+  int64_t padded_floats(const Conv2dGeometry& g) const {
+    return g.N * g.C * (rows * side + 2) * (cols * side + 2);
+  }
 };
 
 // Where the Winograd path pays (measured on fer_vgg_small's layers, Ice Lake, 1 and 2 threads,
 // against the direct convolution): the transforms cost per tile and channel what the products
-// save per tile and channel pair, so they pay with enough channels (64 -> 64 at 24x24: 1.14x
-// forward, 1.18x backward at 2 threads; 128 -> 128 at 12x12: 1.9x and 1.4x; 32 -> 32 at 48x48:
-// 0.8x), and not where the 4x4 tiles overhang the map by much (6x6 maps compute 8x8: 0.9x).
+// save per tile and channel pair, so they pay with enough channels (2 threads, F(4, 3): 64 -> 64
+// at 24x24 1.4x forward, 1.2x backward; 128 -> 128 at 12x12 1.9x and 1.4x; 32 -> 32 at 48x48 0.8x
+// before the padded copy was sped up), and not where the tiles overhang the map by much: F(4, 3)
+// computes 8x8 outputs for a 6x6 map (0.9x); F(2, 3) fits it exactly, with 2.25x fewer products.
 constexpr int64_t kMinChannels = 64;
-constexpr double kMaxTileWaste = 1.5;  // outputs the tiles compute per output of the map
+constexpr double kMaxTileWaste = 1.5;
 
-double tile_waste(const Conv2dGeometry& g) {
-  const Tiles t(g);
-  return static_cast<double>(t.rows * t.cols * kTile * kTile) / static_cast<double>(g.OH * g.OW);
-}
-
-// Floats of the zero-padded batch that the tiles read (their offsets are 32-bit gather indices).
-int64_t padded_floats(const Conv2dGeometry& g) {
-  const Tiles t(g);
-  return g.N * g.C * (t.rows * kTile + 2) * (t.cols * kTile + 2);
+// The output tile side this geometry gets: 4 where its tiles fit the map well enough, else 2,
+// else 0 (no Winograd). The tiles' offsets are 32-bit gather indices into the padded batch.
+int winograd_tile(const Conv2dGeometry& g, int64_t nr) {
+  for (int tile : {4, 2}) {
+    const Tiles t(g, tile);
+    if (t.waste(g) <= kMaxTileWaste && t.total >= nr && t.padded_floats(g) < (int64_t{1} << 31)) return tile;
+  }
+  return 0;
 }
 
 std::atomic<int64_t> calls{0};
@@ -124,8 +137,7 @@ bool conv2d_winograd_applies(const Conv2dGeometry& g) {
   return enabled() && uk && uk->nr <= kMaxNr && matmul_precision() == Precision::FP32 &&
          g.KH == 3 && g.KW == 3 && g.stride_h == 1 && g.stride_w == 1 && g.dil_h == 1 &&
          g.dil_w == 1 && g.groups == 1 && g.pad_h <= 2 && g.pad_w <= 2 && g.C >= kMinChannels &&
-         g.K >= kMinChannels && Tiles(g).total >= uk->nr && tile_waste(g) <= kMaxTileWaste &&
-         padded_floats(g) < (int64_t{1} << 31);
+         g.K >= kMinChannels && winograd_tile(g, uk->nr) != 0;
 }
 
 void conv2d_winograd_forward(const Conv2dGeometry& g, const float* x, const float* w,
@@ -134,26 +146,27 @@ void conv2d_winograd_forward(const Conv2dGeometry& g, const float* x, const floa
   const GemmMicroKernel& uk = *active_gemm_microkernel();
   const int mr = uk.mr, nr = uk.nr;
   const int64_t C = g.C, K = g.K, K_pad = round_up(K, mr);
-  const Tiles tiles(g);
+  const int tile = winograd_tile(g, nr), side = tile + 2, points = side * side;
+  const Tiles tiles(g, tile);
 
   // U packed as the micro-kernel's A panels, per point xi and depth block [c0, c0 + kc):
   // panel p holds rows [p*MR, p*MR + MR) as a[c * MR + i] (zero rows past K), at
   // u + xi * K_pad * C + c0 * K_pad + p * kc * MR.
-  std::vector<float> u(static_cast<size_t>(kPoints * K_pad * C), 0.0f);
+  std::vector<float> u(static_cast<size_t>(points * K_pad * C), 0.0f);
   parallel_for(K, 4, [&](int64_t k0, int64_t k1) {
-    float t[kPoints];
+    float t[kMaxPoints];
     for (int64_t k = k0; k < k1; ++k)
       for (int64_t c = 0; c < C; ++c) {
-        transform_kernel(w + (k * C + c) * 9, t);
+        transform_kernel(tile, w + (k * C + c) * 9, t);
         const int64_t c0 = c / kDepthBlock * kDepthBlock, kc = std::min(kDepthBlock, C - c0);
-        for (int xi = 0; xi < kPoints; ++xi)
+        for (int xi = 0; xi < points; ++xi)
           u[xi * K_pad * C + c0 * K_pad + (k / mr) * kc * mr + (c - c0) * mr + k % mr] = t[xi];
       }
   });
 
   // The batch zero-padded once so that every tile reads a whole 6x6 window without bounds checks:
   // pad_h / pad_w rows and columns before the map, and after it as many as the last tiles need.
-  const int64_t Hp = tiles.rows * kTile + 2, Wp = tiles.cols * kTile + 2, padded = Hp * Wp;
+  const int64_t Hp = tiles.rows * tile + 2, Wp = tiles.cols * tile + 2, padded = Hp * Wp;
   const int64_t plane = g.H * g.W, out_plane = g.OH * g.OW;
   // (The calling thread's scratch: written here, read by every thread of the loop below. Only
   // the border is zeroed; the map is copied over the rest.)
@@ -178,8 +191,8 @@ void conv2d_winograd_forward(const Conv2dGeometry& g, const float* x, const floa
 #pragma omp parallel for schedule(static) num_threads(static_cast<int>(std::min<int64_t>(cpu_threads(), blocks)))
   for (int64_t block = 0; block < blocks; ++block) {
     // V[xi][c][j] (one B panel of depth C per xi) and M[xi][k][j] (rows of NR floats).
-    float* v = aligned_thread_scratch(static_cast<size_t>(kPoints * C * nr), 3);
-    float* m = aligned_thread_scratch(static_cast<size_t>(kPoints * K_pad * nr), 4);
+    float* v = aligned_thread_scratch(static_cast<size_t>(points * C * nr), 3);
+    float* m = aligned_thread_scratch(static_cast<size_t>(points * K_pad * nr), 4);
     const int64_t t0 = block * nr, n_tiles = std::min<int64_t>(nr, tiles.total - t0);
 
     // Input transform: V = B^T d B of every channel, lane j's window at channel 0 starting
@@ -188,12 +201,12 @@ void conv2d_winograd_forward(const Conv2dGeometry& g, const float* x, const floa
     for (int j = 0; j < nr; ++j) {
       const int64_t t = t0 + std::min<int64_t>(j, n_tiles - 1);
       const int64_t n = t / tiles.per_image, r = t % tiles.per_image;
-      offsets[j] = static_cast<int32_t>(n * C * padded + (r / tiles.cols * Wp + r % tiles.cols) * kTile);
+      offsets[j] = static_cast<int32_t>(n * C * padded + (r / tiles.cols * Wp + r % tiles.cols) * tile);
     }
-    vk.winograd_input(xpad, offsets, nr, C, padded, Wp, v);
+    vk.winograd_input(tile, xpad, offsets, nr, C, padded, Wp, v);
 
     // The 36 products M[xi] = U[xi] V[xi], in depth blocks of kDepthBlock channels.
-    for (int xi = 0; xi < kPoints; ++xi)
+    for (int xi = 0; xi < points; ++xi)
       for (int64_t c0 = 0; c0 < C; c0 += kDepthBlock) {
         const int64_t kc = std::min(kDepthBlock, C - c0);
         const float* b_panel = v + (xi * C + c0) * nr;
@@ -203,17 +216,17 @@ void conv2d_winograd_forward(const Conv2dGeometry& g, const float* x, const floa
       }
 
     // Output transform: Y = A^T M A per tile, plus the bias, into the map (edges dropped).
-    alignas(64) float out[kTile * kTile * kMaxNr];
+    alignas(64) float out[16 * kMaxNr];
     for (int64_t k = 0; k < K; ++k) {
-      vk.winograd_output(m + k * nr, K_pad * nr, nr, out);
+      vk.winograd_output(tile, m + k * nr, K_pad * nr, nr, out);
       const float bk = bias ? bias[k] : 0.0f;
       for (int j = 0; j < n_tiles; ++j) {
         const int64_t t = t0 + j, n = t / tiles.per_image, r = t % tiles.per_image;
-        const int64_t oh0 = r / tiles.cols * kTile, ow0 = r % tiles.cols * kTile;
+        const int64_t oh0 = r / tiles.cols * tile, ow0 = r % tiles.cols * tile;
         float* dst = y + (n * K + k) * out_plane;
-        const int64_t hs = std::min<int64_t>(kTile, g.OH - oh0), ws = std::min<int64_t>(kTile, g.OW - ow0);
+        const int64_t hs = std::min<int64_t>(tile, g.OH - oh0), ws = std::min<int64_t>(tile, g.OW - ow0);
         for (int64_t a = 0; a < hs; ++a)
-          for (int64_t b = 0; b < ws; ++b) dst[(oh0 + a) * g.OW + ow0 + b] = out[(a * kTile + b) * nr + j] + bk;
+          for (int64_t b = 0; b < ws; ++b) dst[(oh0 + a) * g.OW + ow0 + b] = out[(a * tile + b) * nr + j] + bk;
       }
     }
   }

@@ -1,5 +1,5 @@
-// Winograd convolution F(4x4, 3x3) for 3x3 stride-1 layers (fp32), on the GEMM micro-kernel of
-// the active kernel set. See conv2d_winograd.cpp.
+// Winograd convolution F(4x4, 3x3), or F(2x2, 3x3) on small maps, for 3x3 stride-1 layers
+// (fp32), on the GEMM micro-kernel of the active kernel set. See conv2d_winograd.cpp.
 #pragma once
 #include <cstdint>
 
@@ -9,7 +9,7 @@ namespace fer::cpu {
 
 // True when the Winograd path takes this forward convolution: 3x3, stride 1, no dilation, one
 // group, padding at most 2, fp32 products, a vector kernel set, at least 64 channels in and out,
-// 4x4 output tiles that overhang the map by at most half (not 6x6 maps), and enough tiles in the
+// output tiles (4x4, else 2x2) that overhang the map by at most half, and enough tiles in the
 // batch for one panel of the micro-kernel: where it measured faster than the direct convolution.
 // FER_WINOGRAD=0 in the environment turns it off (for comparisons; read once).
 bool conv2d_winograd_applies(const Conv2dGeometry& g);

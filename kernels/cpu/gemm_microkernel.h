@@ -47,16 +47,16 @@ struct VectorKernels {
   // y[q] = sum over t < taps of w[t] * x[q + offsets[t]], q < len
   void (*taps_sum)(int64_t len, const float* x, const int32_t* offsets, const float* w, int taps,
                    float* y);
-  // Winograd F(4x4, 3x3)'s transforms (conv2d_winograd.cpp) for `lanes` tiles side by side
-  // (a multiple of the vector width), lane j holding tile j:
-  //   winograd_input:  V = B^T d B of every channel c < C, where tile j's 6x6 window d is at
-  //                    base + offsets[j] + c * channel_stride + a * row_stride + b (a, b < 6);
-  //                    writes v[(xi * C + c) * lanes + j] for the 36 points xi = a * 6 + b.
+  // Winograd F(M x M, 3x3)'s transforms (conv2d_winograd.cpp; M = tile, 4 or 2) for `lanes`
+  // tiles side by side (a multiple of the vector width), lane j holding tile j; A = M + 2:
+  //   winograd_input:  V = B^T d B of every channel c < C, where tile j's A x A window d is at
+  //                    base + offsets[j] + c * channel_stride + a * row_stride + b (a, b < A);
+  //                    writes v[(xi * C + c) * lanes + j] for the A*A points xi = a * A + b.
   //   winograd_output: Y = A^T M A of one output channel, M's point xi for tile j at
-  //                    m[xi * point_stride + j]; writes out[(a * 4 + b) * lanes + j], a, b < 4.
-  void (*winograd_input)(const float* base, const int32_t* offsets, int lanes, int64_t C,
+  //                    m[xi * point_stride + j]; writes out[(a * M + b) * lanes + j], a, b < M.
+  void (*winograd_input)(int tile, const float* base, const int32_t* offsets, int lanes, int64_t C,
                          int64_t channel_stride, int64_t row_stride, float* v);
-  void (*winograd_output)(const float* m, int64_t point_stride, int lanes, float* out);
+  void (*winograd_output)(int tile, const float* m, int64_t point_stride, int lanes, float* out);
 };
 
 // The depth of one packed block (the driver's KC): A panels of a PackedA hold KC steps of k.

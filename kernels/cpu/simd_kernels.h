@@ -135,80 +135,108 @@ void taps_sum(int64_t len, const float* x, const int32_t* offsets, const float* 
   }
 }
 
-// ---- Winograd F(4x4, 3x3) transforms (gemm_microkernel.h's VectorKernels; conv2d_winograd.cpp) ----
-// Written out so that the zeros of the matrices cost nothing.
+// ---- Winograd transforms (gemm_microkernel.h's VectorKernels; conv2d_winograd.cpp) -------------
+// F(M x M, 3x3) for output tiles of M = 4 or 2, input tiles of M + 2. The 1-d transforms are
+// written out so that the zeros of the matrices cost nothing.
 
-// t = B^T d over six vectors: the rows of B^T are (4 0 -5 0 1 0) (0 -4 -4 1 1 0) (0 4 -4 -1 1 0)
-// (0 -2 -1 2 1 0) (0 2 -1 -2 1 0) (0 4 0 -5 0 1).
-template <class S>
-void winograd_input_1d(const typename S::V d[6], typename S::V t[6]) {
+// t = B^T d over M + 2 vectors. F(4, 3): the rows of B^T are (4 0 -5 0 1 0) (0 -4 -4 1 1 0)
+// (0 4 -4 -1 1 0) (0 -2 -1 2 1 0) (0 2 -1 -2 1 0) (0 4 0 -5 0 1). F(2, 3): (1 0 -1 0) (0 1 1 0)
+// (0 -1 1 0) (0 1 0 -1).
+template <class S, int M>
+void winograd_input_1d(const typename S::V* d, typename S::V* t) {
   using V = typename S::V;
-  const V four = S::broadcast(4.0f), five = S::broadcast(5.0f), two = S::broadcast(2.0f);
-  const V a = S::sub(d[4], S::mul(four, d[2])), b = S::sub(d[3], S::mul(four, d[1]));
-  const V c = S::sub(d[4], d[2]), e = S::mul(two, S::sub(d[3], d[1]));
-  t[0] = S::add(S::sub(S::mul(four, d[0]), S::mul(five, d[2])), d[4]);
-  t[1] = S::add(a, b);
-  t[2] = S::sub(a, b);
-  t[3] = S::add(c, e);
-  t[4] = S::sub(c, e);
-  t[5] = S::add(S::sub(S::mul(four, d[1]), S::mul(five, d[3])), d[5]);
+  if constexpr (M == 2) {
+    t[0] = S::sub(d[0], d[2]);
+    t[1] = S::add(d[1], d[2]);
+    t[2] = S::sub(d[2], d[1]);
+    t[3] = S::sub(d[1], d[3]);
+  } else {
+    const V four = S::broadcast(4.0f), five = S::broadcast(5.0f), two = S::broadcast(2.0f);
+    const V a = S::sub(d[4], S::mul(four, d[2])), b = S::sub(d[3], S::mul(four, d[1]));
+    const V c = S::sub(d[4], d[2]), e = S::mul(two, S::sub(d[3], d[1]));
+    t[0] = S::add(S::sub(S::mul(four, d[0]), S::mul(five, d[2])), d[4]);
+    t[1] = S::add(a, b);
+    t[2] = S::sub(a, b);
+    t[3] = S::add(c, e);
+    t[4] = S::sub(c, e);
+    t[5] = S::add(S::sub(S::mul(four, d[1]), S::mul(five, d[3])), d[5]);
+  }
 }
 
-// y = A^T m over six vectors: the rows of A^T are (1 1 1 1 1 0) (0 1 -1 2 -2 0) (0 1 1 4 4 0)
-// (0 1 -1 8 -8 1).
-template <class S>
-void winograd_output_1d(const typename S::V m[6], typename S::V y[4]) {
+// y = A^T m over M + 2 vectors. F(4, 3): the rows of A^T are (1 1 1 1 1 0) (0 1 -1 2 -2 0)
+// (0 1 1 4 4 0) (0 1 -1 8 -8 1). F(2, 3): (1 1 1 0) (0 1 -1 -1).
+template <class S, int M>
+void winograd_output_1d(const typename S::V* m, typename S::V* y) {
   using V = typename S::V;
-  const V s12 = S::add(m[1], m[2]), d12 = S::sub(m[1], m[2]);
-  const V s34 = S::add(m[3], m[4]), d34 = S::sub(m[3], m[4]);
-  y[0] = S::add(S::add(m[0], s12), s34);
-  y[1] = S::fmadd(S::broadcast(2.0f), d34, d12);
-  y[2] = S::fmadd(S::broadcast(4.0f), s34, s12);
-  y[3] = S::add(S::fmadd(S::broadcast(8.0f), d34, d12), m[5]);
+  if constexpr (M == 2) {
+    y[0] = S::add(S::add(m[0], m[1]), m[2]);
+    y[1] = S::sub(S::sub(m[1], m[2]), m[3]);
+  } else {
+    const V s12 = S::add(m[1], m[2]), d12 = S::sub(m[1], m[2]);
+    const V s34 = S::add(m[3], m[4]), d34 = S::sub(m[3], m[4]);
+    y[0] = S::add(S::add(m[0], s12), s34);
+    y[1] = S::fmadd(S::broadcast(2.0f), d34, d12);
+    y[2] = S::fmadd(S::broadcast(4.0f), s34, s12);
+    y[3] = S::add(S::fmadd(S::broadcast(8.0f), d34, d12), m[5]);
+  }
 }
 
-template <class S>
-void winograd_input(const float* base, const int32_t* offsets, int lanes, int64_t C,
-                    int64_t channel_stride, int64_t row_stride, float* v) {
+template <class S, int M>
+void winograd_input_tiles(const float* base, const int32_t* offsets, int lanes, int64_t C,
+                          int64_t channel_stride, int64_t row_stride, float* v) {
   using V = typename S::V;
-  constexpr int W = S::width;
+  constexpr int W = S::width, A = M + 2;
   for (int j = 0; j < lanes; j += W) {
     for (int64_t c = 0; c < C; ++c) {
       const float* window = base + c * channel_stride;
-      V rows[36];  // B^T d, column by column
-      for (int b = 0; b < 6; ++b) {
-        V d[6], t[6];
-        for (int a = 0; a < 6; ++a) d[a] = S::gather(window + a * row_stride + b, offsets + j);
-        winograd_input_1d<S>(d, t);
-        for (int r = 0; r < 6; ++r) rows[r * 6 + b] = t[r];
+      V rows[A * A];  // B^T d, column by column
+      for (int b = 0; b < A; ++b) {
+        V d[A], t[A];
+        for (int a = 0; a < A; ++a) d[a] = S::gather(window + a * row_stride + b, offsets + j);
+        winograd_input_1d<S, M>(d, t);
+        for (int r = 0; r < A; ++r) rows[r * A + b] = t[r];
       }
-      for (int r = 0; r < 6; ++r) {  // (B^T d) B, row by row
-        V t[6];
-        winograd_input_1d<S>(rows + r * 6, t);
-        for (int b = 0; b < 6; ++b) S::store(v + ((r * 6 + b) * C + c) * lanes + j, t[b]);
+      for (int r = 0; r < A; ++r) {  // (B^T d) B, row by row
+        V t[A];
+        winograd_input_1d<S, M>(rows + r * A, t);
+        for (int b = 0; b < A; ++b) S::store(v + ((r * A + b) * C + c) * lanes + j, t[b]);
       }
     }
   }
 }
 
-template <class S>
-void winograd_output(const float* m, int64_t point_stride, int lanes, float* out) {
+template <class S, int M>
+void winograd_output_tiles(const float* m, int64_t point_stride, int lanes, float* out) {
   using V = typename S::V;
-  constexpr int W = S::width;
+  constexpr int W = S::width, A = M + 2;
   for (int j = 0; j < lanes; j += W) {
-    V half[24];  // A^T M, column by column
-    for (int b = 0; b < 6; ++b) {
-      V col[6], y[4];
-      for (int a = 0; a < 6; ++a) col[a] = S::load(m + (a * 6 + b) * point_stride + j);
-      winograd_output_1d<S>(col, y);
-      for (int r = 0; r < 4; ++r) half[r * 6 + b] = y[r];
+    V half[M * A];  // A^T M, column by column
+    for (int b = 0; b < A; ++b) {
+      V col[A], y[M];
+      for (int a = 0; a < A; ++a) col[a] = S::load(m + (a * A + b) * point_stride + j);
+      winograd_output_1d<S, M>(col, y);
+      for (int r = 0; r < M; ++r) half[r * A + b] = y[r];
     }
-    for (int r = 0; r < 4; ++r) {  // (A^T M) A, row by row
-      V y[4];
-      winograd_output_1d<S>(half + r * 6, y);
-      for (int b = 0; b < 4; ++b) S::store(out + (r * 4 + b) * lanes + j, y[b]);
+    for (int r = 0; r < M; ++r) {  // (A^T M) A, row by row
+      V y[M];
+      winograd_output_1d<S, M>(half + r * A, y);
+      for (int b = 0; b < M; ++b) S::store(out + (r * M + b) * lanes + j, y[b]);
     }
   }
+}
+
+// The VectorKernels entries: the tile size M (4 or 2) chosen at run time.
+template <class S>
+void winograd_input(int tile, const float* base, const int32_t* offsets, int lanes, int64_t C,
+                    int64_t channel_stride, int64_t row_stride, float* v) {
+  if (tile == 2) return winograd_input_tiles<S, 2>(base, offsets, lanes, C, channel_stride, row_stride, v);
+  winograd_input_tiles<S, 4>(base, offsets, lanes, C, channel_stride, row_stride, v);
+}
+
+template <class S>
+void winograd_output(int tile, const float* m, int64_t point_stride, int lanes, float* out) {
+  if (tile == 2) return winograd_output_tiles<S, 2>(m, point_stride, lanes, out);
+  winograd_output_tiles<S, 4>(m, point_stride, lanes, out);
 }
 
 // The FMA peak loop (fma_peak.h): 16 independent accumulator chains, nothing but FMAs.
