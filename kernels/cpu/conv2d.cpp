@@ -10,8 +10,9 @@
 // Which code runs (the first that applies):
 // - bf16 products on a CPU with AMX, stride 1, one group, at least 16 channels in and out: the
 //   tile convolution of conv2d_amx.cpp (NHWC inside the call).
-// - 3x3, stride 1, fp32, at least 64 channels in and out, maps of 8x8 and more (the middle
-//   layers of the FER CNNs): Winograd's F(4x4, 3x3) of conv2d_winograd.cpp, 4x fewer products.
+// - 3x3, stride 1, fp32, at least 64 channels in and out (the middle layers of the FER CNNs):
+//   Winograd's F(4x4, 3x3) of conv2d_winograd.cpp, 4x fewer products (F(2x2, 3x3) on maps where
+//   4x4 tiles would overhang). The weight gradient takes it from 128 channels in and out.
 // - Stride 1, no dilation, one group (every 3x3 and 1x1 layer of the FER CNNs): the direct
 //   convolution of conv2d_direct.cpp, which reads the weights and a padded image in place.
 // - One kernel per channel (MobileNet's depthwise layers): conv2d_depthwise.cpp.
@@ -285,6 +286,7 @@ void CpuBackend::conv2d_backward_weight(const Conv2dGeometry& g, const float* dy
   const PrecisionScope precision(precision_for(g));
   if (const AmxConvKernels* amx = active_amx_conv_kernels(); amx && conv2d_amx_applies(g))
     return conv2d_amx_backward_weight(*amx, g, dy, x, dw, dbias);
+  if (conv2d_winograd_weight_applies(g)) return conv2d_winograd_backward_weight(g, dy, x, dw, dbias);
   if (conv2d_direct_applies(g)) return conv2d_direct_backward_weight(g, dy, x, dw, dbias);
   if (conv2d_depthwise_applies(g)) return conv2d_depthwise_backward_weight(g, dy, x, dw, dbias);
   const int64_t Cg = g.C / g.groups, Kg = g.K / g.groups, P = g.OH * g.OW;

@@ -17,8 +17,15 @@ bool conv2d_winograd_applies(const Conv2dGeometry& g);
 void conv2d_winograd_forward(const Conv2dGeometry& g, const float* x, const float* w,
                              const float* bias, float* y);
 
-// How many convolutions the Winograd path has run in this process (the tests check that the op
-// cases meant for it reach it).
+// The weight gradient on the same transforms, where conv2d_winograd_applies(), with at least 128
+// channels in and out, the input channels a multiple of the micro-kernel's rows.
+bool conv2d_winograd_weight_applies(const Conv2dGeometry& g);
+void conv2d_winograd_backward_weight(const Conv2dGeometry& g, const float* dy, const float* x,
+                                     float* dw, float* dbias);
+
+// How many forward convolutions (input gradients included) and weight gradients the Winograd
+// path has run in this process (the tests check that the op cases meant for it reach it).
 int64_t conv2d_winograd_calls();
+int64_t conv2d_winograd_weight_calls();
 
 }  // namespace fer::cpu

@@ -57,6 +57,13 @@ struct VectorKernels {
   void (*winograd_input)(int tile, const float* base, const int32_t* offsets, int lanes, int64_t C,
                          int64_t channel_stride, int64_t row_stride, float* v);
   void (*winograd_output)(int tile, const float* m, int64_t point_stride, int lanes, float* out);
+  //   winograd_grad:   dM = A dY A^T of n_tiles output-gradient tiles, vectorised over output
+  //                    channels: tile t's M x M window of channel k at base + tile_offsets[t] +
+  //                    k * k_stride + a * row_stride + b; writes
+  //                    dmt[((xi * panels + q) * lanes + t) * nr + j] for k = q * nr + j.
+  void (*winograd_grad)(int tile, const float* base, const int64_t* tile_offsets, int n_tiles,
+                        int lanes, int64_t k_stride, int64_t row_stride, int panels, int nr,
+                        float* dmt);
 };
 
 // The depth of one packed block (the driver's KC): A panels of a PackedA hold KC steps of k.

@@ -38,7 +38,8 @@ GemmMicroKernel gemm_microkernel_avx2() {
 }
 
 VectorKernels vector_kernels_avx2() { return {"avx2", dot<Avx2>, axpy<Avx2>, taps_sum<Avx2>,
-                                                   winograd_input<Avx2>, winograd_output<Avx2>}; }
+                                                   winograd_input<Avx2>, winograd_output<Avx2>,
+                                                   winograd_grad<Avx2>}; }
 
 ConvWeightGradKernel conv_weight_grad_kernel_avx2() {
   return {"avx2", 6, 2 * 8, conv_weight_grad<Avx2, 6>};

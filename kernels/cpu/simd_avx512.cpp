@@ -62,7 +62,8 @@ GemmMicroKernel gemm_microkernel_avx512() {
 }
 
 VectorKernels vector_kernels_avx512() { return {"avx512", dot<Avx512>, axpy<Avx512>, taps_sum<Avx512>,
-                                                       winograd_input<Avx512>, winograd_output<Avx512>}; }
+                                                       winograd_input<Avx512>, winograd_output<Avx512>,
+                                                   winograd_grad<Avx512>}; }
 
 ConvWeightGradKernel conv_weight_grad_kernel_avx512() {
   return {"avx512", 12, 2 * 16, conv_weight_grad<Avx512, 12>};

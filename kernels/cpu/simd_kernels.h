@@ -225,6 +225,63 @@ void winograd_output_tiles(const float* m, int64_t point_stride, int lanes, floa
   }
 }
 
+// m = A y over M vectors (A = the transpose of A^T above): the weight gradient's transform of an
+// output-gradient tile. F(4, 3): m = (y0, y0+y1+y2+y3, y0-y1+y2-y3, y0+2y1+4y2+8y3,
+// y0-2y1+4y2-8y3, y3); F(2, 3): (y0, y0+y1, y0-y1, -y1).
+template <class S, int M>
+void winograd_grad_1d(const typename S::V* y, typename S::V* m) {
+  using V = typename S::V;
+  if constexpr (M == 2) {
+    m[0] = y[0];
+    m[1] = S::add(y[0], y[1]);
+    m[2] = S::sub(y[0], y[1]);
+    m[3] = S::sub(S::zero(), y[1]);
+  } else {
+    const V e = S::add(y[0], y[2]), o = S::add(y[1], y[3]);
+    const V e4 = S::fmadd(S::broadcast(4.0f), y[2], y[0]), o8 = S::fmadd(S::broadcast(4.0f), y[3], y[1]);
+    const V two = S::broadcast(2.0f);
+    m[0] = y[0];
+    m[1] = S::add(e, o);
+    m[2] = S::sub(e, o);
+    m[3] = S::fmadd(two, o8, e4);
+    m[4] = S::sub(e4, S::mul(two, o8));
+    m[5] = y[3];
+  }
+}
+
+// dM = A dY A^T for n_tiles output-gradient tiles, vectorised over output channels: tile t's
+// M x M window of channel k is at base + tile_offsets[t] + k * k_stride + a * row_stride + b.
+// Writes dmt[((xi * panels + q) * lanes + t) * nr + j] for channel k = q * nr + j (nr a multiple
+// of the vector width, panels * nr channels in all): the B panels of the weight gradient's
+// products, t their depth.
+template <class S, int M>
+void winograd_grad_tiles(const float* base, const int64_t* tile_offsets, int n_tiles, int lanes,
+                         int64_t k_stride, int64_t row_stride, int panels, int nr, float* dmt) {
+  using V = typename S::V;
+  constexpr int W = S::width, A = M + 2;
+  for (int q = 0; q < panels; ++q)
+    for (int u = 0; u < nr; u += W) {
+      int32_t idx[W];
+      for (int l = 0; l < W; ++l) idx[l] = static_cast<int32_t>((q * nr + u + l) * k_stride);
+      for (int t = 0; t < n_tiles; ++t) {
+        const float* window = base + tile_offsets[t];
+        V half[A * M];  // A dY, column by column
+        for (int b = 0; b < M; ++b) {
+          V y[M], m[A];
+          for (int a = 0; a < M; ++a) y[a] = S::gather(window + a * row_stride + b, idx);
+          winograd_grad_1d<S, M>(y, m);
+          for (int r = 0; r < A; ++r) half[r * M + b] = m[r];
+        }
+        for (int r = 0; r < A; ++r) {  // (A dY) A^T, row by row
+          V m[A];
+          winograd_grad_1d<S, M>(half + r * M, m);
+          for (int b = 0; b < A; ++b)
+            S::store(dmt + ((static_cast<int64_t>(r * A + b) * panels + q) * lanes + t) * nr + u, m[b]);
+        }
+      }
+    }
+}
+
 // The VectorKernels entries: the tile size M (4 or 2) chosen at run time.
 template <class S>
 void winograd_input(int tile, const float* base, const int32_t* offsets, int lanes, int64_t C,
@@ -237,6 +294,13 @@ template <class S>
 void winograd_output(int tile, const float* m, int64_t point_stride, int lanes, float* out) {
   if (tile == 2) return winograd_output_tiles<S, 2>(m, point_stride, lanes, out);
   winograd_output_tiles<S, 4>(m, point_stride, lanes, out);
+}
+
+template <class S>
+void winograd_grad(int tile, const float* base, const int64_t* tile_offsets, int n_tiles, int lanes,
+                   int64_t k_stride, int64_t row_stride, int panels, int nr, float* dmt) {
+  if (tile == 2) return winograd_grad_tiles<S, 2>(base, tile_offsets, n_tiles, lanes, k_stride, row_stride, panels, nr, dmt);
+  winograd_grad_tiles<S, 4>(base, tile_offsets, n_tiles, lanes, k_stride, row_stride, panels, nr, dmt);
 }
 
 // The FMA peak loop (fma_peak.h): 16 independent accumulator chains, nothing but FMAs.

@@ -316,7 +316,11 @@ std::vector<OpCase> all_op_cases() {
        conv_opts(1, 1, 1, 1), false);
   conv("3x3 Winograd 128->128, 12x12 pad 1 (fer_vgg_small)", {6, 128, 12, 12}, {128, 128, 3, 3}, true,
        conv_opts(1, 1, 1, 1), false);
+  conv("3x3 Winograd 128->136, 10x10 pad 1 + bias", {6, 128, 10, 10}, {136, 128, 3, 3}, true,
+       conv_opts(1, 1, 1, 1), false);
   // F(2x2, 3x3), where 4x4 tiles would overhang by more than half: 6x6 and 5x5 maps.
+  conv("3x3 Winograd F(2x2) 128->128, 6x6 pad 1", {8, 128, 6, 6}, {128, 128, 3, 3}, true,
+       conv_opts(1, 1, 1, 1), false);
   conv("3x3 Winograd F(2x2) 64->64, 6x6 pad 1 (fer_vgg_small)", {12, 64, 6, 6}, {64, 64, 3, 3}, true,
        conv_opts(1, 1, 1, 1), false);
   conv("3x3 Winograd F(2x2) 64->70, 5x5 pad 1", {16, 64, 5, 5}, {70, 64, 3, 3}, false,
