@@ -59,10 +59,12 @@ constexpr int64_t kDepthBlock = 128;  // input channels per micro-kernel call (B
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
-// G g G^T of one 3x3 kernel for F(tile x tile, 3x3) (in double: once per call, and the rounding
-// stays in the products). F(4, 3): the rows of G are (1/4 0 0) (-1/6 -1/6 -1/6) (-1/6 1/6 -1/6)
-// (1/24 1/12 1/6) (1/24 -1/12 1/6) (0 0 1); F(2, 3): (1 0 0) (1/2 1/2 1/2) (1/2 -1/2 1/2) (0 0 1).
-void transform_kernel(int tile, const float* g, float* u) {
+// The kernel transform's matrix G ((tile + 2) x 3) of F(tile x tile, 3x3). F(4, 3): the rows are
+// (1/4 0 0) (-1/6 -1/6 -1/6) (-1/6 1/6 -1/6) (1/24 1/12 1/6) (1/24 -1/12 1/6) (0 0 1);
+// F(2, 3): (1 0 0) (1/2 1/2 1/2) (1/2 -1/2 1/2) (0 0 1). In double: the kernel transforms run
+// once per call, and the rounding stays in the products.
+using KernelTransform = const double (*)[3];
+KernelTransform kernel_transform(int tile) {
   static constexpr double G4[6][3] = {{0.25, 0, 0},
                                       {-1.0 / 6, -1.0 / 6, -1.0 / 6},
                                       {-1.0 / 6, 1.0 / 6, -1.0 / 6},
@@ -70,7 +72,12 @@ void transform_kernel(int tile, const float* g, float* u) {
                                       {1.0 / 24, -1.0 / 12, 1.0 / 6},
                                       {0, 0, 1}};
   static constexpr double G2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
-  const double(*G)[3] = tile == 2 ? G2 : G4;
+  return tile == 2 ? G2 : G4;
+}
+
+// u = G g G^T of one 3x3 kernel.
+void transform_kernel(int tile, const float* g, float* u) {
+  const KernelTransform G = kernel_transform(tile);
   const int side = tile + 2;
   double t[6][3];  // G g
   for (int i = 0; i < side; ++i)
@@ -83,14 +90,7 @@ void transform_kernel(int tile, const float* g, float* u) {
 // dg = G^T du G: the gradient of a 3x3 kernel from the gradient of its transform (the adjoint of
 // transform_kernel).
 void transform_kernel_gradient(int tile, const double* du, float* dg) {
-  static constexpr double G4[6][3] = {{0.25, 0, 0},
-                                      {-1.0 / 6, -1.0 / 6, -1.0 / 6},
-                                      {-1.0 / 6, 1.0 / 6, -1.0 / 6},
-                                      {1.0 / 24, 1.0 / 12, 1.0 / 6},
-                                      {1.0 / 24, -1.0 / 12, 1.0 / 6},
-                                      {0, 0, 1}};
-  static constexpr double G2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
-  const double(*G)[3] = tile == 2 ? G2 : G4;
+  const KernelTransform G = kernel_transform(tile);
   const int side = tile + 2;
   double t[3][6];  // G^T du
   for (int i = 0; i < 3; ++i)
