@@ -8,6 +8,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdint>
 #include <vector>
 
 #include "engine/backend.h"
@@ -112,8 +113,74 @@ void check_kernels(const AmxConvKernels& kernels, int threads) {
 }  // namespace
 
 TEST_CASE("AMX convolution through emulated tiles (any CPU), against the rounded-operand reference") {
-  check_kernels(amx_conv_kernels_emulated(), 1);
-  check_kernels(amx_conv_kernels_emulated(), 2);
+  check_kernels(amx_conv_kernels_emulated(amx_layout_reference()), 1);
+  check_kernels(amx_conv_kernels_emulated(amx_layout_reference()), 2);
+  if (!isa_supported(Isa::Avx512)) {
+    MESSAGE("SKIPPED: the AVX-512 layouts (this CPU has no AVX-512)");
+    return;
+  }
+  check_kernels(amx_conv_kernels_emulated(amx_layout_avx512()), 1);
+  check_kernels(amx_conv_kernels_emulated(amx_layout_avx512()), 2);
+}
+
+TEST_CASE("AMX layouts: the AVX-512 conversions write exactly the reference's bits") {
+  if (!isa_supported(Isa::Avx512)) {
+    MESSAGE("SKIPPED: this CPU has no AVX-512");
+    return;
+  }
+  const AmxLayoutKernels ref = amx_layout_reference(), vec = amx_layout_avx512();
+  for (const Case& t : cases()) {
+    const Conv2dGeometry g = geometry(t);
+    INFO("C " << t.C << " " << t.H << "x" << t.W << " K " << t.K << " " << t.KH << "x" << t.KW);
+    const AmxGrid grid(g);
+    const int64_t ntaps = g.KH * g.KW;
+    Generator gen(static_cast<uint64_t>(t.C * 7 + t.K));
+    auto x = random_values(static_cast<size_t>(g.C * g.H * g.W), gen);
+    x[0] = std::nanf("");  // NaN keeps its high half in both
+    x.back() = 1.00390625f;  // 1 + 2^-8, halfway between two bfloat16s: rounds to even (1)
+    const auto w = random_values(static_cast<size_t>(g.K * g.C * ntaps), gen);
+    const auto dy = random_values(static_cast<size_t>(g.K * g.OH * g.OW), gen);
+    const auto out = random_values(static_cast<size_t>(grid.cells * grid.k_pad), gen);
+    const auto bias = random_values(static_cast<size_t>(g.K), gen);
+
+    std::vector<uint16_t> xs_ref(static_cast<size_t>(grid.pixels * grid.channels), 1), xs_vec(xs_ref.size(), 2);
+    ref.pack_image(g, grid, x.data(), xs_ref.data());
+    vec.pack_image(g, grid, x.data(), xs_vec.data());
+    CHECK(xs_ref == xs_vec);
+
+    std::vector<uint32_t> x2_ref(static_cast<size_t>(2 * grid.pair_rows() * grid.channels), 1), x2_vec(x2_ref.size(), 2);
+    ref.pair_image(grid, xs_ref.data(), x2_ref.data());
+    vec.pair_image(grid, xs_ref.data(), x2_vec.data());
+    CHECK(x2_ref == x2_vec);
+
+    std::vector<uint16_t> rows_ref(static_cast<size_t>(grid.k_pad * grid.cells), 1), rows_vec(rows_ref.size(), 2);
+    ref.pack_rows(g, grid, dy.data(), rows_ref.data());
+    vec.pack_rows(g, grid, dy.data(), rows_vec.data());
+    CHECK(rows_ref == rows_vec);
+
+    for (const float* b : {bias.data(), static_cast<const float*>(nullptr)}) {
+      std::vector<float> y_ref(dy.size(), 1.0f), y_vec(dy.size(), 2.0f);
+      ref.copy_out(g, grid, out.data(), b, y_ref.data());
+      vec.copy_out(g, grid, out.data(), b, y_vec.data());
+      CHECK(y_ref == y_vec);
+    }
+
+    // Output-channel tiles [1, end) only: tile 0 must stay as it was.
+    const int64_t kb_end = grid.k_pad / 16, tile_u16 = ntaps * grid.channels / 32 * 512;
+    std::vector<uint16_t> packed_ref(static_cast<size_t>(kb_end * tile_u16), 7), packed_vec(packed_ref.size(), 7);
+    ref.pack_weights(g, grid, w.data(), 1, kb_end, packed_ref.data());
+    vec.pack_weights(g, grid, w.data(), 1, kb_end, packed_vec.data());
+    CHECK(packed_ref == packed_vec);
+    CHECK(packed_vec[0] == 7);
+
+    const int64_t part = ntaps * grid.k_pad * grid.channels + g.K;
+    const auto parts = random_values(static_cast<size_t>(3 * part), gen);
+    std::vector<float> dw_ref(w.size(), 1.0f), dw_vec(w.size(), 1.0f);
+    ref.sum_weight_grads(g, grid, parts.data(), part, 3, 1, g.K, dw_ref.data());
+    vec.sum_weight_grads(g, grid, parts.data(), part, 3, 1, g.K, dw_vec.data());
+    CHECK(dw_ref == dw_vec);
+    CHECK(dw_vec[0] == 1.0f);  // output channel 0 was not asked for
+  }
 }
 
 TEST_CASE("AMX convolution on the CPU's tiles, against the rounded-operand reference") {

@@ -65,86 +65,88 @@ struct EmulatedTiles {
   }
 };
 
-// The padded-width grid of conv2d_direct.cpp, with every count rounded for the tiles.
-struct AmxGrid {
-  int64_t Hp, Wp;
-  int64_t cells;     // OH * Wp grid pixels, rounded up to 32
-  int64_t channels;  // C rounded up to 32
-  int64_t k_pad;     // K rounded up to 32
-  int64_t pixels;    // pixels of a stored image: the padded image and the zero slack the last
-                     // tiles read past it (an even count)
-  std::vector<int32_t> taps;
-  explicit AmxGrid(const Conv2dGeometry& g)
-      : Hp(g.H + 2 * g.pad_h), Wp(g.W + 2 * g.pad_w), cells(round_up(g.OH * Wp, 32)),
-        channels(round_up(g.C, 32)), k_pad(round_up(g.K, 32)) {
-    for (int64_t kh = 0; kh < g.KH; ++kh)
-      for (int64_t kw = 0; kw < g.KW; ++kw) taps.push_back(static_cast<int32_t>(kh * Wp + kw));
-    pixels = round_up(cells + taps.back() + 32, 2);
-  }
-  // The grid pixel of input pixel (h, w).
-  int64_t pixel(const Conv2dGeometry& g, int64_t h, int64_t w) const { return (h + g.pad_h) * Wp + w + g.pad_w; }
-};
+// The reference layouts (AmxLayoutKernels in conv2d_amx.h), one value at a time.
 
-// Calls f(c, h, w, value) for every input value of one image, 16 channels at a time along each
-// row: the NCHW rows are read in order and the channels-last copies are written 16 channels
-// (32 bytes) at a time, a blocked transpose instead of one scattered store per value.
-template <typename F>
-void for_each_channels_last(const Conv2dGeometry& g, const float* xn, F f) {
-  for (int64_t c0 = 0; c0 < g.C; c0 += 16) {
-    const int64_t c1 = std::min(g.C, c0 + 16);
-    for (int64_t h = 0; h < g.H; ++h)
-      for (int64_t w = 0; w < g.W; ++w)
-        for (int64_t c = c0; c < c1; ++c) f(c, h, w, xn[(c * g.H + h) * g.W + w]);
-  }
-}
-
-// xs[p * channels + c] = bf16 of input pixel p's channel c (zero in the borders, the slack and
-// the padding channels).
-void pack_nhwc(const Conv2dGeometry& g, const AmxGrid& grid, const float* xn, uint16_t* xs) {
+void pack_image_reference(const Conv2dGeometry& g, const AmxGrid& grid, const float* xn, uint16_t* xs) {
   std::memset(xs, 0, static_cast<size_t>(grid.pixels * grid.channels) * sizeof(uint16_t));
-  for_each_channels_last(g, xn, [&](int64_t c, int64_t h, int64_t w, float v) {
-    xs[grid.pixel(g, h, w) * grid.channels + c] = to_bf16(v);
-  });
+  for (int64_t c = 0; c < g.C; ++c)
+    for (int64_t h = 0; h < g.H; ++h)
+      for (int64_t w = 0; w < g.W; ++w) xs[grid.pixel(g, h, w) * grid.channels + c] = to_bf16(xn[(c * g.H + h) * g.W + w]);
 }
 
-// The weights as B tiles: tile (kb, t, cb) row j, column n = the pair
-// (w[16 kb + n][32 cb + 2j][t], w[16 kb + n][32 cb + 2j + 1][t]).
-std::vector<uint16_t> pack_weights(const Conv2dGeometry& g, const AmxGrid& grid, const float* w) {
-  const int64_t ntaps = g.KH * g.KW, blocks = grid.channels / 32;
-  std::vector<uint16_t> packed(static_cast<size_t>(grid.k_pad / 16 * ntaps * blocks * 512), 0);
+void copy_out_reference(const Conv2dGeometry& g, const AmxGrid& grid, const float* out, const float* bias, float* yn) {
   for (int64_t k = 0; k < g.K; ++k)
+    for (int64_t oh = 0; oh < g.OH; ++oh)
+      for (int64_t ow = 0; ow < g.OW; ++ow)
+        yn[(k * g.OH + oh) * g.OW + ow] = out[(oh * grid.Wp + ow) * grid.k_pad + k] + (bias ? bias[k] : 0.0f);
+}
+
+void pack_rows_reference(const Conv2dGeometry& g, const AmxGrid& grid, const float* dyn, uint16_t* rows) {
+  std::memset(rows, 0, static_cast<size_t>(grid.k_pad * grid.cells) * sizeof(uint16_t));
+  for (int64_t k = 0; k < g.K; ++k)
+    for (int64_t oh = 0; oh < g.OH; ++oh)
+      for (int64_t ow = 0; ow < g.OW; ++ow)
+        rows[k * grid.cells + oh * grid.Wp + ow] = to_bf16(dyn[(k * g.OH + oh) * g.OW + ow]);
+}
+
+void pair_image_reference(const AmxGrid& grid, const uint16_t* xs, uint32_t* x2) {
+  const int64_t rows = grid.pair_rows(), C = grid.channels;
+  for (int64_t s = 0; s < 2; ++s)
+    for (int64_t p = 0; p < rows; ++p)
+      for (int64_t c = 0; c < C; ++c)
+        x2[(s * rows + p) * C + c] = xs[(2 * p + s) * C + c] | static_cast<uint32_t>(xs[(2 * p + s + 1) * C + c]) << 16;
+}
+
+void pack_weights_reference(const Conv2dGeometry& g, const AmxGrid& grid, const float* w, int64_t kb0, int64_t kb1,
+                            uint16_t* packed) {
+  const int64_t ntaps = g.KH * g.KW, blocks = grid.channels / 32;
+  for (int64_t kb = kb0; kb < kb1; ++kb)
+    for (int64_t t = 0; t < ntaps; ++t)
+      for (int64_t cb = 0; cb < blocks; ++cb) {
+        uint16_t* tile = packed + ((kb * ntaps + t) * blocks + cb) * 512;
+        for (int64_t j = 0; j < 16; ++j)
+          for (int64_t n = 0; n < 16; ++n)
+            for (int64_t s = 0; s < 2; ++s) {
+              const int64_t k = 16 * kb + n, c = 32 * cb + 2 * j + s;
+              tile[j * 32 + n * 2 + s] = k < g.K && c < g.C ? to_bf16(w[(k * g.C + c) * ntaps + t]) : 0;
+            }
+      }
+}
+
+void sum_weight_grads_reference(const Conv2dGeometry& g, const AmxGrid& grid, const float* dwt, int64_t part,
+                                int parts, int64_t k0, int64_t k1, float* dw) {
+  const int64_t ntaps = g.KH * g.KW;
+  for (int64_t k = k0; k < k1; ++k)
     for (int64_t c = 0; c < g.C; ++c)
       for (int64_t t = 0; t < ntaps; ++t) {
-        const int64_t tile = ((k / 16) * ntaps + t) * blocks + c / 32;
-        packed[static_cast<size_t>(tile * 512 + (c % 32 / 2) * 32 + (k % 16) * 2 + c % 2)] =
-            to_bf16(w[(k * g.C + c) * ntaps + t]);
+        float s = 0.0f;
+        for (int i = 0; i < parts; ++i) s += dwt[i * part + (t * grid.k_pad + k) * grid.channels + c];
+        dw[(k * g.C + c) * ntaps + t] = s;
       }
-  return packed;
 }
 
-// y[k, oh, ow] = out[(oh * Wp + ow) * k_pad + k] + bias[k]: the valid cells, back to NCHW, 16
-// channels at a time (each pixel's 64 bytes read once, 16 rows of y written in order).
-void copy_out(const Conv2dGeometry& g, const AmxGrid& grid, const float* out, const float* bias, float* yn) {
-  const int64_t P = g.OH * g.OW;
-  for (int64_t k0 = 0; k0 < g.K; k0 += 16) {
-    const int64_t k1 = std::min(g.K, k0 + 16);
-    for (int64_t oh = 0; oh < g.OH; ++oh)
-      for (int64_t ow = 0; ow < g.OW; ++ow) {
-        const float* cell = out + (oh * grid.Wp + ow) * grid.k_pad;
-        for (int64_t k = k0; k < k1; ++k) yn[k * P + oh * g.OW + ow] = cell[k] + (bias ? bias[k] : 0.0f);
-      }
-  }
-}
-
-// Per thread, a buffer of `count` uint16 in scratch slot `slot`.
+// Per thread, an aligned buffer of `count` uint16 in scratch slot `slot` (parallel.h).
 uint16_t* scratch_u16(int64_t count, int slot) {
-  return reinterpret_cast<uint16_t*>(thread_scratch(static_cast<size_t>((count + 1) / 2), slot));
+  return reinterpret_cast<uint16_t*>(aligned_thread_scratch(static_cast<size_t>((count + 1) / 2), slot));
 }
 
 }  // namespace
 
-AmxConvKernels amx_conv_kernels_emulated() {
-  return {"amx (emulated)", amx_forward_loop<EmulatedTiles>, amx_weight_grad_loop<EmulatedTiles>};
+AmxGrid::AmxGrid(const Conv2dGeometry& g)
+    : Hp(g.H + 2 * g.pad_h), Wp(g.W + 2 * g.pad_w), cells(round_up(g.OH * Wp, 32)), channels(round_up(g.C, 32)),
+      k_pad(round_up(g.K, 32)) {
+  for (int64_t kh = 0; kh < g.KH; ++kh)
+    for (int64_t kw = 0; kw < g.KW; ++kw) taps.push_back(static_cast<int32_t>(kh * Wp + kw));
+  pixels = round_up(cells + taps.back() + 32, 2);
+}
+
+AmxLayoutKernels amx_layout_reference() {
+  return {"reference", pack_image_reference,   copy_out_reference,        pack_rows_reference,
+          pair_image_reference, pack_weights_reference, sum_weight_grads_reference};
+}
+
+AmxConvKernels amx_conv_kernels_emulated(const AmxLayoutKernels& layout) {
+  return {"amx (emulated tiles)", amx_forward_loop<EmulatedTiles>, amx_weight_grad_loop<EmulatedTiles>, layout};
 }
 
 const AmxConvKernels* active_amx_conv_kernels() {
@@ -158,10 +160,24 @@ bool conv2d_amx_applies(const Conv2dGeometry& g) {
          g.C >= 16 && g.K >= 16;
 }
 
+namespace {
+
+// The weights as B tiles (AmxLayoutKernels::pack_weights), output-channel tiles spread over the threads.
+std::vector<uint16_t> packed_weights(const AmxLayoutKernels& layout, const Conv2dGeometry& g, const AmxGrid& grid,
+                                     const float* w) {
+  const int64_t ntaps = g.KH * g.KW;
+  std::vector<uint16_t> packed(static_cast<size_t>(grid.k_pad / 16 * ntaps * grid.channels / 32 * 512));
+  parallel_for(grid.k_pad / 16, 1, [&](int64_t kb0, int64_t kb1) { layout.pack_weights(g, grid, w, kb0, kb1, packed.data()); });
+  return packed;
+}
+
+}  // namespace
+
 void conv2d_amx_forward(const AmxConvKernels& kernels, const Conv2dGeometry& g, const float* x,
                         const float* w, const float* bias, float* y) {
+  const AmxLayoutKernels& layout = kernels.layout;
   const AmxGrid grid(g);
-  const std::vector<uint16_t> weights = pack_weights(g, grid, w);
+  const std::vector<uint16_t> weights = packed_weights(layout, g, grid, w);
   const int64_t image_in = g.C * g.H * g.W, image_out = g.K * g.OH * g.OW;
   const int64_t stored = grid.pixels * grid.channels, out_floats = grid.cells * grid.k_pad;
   AmxForwardArgs args{nullptr, grid.channels, grid.taps.data(), static_cast<int64_t>(grid.taps.size()),
@@ -172,12 +188,12 @@ void conv2d_amx_forward(const AmxConvKernels& kernels, const Conv2dGeometry& g, 
 #pragma omp parallel for schedule(static) num_threads(threads) firstprivate(args)
     for (int64_t n = 0; n < g.N; ++n) {
       uint16_t* xs = scratch_u16(stored, 0);
-      float* out = thread_scratch(static_cast<size_t>(out_floats), 1);
-      pack_nhwc(g, grid, x + n * image_in, xs);
+      float* out = aligned_thread_scratch(static_cast<size_t>(out_floats), 1);
+      layout.pack_image(g, grid, x + n * image_in, xs);
       args.x = xs;
       args.out = out;
       kernels.forward(args);
-      copy_out(g, grid, out, bias, y + n * image_out);
+      layout.copy_out(g, grid, out, bias, y + n * image_out);
     }
     return;
   }
@@ -186,7 +202,7 @@ void conv2d_amx_forward(const AmxConvKernels& kernels, const Conv2dGeometry& g, 
   std::vector<float> out(static_cast<size_t>(out_floats));
   const int64_t blocks = grid.cells / 32;
   for (int64_t n = 0; n < g.N; ++n) {
-    pack_nhwc(g, grid, x + n * image_in, xs.data());
+    layout.pack_image(g, grid, x + n * image_in, xs.data());
 #pragma omp parallel num_threads(threads) firstprivate(args)
     {
       const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
@@ -198,24 +214,25 @@ void conv2d_amx_forward(const AmxConvKernels& kernels, const Conv2dGeometry& g, 
         kernels.forward(args);
       }
     }
-    copy_out(g, grid, out.data(), bias, y + n * image_out);
+    layout.copy_out(g, grid, out.data(), bias, y + n * image_out);
   }
 }
 
 void conv2d_amx_backward_weight(const AmxConvKernels& kernels, const Conv2dGeometry& g,
                                 const float* dy, const float* x, float* dw, float* dbias) {
+  const AmxLayoutKernels& layout = kernels.layout;
   const AmxGrid grid(g);
   const int64_t ntaps = static_cast<int64_t>(grid.taps.size()), P = g.OH * g.OW;
-  const int64_t rows = grid.pixels / 2 - 1;  // pair rows per phase (the last pixel pairs with nothing)
-  const int64_t phase = rows * grid.channels * 2, image_x2 = 2 * phase;
-  const int64_t image_dy = grid.k_pad * grid.cells;
+  const int64_t phase = grid.pair_rows() * grid.channels * 2, image_x2 = 2 * phase;  // in uint16
+  const int64_t image_dy = grid.k_pad * grid.cells, stored = grid.pixels * grid.channels;
   // Images per call of the tile loop: at least ~1024 grid pixels, so that the C tiles' loads and
-  // stores are few against the products, and about 1 MB of packed operands.
+  // stores are few against the products, and about 1 MB of packed operands. Each thread takes an
+  // even share of the images (64 images of 12x12 in groups of 6 would otherwise leave one thread
+  // 6 groups and the other 5).
   const int64_t per_image = 2 * (image_dy + image_x2);
-  const int64_t group = std::clamp<int64_t>(std::min((1024 + grid.cells - 1) / grid.cells, (int64_t{1} << 20) / per_image),
-                                            1, g.N);
-  const int64_t groups = (g.N + group - 1) / group;
-  const int threads = static_cast<int>(std::min<int64_t>(cpu_threads(), groups));
+  const int64_t group = std::clamp<int64_t>(
+      std::min((1024 + grid.cells - 1) / grid.cells, (int64_t{1} << 20) / per_image), 1, g.N);
+  const int threads = static_cast<int>(std::min<int64_t>(cpu_threads(), g.N));
   // Per thread: dW as dwt[t][k][c] (what the C tiles hold) and dbias[K].
   const int64_t part = ntaps * grid.k_pad * grid.channels + g.K;
   std::vector<float> partial(static_cast<size_t>(threads * part), 0.0f);
@@ -225,30 +242,19 @@ void conv2d_amx_backward_weight(const AmxConvKernels& kernels, const Conv2dGeome
     const int th = omp_get_thread_num(), nt = omp_get_num_threads();
     float* dwt = partial.data() + th * part;
     float* db = dwt + ntaps * grid.k_pad * grid.channels;
-    for (int64_t i = groups * th / nt; i < groups * (th + 1) / nt; ++i) {
-      const int64_t n0 = i * group, nb = std::min(group, g.N - n0);
+    uint16_t* xs = scratch_u16(stored, 2);
+    const int64_t first = g.N * th / nt, last = g.N * (th + 1) / nt;
+    for (int64_t n0 = first; n0 < last; n0 += group) {
+      const int64_t nb = std::min(group, last - n0);
       uint16_t* dyb = scratch_u16(nb * image_dy, 0);
       uint16_t* x2 = scratch_u16(nb * image_x2, 1);
-      std::memset(dyb, 0, static_cast<size_t>(nb * image_dy) * sizeof(uint16_t));
-      std::memset(x2, 0, static_cast<size_t>(nb * image_x2) * sizeof(uint16_t));
       for (int64_t j = 0; j < nb; ++j) {
-        // dy as bf16 rows on the grid: dyb[k][oh * Wp + ow] (zero in the dropped columns).
-        for (int64_t k = 0; k < g.K; ++k) {
-          const float* src = dy + ((n0 + j) * g.K + k) * P;
-          uint16_t* dst = dyb + j * image_dy + k * grid.cells;
-          for (int64_t oh = 0; oh < g.OH; ++oh)
-            for (int64_t ow = 0; ow < g.OW; ++ow) dst[oh * grid.Wp + ow] = to_bf16(src[oh * g.OW + ow]);
-          if (dbias) db[k] += lane_sum(src, P);
-        }
-        // The image pair-interleaved: pixel p is the first half of row p / 2 of phase p % 2 and
-        // the second half of row (p - 1) / 2 of the other phase.
-        uint16_t* x2n = x2 + j * image_x2;
-        for_each_channels_last(g, x + (n0 + j) * g.C * g.H * g.W, [&](int64_t c, int64_t h, int64_t w, float value) {
-          const int64_t p = grid.pixel(g, h, w);
-          const uint16_t v = to_bf16(value);
-          x2n[(p & 1) * phase + (p >> 1) * grid.channels * 2 + c * 2] = v;
-          if (p >= 1 && (p - 1) / 2 < rows) x2n[(1 - (p & 1)) * phase + ((p - 1) >> 1) * grid.channels * 2 + c * 2 + 1] = v;
-        });
+        const float* dyn = dy + (n0 + j) * g.K * P;
+        layout.pack_rows(g, grid, dyn, dyb + j * image_dy);
+        if (dbias)
+          for (int64_t k = 0; k < g.K; ++k) db[k] += lane_sum(dyn + k * P, P);
+        layout.pack_image(g, grid, x + (n0 + j) * g.C * g.H * g.W, xs);
+        layout.pair_image(grid, xs, reinterpret_cast<uint32_t*>(x2 + j * image_x2));
       }
       const AmxWeightGradArgs args{dyb,  image_dy,    x2,      phase,  image_x2,          nb, grid.cells,
                                    grid.channels, grid.k_pad, grid.taps.data(), ntaps, dwt};
@@ -256,15 +262,7 @@ void conv2d_amx_backward_weight(const AmxConvKernels& kernels, const Conv2dGeome
     }
   }
   // dw[k][c][t] = the threads' sums.
-  parallel_for(g.K, 1, [&](int64_t k_begin, int64_t k_end) {
-    for (int64_t k = k_begin; k < k_end; ++k)
-      for (int64_t c = 0; c < g.C; ++c)
-        for (int64_t t = 0; t < ntaps; ++t) {
-          float s = 0.0f;
-          for (int th = 0; th < threads; ++th) s += partial[th * part + (t * grid.k_pad + k) * grid.channels + c];
-          dw[(k * g.C + c) * ntaps + t] = s;
-        }
-  });
+  parallel_for(g.K, 1, [&](int64_t k0, int64_t k1) { layout.sum_weight_grads(g, grid, partial.data(), part, threads, k0, k1, dw); });
   if (dbias)
     for (int64_t k = 0; k < g.K; ++k) {
       float s = 0.0f;

@@ -28,6 +28,7 @@
 // packing and the loops on any CPU.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "engine/backend.h"
 
@@ -50,6 +51,7 @@ struct AmxWeightGradArgs {
   const uint16_t* dy;      // per image [k_pad][cells] bf16, images image_dy apart
   int64_t image_dy;
   const uint16_t* x2;      // per image, phase s at x2 + s * phase: row p = channels x pixels (2p + s, 2p + s + 1)
+                           // (AmxLayoutKernels::pair_image)
   int64_t phase, image_x2;
   int64_t images, cells, channels, k_pad;  // cells, channels and k_pad multiples of 32
   const int32_t* taps;
@@ -57,14 +59,62 @@ struct AmxWeightGradArgs {
   float* dwt;              // dwt[(t * k_pad + k) * channels + c], added to
 };
 
+// The padded-width grid of conv2d_direct.cpp, with every count rounded for the tiles.
+struct AmxGrid {
+  int64_t Hp, Wp;
+  int64_t cells;     // OH * Wp grid pixels, rounded up to 32
+  int64_t channels;  // C rounded up to 32
+  int64_t k_pad;     // K rounded up to 32
+  int64_t pixels;    // pixels of a stored image: the padded image and the zero slack the last
+                     // tiles read past it (an even count)
+  std::vector<int32_t> taps;  // pixel offset of each tap, kh * Wp + kw
+  explicit AmxGrid(const Conv2dGeometry& g);
+  // The grid pixel of input pixel (h, w).
+  int64_t pixel(const Conv2dGeometry& g, int64_t h, int64_t w) const { return (h + g.pad_h) * Wp + w + g.pad_w; }
+  // Pair rows per phase of the weight gradient's interleaved image (the last pixel pairs with nothing).
+  int64_t pair_rows() const { return pixels / 2 - 1; }
+};
+
+// The conversions between the engine's NCHW floats and the tiles' layouts, around the tile loops.
+// Written twice: plainly (conv2d_amx.cpp, the reference) and with AVX-512 gathers and scatters
+// (conv2d_amx_layout_avx512.cpp); both round with to_bf16, so their outputs are bit-identical.
+struct AmxLayoutKernels {
+  const char* name;
+  // xs[p * channels + c] = bf16 of xn[c][h][w] at grid pixel p = pixel(h, w); zero elsewhere
+  // (borders, slack, padding channels).
+  void (*pack_image)(const Conv2dGeometry& g, const AmxGrid& grid, const float* xn, uint16_t* xs);
+  // yn[k][oh][ow] = out[(oh * Wp + ow) * k_pad + k] + bias[k] (bias may be null).
+  void (*copy_out)(const Conv2dGeometry& g, const AmxGrid& grid, const float* out, const float* bias, float* yn);
+  // rows[k * cells + oh * Wp + ow] = bf16 of dyn[k][oh][ow]; zero in the other k_pad x cells.
+  void (*pack_rows)(const Conv2dGeometry& g, const AmxGrid& grid, const float* dyn, uint16_t* rows);
+  // The pixel pairs of a packed image, as 32-bit words (low half first): phase s in {0, 1}, pair
+  // row p, channel c: x2[(s * pair_rows + p) * channels + c] = xs[2p + s][c] | xs[2p + s + 1][c] << 16.
+  void (*pair_image)(const AmxGrid& grid, const uint16_t* xs, uint32_t* x2);
+  // The B tiles of the weights w[K][C][taps], for output-channel tiles [kb0, kb1): tile
+  // (kb, t, cb) at packed + ((kb * ntaps + t) * channels / 32 + cb) * 512, row j, column n = the
+  // pair (w[16 kb + n][32 cb + 2j][t], w[16 kb + n][32 cb + 2j + 1][t]), zero past K and C.
+  void (*pack_weights)(const Conv2dGeometry& g, const AmxGrid& grid, const float* w, int64_t kb0, int64_t kb1,
+                       uint16_t* packed);
+  // dw[k][c][t] = sum over parts i < parts of dwt[i * part + (t * k_pad + k) * channels + c], for k in
+  // [k0, k1): the threads' tile-layout sums back to the engine's layout.
+  void (*sum_weight_grads)(const Conv2dGeometry& g, const AmxGrid& grid, const float* dwt, int64_t part,
+                           int parts, int64_t k0, int64_t k1, float* dw);
+};
+
+AmxLayoutKernels amx_layout_reference();  // plain C++
+AmxLayoutKernels amx_layout_avx512();     // AVX-512F/BW; call only where isa_supported(Isa::Avx512)
+
 struct AmxConvKernels {
   const char* name;
   void (*forward)(const AmxForwardArgs&);
   void (*weight_grad)(const AmxWeightGradArgs&);
+  AmxLayoutKernels layout;
 };
 
-AmxConvKernels amx_conv_kernels_native();    // AMX-BF16; call only where isa_supported(Isa::Amx)
-AmxConvKernels amx_conv_kernels_emulated();  // plain C++, any CPU (slow: for tests)
+// AMX-BF16 with the AVX-512 layouts; call only where isa_supported(Isa::Amx).
+AmxConvKernels amx_conv_kernels_native();
+// The tile instructions emulated in plain C++ (slow: for tests), on the given layouts.
+AmxConvKernels amx_conv_kernels_emulated(const AmxLayoutKernels& layout);
 
 // The native kernels when the products run in bf16 and the active set is amx; else null.
 const AmxConvKernels* active_amx_conv_kernels();

@@ -28,8 +28,9 @@ void parallel_for(int64_t n, int64_t grain, Body body) {
 }
 
 // A 64-byte aligned scratch buffer per thread and slot, grown on demand and kept (so that vector
-// loads of packed panels never straddle two cache lines). Slots: 0-2 the GEMM driver (gemm.cpp),
-// 3-6 the Winograd convolution (conv2d_winograd.cpp). Defined in memory.cpp.
+// loads of packed panels never straddle two cache lines). Slots: 0-2 the GEMM driver (gemm.cpp)
+// and the AMX convolution (conv2d_amx.cpp), which never runs a GEMM; 3-6 the Winograd
+// convolution (conv2d_winograd.cpp). Defined in memory.cpp.
 constexpr int kAlignedScratchSlots = 7;
 float* aligned_thread_scratch(size_t floats, int slot);
 

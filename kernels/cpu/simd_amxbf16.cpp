@@ -74,7 +74,7 @@ FER_TILE_DOT(3, 5, 7)
 }  // namespace
 
 AmxConvKernels amx_conv_kernels_native() {
-  return {"amx", amx_forward_loop<NativeTiles>, amx_weight_grad_loop<NativeTiles>};
+  return {"amx", amx_forward_loop<NativeTiles>, amx_weight_grad_loop<NativeTiles>, amx_layout_avx512()};
 }
 
 }  // namespace fer::cpu
