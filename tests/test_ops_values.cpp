@@ -67,6 +67,22 @@ TEST_CASE("pooling known values") {
   check_values(global_avg_pool(x), {7.5});
 }
 
+TEST_CASE("max pooling passes the gradient to the first maximum of each window, in window order") {
+  // Four 2x2 windows with ties: 3 first at (0,1); 5 only at (1,1); 2 everywhere; 4 at (1,0) and (1,1).
+  Tensor x = Tensor::from_vector({1, 1, 4, 4}, {1, 3, 5, 0,  //
+                                                3, 3, 0, 0,  //
+                                                2, 2, 1, 2,  //
+                                                2, 2, 4, 4});
+  x.set_requires_grad(true);
+  Tensor y = max_pool2d(x, {});
+  check_values(y, {3, 5, 2, 4});
+  sum(y).backward();
+  check_values(x.grad(), {0, 1, 1, 0,  //
+                          0, 0, 0, 0,  //
+                          1, 0, 0, 0,  //
+                          0, 0, 1, 0});
+}
+
 TEST_CASE("batch_norm known values, running statistics, eval mode") {
   Tensor x = Tensor::from_vector({4, 1}, {1, 2, 3, 4});
   Tensor g = Tensor::ones({1}), b = Tensor::zeros({1});

@@ -40,15 +40,23 @@ static void max_pool_2x2(const Pool2dGeometry& g, const float* x, float* y, int3
       for (int64_t oh = 0; oh < g.OH; ++oh) {
         const float* r0 = in + 2 * oh * g.W;
         const float* r1 = r0 + g.W;
+        const int32_t top = static_cast<int32_t>(2 * oh * g.W), bottom = top + static_cast<int32_t>(g.W);
         for (int64_t ow = 0; ow < g.OW; ++ow) {
-          // First maximum in window order (row 0 then row 1), as the general path picks it.
-          int64_t best = 2 * oh * g.W + 2 * ow;
+          // First maximum in window order (row 0 then row 1), as the general path picks it. The
+          // comparisons are selects, not branches (a random image mispredicts half of them), so
+          // the compiler vectorizes the row.
+          const int32_t col = static_cast<int32_t>(2 * ow);
           float v = r0[2 * ow];
-          if (r0[2 * ow + 1] > v) v = r0[2 * ow + 1], best = 2 * oh * g.W + 2 * ow + 1;
-          if (r1[2 * ow] > v) v = r1[2 * ow], best = (2 * oh + 1) * g.W + 2 * ow;
-          if (r1[2 * ow + 1] > v) v = r1[2 * ow + 1], best = (2 * oh + 1) * g.W + 2 * ow + 1;
+          int32_t best = top + col;
+          const float b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
+          best = b > v ? top + col + 1 : best;
+          v = b > v ? b : v;
+          best = c > v ? bottom + col : best;
+          v = c > v ? c : v;
+          best = d > v ? bottom + col + 1 : best;
+          v = d > v ? d : v;
           out[oh * g.OW + ow] = v;
-          idx[oh * g.OW + ow] = static_cast<int32_t>(best);
+          idx[oh * g.OW + ow] = best;
         }
       }
     }
