@@ -1,6 +1,7 @@
 // The AMX convolution's drivers (see conv2d_amx.h): the layouts the tile loops read, built per
 // image from the engine's NCHW floats, the threads, and the way back to NCHW. Also the plain C++
-// emulation of the tile instructions that lets the tests run all of it on CPUs without AMX.
+// emulation of the tile instructions and the reference layout conversions (the AVX-512 ones are in
+// conv2d_amx_layout_avx512.cpp), which let the tests run all of it on CPUs without AMX.
 #include "kernels/cpu/conv2d_amx.h"
 
 #include <algorithm>
