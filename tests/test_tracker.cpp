@@ -64,13 +64,31 @@ TEST_CASE("tracker: a face gone longer than the gap comes back as a new track; a
   o.max_gap_s = 0.5;
   FaceTracker tracker(kNames, o);
   std::vector<FacePrediction> one{face(50, 50, 60, {0.5f, 0.3f, 0.2f})};
+  std::vector<FacePrediction> none;
   const int first = tracker.update(0.0, one)[0];
   CHECK(tracker.update(0.4, one)[0] == first);  // within the gap
-  CHECK(tracker.update(1.2, one)[0] != first);  // 0.8 s unseen: ended
+  tracker.update(0.6, none);                    // a frame without it
+  CHECK(tracker.update(1.2, one)[0] != first);  // 0.8 s unseen, a frame missed: ended
   std::vector<FacePrediction> two{face(50, 50, 60, {0.5f, 0.3f, 0.2f}), face(400, 50, 60, {0.5f, 0.3f, 0.2f})};
   const std::vector<int> ids = tracker.update(1.3, two);
   CHECK(ids[0] != ids[1]);
   CHECK(tracker.summaries().size() == 3);
+}
+
+TEST_CASE("tracker: frames that come slowly (a busy server) keep the tracks of faces seen in each") {
+  TrackerOptions o;
+  o.max_gap_s = 0.5;
+  FaceTracker tracker(kNames, o);
+  std::vector<FacePrediction> one{face(50, 50, 60, {0.5f, 0.3f, 0.2f})};
+  const int first = tracker.update(0.0, one)[0];
+  CHECK(tracker.update(2.0, one)[0] == first);  // 2 s between frames, the face in both
+  CHECK(tracker.update(5.0, one)[0] == first);
+  CHECK(tracker.live_tracks() == 1);
+  std::vector<FacePrediction> none;
+  tracker.update(5.1, none);  // then it leaves: missed, and 0.5 s later ended
+  CHECK(tracker.live_tracks() == 1);
+  tracker.update(5.7, none);
+  CHECK(tracker.live_tracks() == 0);
 }
 
 TEST_CASE("tracker: smoothing averages a track's probabilities over time and relabels from them") {

@@ -49,9 +49,11 @@ FaceBox FaceTracker::predicted(const Track& t, double time_s) const {
 }
 
 std::vector<int> FaceTracker::update(double time_s, std::vector<FacePrediction>& faces) {
-  // Tracks unseen for too long end.
+  // Tracks unseen for too long end, once they have missed a frame: a track seen in the latest
+  // frame goes on however long the next one takes (a live stream slows down when the server is
+  // busy, and its faces are still in view).
   for (auto it = live_.begin(); it != live_.end();) {
-    if (time_s - it->time > options_.max_gap_s) {
+    if (time_s - it->time > options_.max_gap_s && it->time < previous_frame_s_) {
       if (options_.keep_history) ended_.push_back(std::move(it->summary));
       it = live_.erase(it);
     } else {

@@ -10,7 +10,8 @@
 // frame before those that were not (DeepSORT's matching cascade: while one face hides another,
 // the visible one's detection overlaps both predictions and belongs to the track that saw it
 // last), then the best overlap or nearest centre first; unpaired detections start new tracks; a
-// track unseen for `max_gap_s` seconds ends. tests/test_tracker.cpp counts identity swaps on
+// track unseen for `max_gap_s` seconds ends, if it missed at least the latest frame (frames
+// that come slowly, from a busy server, do not end the tracks of faces still in view). tests/test_tracker.cpp counts identity swaps on
 // synthetic scenes (faces in lanes, crossing, hidden, missed, leaving and coming back).
 //
 // Smoothing (smoothing > 0): each track's probabilities are an exponential moving average,
@@ -61,7 +62,7 @@ class FaceTracker {
   void set_smoothing(float smoothing);
   // Every track so far, by id (without keep_history: the live ones, with no timelines).
   std::vector<TrackSummary> summaries() const;
-  // Tracks alive now (seen within max_gap_s of the latest frame).
+  // Tracks alive now (seen in the latest frame or within max_gap_s of it).
   size_t live_tracks() const { return live_.size(); }
 
  private:
