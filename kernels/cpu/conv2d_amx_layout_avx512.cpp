@@ -108,16 +108,17 @@ void pack_weights(const Conv2dGeometry& g, const AmxGrid& grid, const float* w, 
   const __m512i offsets = _mm512_add_epi32(_mm512_mullo_epi32(pair_lane, _mm512_set1_epi32(static_cast<int>(g.C * ntaps))),
                                            _mm512_mullo_epi32(half_lane, _mm512_set1_epi32(static_cast<int>(ntaps))));
   const __m512i eight_rows = _mm512_set1_epi32(static_cast<int>(8 * g.C * ntaps));
-  for (int64_t kb = kb0; kb < kb1; ++kb)
+  const __m512i K = _mm512_set1_epi32(static_cast<int>(g.K)), C = _mm512_set1_epi32(static_cast<int>(g.C));
+  for (int64_t kb = kb0; kb < kb1; ++kb) {
+    // Lanes whose output channel exists, in the first and the second eight of the tile's 16.
+    const __m512i k_lo = _mm512_add_epi32(pair_lane, _mm512_set1_epi32(static_cast<int>(16 * kb)));
+    const __mmask16 k_lo_ok = _mm512_cmplt_epi32_mask(k_lo, K);
+    const __mmask16 k_hi_ok = _mm512_cmplt_epi32_mask(_mm512_add_epi32(k_lo, _mm512_set1_epi32(8)), K);
     for (int64_t cb = 0; cb < blocks; ++cb)
       for (int64_t j = 0; j < 16; ++j) {
         const int64_t c = 32 * cb + 2 * j;
-        const __mmask16 c_ok = _mm512_cmplt_epi32_mask(_mm512_add_epi32(half_lane, _mm512_set1_epi32(static_cast<int>(c))),
-                                                       _mm512_set1_epi32(static_cast<int>(g.C)));
-        const __m512i k_lo = _mm512_add_epi32(pair_lane, _mm512_set1_epi32(static_cast<int>(16 * kb)));
-        const __m512i k_hi = _mm512_add_epi32(k_lo, _mm512_set1_epi32(8));
-        const __mmask16 lo_ok = c_ok & _mm512_cmplt_epi32_mask(k_lo, _mm512_set1_epi32(static_cast<int>(g.K)));
-        const __mmask16 hi_ok = c_ok & _mm512_cmplt_epi32_mask(k_hi, _mm512_set1_epi32(static_cast<int>(g.K)));
+        const __mmask16 c_ok = _mm512_cmplt_epi32_mask(_mm512_add_epi32(half_lane, _mm512_set1_epi32(static_cast<int>(c))), C);
+        const __mmask16 lo_ok = c_ok & k_lo_ok, hi_ok = c_ok & k_hi_ok;
         for (int64_t t = 0; t < ntaps; ++t) {
           const float* base = w + (16 * kb * g.C + c) * ntaps + t;
           const __m512 lo = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), lo_ok, offsets, base, 4);
@@ -128,6 +129,7 @@ void pack_weights(const Conv2dGeometry& g, const AmxGrid& grid, const float* w, 
           _mm256_storeu_si256(reinterpret_cast<__m256i*>(row + 16), to_bf16(hi));
         }
       }
+  }
 }
 
 // 16 channels of one output channel and tap: the parts' rows added, then scattered ntaps apart.
