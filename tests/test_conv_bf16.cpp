@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/random.h"
@@ -153,4 +154,54 @@ TEST_CASE("bf16 direct convolution and weight gradient on the CPU's VDPBF16PS, a
   }
   check_kernel(bf16_conv_kernel_avx512bf16());
   check_weight_grad_kernel(bf16_conv_weight_grad_kernel_avx512bf16());
+}
+
+TEST_CASE("bf16 direct convolution: the AVX-512 conversions write exactly the reference's bits") {
+  if (!isa_supported(Isa::Avx512)) {
+    MESSAGE("SKIPPED: this CPU has no AVX-512");
+    return;
+  }
+  const Bf16PackKernels ref = bf16_pack_reference(), vec = bf16_pack_avx512();
+  Generator gen(5);
+  for (const int64_t n : {1, 5, 16, 17, 48, 50}) {
+    INFO("row of " << n);
+    std::vector<float> even(static_cast<size_t>(n)), odd(even.size());
+    for (float& v : even) v = gen.uniform(-3, 3);
+    for (float& v : odd) v = gen.uniform(-3, 3);
+    even[0] = std::nanf("");          // NaN keeps its high half in both
+    odd.back() = 1.00390625f;         // 1 + 2^-8, halfway between two bfloat16s: rounds to even (1)
+    if (n > 2) even[1] = 1.01171875f;  // 1 + 3 * 2^-8: halfway, rounds up to even (1 + 2^-6)
+    // One word past the row must stay as it was.
+    for (const float* o : {static_cast<const float*>(odd.data()), static_cast<const float*>(nullptr)}) {
+      std::vector<uint32_t> a(static_cast<size_t>(n + 1), 7u), b(a);
+      ref.pair_rows(even.data(), o, n, a.data());
+      vec.pair_rows(even.data(), o, n, b.data());
+      CHECK(a == b);
+      CHECK(b.back() == 7u);
+    }
+    std::vector<uint16_t> a(static_cast<size_t>(n + 1), 7), b(a);
+    ref.round_row(even.data(), n, a.data());
+    vec.round_row(even.data(), n, b.data());
+    CHECK(a == b);
+    CHECK(b.back() == 7);
+  }
+  // dy of 20 channels of 5x3 pixels on a grid 5 wide (two dropped columns per row) cut after 23
+  // cells: 12 pairs, the last cell past the grid; panels of 32 and 16 channels, full and partial.
+  const int64_t P = 15, cells = 5 * 5 - 2;
+  std::vector<float> dy(static_cast<size_t>(20 * P));
+  for (float& v : dy) v = gen.uniform(-3, 3);
+  dy[3] = std::nanf("");
+  std::vector<int32_t> pixel(static_cast<size_t>(cells + 1), -1);
+  for (int64_t oh = 0; oh < 5; ++oh)
+    for (int64_t ow = 0; ow < 3; ++ow)
+      if (oh * 5 + ow < cells) pixel[static_cast<size_t>(oh * 5 + ow)] = static_cast<int32_t>(oh * 3 + ow);
+  const int64_t pairs = (cells + 1) / 2;
+  for (const auto& [nr, channels] : {std::pair{32, 20}, std::pair{32, 7}, std::pair{16, 16}, std::pair{16, 3}}) {
+    INFO("dy pairs: nr " << nr << ", " << channels << " channels");
+    std::vector<uint32_t> a(static_cast<size_t>(pairs * nr + 1), 7u), b(a);
+    ref.pair_cells(dy.data(), P, channels, pixel.data(), pairs, nr, a.data());
+    vec.pair_cells(dy.data(), P, channels, pixel.data(), pairs, nr, b.data());
+    CHECK(a == b);
+    CHECK(b.back() == 7u);
+  }
 }

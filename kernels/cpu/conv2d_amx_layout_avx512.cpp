@@ -8,32 +8,12 @@
 #include <algorithm>
 #include <cstring>
 
+#include "kernels/cpu/bf16_lanes_avx512.h"
 #include "kernels/cpu/conv2d_amx.h"
 
 namespace fer::cpu {
 
 namespace {
-
-// (The maskz forms of the shifts and conversions below, with every lane on: GCC 12 warns on the
-// plain forms' undefined source operand.)
-constexpr __mmask16 kAll = 0xFFFF;
-
-__mmask16 first_lanes(int64_t n) { return static_cast<__mmask16>((1u << std::min<int64_t>(n, 16)) - 1u); }
-
-// Lane l holds l * step.
-__m512i lane_offsets(int64_t step) {
-  return _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                            _mm512_set1_epi32(static_cast<int>(step)));
-}
-
-// isa.h's to_bf16 on 16 lanes: round to nearest, ties to even; a NaN keeps its high half.
-__m256i to_bf16(__m512 v) {
-  const __m512i bits = _mm512_castps_si512(v);
-  const __m512i odd = _mm512_and_si512(_mm512_maskz_srli_epi32(kAll, bits, 16), _mm512_set1_epi32(1));
-  __m512i rounded = _mm512_add_epi32(bits, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7FFF)));
-  rounded = _mm512_mask_mov_epi32(rounded, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), bits);
-  return _mm512_maskz_cvtepi32_epi16(kAll, _mm512_maskz_srli_epi32(kAll, rounded, 16));
-}
 
 // Each pixel's channels, 16 at a time: one gather down the channel planes of xn.
 void pack_image(const Conv2dGeometry& g, const AmxGrid& grid, const float* xn, uint16_t* xs) {

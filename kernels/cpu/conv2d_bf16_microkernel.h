@@ -76,4 +76,29 @@ Bf16ConvWeightGradKernel bf16_conv_weight_grad_kernel_emulated();     // AVX-512
 // As active_bf16_conv_kernel(), for the weight gradient.
 const Bf16ConvWeightGradKernel* active_bf16_conv_weight_grad_kernel();
 
+// The conversions from the engine's floats into the layouts above, around the tiles. Written
+// twice: plainly (conv2d_direct.cpp, the reference) and on AVX-512 (conv2d_bf16_pack_avx512.cpp);
+// both round with to_bf16 (isa.h), so they write the same bits (tests/test_conv_bf16.cpp).
+struct Bf16PackKernels {
+  const char* name;
+  // The forward's channel pairs: out[i] = to_bf16(even[i]) | to_bf16(odd[i]) << 16, i < n; a
+  // null odd row is zeros (the last channel of an odd count).
+  void (*pair_rows)(const float* even, const float* odd, int64_t n, uint32_t* out);
+  // The weight gradient's image: out[i] = to_bf16(x[i]), i < n.
+  void (*round_row)(const float* x, int64_t n, uint16_t* out);
+  // The weight gradient's dy of one image as pixel pairs, for `channels` <= nr output channels
+  // whose planes of P pixels are P floats apart from dy on: for every pair p < pairs and j < nr,
+  //   dyp[p * nr + j] = to_bf16(dy[j * P + pixel[2p]]) | to_bf16(dy[j * P + pixel[2p + 1]]) << 16
+  // where pixel[q] is grid cell q's output pixel; a half is zero where pixel[q] < 0 (a dropped
+  // column of the grid) and the word is zero for j >= channels.
+  void (*pair_cells)(const float* dy, int64_t P, int64_t channels, const int32_t* pixel, int64_t pairs,
+                     int nr, uint32_t* dyp);
+};
+
+Bf16PackKernels bf16_pack_reference();  // plain C++
+Bf16PackKernels bf16_pack_avx512();     // AVX-512F/BW; call only where isa_supported(Isa::Avx512)
+// The AVX-512 conversions where the CPU has AVX-512 (every CPU with a bf16 tile does), else the
+// reference.
+const Bf16PackKernels& active_bf16_pack_kernels();
+
 }  // namespace fer::cpu

@@ -183,7 +183,34 @@ inline uint32_t bf16_pair(float even, float odd) {
   return static_cast<uint32_t>(to_bf16(even)) | (static_cast<uint32_t>(to_bf16(odd)) << 16);
 }
 
+// The reference conversions (Bf16PackKernels in conv2d_bf16_microkernel.h), one value at a time.
+void pair_rows_reference(const float* even, const float* odd, int64_t n, uint32_t* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = bf16_pair(even[i], odd ? odd[i] : 0.0f);
+}
+
+void round_row_reference(const float* x, int64_t n, uint16_t* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = to_bf16(x[i]);
+}
+
+void pair_cells_reference(const float* dy, int64_t P, int64_t channels, const int32_t* pixel, int64_t pairs,
+                          int nr, uint32_t* dyp) {
+  for (int64_t p = 0; p < pairs; ++p)
+    for (int64_t j = 0; j < nr; ++j) {
+      auto value = [&](int32_t q) { return j < channels && q >= 0 ? dy[j * P + q] : 0.0f; };
+      dyp[p * nr + j] = bf16_pair(value(pixel[2 * p]), value(pixel[2 * p + 1]));
+    }
+}
+
 }  // namespace
+
+Bf16PackKernels bf16_pack_reference() {
+  return {"reference", pair_rows_reference, round_row_reference, pair_cells_reference};
+}
+
+const Bf16PackKernels& active_bf16_pack_kernels() {
+  static const Bf16PackKernels kernels = isa_supported(Isa::Avx512) ? bf16_pack_avx512() : bf16_pack_reference();
+  return kernels;
+}
 
 void conv2d_bf16_forward(const Bf16ConvKernel& kernel, const Conv2dGeometry& g, const float* x,
                          const float* w, const float* bias, float* y) {
@@ -193,19 +220,27 @@ void conv2d_bf16_forward(const Bf16ConvKernel& kernel, const Conv2dGeometry& g, 
   const int64_t Hp = g.H + 2 * g.pad_h, Wp = g.W + 2 * g.pad_w, plane = Hp * Wp;
   const int64_t cells_pad = round_up(g.OH * Wp, nr), K_pad = round_up(g.K, mr);
   const int64_t image = C2 * plane + 2 * nr + g.KW;  // words, with zero slack past the last row
-  // Pair-tap t = (p, kh, kw): its offset in the interleaved image, and its packed weights.
+  // Pair-tap t = (p, kh, kw): its offset in the interleaved image, and its packed weights
+  // wpack[((k / mr) * pairs + t) * mr + k % mr], output channels spread over the threads.
   std::vector<int32_t> offsets(static_cast<size_t>(pairs));
-  std::vector<uint32_t> wpack(static_cast<size_t>(K_pad * pairs), 0u);
   for (int64_t p = 0, t = 0; p < C2; ++p)
     for (int64_t kh = 0; kh < g.KH; ++kh)
-      for (int64_t kw = 0; kw < g.KW; ++kw, ++t) {
-        offsets[static_cast<size_t>(t)] = static_cast<int32_t>(p * plane + kh * Wp + kw);
-        for (int64_t k = 0; k < g.K; ++k) {
-          auto weight = [&](int64_t c) { return c < g.C ? w[((k * g.C + c) * g.KH + kh) * g.KW + kw] : 0.0f; };
-          wpack[static_cast<size_t>(((k / mr) * pairs + t) * mr + k % mr)] = bf16_pair(weight(2 * p), weight(2 * p + 1));
+      for (int64_t kw = 0; kw < g.KW; ++kw, ++t) offsets[static_cast<size_t>(t)] = static_cast<int32_t>(p * plane + kh * Wp + kw);
+  std::vector<uint32_t> wpack(static_cast<size_t>(K_pad * pairs), 0u);
+  const int64_t taps = g.KH * g.KW;
+  parallel_for(g.K, 8, [&](int64_t k_begin, int64_t k_end) {
+    for (int64_t k = k_begin; k < k_end; ++k) {
+      uint32_t* dst = wpack.data() + (k / mr) * pairs * mr + k % mr;
+      const float* wk = w + k * g.C * taps;
+      for (int64_t p = 0; p < C2; ++p)
+        for (int64_t tap = 0; tap < taps; ++tap) {
+          const float odd = 2 * p + 1 < g.C ? wk[(2 * p + 1) * taps + tap] : 0.0f;
+          dst[(p * taps + tap) * mr] = bf16_pair(wk[2 * p * taps + tap], odd);
         }
-      }
+    }
+  });
 
+  const Bf16PackKernels& pack = active_bf16_pack_kernels();
 #pragma omp parallel for schedule(static) num_threads(static_cast<int>(std::min<int64_t>(cpu_threads(), g.N)))
   for (int64_t n = 0; n < g.N; ++n) {
     auto* xpad = reinterpret_cast<uint32_t*>(thread_scratch(image, 0));
@@ -217,8 +252,7 @@ void conv2d_bf16_forward(const Bf16ConvKernel& kernel, const Conv2dGeometry& g, 
       for (int64_t h = 0; h < g.H; ++h) {
         const float* even = xn + ((2 * p) * g.H + h) * g.W;
         const float* odd = 2 * p + 1 < g.C ? xn + ((2 * p + 1) * g.H + h) * g.W : nullptr;
-        uint32_t* row = xpad + p * plane + (h + g.pad_h) * Wp + g.pad_w;
-        for (int64_t ww = 0; ww < g.W; ++ww) row[ww] = bf16_pair(even[ww], odd ? odd[ww] : 0.0f);
+        pack.pair_rows(even, odd, g.W, xpad + p * plane + (h + g.pad_h) * Wp + g.pad_w);
       }
     for (int64_t q = 0; q < cells_pad; q += nr)
       for (int64_t k0 = 0; k0 < K_pad; k0 += mr)
@@ -243,31 +277,32 @@ void conv2d_bf16_backward_weight(const Bf16ConvWeightGradKernel& kernel, const C
   const int64_t per_image = image + K_pad * pairs;
   const int64_t group = std::clamp<int64_t>(std::min((256 + pairs - 1) / pairs, (1 << 18) / per_image), 1, g.N);
 
+  // The output pixel of every grid cell (-1 in the dropped columns and the cell that makes the
+  // count even).
+  std::vector<int32_t> cell_pixel(static_cast<size_t>(2 * pairs), -1);
+  for (int64_t oh = 0; oh < g.OH; ++oh)
+    for (int64_t ow = 0; ow < g.OW; ++ow) cell_pixel[static_cast<size_t>(oh * grid.Wp + ow)] = static_cast<int32_t>(oh * g.OW + ow);
+  const Bf16PackKernels& pack = active_bf16_pack_kernels();
+
   // dW^T_t += the contribution of images [n0, n0 + nb).
   auto accumulate = [&](int64_t n0, int64_t nb, float* dwt, float* db) {
     const int64_t panel = nb * pairs * nr;  // words of one channel panel of dyp
     auto* xpads = reinterpret_cast<uint16_t*>(thread_scratch(nb * image, 0));
     auto* dyp = reinterpret_cast<uint32_t*>(thread_scratch((K_pad / nr) * panel, 1));
     std::memset(xpads, 0, static_cast<size_t>(nb * image) * sizeof(uint32_t));
-    std::memset(dyp, 0, static_cast<size_t>((K_pad / nr) * panel) * sizeof(uint32_t));
     for (int64_t i = 0; i < nb; ++i) {
       const float* xn = x + (n0 + i) * g.C * g.H * g.W;
       for (int64_t c = 0; c < g.C; ++c)
-        for (int64_t h = 0; h < g.H; ++h) {
-          uint16_t* row = xpads + i * x_stride + c * grid.plane + (h + g.pad_h) * grid.Wp + g.pad_w;
-          for (int64_t ww = 0; ww < g.W; ++ww) row[ww] = to_bf16(xn[(c * g.H + h) * g.W + ww]);
-        }
+        for (int64_t h = 0; h < g.H; ++h)
+          pack.round_row(xn + (c * g.H + h) * g.W, g.W,
+                         xpads + i * x_stride + c * grid.plane + (h + g.pad_h) * grid.Wp + g.pad_w);
       // dyp[k / nr][i][q / 2][k % nr], half q % 2 = dy[n0 + i, k, oh, ow] at q = oh*Wp + ow.
-      for (int64_t k = 0; k < g.K; ++k) {
-        const float* src = dy + ((n0 + i) * g.K + k) * P;
-        uint32_t* dst = dyp + (k / nr) * panel + i * pairs * nr + k % nr;
-        for (int64_t oh = 0; oh < g.OH; ++oh)
-          for (int64_t ow = 0; ow < g.OW; ++ow) {
-            const int64_t q = oh * grid.Wp + ow;
-            dst[(q / 2) * nr] |= static_cast<uint32_t>(to_bf16(src[oh * g.OW + ow])) << (16 * (q % 2));
-          }
-        if (dbias) db[k] += lane_sum(src, P);  // from the fp32 dy
-      }
+      const float* dyn = dy + (n0 + i) * g.K * P;
+      for (int64_t k0 = 0; k0 < g.K; k0 += nr)
+        pack.pair_cells(dyn + k0 * P, P, std::min(nr, g.K - k0), cell_pixel.data(), pairs, static_cast<int>(nr),
+                        dyp + (k0 / nr) * panel + i * pairs * nr);
+      if (dbias)
+        for (int64_t k = 0; k < g.K; ++k) db[k] += lane_sum(dyn + k * P, P);  // from the fp32 dy
     }
     // Chunks of 128 pairs keep a chunk's dyp panel (16 KB) in L1 while the taps pass.
     constexpr int64_t kChunk = 128;
