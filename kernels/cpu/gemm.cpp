@@ -32,6 +32,7 @@
 #include <new>
 
 #include "engine/error.h"
+#include "kernels/cpu/conv2d_bf16_microkernel.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/gemm_microkernel.h"
 #include "kernels/cpu/isa.h"
@@ -59,7 +60,7 @@ namespace {
 
 // The driver's scratch buffers (parallel.h's aligned_thread_scratch).
 float* aligned_scratch(size_t floats, int slot) { return aligned_thread_scratch(floats, slot); }
-enum ScratchSlot { kSlotA = 0, kSlotB = 1, kSlotTile = 2 };
+enum ScratchSlot { kSlotA = 0, kSlotB = 1, kSlotTile = 2, kSlotPairsA = 7, kSlotPairsB = 8 };
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
@@ -155,6 +156,72 @@ void macro_kernel(const GemmMicroKernel& uk, int64_t mc, int64_t nc, int64_t kc,
   }
 }
 
+// ---- bf16 products on VDPBF16PS ---------------------------------------------------------------
+//
+// Where the products run in bf16 and the CPU has AVX512-BF16, the driver packs its float panels as
+// above, then turns each into pairs of consecutive depth steps, two bfloat16 in one 32-bit word
+// (the even step in the low half):
+//
+//   a_pairs[t * MR + r] = (a_panel[2t * MR + r], a_panel[(2t + 1) * MR + r])     t < ceil(kc / 2)
+//   b_pairs[t * NR + c] = (b_panel[2t * NR + c], b_panel[(2t + 1) * NR + c])     (zero past kc)
+//
+// and multiplies them on the bf16 tile of the direct convolution (conv2d_bf16_microkernel.h),
+// which sums a[t * MR + r] . b[offset[t] + c] over t: with offset[t] = t * NR it is the MR x NR
+// tile of C, each VDPBF16PS doing two depth steps, twice the multiply-adds of an FMA. The tile
+// is written to scratch and added into C with alpha and beta (one addition per 64 products of
+// a KC = 128 block).
+
+// The bf16 tile when the products run in bf16 on the avx512-bf16 set and it has the fp32
+// micro-kernel's shape (so that the float panels convert in place of one another); else null.
+// Not under the amx set: on the one AMX CPU measured (Xeon model 207) VDPBF16PS ran the direct
+// convolution slower than fp32 FMAs, so there products keep the fp32 kernels on rounded operands
+// until the GEMM has AMX tiles of its own.
+const Bf16ConvKernel* bf16_tile_for(const GemmMicroKernel& uk) {
+  if (active_isa() != Isa::Avx512Bf16) return nullptr;
+  const Bf16ConvKernel* tile = active_bf16_conv_kernel();
+  return tile && tile->mr == uk.mr && tile->nr == uk.nr ? tile : nullptr;
+}
+
+// The pairs of `panels` consecutive panels of kc x width floats, each ceil(kc / 2) x width words.
+void pair_panels(const float* panels_in, int64_t panels, int64_t kc, int width, uint32_t* out) {
+  const Bf16PackKernels& pack = active_bf16_pack_kernels();
+  const int64_t kc2 = (kc + 1) / 2;
+  for (int64_t p = 0; p < panels; ++p) {
+    const float* in = panels_in + p * kc * width;
+    uint32_t* dst = out + p * kc2 * width;
+    for (int64_t t = 0; t < kc2; ++t)
+      pack.pair_rows(in + 2 * t * width, 2 * t + 1 < kc ? in + (2 * t + 1) * width : nullptr, width,
+                     dst + t * width);
+  }
+}
+
+// macro_kernel on pair panels.
+void macro_kernel_bf16(const Bf16ConvKernel& tile_kernel, int64_t mc, int64_t nc, int64_t kc, const uint32_t* a,
+                       const uint32_t* b, float alpha, float beta, float* C, int64_t ldc) {
+  const int mr = tile_kernel.mr, nr = tile_kernel.nr;
+  const int64_t kc2 = (kc + 1) / 2;
+  int32_t offsets[(KC + 1) / 2];
+  for (int64_t t = 0; t < kc2; ++t) offsets[t] = static_cast<int32_t>(t * nr);
+  float* tile = aligned_scratch(static_cast<size_t>(mr) * nr, kSlotTile);
+  for (int64_t jr = 0; jr < nc; jr += nr) {
+    const int64_t n = std::min<int64_t>(nr, nc - jr);
+    for (int64_t ir = 0; ir < mc; ir += mr) {
+      const int64_t m = std::min<int64_t>(mr, mc - ir);
+      tile_kernel.run(kc2, a + ir * kc2, b + jr * kc2, offsets, tile, nr);
+      float* c = C + ir * ldc + jr;
+      for (int64_t i = 0; i < m; ++i) {  // (beta == 0: C is not read, as in the fp32 kernels)
+        const float* t = tile + i * nr;
+        float* row = c + i * ldc;
+        if (beta == 0.0f) {
+          for (int64_t j = 0; j < n; ++j) row[j] = alpha * t[j];
+        } else {
+          for (int64_t j = 0; j < n; ++j) row[j] = alpha * t[j] + beta * row[j];
+        }
+      }
+    }
+  }
+}
+
 // Where the driver gets its packed A blocks: packed on the fly from A, or read from a PackedA.
 struct ASource {
   bool trans;
@@ -183,15 +250,22 @@ class MatrixSource final : public PanelSource {
 void gemm_serial(const GemmMicroKernel& uk, const ASource& src, const PanelSource& B, int64_t M,
                  int64_t n0, int64_t n1, int64_t K, float alpha, float beta, float* C, int64_t ldc) {
   const int64_t nc_max = NC_PANELS * uk.nr;
+  const Bf16ConvKernel* bf16 = bf16_tile_for(uk);
   float* b_block = aligned_scratch(static_cast<size_t>(KC) * nc_max, kSlotB);
   float* a_block = src.prepacked ? nullptr : aligned_scratch(static_cast<size_t>(KC) * round_up(MC, uk.mr), kSlotA);
+  auto* b_pairs = bf16 ? reinterpret_cast<uint32_t*>(aligned_scratch(static_cast<size_t>(KC) / 2 * nc_max, kSlotPairsB)) : nullptr;
+  auto* a_pairs = bf16 ? reinterpret_cast<uint32_t*>(aligned_scratch(static_cast<size_t>(KC) / 2 * round_up(MC, uk.mr), kSlotPairsA)) : nullptr;
   for (int64_t jc = n0; jc < n1; jc += nc_max) {
     const int64_t nc = std::min(nc_max, n1 - jc);
     for (int64_t pc = 0; pc < K; pc += KC) {
       const int64_t kc = std::min(KC, K - pc);
       const float beta_block = pc == 0 ? beta : 1.0f;
       B.pack(pc, kc, jc, nc, uk.nr, b_block);
-      round_operands(b_block, kc * round_up(nc, uk.nr));
+      if (bf16) {
+        pair_panels(b_block, round_up(nc, uk.nr) / uk.nr, kc, uk.nr, b_pairs);
+      } else {
+        round_operands(b_block, kc * round_up(nc, uk.nr));
+      }
       for (int64_t ic = 0; ic < M; ic += MC) {
         const int64_t mc = std::min(MC, M - ic);
         const float* a;
@@ -199,10 +273,15 @@ void gemm_serial(const GemmMicroKernel& uk, const ASource& src, const PanelSourc
           a = src.prepacked + pc * src.prepacked_rows + ic * kc;
         } else {
           pack_a(src.trans, src.A, src.lda, ic, mc, pc, kc, uk.mr, a_block);
-          round_operands(a_block, kc * round_up(mc, uk.mr));
+          if (!bf16) round_operands(a_block, kc * round_up(mc, uk.mr));
           a = a_block;
         }
-        macro_kernel(uk, mc, nc, kc, a, b_block, alpha, beta_block, C + ic * ldc + jc, ldc);
+        if (bf16) {
+          pair_panels(a, round_up(mc, uk.mr) / uk.mr, kc, uk.mr, a_pairs);
+          macro_kernel_bf16(*bf16, mc, nc, kc, a_pairs, b_pairs, alpha, beta_block, C + ic * ldc + jc, ldc);
+        } else {
+          macro_kernel(uk, mc, nc, kc, a, b_block, alpha, beta_block, C + ic * ldc + jc, ldc);
+        }
       }
     }
   }
