@@ -47,6 +47,22 @@ def timeit(fn, min_time=1.0, warmup=2):
             return elapsed / n
 
 
+def timeit_after(setup, fn, min_time=1.0, warmup=2):
+    """Seconds per call of fn(setup()), setup untimed (as PauseTiming in bench_cpu)."""
+    for _ in range(warmup):
+        fn(setup())
+    n, total = 0, 0.0
+    while total < min_time or n < 3:
+        arg = setup()
+        SYNC()
+        start = time.perf_counter()
+        fn(arg)
+        SYNC()
+        total += time.perf_counter() - start
+        n += 1
+    return total / n
+
+
 def fer_vgg_small(classes=7):
     """The engine's fer_vgg_small, layer for layer (models/fer_cnn.cpp)."""
     layers, c = [], 1
@@ -109,16 +125,11 @@ def pytorch_cases(bf16=False):
             w = randn(k, c, 3, 3, requires_grad=True)
             probe = randn(64, k, h, h)
 
-            def conv_backward():
-                y = F.conv2d(x, w, padding=1)
-                loss = (y * probe).sum()
-                loss.backward()
+            def forward():  # untimed, as in ours
                 x.grad = w.grad = None
-            # the forward is untimed in ours (PauseTiming); time it here and subtract
-            with torch.no_grad():
-                fwd = timeit(lambda: F.conv2d(x, w, padding=1))
+                return (F.conv2d(x, w, padding=1) * probe).sum()
             name = "BM_conv2d_backward_weight" if weight_only else "BM_conv2d_backward"
-            out[f"{name}/{c}/{k}/{h}"] = max(timeit(conv_backward) - fwd, 1e-9)
+            out[f"{name}/{c}/{k}/{h}"] = timeit_after(forward, lambda loss: loss.backward())
     with torch.no_grad():
         for i, o in ((2304, 256), (4608, 512)):
             x, w, b = randn(64, i), randn(o, i), randn(o)
