@@ -53,8 +53,6 @@ namespace fer::cpu {
 
 namespace {
 
-int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
-
 // Sizes of the padded image and of the output grid.
 struct Grid {
   int64_t Hp, Wp, plane;  // padded image

@@ -57,8 +57,6 @@ constexpr int kMaxPoints = 36;  // (4 + 2)^2: the most products per tile and cha
 constexpr int kMaxNr = 48;      // the widest micro-kernel panel (avx512: 48)
 constexpr int64_t kDepthBlock = 128;  // input channels per micro-kernel call (B panel in L1)
 
-int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
-
 // The kernel transform's matrix G ((tile + 2) x 3) of F(tile x tile, 3x3). F(4, 3): the rows are
 // (1/4 0 0) (-1/6 -1/6 -1/6) (-1/6 1/6 -1/6) (1/24 1/12 1/6) (1/24 -1/12 1/6) (0 0 1);
 // F(2, 3): (1 0 0) (1/2 1/2 1/2) (1/2 -1/2 1/2) (0 0 1). In double: the kernel transforms run

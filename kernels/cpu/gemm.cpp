@@ -62,8 +62,6 @@ namespace {
 float* aligned_scratch(size_t floats, int slot) { return aligned_thread_scratch(floats, slot); }
 enum ScratchSlot { kSlotA = 0, kSlotB = 1, kSlotTile = 2, kSlotPairsA = 7, kSlotPairsB = 8 };
 
-int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
-
 // dst[k * width + r] = src[r * ld + k] for r < rows, k < kc: `rows` rows of a row-major matrix
 // written k-major into a panel `width` floats wide (the packing of A untransposed and of B
 // transposed). 4x4 blocks go through SSE registers (baseline x86-64): four loads, a transpose

@@ -10,6 +10,9 @@
 
 namespace fer::cpu {
 
+// x rounded up to a multiple of m (x >= 0, m > 0): panel, tile and block sizes.
+constexpr int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
 // Calls body(begin, end) on contiguous chunks of [0, n) in parallel. Chunks hold at least `grain`
 // items, so small loops stay on one thread instead of paying for a fork.
 template <typename Body>
