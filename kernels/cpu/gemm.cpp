@@ -127,6 +127,20 @@ void pack_b(bool trans, const float* B, int64_t ldb, int64_t p0, int64_t kc, int
   }
 }
 
+// C[0:m, 0:n] = alpha * tile + beta * C for a tile of rows nr floats apart (C is not read when
+// beta == 0, as in the micro-kernels).
+void store_tile(const float* tile, int nr, int64_t m, int64_t n, float alpha, float beta, float* c, int64_t ldc) {
+  for (int64_t i = 0; i < m; ++i) {
+    const float* t = tile + i * nr;
+    float* row = c + i * ldc;
+    if (beta == 0.0f) {
+      for (int64_t j = 0; j < n; ++j) row[j] = alpha * t[j] + 0.0f;
+    } else {
+      for (int64_t j = 0; j < n; ++j) row[j] = alpha * t[j] + beta * row[j];
+    }
+  }
+}
+
 // C[mc, nc] (+)= packed A block * packed B block, tile by tile. Edge tiles go through a scratch
 // tile so that the micro-kernel never writes outside C.
 void macro_kernel(const GemmMicroKernel& uk, int64_t mc, int64_t nc, int64_t kc, const float* a,
@@ -145,11 +159,7 @@ void macro_kernel(const GemmMicroKernel& uk, int64_t mc, int64_t nc, int64_t kc,
         continue;
       }
       uk.run(kc, a_panel, 0, b_panel, nullptr, tile, nr, 1.0f, 0.0f);
-      for (int64_t i = 0; i < m; ++i)
-        for (int64_t j = 0; j < n; ++j) {
-          float& dst = c[i * ldc + j];
-          dst = alpha * tile[i * nr + j] + (beta == 0.0f ? 0.0f : beta * dst);
-        }
+      store_tile(tile, nr, m, n, alpha, beta, c, ldc);
     }
   }
 }
@@ -206,16 +216,7 @@ void macro_kernel_bf16(const Bf16ConvKernel& tile_kernel, int64_t mc, int64_t nc
     for (int64_t ir = 0; ir < mc; ir += mr) {
       const int64_t m = std::min<int64_t>(mr, mc - ir);
       tile_kernel.run(kc2, a + ir * kc2, b + jr * kc2, offsets, tile, nr);
-      float* c = C + ir * ldc + jr;
-      for (int64_t i = 0; i < m; ++i) {  // (beta == 0: C is not read, as in the fp32 kernels)
-        const float* t = tile + i * nr;
-        float* row = c + i * ldc;
-        if (beta == 0.0f) {
-          for (int64_t j = 0; j < n; ++j) row[j] = alpha * t[j];
-        } else {
-          for (int64_t j = 0; j < n; ++j) row[j] = alpha * t[j] + beta * row[j];
-        }
-      }
+      store_tile(tile, nr, m, n, alpha, beta, C + ir * ldc + jr, ldc);
     }
   }
 }
