@@ -120,9 +120,11 @@ void linear_layer(benchmark::State& state, Target t) {
   state.counters["GFLOP/s"] = benchmark::Counter(2.0 * N * in * out * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
-// Training-mode forward and backward (statistics, normalisation, the three gradients).
+// Training-mode forward and backward (statistics, normalisation, the three gradients); with a
+// third argument 1, fused with the ReLU after it (batch_norm_relu).
 void batchnorm_train(benchmark::State& state, Target t) {
   const int64_t C = state.range(0), H = state.range(1), N = 64, HW = H * H;
+  const bool relu = state.range(2) != 0;
   Backend& be = backend(t.device);
   Tensor x = random({N, C, H, H}, 1, t.device), dy = random({N, C, H, H}, 2, t.device);
   Tensor g = Tensor::ones({C}, t.device), b = Tensor::zeros({C}, t.device);
@@ -132,9 +134,9 @@ void batchnorm_train(benchmark::State& state, Target t) {
   Tensor dg = Tensor::empty({C}, t.device), db = Tensor::empty({C}, t.device);
   auto run = [&] {
     be.batchnorm_forward_train(N, C, HW, x.data(), g.data(), b.data(), 1e-5f, 0.1f, rm.data(), rv.data(),
-                               y.data(), mean.data(), invstd.data());
-    be.batchnorm_backward(N, C, HW, x.data(), dy.data(), g.data(), mean.data(), invstd.data(),
-                          dx.data(), dg.data(), db.data());
+                               y.data(), mean.data(), invstd.data(), relu);
+    be.batchnorm_backward(N, C, HW, x.data(), dy.data(), g.data(), b.data(), mean.data(),
+                          invstd.data(), dx.data(), dg.data(), db.data(), relu);
     be.synchronize();
   };
   run();
@@ -256,7 +258,9 @@ void register_cases(const Target& t) {
   }
   add("gemm", gemm)->Arg(1024)->Arg(4096)->Unit(benchmark::kMillisecond);
   add("linear", linear_layer)->Args({2304, 256})->Unit(benchmark::kMicrosecond);
-  add("batchnorm_train", batchnorm_train)->Args({32, 48})->Args({256, 6})->Unit(benchmark::kMillisecond);
+  add("batchnorm_train", batchnorm_train)
+      ->Args({32, 48, 0})->Args({32, 48, 1})->Args({256, 6, 0})->Args({256, 6, 1})
+      ->Unit(benchmark::kMillisecond);
   add("max_pool2d", max_pool)->Args({32, 48})->Args({256, 6})->Unit(benchmark::kMillisecond);
   add("train_step", train_step)->Arg(64)->Unit(benchmark::kMillisecond)->MinTime(t.device == Device::CPU ? 3.0 : 1.0);
   add("inference", inference)->Arg(1)->Arg(64)->Unit(benchmark::kMillisecond);

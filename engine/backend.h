@@ -146,32 +146,38 @@ class Backend {
   // x, y, dy, dx [N, C, HW] (HW = H*W; 1 for [N, C] input); gamma, beta, the running statistics,
   // save_mean, save_invstd and the parameter gradients [C].
   //
+  // relu: the op is relu(batch_norm(x)) in one pass (batch_norm_relu): the forward writes
+  // max(z, 0) for the normalised z, and each backward first zeroes dy where z <= 0, recomputing z
+  // from x bit for bit as its forward computed it (so it needs beta), instead of reading y.
+  //
   // Training: y from the batch statistics of each channel; save_mean = mean and save_invstd =
   // 1/sqrt(var + eps) for batchnorm_backward; running_mean and running_var updated in place with
   // momentum (running_var from the unbiased variance).
   virtual void batchnorm_forward_train(int64_t N, int64_t C, int64_t HW, const float* x,
                                        const float* gamma, const float* beta, float eps,
                                        float momentum, float* running_mean, float* running_var,
-                                       float* y, float* save_mean, float* save_invstd) = 0;
+                                       float* y, float* save_mean, float* save_invstd,
+                                       bool relu) = 0;
   // Evaluation: y = a x + b per channel, a = gamma / sqrt(running_var + eps),
   // b = beta - running_mean * a. Nothing is saved or updated.
   virtual void batchnorm_forward_eval(int64_t N, int64_t C, int64_t HW, const float* x,
                                       const float* gamma, const float* beta,
                                       const float* running_mean, const float* running_var,
-                                      float eps, float* y) = 0;
+                                      float eps, float* y, bool relu) = 0;
   // Backward of the training forward, from x and what it saved: dx (through the batch
-  // statistics), dgamma and dbeta; each only when non-null.
+  // statistics), dgamma and dbeta; each only when non-null. beta is read only with relu.
   virtual void batchnorm_backward(int64_t N, int64_t C, int64_t HW, const float* x,
-                                  const float* dy, const float* gamma, const float* save_mean,
-                                  const float* save_invstd, float* dx, float* dgamma,
-                                  float* dbeta) = 0;
+                                  const float* dy, const float* gamma, const float* beta,
+                                  const float* save_mean, const float* save_invstd, float* dx,
+                                  float* dgamma, float* dbeta, bool relu) = 0;
   // Backward of the evaluation forward, a fixed affine map: dx = a dy with the forward's a,
   // dgamma = sum(dy (x - running_mean)) / sqrt(running_var + eps), dbeta = sum(dy); each only
-  // when non-null.
+  // when non-null. beta is read only with relu.
   virtual void batchnorm_backward_eval(int64_t N, int64_t C, int64_t HW, const float* x,
-                                       const float* dy, const float* gamma,
+                                       const float* dy, const float* gamma, const float* beta,
                                        const float* running_mean, const float* running_var,
-                                       float eps, float* dx, float* dgamma, float* dbeta) = 0;
+                                       float eps, float* dx, float* dgamma, float* dbeta,
+                                       bool relu) = 0;
 
   // ---- Softmax and loss (the math: engine/ops/softmax_loss.cpp) ---------------------------------
   // Each row of a rows x cols matrix is one sample. log: log_softmax instead of softmax. The

@@ -57,6 +57,12 @@ Tensor global_avg_pool(const Tensor& x);  // [N,C,H,W] -> [N,C]
 // (momentum as in PyTorch: running = (1-m)*running + m*batch); in eval mode uses the buffers.
 Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
                   Tensor& running_var, bool training, float momentum, float eps);
+// relu(batch_norm(...)) as one op: the same values and gradients, without the intermediate tensor
+// and its two extra passes over memory (forward and backward). Sequential and the blocks of
+// layers/ call it for every BatchNorm that a ReLU follows.
+Tensor batch_norm_relu(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                       Tensor& running_mean, Tensor& running_var, bool training, float momentum,
+                       float eps);
 // Inverted dropout: in training zeroes each element with probability p and scales the rest by
 // 1/(1-p); identity in eval mode or when p == 0.
 Tensor dropout(const Tensor& x, float p, bool training);

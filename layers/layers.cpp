@@ -1,9 +1,11 @@
 #include "layers/layers.h"
 
 #include <cmath>
+#include <optional>
 #include <sstream>
 
 #include "engine/init.h"
+#include "engine/trace.h"
 
 namespace fer {
 
@@ -57,13 +59,26 @@ BatchNorm::BatchNorm(int64_t channels, float eps, float momentum) : eps(eps), mo
   num_batches_tracked = register_buffer("num_batches_tracked", Tensor::zeros({}));
 }
 
+void BatchNorm::count_batch() {
+  if (!is_training()) return;
+  // += 1 on the buffer's device: reading it back would stall a GPU's queue (and could not be
+  // recorded in a CUDA graph).
+  const Device dev = num_batches_tracked.device();
+  const Tensor one = Tensor::ones({}, dev);
+  backend(dev).axpby(1.0f, one.data(), 1.0f, num_batches_tracked.data(), 1);
+}
+
 Tensor BatchNorm::forward(const Tensor& x) {
-  if (is_training()) {  // += 1 on the buffer's device: reading it back would stall a GPU's queue
-    const Device dev = num_batches_tracked.device();  // (and could not be recorded in a CUDA graph)
-    const Tensor one = Tensor::ones({}, dev);
-    backend(dev).axpby(1.0f, one.data(), 1.0f, num_batches_tracked.data(), 1);
-  }
+  count_batch();
   return batch_norm(x, weight, bias, running_mean, running_var, is_training(), momentum, eps);
+}
+
+Tensor BatchNorm::relu_of(const Tensor& x) {
+  if (ForwardHook::active()) return relu((*this)(x));
+  std::optional<OpTrace::Scope> scope;  // as operator() marks it for forward()
+  if (OpTrace* trace = active_trace()) scope.emplace(*trace, this);
+  count_batch();
+  return batch_norm_relu(x, weight, bias, running_mean, running_var, is_training(), momentum, eps);
 }
 
 std::string BatchNorm::describe() const {
@@ -145,7 +160,20 @@ Sequential& Sequential::add(const std::string& name, std::shared_ptr<Module> m) 
 
 Tensor Sequential::forward(const Tensor& x) {
   Tensor h = x;
-  for (auto& layer : layers_) h = (*layer)(h);
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    // A BatchNorm followed by a ReLU runs as one op (BatchNorm::relu_of), unless a hook must
+    // see both modules.
+    auto* bn = dynamic_cast<BatchNorm*>(layers_[i].get());
+    if (bn && i + 1 < layers_.size() && !ForwardHook::active()) {
+      const auto* act = dynamic_cast<const Act*>(layers_[i + 1].get());
+      if (act && act->kind == Activation::ReLU) {
+        h = bn->relu_of(h);
+        ++i;
+        continue;
+      }
+    }
+    h = (*layers_[i])(h);
+  }
   return h;
 }
 

@@ -36,9 +36,16 @@ class BatchNorm : public Module {
  public:
   explicit BatchNorm(int64_t channels, float eps = 1e-5f, float momentum = 0.1f);
   Tensor forward(const Tensor& x) override;
+  // relu((*this)(x)), as one op (batch_norm_relu): what Sequential runs for a BatchNorm followed
+  // by a ReLU, and blocks for their relu(bn(...)). With a ForwardHook in scope the two run apart,
+  // so that the hook sees this module's own output.
+  Tensor relu_of(const Tensor& x);
   std::string describe() const override;
   Tensor weight, bias, running_mean, running_var, num_batches_tracked;
   float eps, momentum;
+
+ private:
+  void count_batch();  // num_batches_tracked += 1 in training
 };
 using BatchNorm2d = BatchNorm;
 using BatchNorm1d = BatchNorm;

@@ -15,6 +15,7 @@ thread_local ForwardHook* active_hook = nullptr;
 
 ForwardHook::ForwardHook(Fn fn) : fn_(std::move(fn)), previous_(active_hook) { active_hook = this; }
 ForwardHook::~ForwardHook() { active_hook = previous_; }
+bool ForwardHook::active() { return active_hook != nullptr; }
 
 Tensor Module::operator()(const Tensor& x) {
   std::optional<OpTrace::Scope> scope;  // while tracing (an export), ops say which module ran them

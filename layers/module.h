@@ -88,6 +88,9 @@ class ForwardHook {
   using Fn = std::function<void(const Module& module, const Tensor& input, const Tensor& output)>;
   explicit ForwardHook(Fn fn);
   ~ForwardHook();
+  // True while a hook is in scope on this thread. Layers that fuse two modules' ops into one
+  // (a BatchNorm and the ReLU after it) run them apart then, so that the hook sees each module.
+  static bool active();
   ForwardHook(const ForwardHook&) = delete;
   ForwardHook& operator=(const ForwardHook&) = delete;
 

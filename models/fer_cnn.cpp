@@ -58,7 +58,7 @@ class BasicBlock : public Module {
     }
   }
   Tensor forward(const Tensor& x) override {
-    const Tensor h = (*bn2)((*conv2)(relu((*bn1)((*conv1)(x)))));
+    const Tensor h = (*bn2)((*conv2)(bn1->relu_of((*conv1)(x))));
     return relu(add(h, downsample ? (*downsample)(x) : x));
   }
   std::string describe() const override { return "BasicBlock()"; }

@@ -29,8 +29,8 @@ class Bottleneck : public Module {
     }
   }
   Tensor forward(const Tensor& x) override {
-    Tensor h = relu((*bn1)((*conv1)(x)));
-    h = relu((*bn2)((*conv2)(h)));
+    Tensor h = bn1->relu_of((*conv1)(x));
+    h = bn2->relu_of((*conv2)(h));
     h = (*bn3)((*conv3)(h));
     return relu(add(h, downsample ? (*downsample)(x) : x));
   }

@@ -2,6 +2,10 @@
 // layer through its parameters, and a small CNN that must overfit one batch.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <optional>
+#include <tuple>
+
 #include "engine/autograd.h"
 #include "layers/layers.h"
 #include "models/registry.h"
@@ -125,6 +129,45 @@ TEST_CASE("train/eval switch dropout and batchnorm; freezing stops gradients") {
   sum((*net)(x)).backward();
   CHECK(!std::dynamic_pointer_cast<Conv2d>((*net)[0])->weight.grad().defined());
   CHECK(std::dynamic_pointer_cast<Linear>((*net)[6])->weight.grad().defined());
+}
+
+TEST_CASE("Sequential fuses a BatchNorm and its ReLU, and runs them apart for a hook") {
+  // Same outputs and gradients either way; the fused run leaves num_batches_tracked counted once
+  // per BatchNorm; a hook sees the BatchNorm's own output (negative values) and the ReLU's.
+  auto run = [](bool hooked) {
+    manual_seed(3);
+    auto model = tiny_cnn();
+    Generator g(4);
+    Tensor x = Tensor::uniform({3, 1, 8, 8}, -1.0f, 1.0f, g);
+    std::vector<std::string> seen;
+    float bn_min = 0.0f;
+    Tensor y;
+    {
+      std::optional<ForwardHook> hook;
+      if (hooked)
+        hook.emplace([&](const Module& m, const Tensor&, const Tensor& out) {
+          seen.push_back(m.describe());
+          if (dynamic_cast<const BatchNorm*>(&m))
+            for (float v : out.to_vector()) bn_min = std::min(bn_min, v);
+        });
+      y = (*model)(x);
+    }
+    sum(y).backward();
+    std::vector<float> grads;
+    for (const Tensor& p : model->parameters()) {
+      const std::vector<float> gp = p.grad().to_vector();
+      grads.insert(grads.end(), gp.begin(), gp.end());
+    }
+    const auto* bn = dynamic_cast<const BatchNorm*>(model->child("1").get());
+    CHECK(bn->num_batches_tracked.to_vector()[0] == 1.0f);
+    return std::tuple(y.to_vector(), grads, seen, bn_min);
+  };
+  const auto [y_fused, g_fused, seen_fused, min_fused] = run(false);
+  const auto [y_apart, g_apart, seen_apart, min_apart] = run(true);
+  CHECK(y_fused == y_apart);
+  CHECK(g_fused == g_apart);
+  CHECK(std::count(seen_apart.begin(), seen_apart.end(), "ReLU()") == 1);
+  CHECK(min_apart < 0.0f);
 }
 
 TEST_CASE("gradient check of every layer through its parameters") {

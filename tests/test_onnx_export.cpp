@@ -138,6 +138,26 @@ TEST_CASE("export_onnx: a small model's nodes, initializers and symbolic batch")
   CHECK(r.bytes.find("shape_0_64") != std::string::npos);
 }
 
+TEST_CASE("export_onnx: a BatchNorm and the ReLU after it, fused in the engine, are two nodes") {
+  auto model = std::make_shared<Sequential>(std::initializer_list<std::shared_ptr<Module>>{
+      std::make_shared<Conv2d>(1, 4, 3, 1, 1), std::make_shared<BatchNorm2d>(4), ReLU(),
+      std::make_shared<Flatten>(), std::make_shared<Linear>(4 * 6 * 6, 7)});
+  OnnxExportOptions options;
+  options.input_shape = {1, 1, 6, 6};
+  {
+    model->eval();
+    OpTrace trace;
+    (*model)(Tensor::zeros({1, 1, 6, 6}));
+    REQUIRE(trace.ops().size() == 4);  // conv2d, batch_norm (relu fused), reshape, linear
+    CHECK(trace.ops()[1].op == "batch_norm");
+    CHECK(trace.ops()[1].int_attr("relu") == 1);
+  }
+  const OnnxExportResult r = export_onnx(*model, options);
+  CHECK(r.node_counts.at("BatchNormalization") == 1);
+  CHECK(r.node_counts.at("Relu") == 1);
+  CHECK(r.bytes.find("1/Relu") != std::string::npos);  // named by the BatchNorm's module
+}
+
 TEST_CASE("export_onnx: the TensorFlow-SAME padding folds into the convolution") {
   FlexConv2dConfig c{3, 4, 3, 3, 2};
   c.tf_same = true;  // 8x8, stride 2: pad 0 at the top/left, 1 at the bottom/right

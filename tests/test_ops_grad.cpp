@@ -120,6 +120,64 @@ TEST_CASE("batch_norm: train and eval, 4-d and 2-d") {
   }
 }
 
+TEST_CASE("batch_norm_relu: the values and gradients of relu(batch_norm(x)), bit for bit") {
+  // The fused op recomputes relu's mask from x inside the batchnorm kernels; the composition
+  // takes it from the intermediate tensor. Both must give the same bits: output, the three
+  // gradients and the running statistics, in training and evaluation, with a negative gamma and
+  // beta (more values masked) and a plane of one value (2-d input).
+  for (Shape shape : {Shape{3, 4, 5, 7}, Shape{9, 6}}) {
+    for (bool training : {true, false}) {
+      const int64_t C = shape[1];
+      auto run = [&](bool fused) {
+        Tensor x = random_input(shape, 70), gamma = random_input({C}, 71);
+        Tensor beta = random_input({C}, 72);
+        Tensor rm = random_input({C}, 73, false), rv = Tensor::full({C}, 0.8f);
+        Tensor y = fused ? batch_norm_relu(x, gamma, beta, rm, rv, training, 0.1f, 1e-5f)
+                         : relu(batch_norm(x, gamma, beta, rm, rv, training, 0.1f, 1e-5f));
+        sum(mul(y, random_input(shape, 74, false))).backward();
+        return std::vector<Tensor>{y.detach(), x.grad(), gamma.grad(), beta.grad(), rm, rv};
+      };
+      const std::vector<Tensor> composed = run(false), fused = run(true);
+      const char* what[] = {"output", "dx", "dgamma", "dbeta", "running_mean", "running_var"};
+      for (size_t i = 0; i < composed.size(); ++i) {
+        INFO(shape_str(shape), training ? " train " : " eval ", what[i]);
+        CHECK(composed[i].to_vector() == fused[i].to_vector());
+      }
+      int masked = 0;
+      for (float v : composed[0].to_vector()) masked += v == 0.0f;
+      CHECK(masked > 0);  // the mask is exercised
+    }
+  }
+  // And by finite differences, on values kept away from the kink: each channel holds +-v pairs
+  // (|v| in [0.3, 1.5]), so its mean is 0 and every normalised value is at least 0.3 / std from
+  // beta's small shift, far beyond what a perturbation of eps moves it.
+  const Shape shape{4, 3, 3, 2};
+  const int64_t N = 4, C = 3, HW = 6, M = N * HW;
+  Generator gen(75);
+  std::vector<float> v(N * C * HW);
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t m = 0; m < M / 2; ++m) {
+      const float magnitude = gen.uniform(0.3f, 1.5f);
+      auto at = [&](int64_t k) -> float& { return v[((k / HW) * C + c) * HW + k % HW]; };
+      at(m) = magnitude;
+      at(m + M / 2) = -magnitude;
+    }
+  Tensor x = Tensor::from_vector(shape, v);
+  x.set_requires_grad(true);
+  Tensor gamma = Tensor::from_vector({C}, {0.8f, -1.2f, 1.5f});
+  Tensor beta = Tensor::from_vector({C}, {0.05f, -0.05f, 0.0f});
+  gamma.set_requires_grad(true);
+  beta.set_requires_grad(true);
+  Tensor rm = Tensor::zeros({C}), rv = Tensor::ones({C});
+  gradcheck("batch_norm_relu train",
+            [&](auto& in) { return batch_norm_relu(in[0], in[1], in[2], rm, rv, true, 0.1f, 1e-5f); },
+            {x, gamma, beta});
+  Tensor rm2 = Tensor::zeros({C}), rv2 = Tensor::full({C}, 0.7f);
+  gradcheck("batch_norm_relu eval",
+            [&](auto& in) { return batch_norm_relu(in[0], in[1], in[2], rm2, rv2, false, 0.1f, 1e-5f); },
+            {x, gamma, beta});
+}
+
 TEST_CASE("dropout: train (fixed mask per seed) and eval") {
   Tensor x = random_input({4, 10}, 60);
   gradcheck("dropout train", [](auto& in) { return dropout(in[0], 0.3f, true); }, {x});

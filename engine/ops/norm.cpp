@@ -27,11 +27,15 @@ namespace {
 //   dx = a dy,   dgamma = sum(dy (x - running_mean)) / sqrt(running_var + eps),   dbeta = sum(dy)
 // Saved for backward: x, gamma, and copies of the running statistics and eps (a training step may
 // update the buffers in place before this backward runs; the gradient is that of the values used).
+//
+// batch_norm_relu: y = max(z, 0) for the z above, and the backward above receives dy zeroed where
+// z <= 0 (relu's gradient). The kernels recompute z from x and the saved values, so beta is saved
+// too, and the tensor z itself never exists: one pass over the activations fewer each way.
 struct BatchNormBackward : Node {
   int64_t N, C, HW;
-  bool training;
+  bool training, relu;
   float eps = 0.0f;
-  Tensor x, gamma;
+  Tensor x, gamma, beta;
   Tensor mean, invstd;              // training: the batch statistics
   Tensor running_mean, running_var;  // evaluation: the running statistics
   std::vector<Tensor> backward(const Tensor& gy) override {
@@ -39,20 +43,21 @@ struct BatchNormBackward : Node {
       return inputs[input].requires_grad() ? Tensor::empty(shape, gy.device()) : Tensor();
     };
     Tensor gx = wanted(0, x.shape()), gg = wanted(1, {C}), gb = wanted(2, {C});
-    auto out = [](Tensor& t) { return t.defined() ? t.data() : nullptr; };
+    auto out = [](const Tensor& t) { return t.defined() ? t.data() : nullptr; };
     Backend& be = backend_of(gy);
     if (training)
-      be.batchnorm_backward(N, C, HW, x.data(), gy.data(), gamma.data(), mean.data(),
-                            invstd.data(), out(gx), out(gg), out(gb));
+      be.batchnorm_backward(N, C, HW, x.data(), gy.data(), gamma.data(), out(beta), mean.data(),
+                            invstd.data(), out(gx), out(gg), out(gb), relu);
     else
-      be.batchnorm_backward_eval(N, C, HW, x.data(), gy.data(), gamma.data(), running_mean.data(),
-                                 running_var.data(), eps, out(gx), out(gg), out(gb));
+      be.batchnorm_backward_eval(N, C, HW, x.data(), gy.data(), gamma.data(), out(beta),
+                                 running_mean.data(), running_var.data(), eps, out(gx), out(gg),
+                                 out(gb), relu);
     return {gx, gg, gb};
   }
   void release_saved() override {
-    x = gamma = mean = invstd = running_mean = running_var = Tensor();
+    x = gamma = beta = mean = invstd = running_mean = running_var = Tensor();
   }
-  const char* name() const override { return "batch_norm"; }
+  const char* name() const override { return relu ? "batch_norm_relu" : "batch_norm"; }
 };
 
 // ---- dropout -----------------------------------------------------------------------------------
@@ -66,18 +71,21 @@ struct DropoutBackward : Node {
 };
 }  // namespace
 
-Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
-                  Tensor& running_var, bool training, float momentum, float eps) {
-  FER_CHECK(x.dim() == 4 || x.dim() == 2, "batch_norm: expected [N,C,H,W] or [N,C], got ",
+namespace {
+Tensor batch_norm_op(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                     Tensor& running_mean, Tensor& running_var, bool training, float momentum,
+                     float eps, bool relu) {
+  const char* op = relu ? "batch_norm_relu" : "batch_norm";
+  FER_CHECK(x.dim() == 4 || x.dim() == 2, op, ": expected [N,C,H,W] or [N,C], got ",
             x.shape_str());
   const int64_t N = x.size(0), C = x.size(1), HW = x.dim() == 4 ? x.size(2) * x.size(3) : 1;
   for (const Tensor* t : std::initializer_list<const Tensor*>{&gamma, &beta, &running_mean, &running_var})
-    FER_CHECK(t->defined() && t->shape() == Shape{C}, "batch_norm: input ", x.shape_str(),
+    FER_CHECK(t->defined() && t->shape() == Shape{C}, op, ": input ", x.shape_str(),
               " has ", C, " channels but a parameter/buffer has shape ",
               t->defined() ? t->shape_str() : "undefined");
-  FER_CHECK(!training || N * HW > 1, "batch_norm: training needs more than one value per channel, "
-                                     "got input ", x.shape_str());
-  const Device dev = common_device("batch_norm", {&x, &gamma, &beta, &running_mean, &running_var});
+  FER_CHECK(!training || N * HW > 1, op, ": training needs more than one value per channel, "
+            "got input ", x.shape_str());
+  const Device dev = common_device(op, {&x, &gamma, &beta, &running_mean, &running_var});
   Backend& be = backend(dev);
   Tensor y = Tensor::empty(x.shape(), dev);
   Tensor mean, invstd;
@@ -86,10 +94,10 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
     invstd = Tensor::empty({C}, dev);
     be.batchnorm_forward_train(N, C, HW, x.data(), gamma.data(), beta.data(), eps, momentum,
                                running_mean.data(), running_var.data(), y.data(), mean.data(),
-                               invstd.data());
+                               invstd.data(), relu);
   } else {
     be.batchnorm_forward_eval(N, C, HW, x.data(), gamma.data(), beta.data(), running_mean.data(),
-                              running_var.data(), eps, y.data());
+                              running_var.data(), eps, y.data(), relu);
   }
   if (needs_grad({&x, &gamma, &beta})) {
     auto node = std::make_shared<BatchNormBackward>();
@@ -97,8 +105,10 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
     node->C = C;
     node->HW = HW;
     node->training = training;
+    node->relu = relu;
     node->x = x.detach();
     node->gamma = gamma.detach();
+    if (relu) node->beta = beta.detach();
     if (training) {
       node->mean = mean;
       node->invstd = invstd;
@@ -111,8 +121,20 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
   }
   if (OpTrace* trace = active_trace())
     trace->record("batch_norm", {x, gamma, beta, running_mean, running_var}, y,
-                  {{"training", training ? 1 : 0}, {"eps", eps}});
+                  {{"training", training ? 1 : 0}, {"eps", eps}, {"relu", relu ? 1 : 0}});
   return y;
+}
+}  // namespace
+
+Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
+                  Tensor& running_var, bool training, float momentum, float eps) {
+  return batch_norm_op(x, gamma, beta, running_mean, running_var, training, momentum, eps, false);
+}
+
+Tensor batch_norm_relu(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                       Tensor& running_mean, Tensor& running_var, bool training, float momentum,
+                       float eps) {
+  return batch_norm_op(x, gamma, beta, running_mean, running_var, training, momentum, eps, true);
 }
 
 Tensor dropout(const Tensor& x, float p, bool training) {

@@ -5,6 +5,7 @@
 // keeps a result independent of the thread count.
 #pragma once
 #include <cstdint>
+#include <utility>
 
 namespace fer::cpu {
 
@@ -21,6 +22,31 @@ inline float lane_sum(int64_t n, Term term) {
   float total = 0.0f;
   for (float v : lane) total += v;
   return total;
+}
+
+// Two sums over i in [0, n) at once: term(i) returns the pair of terms (a std::pair<float, float>),
+// each summed in its own lanes as lane_sum does. One pass where two would read the data twice.
+template <typename Terms>
+inline std::pair<float, float> lane_sum2(int64_t n, Terms terms) {
+  float first[kLaneCount] = {}, second[kLaneCount] = {};
+  int64_t i = 0;
+  for (; i + kLaneCount <= n; i += kLaneCount)
+    for (int j = 0; j < kLaneCount; ++j) {
+      const auto [u, v] = terms(i + j);
+      first[j] += u;
+      second[j] += v;
+    }
+  for (; i < n; ++i) {
+    const auto [u, v] = terms(i);
+    first[i % kLaneCount] += u;
+    second[i % kLaneCount] += v;
+  }
+  float total_first = 0.0f, total_second = 0.0f;
+  for (int j = 0; j < kLaneCount; ++j) {
+    total_first += first[j];
+    total_second += second[j];
+  }
+  return {total_first, total_second};
 }
 
 inline float lane_sum(const float* x, int64_t n) {

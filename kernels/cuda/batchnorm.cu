@@ -8,6 +8,10 @@
 // values (contiguous within each plane; ChannelCursor), accumulating in double and reducing in a
 // fixed order; thread 0 then writes the channel's statistics and the coefficients of the
 // elementwise pass, which runs over all N*C planes at once.
+//
+// The fused ReLU (`relu`): the forward writes max(z, 0), and the backward kernels zero dy where
+// z = a x + b <= 0, recomputing z with the forward's coefficients and the same fmaf, so that the
+// mask matches the forward's output bit for bit.
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/launch.cuh"
 
@@ -15,6 +19,22 @@ namespace fer::cuda {
 
 namespace {
 constexpr int kChannelThreads = 512;
+
+// The normalised value z = a x + b, written once for the forward and the backward's mask; the
+// coefficients likewise (b = beta - mean a as one fused multiply-add).
+__device__ __forceinline__ float bn_affine(float a, float x, float b) { return fmaf(a, x, b); }
+__device__ __forceinline__ float bn_shift(float beta, float mean, float a) { return fmaf(-mean, a, beta); }
+// dy where a fused ReLU passed z (and always without one).
+__device__ __forceinline__ float bn_masked(bool relu, float a, float b, float x, float dy) {
+  return relu && !(bn_affine(a, x, b) > 0.0f) ? 0.0f : dy;
+}
+// Evaluation's coefficients (batchnorm_forward_eval's a and b).
+struct EvalCoef {
+  float a, b;
+  __device__ EvalCoef(const float* gamma, const float* beta, const float* running_mean,
+                      const float* running_var, float eps, int64_t c)
+      : a(gamma[c] / sqrtf(running_var[c] + eps)), b(bn_shift(beta[c], running_mean[c], a)) {}
+};
 
 __global__ void bn_train_stats_kernel(int64_t N, int64_t C, int64_t HW, const float* __restrict__ x,
                                       const float* __restrict__ gamma, const float* __restrict__ beta,
@@ -44,20 +64,25 @@ __global__ void bn_train_stats_kernel(int64_t N, int64_t C, int64_t HW, const fl
   }
   const float a = gamma[c] * invstd;
   coef[c] = a;
-  coef[C + c] = beta[c] - mean * a;
+  coef[C + c] = bn_shift(beta[c], mean, a);
 }
 
+// The sums of the backward: sum(g) and sum(g (x - mean)), g = dy masked by the fused ReLU whose
+// coefficients are mask_a[c] and mask_b[c] (read only with relu).
 __global__ void bn_backward_stats_kernel(int64_t N, int64_t C, int64_t HW, const float* __restrict__ x,
                                          const float* __restrict__ dy, const float* __restrict__ gamma,
                                          const float* __restrict__ save_mean,
-                                         const float* __restrict__ save_invstd, float* dgamma,
+                                         const float* __restrict__ save_invstd, bool relu,
+                                         const float* __restrict__ mask_a,
+                                         const float* __restrict__ mask_b, float* dgamma,
                                          float* dbeta, float* __restrict__ coef) {
   const int64_t c = blockIdx.x, M = N * HW;
   const float mean = save_mean[c], invstd = save_invstd[c];
+  const float ma = relu ? mask_a[c] : 0.0f, mb = relu ? mask_b[c] : 0.0f;
   double sum_dy = 0.0, sum_dy_xmu = 0.0;
   for (ChannelCursor p(threadIdx.x, blockDim.x, HW); p.n < N; p.advance(HW)) {
     const int64_t i = p.offset(C, c, HW);
-    const float g = dy[i];
+    const float g = bn_masked(relu, ma, mb, x[i], dy[i]);
     sum_dy += g;
     sum_dy_xmu += static_cast<double>(g) * (x[i] - mean);
   }
@@ -78,7 +103,8 @@ __global__ void bn_backward_stats_kernel(int64_t N, int64_t C, int64_t HW, const
 void CudaBackend::batchnorm_forward_train(int64_t N, int64_t C, int64_t HW, const float* x,
                                           const float* gamma, const float* beta, float eps,
                                           float momentum, float* running_mean, float* running_var,
-                                          float* y, float* save_mean, float* save_invstd) {
+                                          float* y, float* save_mean, float* save_invstd,
+                                          bool relu) {
   if (C <= 0) return;
   auto shapes = [&] { return detail_str("x [", N, ", ", C, ", ", HW, "] (N, C, H*W)"); };
   FER_CHECK(plane_fits(N * C, HW), "cuda batchnorm: ", shapes(), " exceeds the kernels' 32-bit grid");
@@ -89,7 +115,8 @@ void CudaBackend::batchnorm_forward_train(int64_t N, int64_t C, int64_t HW, cons
   launched("batchnorm_forward_train", shapes);
   launch_planes(stream_, N * C, HW, [=] __device__(int64_t plane, int32_t j) {
     const int64_t c = plane % C, i = plane * HW + j;
-    y[i] = k[c] * x[i] + k[C + c];
+    const float z = bn_affine(k[c], x[i], k[C + c]);
+    y[i] = relu ? fmaxf(z, 0.0f) : z;
   });
   launched("batchnorm_forward_train", shapes);
 }
@@ -97,66 +124,90 @@ void CudaBackend::batchnorm_forward_train(int64_t N, int64_t C, int64_t HW, cons
 void CudaBackend::batchnorm_forward_eval(int64_t N, int64_t C, int64_t HW, const float* x,
                                          const float* gamma, const float* beta,
                                          const float* running_mean, const float* running_var,
-                                         float eps, float* y) {
+                                         float eps, float* y, bool relu) {
   FER_CHECK(plane_fits(N * C, HW), "cuda batchnorm: ", N * C, " planes of ", HW, " values exceed the kernels' 32-bit grid");
   launch_planes(stream_, N * C, HW, [=] __device__(int64_t plane, int32_t j) {
     const int64_t c = plane % C, i = plane * HW + j;
-    const float a = gamma[c] / sqrtf(running_var[c] + eps);
-    const float b = beta[c] - running_mean[c] * a;
-    y[i] = a * x[i] + b;
+    const EvalCoef f(gamma, beta, running_mean, running_var, eps, c);
+    const float z = bn_affine(f.a, x[i], f.b);
+    y[i] = relu ? fmaxf(z, 0.0f) : z;
   });
   launched("batchnorm_forward_eval", [&] { return detail_str("x [", N, ", ", C, ", ", HW, "] (N, C, H*W)"); });
 }
 
 void CudaBackend::batchnorm_backward(int64_t N, int64_t C, int64_t HW, const float* x,
-                                     const float* dy, const float* gamma, const float* save_mean,
-                                     const float* save_invstd, float* dx, float* dgamma,
-                                     float* dbeta) {
+                                     const float* dy, const float* gamma, const float* beta,
+                                     const float* save_mean, const float* save_invstd, float* dx,
+                                     float* dgamma, float* dbeta, bool relu) {
   if (C <= 0 || (!dx && !dgamma && !dbeta)) return;
   auto shapes = [&] { return detail_str("x [", N, ", ", C, ", ", HW, "] (N, C, H*W)"); };
   FER_CHECK(plane_fits(N * C, HW), "cuda batchnorm: ", shapes(), " exceeds the kernels' 32-bit grid");
+  const float* mean = save_mean;
+  const float* invstd = save_invstd;
+  // The fused ReLU's mask: the training forward's coefficients a and b, recomputed per channel.
+  ScratchBuffer mask_buffer(allocator_, relu ? 2 * C * sizeof(float) : 0);
+  float* mask = mask_buffer.as<float>();
+  if (relu) {
+    launch_for_each(stream_, C, [=] __device__(int64_t c) {
+      const float a = gamma[c] * invstd[c];
+      mask[c] = a;
+      mask[C + c] = bn_shift(beta[c], mean[c], a);
+    });
+    launched("batchnorm_backward", shapes);
+  }
   ScratchBuffer coef(allocator_, dx ? 3 * C * sizeof(float) : 0);
   float* k = coef.as<float>();
   bn_backward_stats_kernel<<<static_cast<unsigned>(C), kChannelThreads, 0, stream_>>>(
-      N, C, HW, x, dy, gamma, save_mean, save_invstd, dgamma, dbeta, k);
+      N, C, HW, x, dy, gamma, save_mean, save_invstd, relu, mask, mask + C, dgamma, dbeta, k);
   launched("batchnorm_backward", shapes);
   if (!dx) return;
-  const float* mean = save_mean;
-  const float* invstd = save_invstd;
   launch_planes(stream_, N * C, HW, [=] __device__(int64_t plane, int32_t j) {
     const int64_t c = plane % C, i = plane * HW + j;
     const float xhat = (x[i] - mean[c]) * invstd[c];
-    dx[i] = k[c] * (dy[i] - k[C + c] - xhat * k[2 * C + c]);
+    const float g = relu ? bn_masked(true, mask[c], mask[C + c], x[i], dy[i]) : dy[i];
+    dx[i] = k[c] * (g - k[C + c] - xhat * k[2 * C + c]);
   });
   launched("batchnorm_backward", shapes);
 }
 
 void CudaBackend::batchnorm_backward_eval(int64_t N, int64_t C, int64_t HW, const float* x,
-                                          const float* dy, const float* gamma,
+                                          const float* dy, const float* gamma, const float* beta,
                                           const float* running_mean, const float* running_var,
-                                          float eps, float* dx, float* dgamma, float* dbeta) {
+                                          float eps, float* dx, float* dgamma, float* dbeta,
+                                          bool relu) {
   if (C <= 0 || (!dx && !dgamma && !dbeta)) return;
   auto shapes = [&] { return detail_str("x [", N, ", ", C, ", ", HW, "] (N, C, H*W)"); };
   FER_CHECK(plane_fits(N * C, HW), "cuda batchnorm: ", shapes(),
             " exceeds the kernels' 32-bit grid");
   if (dgamma || dbeta) {
     // The training backward's statistics kernel, handed the running statistics as the saved ones
-    // and no coefficient buffer: dgamma = sum(dy (x - mean)) invstd, dbeta = sum(dy).
-    ScratchBuffer invstd_buffer(allocator_, C * sizeof(float));
-    float* invstd = invstd_buffer.as<float>();
+    // and no coefficient buffer: dgamma = sum(g (x - mean)) invstd, dbeta = sum(g); the mask's
+    // coefficients are evaluation's a and b.
+    ScratchBuffer per_channel(allocator_, 3 * C * sizeof(float));
+    float* invstd = per_channel.as<float>();
+    float* mask = invstd + C;
     launch_for_each(stream_, C, [=] __device__(int64_t c) {
       invstd[c] = 1.0f / sqrtf(running_var[c] + eps);
+      if (relu) {
+        const EvalCoef f(gamma, beta, running_mean, running_var, eps, c);
+        mask[c] = f.a;
+        mask[C + c] = f.b;
+      }
     });
     launched("batchnorm_backward_eval", shapes);
     bn_backward_stats_kernel<<<static_cast<unsigned>(C), kChannelThreads, 0, stream_>>>(
-        N, C, HW, x, dy, gamma, running_mean, invstd, dgamma, dbeta, nullptr);
+        N, C, HW, x, dy, gamma, running_mean, invstd, relu, mask, mask + C, dgamma, dbeta, nullptr);
     launched("batchnorm_backward_eval", shapes);
   }
   if (!dx) return;
   launch_planes(stream_, N * C, HW, [=] __device__(int64_t plane, int32_t j) {
     const int64_t c = plane % C, i = plane * HW + j;
-    const float a = gamma[c] / sqrtf(running_var[c] + eps);  // batchnorm_forward_eval's slope
-    dx[i] = a * dy[i];
+    if (!relu) {
+      dx[i] = gamma[c] / sqrtf(running_var[c] + eps) * dy[i];  // batchnorm_forward_eval's slope
+      return;
+    }
+    const EvalCoef f(gamma, beta, running_mean, running_var, eps, c);
+    dx[i] = f.a * bn_masked(true, f.a, f.b, x[i], dy[i]);
   });
   launched("batchnorm_backward_eval", shapes);
 }

@@ -134,7 +134,14 @@ class GraphBuilder {
     if (o == "batch_norm") {
       FER_CHECK(op.int_attr("training") == 0, "ONNX export: ", where(op),
                 " ran in training mode (batch statistics): export needs eval()");
-      node(op, "BatchNormalization", inputs(op, 5), {attr_float("epsilon", op.attr("eps"))});
+      if (op.int_attr("relu") == 0) {
+        node(op, "BatchNormalization", inputs(op, 5), {attr_float("epsilon", op.attr("eps"))});
+        return;
+      }
+      // batch_norm_relu: the two nodes it fuses.
+      const std::string normalized = node(op, "BatchNormalization", inputs(op, 5),
+                                          {attr_float("epsilon", op.attr("eps"))}, /*final=*/false);
+      node(op, "Relu", {normalized}, {});
       return;
     }
     if (o == "max_pool2d" || o == "avg_pool2d") return pool(op);

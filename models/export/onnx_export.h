@@ -17,8 +17,8 @@
 // Translations (engine op -> ONNX):
 //   conv2d -> Conv (groups: depthwise and grouped); a pad2d feeding only a convolution is folded
 //   into its pads (TensorFlow's asymmetric "SAME"), else Pad; batch_norm (eval) ->
-//   BatchNormalization; max_pool2d -> MaxPool; avg_pool2d -> AveragePool (count_include_pad=1),
-//   or GlobalAveragePool when the window is the whole map; linear -> Gemm (transB=1); matmul ->
+//   BatchNormalization (batch_norm_relu: BatchNormalization + Relu); max_pool2d -> MaxPool;
+//   avg_pool2d -> AveragePool (count_include_pad=1), or GlobalAveragePool when the window is the whole map; linear -> Gemm (transB=1); matmul ->
 //   MatMul; add, mul -> Add, Mul; scale -> Mul by a constant; activation -> Relu, Clip(0, 6),
 //   LeakyRelu, Sigmoid, Tanh; concat -> Concat; reshape -> Reshape (the batch dimension kept
 //   symbolic: 0 = "as the input's" or -1 = "the rest"); resize_bilinear -> Resize (linear,

@@ -229,7 +229,7 @@ OpCase network_case(const std::string& name, std::vector<std::string> ops,
 // input element.
 const char* kKinkAtZero =
     "a kink at 0 (relu6: and 6): inputs within eps of it break central differences; "
-    "test_ops_grad.cpp checks the activations on inputs kept away from the kinks";
+    "test_ops_grad.cpp checks the activations and batch_norm_relu on inputs kept away from the kinks";
 const char* kMaxTies =
     "two values of a window within eps of each other swap the argmax; "
     "test_ops_grad.cpp checks max pooling on distinct values with a finer eps";
@@ -355,24 +355,27 @@ std::vector<OpCase> all_op_cases() {
   // unbiased variance), evaluation (running statistics; Backend::batchnorm_backward_eval). Inputs
   // x, gamma, beta, running_mean, running_var from seeds 1..5; the buffers are updated in place,
   // so they are results too. Frozen gamma and beta (fine-tuning), or an input that needs no
-  // gradient (the first layer), leave those gradients out: the kernels skip them.
+  // gradient (the first layer), leave those gradients out: the kernels skip them. The same cases
+  // again for batch_norm_relu (the kernels' relu flag), whose kink at 0 leaves finite differences
+  // to test_ops_grad.cpp (which also requires it to equal relu(batch_norm(x)) bit for bit).
   struct BnGrads {
     bool x = true, params = true;
   };
   auto bn = [&](const std::string& name, Shape x, bool training, bool small = true,
-                BnGrads want = {}) {
+                BnGrads want = {}, bool with_relu = false) {
     const int64_t C = x[1];
     std::vector<Input> in{{x}, {{C}, 0.5f, 1.5f}, {{C}}, {{C}, -0.5f, 0.5f, false},
                           {{C}, 0.5f, 2.0f, false}};
     in[0].grad = want.x;
     in[1].grad = in[2].grad = want.params;
-    const OpFn fn = [training](const std::vector<Tensor>& t) {
+    const OpFn fn = [training, with_relu](const std::vector<Tensor>& t) {
       Tensor running_mean = t[3], running_var = t[4];  // handles: updates reach the inputs
-      return batch_norm(t[0], t[1], t[2], running_mean, running_var, training, 0.1f, 1e-5f);
+      return (with_relu ? batch_norm_relu : batch_norm)(t[0], t[1], t[2], running_mean,
+                                                        running_var, training, 0.1f, 1e-5f);
     };
     OpCase k;
-    k.name = "batch_norm " + name;
-    k.ops = {"batch_norm"};
+    k.name = (with_relu ? "batch_norm_relu " : "batch_norm ") + name;
+    k.ops = {with_relu ? "batch_norm_relu" : "batch_norm"};
     k.run = [in, fn](Device dev) {
       const std::vector<Tensor> t = make_inputs(in, dev, 1);
       Tensor y = fn(t);
@@ -389,7 +392,8 @@ std::vector<OpCase> all_op_cases() {
     k.inputs = in;
     k.fn = fn;
     k.first_seed = 1;
-    c.push_back(small ? k : k.without_gradcheck(kTooLarge));
+    c.push_back(with_relu ? k.without_gradcheck(kKinkAtZero)
+                          : small ? k : k.without_gradcheck(kTooLarge));
   };
   bn("train [3, 5, 7, 9]", img, true);
   bn("train [6, 5]", {6, 5}, true);
@@ -398,6 +402,12 @@ std::vector<OpCase> all_op_cases() {
   bn("eval [3, 5, 7, 9]", img, false);
   bn("eval [6, 5]", {6, 5}, false);
   bn("eval [64, 32, 6, 6]", {64, 32, 6, 6}, false, false);
+  bn("train [3, 5, 7, 9]", img, true, true, {}, true);
+  bn("train [6, 5]", {6, 5}, true, true, {}, true);
+  bn("train [64, 32, 6, 6]", {64, 32, 6, 6}, true, false, {}, true);
+  bn("train [3, 5, 7, 9], gamma and beta frozen", img, true, true, {.x = true, .params = false}, true);
+  bn("eval [3, 5, 7, 9]", img, false, true, {}, true);
+  bn("eval [64, 32, 6, 6]", {64, 32, 6, 6}, false, false, {}, true);
   bn("eval [3, 5, 7, 9], gamma and beta frozen", img, false, true, {.x = true, .params = false});
   bn("eval [3, 5, 7, 9], input without gradient", img, false, true, {.x = false, .params = true});
 
@@ -485,7 +495,7 @@ std::vector<OpCase> all_op_cases() {
   // Whole networks: the ops composed as training composes them, where rounding differences
   // compound (and, for AdamW, are amplified by the per-element normalisation).
   c.push_back(network_case("fer_vgg_small SGD step",
-                           {"conv2d", "batch_norm", "relu", "max_pool2d", "dropout", "linear",
+                           {"conv2d", "batch_norm_relu", "relu", "max_pool2d", "dropout", "linear",
                             "cross_entropy", "SGD"},
                            fer_vgg_small_step, kNetwork));
   c.push_back(network_case("fer_vgg_small AdamW", {"AdamW"}, fer_vgg_small_adamw, Tolerance{1e-6, 1e-5, 1e-4}));
