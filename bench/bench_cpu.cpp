@@ -142,6 +142,24 @@ void BM_batchnorm_train(benchmark::State& state) {
 }
 BENCHMARK(BM_batchnorm_train)->Args({32, 48})->Args({256, 6})->Unit(benchmark::kMillisecond)->UseRealTime();
 
+// A training BatchNorm and the ReLU after it, forward and backward through autograd as the
+// networks run them (sum(batch_norm_relu(x)).backward(), gamma and beta trainable): the fused op.
+// Memory: the forward reads x twice and writes y; the sum reads y; the backward writes the ones,
+// then reads x and them twice and writes dx: ten passes over x's size.
+void BM_batchnorm_relu_train(benchmark::State& state) {
+  const int64_t C = state.range(0), H = state.range(1), N = 64;
+  Tensor x = random({N, C, H, H}, 1), g = Tensor::ones({C}), b = Tensor::zeros({C});
+  Tensor rm = Tensor::zeros({C}), rv = Tensor::ones({C});
+  for (Tensor* t : {&x, &g, &b}) t->set_requires_grad(true);
+  for (auto _ : state) {
+    sum(batch_norm_relu(x, g, b, rm, rv, true, 0.1f, 1e-5f)).backward();
+    benchmark::DoNotOptimize(x.grad().data());
+    for (Tensor* t : {&x, &g, &b}) t->zero_grad();
+  }
+  state.counters["GB/s"] = benchmark::Counter(10.0 * x.numel() * 4 * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_batchnorm_relu_train)->Args({32, 48})->Args({256, 6})->Unit(benchmark::kMillisecond)->UseRealTime();
+
 // ReLU's forward and backward on a batch of feature maps, through autograd as training runs them
 // (sum(relu(x)).backward(): the sum's gradient is a tensor of ones): memory-bound, seven passes
 // over x's size (relu: read x, write y; sum: read y; its backward: write ones; relu's backward:

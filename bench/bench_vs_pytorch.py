@@ -151,6 +151,16 @@ def pytorch_cases(bf16=False):
             x.grad = None
         out[f"BM_relu_train/{c}/{h}"] = timeit(relu_train)
 
+    for c, h in ((32, 48), (256, 6)):  # BM_batchnorm_relu_train: sum(relu(bn(x))).backward()
+        x = randn(64, c, h, h).requires_grad_(True)
+        g, bb = (t.to(DEVICE).requires_grad_(True) for t in (torch.ones(c), torch.zeros(c)))
+        rm, rv = (t.to(DEVICE) for t in (torch.zeros(c), torch.ones(c)))
+
+        def batchnorm_relu_train():
+            F.relu(F.batch_norm(x, rm, rv, g, bb, True, 0.1, 1e-5)).sum().backward()
+            x.grad = g.grad = bb.grad = None
+        out[f"BM_batchnorm_relu_train/{c}/{h}"] = timeit(batchnorm_relu_train)
+
     network_cases(out, "", fer_vgg_small(), randn(64, 1, 48, 48))
     if DEVICE == "cpu":
         network_cases(out, "mobilenet_v2_96_", mobilenet_v2_96(), randn(64, 3, 96, 96))
