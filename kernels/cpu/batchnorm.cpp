@@ -35,17 +35,31 @@ void normalize(int64_t n, const float* __restrict x, float a, float b, bool relu
 }
 
 // The gradient that reaches the normalisation: dy, zeroed where a fused ReLU's z = a x + b was
-// not positive. Read unconditionally, then selected (see activation_backward for why).
+// not positive. Read unconditionally, then selected (see activation_backward for why); the ReLU
+// is a template parameter so that each loop is one straight vectorised body.
+template <bool Relu>
 struct MaskedGrad {
   float a, b;
-  bool relu;
-  float operator()(float x, float dy) const { return relu && !(affine(a, x, b) > 0.0f) ? 0.0f : dy; }
+  float operator()(float x, float dy) const {
+    if constexpr (Relu) return affine(a, x, b) > 0.0f ? dy : 0.0f;
+    return dy;
+  }
 };
+
+// Calls body(MaskedGrad<relu>{a, b}): the kernels' per-channel work, compiled once per case.
+template <typename Body>
+void with_mask(bool relu, float a, float b, Body body) {
+  if (relu)
+    body(MaskedGrad<true>{a, b});
+  else
+    body(MaskedGrad<false>{a, b});
+}
 
 // The two sums of a channel that both backward passes need: sum(g) and sum(g * (x - mean)),
 // g the masked gradient.
+template <typename Grad>
 void channel_sums(int64_t N, int64_t C, int64_t HW, int64_t c, const float* x, const float* dy,
-                  float mean, MaskedGrad grad, double& sum_g, double& sum_g_xmu) {
+                  float mean, Grad grad, double& sum_g, double& sum_g_xmu) {
   sum_g = sum_g_xmu = 0.0;
   for (int64_t n = 0; n < N; ++n) {
     const float* xp = x + (n * C + c) * HW;
@@ -135,25 +149,26 @@ void CpuBackend::batchnorm_backward(int64_t N, int64_t C, int64_t HW, const floa
     for (int64_t c = c0; c < c1; ++c) {
       const float mean = save_mean[c], invstd = save_invstd[c];
       const float k = gamma[c] * invstd;  // the forward's a
-      const MaskedGrad grad{k, relu ? beta[c] - mean * k : 0.0f, relu};
-      double sum_g, sum_g_xhat;
-      channel_sums(N, C, HW, c, x, dy, mean, grad, sum_g, sum_g_xhat);
-      sum_g_xhat *= invstd;
-      if (dgamma) dgamma[c] = static_cast<float>(sum_g_xhat);
-      if (dbeta) dbeta[c] = static_cast<float>(sum_g);
-      if (!dx) continue;
-      // dx = k * (g - mean_g - xhat * mean_g_xhat), k = gamma * invstd
-      const float mean_g = static_cast<float>(sum_g / M);
-      const float mean_g_xhat = static_cast<float>(sum_g_xhat / M);
-      for (int64_t n = 0; n < N; ++n) {
-        const float* __restrict xp = x + (n * C + c) * HW;
-        const float* __restrict gp = dy + (n * C + c) * HW;
-        float* __restrict out = dx + (n * C + c) * HW;
-        for (int64_t i = 0; i < HW; ++i) {
-          const float xhat = (xp[i] - mean) * invstd;
-          out[i] = k * (grad(xp[i], gp[i]) - mean_g - xhat * mean_g_xhat);
+      with_mask(relu, k, relu ? beta[c] - mean * k : 0.0f, [&](auto grad) {
+        double sum_g, sum_g_xhat;
+        channel_sums(N, C, HW, c, x, dy, mean, grad, sum_g, sum_g_xhat);
+        sum_g_xhat *= invstd;
+        if (dgamma) dgamma[c] = static_cast<float>(sum_g_xhat);
+        if (dbeta) dbeta[c] = static_cast<float>(sum_g);
+        if (!dx) return;
+        // dx = k * (g - mean_g - xhat * mean_g_xhat), k = gamma * invstd
+        const float mean_g = static_cast<float>(sum_g / M);
+        const float mean_g_xhat = static_cast<float>(sum_g_xhat / M);
+        for (int64_t n = 0; n < N; ++n) {
+          const float* __restrict xp = x + (n * C + c) * HW;
+          const float* __restrict gp = dy + (n * C + c) * HW;
+          float* __restrict out = dx + (n * C + c) * HW;
+          for (int64_t i = 0; i < HW; ++i) {
+            const float xhat = (xp[i] - mean) * invstd;
+            out[i] = k * (grad(xp[i], gp[i]) - mean_g - xhat * mean_g_xhat);
+          }
         }
-      }
+      });
     }
   });
 }
@@ -168,11 +183,12 @@ void CpuBackend::batchnorm_backward_eval(int64_t N, int64_t C, int64_t HW, const
     parallel_for(C, 1, [&](int64_t c0, int64_t c1) {
       for (int64_t c = c0; c < c1; ++c) {
         const EvalAffine f(gamma, shift, running_mean, running_var, eps, c);
-        double sum_g, sum_g_xmu;
-        channel_sums(N, C, HW, c, x, dy, running_mean[c], MaskedGrad{f.a, f.b, relu}, sum_g,
-                     sum_g_xmu);
-        if (dgamma) dgamma[c] = static_cast<float>(sum_g_xmu * f.invstd);
-        if (dbeta) dbeta[c] = static_cast<float>(sum_g);
+        with_mask(relu, f.a, f.b, [&](auto grad) {
+          double sum_g, sum_g_xmu;
+          channel_sums(N, C, HW, c, x, dy, running_mean[c], grad, sum_g, sum_g_xmu);
+          if (dgamma) dgamma[c] = static_cast<float>(sum_g_xmu * f.invstd);
+          if (dbeta) dbeta[c] = static_cast<float>(sum_g);
+        });
       }
     });
   }
@@ -182,11 +198,12 @@ void CpuBackend::batchnorm_backward_eval(int64_t N, int64_t C, int64_t HW, const
                [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
       const EvalAffine f(gamma, shift, running_mean, running_var, eps, p % C);
-      const MaskedGrad grad{f.a, f.b, relu};
-      const float* __restrict xp = x + p * HW;
-      const float* __restrict gp = dy + p * HW;
-      float* __restrict out = dx + p * HW;
-      for (int64_t i = 0; i < HW; ++i) out[i] = f.a * grad(xp[i], gp[i]);
+      with_mask(relu, f.a, f.b, [&](auto grad) {
+        const float* __restrict xp = x + p * HW;
+        const float* __restrict gp = dy + p * HW;
+        float* __restrict out = dx + p * HW;
+        for (int64_t i = 0; i < HW; ++i) out[i] = f.a * grad(xp[i], gp[i]);
+      });
     }
   });
 }
