@@ -4,7 +4,8 @@
 // Threads over channels for the statistics and the training backward: each channel's sums run
 // on one thread, as float partials per plane of HW values (in 16 lanes) added into a double, so
 // that a channel's result does not depend on the thread count. The elementwise passes of evaluation
-// split the N*C planes instead.
+// split the N*C planes instead. The loops over one plane are batchnorm_loops.h's, compiled once
+// per vector set; the active fp32 set's copy runs (isa.h).
 //
 // Memory traffic is what these kernels cost (a few flops per value): the training forward reads
 // a channel once for both moments and once more to normalise (the second read mostly from L2,
@@ -14,66 +15,45 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/cpu/batchnorm_loops.h"
 #include "kernels/cpu/cpu_backend.h"
-#include "kernels/cpu/lane_sum.h"
+#include "kernels/cpu/isa.h"
 #include "kernels/cpu/parallel.h"
 
 namespace fer::cpu {
 
 namespace {
-// The normalised value z = a x + b. One function for the forward, which writes z (or max(z, 0)),
-// and for the backward's recomputation of ReLU's mask, so that both round it alike.
-inline float affine(float a, float x, float b) { return a * x + b; }
-
-// y = a x + b over n values, or max(a x + b, 0).
-void normalize(int64_t n, const float* __restrict x, float a, float b, bool relu,
-               float* __restrict y) {
-  if (relu)
-    for (int64_t i = 0; i < n; ++i) y[i] = std::max(affine(a, x[i], b), 0.0f);
-  else
-    for (int64_t i = 0; i < n; ++i) y[i] = affine(a, x[i], b);
-}
-
-// The gradient that reaches the normalisation: dy, zeroed where a fused ReLU's z = a x + b was
-// not positive. Read unconditionally, then selected (see activation_backward for why); the ReLU
-// is a template parameter so that each loop is one straight vectorised body.
-template <bool Relu>
-struct MaskedGrad {
-  float a, b;
-  float operator()(float x, float dy) const {
-    if constexpr (Relu) return affine(a, x, b) > 0.0f ? dy : 0.0f;
-    return dy;
+// The plane loops of the active fp32 set (the baseline build's under the scalar set).
+const BatchNormLoops& loops() {
+  static const BatchNormLoops scalar = make_batchnorm_loops();
+  switch (fp32_isa()) {
+    case Isa::Avx2: {
+      static const BatchNormLoops avx2 = batchnorm_loops_avx2();
+      return avx2;
+    }
+    case Isa::Avx512: {
+      static const BatchNormLoops avx512 = batchnorm_loops_avx512();
+      return avx512;
+    }
+    default: return scalar;
   }
-};
-
-// Calls body(MaskedGrad<relu>{a, b}): the kernels' per-channel work, compiled once per case.
-template <typename Body>
-void with_mask(bool relu, float a, float b, Body body) {
-  if (relu)
-    body(MaskedGrad<true>{a, b});
-  else
-    body(MaskedGrad<false>{a, b});
 }
 
 // The two sums of a channel that both backward passes need: sum(g) and sum(g * (x - mean)),
-// g the masked gradient.
-template <typename Grad>
-void channel_sums(int64_t N, int64_t C, int64_t HW, int64_t c, const float* x, const float* dy,
-                  float mean, Grad grad, double& sum_g, double& sum_g_xmu) {
+// g = dy masked by the fused ReLU whose z is a x + b.
+void channel_sums(const BatchNormLoops& f, int64_t N, int64_t C, int64_t HW, int64_t c,
+                  const float* x, const float* dy, float mean, float a, float b, bool relu,
+                  double& sum_g, double& sum_g_xmu) {
   sum_g = sum_g_xmu = 0.0;
   for (int64_t n = 0; n < N; ++n) {
-    const float* xp = x + (n * C + c) * HW;
-    const float* gp = dy + (n * C + c) * HW;
-    const auto [s, sx] = lane_sum2(HW, [&](int64_t i) {
-      const float g = grad(xp[i], gp[i]);
-      return std::pair<float, float>(g, g * (xp[i] - mean));
-    });
+    const int64_t offset = (n * C + c) * HW;
+    const auto [s, sx] = f.grad_sums(HW, x + offset, dy + offset, mean, a, b, relu);
     sum_g += s;
     sum_g_xmu += sx;
   }
 }
 
-// Evaluation's affine map, computed alike by its forward and its backward.
+// Evaluation's affine map, computed alike by its forward and its backward (b only with beta).
 struct EvalAffine {
   float invstd, a, b;
   EvalAffine(const float* gamma, const float* beta, const float* running_mean,
@@ -84,6 +64,7 @@ struct EvalAffine {
 };
 
 constexpr int64_t kPlaneChunkValues = 16384;  // values per task of the per-plane passes
+int64_t planes_per_chunk(int64_t HW) { return std::max<int64_t>(1, kPlaneChunkValues / std::max<int64_t>(HW, 1)); }
 }  // namespace
 
 void CpuBackend::batchnorm_forward_train(int64_t N, int64_t C, int64_t HW, const float* x,
@@ -91,20 +72,17 @@ void CpuBackend::batchnorm_forward_train(int64_t N, int64_t C, int64_t HW, const
                                          float momentum, float* running_mean, float* running_var,
                                          float* y, float* save_mean, float* save_invstd,
                                          bool relu) {
+  const BatchNormLoops& f = loops();
   const int64_t M = N * HW;
   parallel_for(C, 1, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       // Both moments in one pass, about a shift s near the mean (that of the channel's first
       // plane): var = E[(x - s)^2] - E[x - s]^2 cancels no more than the two-pass formula while
       // |mean - s| is of the order of the standard deviation, and saves a pass over the channel.
-      const float s = lane_sum(x + c * HW, HW) / static_cast<float>(HW);
+      const float s = f.moments(HW, x + c * HW, 0.0f).first / static_cast<float>(HW);
       double s1 = 0.0, s2 = 0.0;
       for (int64_t n = 0; n < N; ++n) {
-        const float* p = x + (n * C + c) * HW;
-        const auto [d, dd] = lane_sum2(HW, [&](int64_t i) {
-          const float v = p[i] - s;
-          return std::pair<float, float>(v, v * v);
-        });
+        const auto [d, dd] = f.moments(HW, x + (n * C + c) * HW, s);
         s1 += d;
         s2 += dd;
       }
@@ -122,7 +100,7 @@ void CpuBackend::batchnorm_forward_train(int64_t N, int64_t C, int64_t HW, const
       }
       const float a = gamma[c] * invstd, b = beta[c] - mean * a;
       for (int64_t n = 0; n < N; ++n)
-        normalize(HW, x + (n * C + c) * HW, a, b, relu, y + (n * C + c) * HW);
+        f.normalize(HW, x + (n * C + c) * HW, a, b, relu, y + (n * C + c) * HW);
     }
   });
 }
@@ -131,11 +109,11 @@ void CpuBackend::batchnorm_forward_eval(int64_t N, int64_t C, int64_t HW, const 
                                         const float* gamma, const float* beta,
                                         const float* running_mean, const float* running_var,
                                         float eps, float* y, bool relu) {
-  parallel_for(N * C, std::max<int64_t>(1, kPlaneChunkValues / std::max<int64_t>(HW, 1)),
-               [&](int64_t p0, int64_t p1) {
+  const BatchNormLoops& f = loops();
+  parallel_for(N * C, planes_per_chunk(HW), [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
-      const EvalAffine f(gamma, beta, running_mean, running_var, eps, p % C);
-      normalize(HW, x + p * HW, f.a, f.b, relu, y + p * HW);
+      const EvalAffine e(gamma, beta, running_mean, running_var, eps, p % C);
+      f.normalize(HW, x + p * HW, e.a, e.b, relu, y + p * HW);
     }
   });
 }
@@ -144,31 +122,25 @@ void CpuBackend::batchnorm_backward(int64_t N, int64_t C, int64_t HW, const floa
                                     const float* dy, const float* gamma, const float* beta,
                                     const float* save_mean, const float* save_invstd, float* dx,
                                     float* dgamma, float* dbeta, bool relu) {
+  const BatchNormLoops& f = loops();
   const int64_t M = N * HW;
   parallel_for(C, 1, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       const float mean = save_mean[c], invstd = save_invstd[c];
-      const float k = gamma[c] * invstd;  // the forward's a
-      with_mask(relu, k, relu ? beta[c] - mean * k : 0.0f, [&](auto grad) {
-        double sum_g, sum_g_xhat;
-        channel_sums(N, C, HW, c, x, dy, mean, grad, sum_g, sum_g_xhat);
-        sum_g_xhat *= invstd;
-        if (dgamma) dgamma[c] = static_cast<float>(sum_g_xhat);
-        if (dbeta) dbeta[c] = static_cast<float>(sum_g);
-        if (!dx) return;
-        // dx = k * (g - mean_g - xhat * mean_g_xhat), k = gamma * invstd
-        const float mean_g = static_cast<float>(sum_g / M);
-        const float mean_g_xhat = static_cast<float>(sum_g_xhat / M);
-        for (int64_t n = 0; n < N; ++n) {
-          const float* __restrict xp = x + (n * C + c) * HW;
-          const float* __restrict gp = dy + (n * C + c) * HW;
-          float* __restrict out = dx + (n * C + c) * HW;
-          for (int64_t i = 0; i < HW; ++i) {
-            const float xhat = (xp[i] - mean) * invstd;
-            out[i] = k * (grad(xp[i], gp[i]) - mean_g - xhat * mean_g_xhat);
-          }
-        }
-      });
+      const float a = gamma[c] * invstd, b = relu ? beta[c] - mean * a : 0.0f;  // the forward's
+      double sum_g, sum_g_xhat;
+      channel_sums(f, N, C, HW, c, x, dy, mean, a, b, relu, sum_g, sum_g_xhat);
+      sum_g_xhat *= invstd;
+      if (dgamma) dgamma[c] = static_cast<float>(sum_g_xhat);
+      if (dbeta) dbeta[c] = static_cast<float>(sum_g);
+      if (!dx) continue;
+      const float mean_g = static_cast<float>(sum_g / M);
+      const float mean_g_xhat = static_cast<float>(sum_g_xhat / M);
+      for (int64_t n = 0; n < N; ++n) {
+        const int64_t offset = (n * C + c) * HW;
+        f.grad_input(HW, x + offset, dy + offset, mean, invstd, mean_g, mean_g_xhat, a, b, relu,
+                     dx + offset);
+      }
     }
   });
 }
@@ -178,32 +150,25 @@ void CpuBackend::batchnorm_backward_eval(int64_t N, int64_t C, int64_t HW, const
                                          const float* running_mean, const float* running_var,
                                          float eps, float* dx, float* dgamma, float* dbeta,
                                          bool relu) {
+  const BatchNormLoops& f = loops();
   const float* shift = relu ? beta : nullptr;  // b is needed only for the mask
   if (dgamma || dbeta) {
     parallel_for(C, 1, [&](int64_t c0, int64_t c1) {
       for (int64_t c = c0; c < c1; ++c) {
-        const EvalAffine f(gamma, shift, running_mean, running_var, eps, c);
-        with_mask(relu, f.a, f.b, [&](auto grad) {
-          double sum_g, sum_g_xmu;
-          channel_sums(N, C, HW, c, x, dy, running_mean[c], grad, sum_g, sum_g_xmu);
-          if (dgamma) dgamma[c] = static_cast<float>(sum_g_xmu * f.invstd);
-          if (dbeta) dbeta[c] = static_cast<float>(sum_g);
-        });
+        const EvalAffine e(gamma, shift, running_mean, running_var, eps, c);
+        double sum_g, sum_g_xmu;
+        channel_sums(f, N, C, HW, c, x, dy, running_mean[c], e.a, e.b, relu, sum_g, sum_g_xmu);
+        if (dgamma) dgamma[c] = static_cast<float>(sum_g_xmu * e.invstd);
+        if (dbeta) dbeta[c] = static_cast<float>(sum_g);
       }
     });
   }
   if (!dx) return;
   // dx = a g with the slope a of batchnorm_forward_eval, computed the same way.
-  parallel_for(N * C, std::max<int64_t>(1, kPlaneChunkValues / std::max<int64_t>(HW, 1)),
-               [&](int64_t p0, int64_t p1) {
+  parallel_for(N * C, planes_per_chunk(HW), [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
-      const EvalAffine f(gamma, shift, running_mean, running_var, eps, p % C);
-      with_mask(relu, f.a, f.b, [&](auto grad) {
-        const float* __restrict xp = x + p * HW;
-        const float* __restrict gp = dy + p * HW;
-        float* __restrict out = dx + p * HW;
-        for (int64_t i = 0; i < HW; ++i) out[i] = f.a * grad(xp[i], gp[i]);
-      });
+      const EvalAffine e(gamma, shift, running_mean, running_var, eps, p % C);
+      f.grad_input_eval(HW, x + p * HW, dy + p * HW, e.a, e.b, relu, dx + p * HW);
     }
   });
 }
