@@ -14,6 +14,7 @@ namespace {
 struct Avx2 {
   using V = __m256;
   static constexpr int width = 8;
+  static constexpr int registers = 16;  // ymm0-15
   static V zero() { return _mm256_setzero_ps(); }
   static V broadcast(float x) { return _mm256_set1_ps(x); }
   static V load(const float* p) { return _mm256_loadu_ps(p); }

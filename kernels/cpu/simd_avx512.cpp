@@ -16,6 +16,7 @@ namespace {
 struct Avx512 {
   using V = __m512;
   static constexpr int width = 16;
+  static constexpr int registers = 32;  // zmm0-31
   static V zero() { return _mm512_setzero_ps(); }
   static V broadcast(float x) { return _mm512_set1_ps(x); }
   static V load(const float* p) { return _mm512_loadu_ps(p); }
