@@ -7,6 +7,7 @@
 #include "engine/autograd.h"
 #include "engine/init.h"
 #include "engine/ops.h"
+#include "kernels/cpu/cpu_backend.h"
 
 using namespace fer;
 
@@ -54,6 +55,39 @@ TEST_CASE("shapes too large to allocate, and the storage budget") {
     CHECK(budget.used() == 400);
   }
   CHECK_NOTHROW(Tensor::zeros({1000}));  // no budget once it is out of scope
+}
+
+TEST_CASE("the CPU allocator reuses freed buffers of 32 MiB and more, and only those") {
+  cpu::release_cached_host_memory();
+  const int64_t big = (int64_t{40} << 20) / 4;  // 40 MiB of floats
+  const void* first = nullptr;
+  {
+    Tensor a = Tensor::full({big}, 1.0f);
+    first = a.data();
+    CHECK(reinterpret_cast<uintptr_t>(first) % (2u << 20) == 0);  // huge-page aligned
+    CHECK(cpu::cached_host_bytes() == 0);
+  }
+  CHECK(cpu::cached_host_bytes() == (size_t{40} << 20));
+  {
+    Tensor b = Tensor::zeros({big - 1000});  // about the same size: the same block, refilled
+    CHECK(b.data() == first);
+    CHECK(cpu::cached_host_bytes() == 0);
+    const std::vector<float> v = b.to_vector();
+    CHECK(v.front() == 0.0f);
+    CHECK(v.back() == 0.0f);
+    Tensor c = Tensor::zeros({big});  // the cached block is in use: a new one
+    CHECK(c.data() != first);
+  }
+  CHECK(cpu::cached_host_bytes() == (size_t{80} << 20));
+  {
+    Tensor d = Tensor::zeros({big * 2});  // 80 MiB: neither 40 MiB block is large enough
+    CHECK(d.data() != first);
+    Tensor e = Tensor::zeros({big / 4});  // 10 MiB: below the threshold, glibc's heap
+    CHECK(cpu::cached_host_bytes() == (size_t{80} << 20));
+  }
+  CHECK(cpu::cached_host_bytes() == (size_t{160} << 20));
+  cpu::release_cached_host_memory();
+  CHECK(cpu::cached_host_bytes() == 0);
 }
 
 TEST_CASE("seeded initialisation has the right statistics and repeats") {

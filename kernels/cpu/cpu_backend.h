@@ -96,4 +96,9 @@ class CpuBackend final : public Backend {
                    const AdamHyper& h) override;
 };
 
+// The CPU allocator keeps freed buffers of 32 MiB and more for reuse (memory.cpp): the bytes it
+// holds so, and a way to give them back to the system.
+size_t cached_host_bytes();
+void release_cached_host_memory();
+
 }  // namespace fer::cpu
