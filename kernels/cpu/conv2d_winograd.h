@@ -10,7 +10,8 @@ namespace fer::cpu {
 // True when the Winograd path takes this forward convolution: 3x3, stride 1, no dilation, one
 // group, padding at most 2, fp32 products, a vector kernel set, at least 64 channels in and out,
 // output tiles (4x4, else 2x2) that overhang the map by at most half, and enough tiles in the
-// batch for one panel of the micro-kernel: where it measured faster than the direct convolution.
+// batch for four panels of the micro-kernel (one face's layers take the direct convolution):
+// where it measured faster than the direct convolution.
 // FER_WINOGRAD=0 in the environment turns it off (for comparisons; read once).
 bool conv2d_winograd_applies(const Conv2dGeometry& g);
 

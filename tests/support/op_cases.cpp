@@ -299,32 +299,32 @@ std::vector<OpCase> all_op_cases() {
   conv("5x3 stride 2x1 pad 2x0", img, {3, 5, 5, 3}, true, conv_opts(2, 1, 2, 0));
   conv("1x1", img, {7, 5, 1, 1}, true, conv_opts(1, 1, 0, 0));
   // Shapes the Winograd path takes under the vector sets (conv2d_winograd.h: 3x3
-  // stride 1, >= 64 channels in and out, tiles overhanging the map by at most half, >= 48 output
-  // tiles of 4x4 in the batch): maps that are not multiples of 4, padding 0/1/2, channel counts
+  // stride 1, >= 64 channels in and out, tiles overhanging the map by at most half, >= 192 output
+  // tiles in the batch, four panels of the widest micro-kernel's 48): maps that are not multiples of 4, padding 0/1/2, channel counts
   // that are not multiples of the micro-kernel's rows, more input channels than one depth block
   // (128), and two layers of fer_vgg_small. Their input gradients are stride-1 convolutions with
   // the channel counts swapped, so the backward runs through the same path.
-  conv("3x3 Winograd 64->72, 13x11 pad 1 + bias", {4, 64, 13, 11}, {72, 64, 3, 3}, true,
+  conv("3x3 Winograd 64->72, 13x11 pad 1 + bias", {16, 64, 13, 11}, {72, 64, 3, 3}, true,
        conv_opts(1, 1, 1, 1), false);
-  conv("3x3 Winograd 65->64, 10x10 no padding", {12, 65, 10, 10}, {64, 65, 3, 3}, false,
+  conv("3x3 Winograd 65->64, 10x10 no padding", {48, 65, 10, 10}, {64, 65, 3, 3}, false,
        conv_opts(1, 1, 0, 0), false);
-  conv("3x3 Winograd 64->80, 10x12 pad 2 + bias", {6, 64, 10, 12}, {80, 64, 3, 3}, true,
+  conv("3x3 Winograd 64->80, 10x12 pad 2 + bias", {16, 64, 10, 12}, {80, 64, 3, 3}, true,
        conv_opts(1, 1, 2, 2), false);
-  conv("3x3 Winograd 130->64, 8x8 pad 1", {12, 130, 8, 8}, {64, 130, 3, 3}, false,
+  conv("3x3 Winograd 130->64, 8x8 pad 1", {48, 130, 8, 8}, {64, 130, 3, 3}, false,
        conv_opts(1, 1, 1, 1), false);
-  conv("3x3 Winograd 64->64, 24x24 pad 1 (fer_vgg_small)", {2, 64, 24, 24}, {64, 64, 3, 3}, true,
+  conv("3x3 Winograd 64->64, 24x24 pad 1 (fer_vgg_small)", {6, 64, 24, 24}, {64, 64, 3, 3}, true,
        conv_opts(1, 1, 1, 1), false);
-  conv("3x3 Winograd 128->128, 12x12 pad 1 (fer_vgg_small)", {6, 128, 12, 12}, {128, 128, 3, 3}, true,
+  conv("3x3 Winograd 128->128, 12x12 pad 1 (fer_vgg_small)", {22, 128, 12, 12}, {128, 128, 3, 3}, true,
        conv_opts(1, 1, 1, 1), false);
-  conv("3x3 Winograd 128->136, 10x10 pad 1 + bias", {6, 128, 10, 10}, {136, 128, 3, 3}, true,
+  conv("3x3 Winograd 128->136, 10x10 pad 1 + bias", {22, 128, 10, 10}, {136, 128, 3, 3}, true,
        conv_opts(1, 1, 1, 1), false);
   // F(2x2, 3x3), where 4x4 tiles would overhang by more than half: 6x6 and 5x5 maps.
   // (216 tiles: the weight gradient's products run in several chunks of tiles on one thread.)
   conv("3x3 Winograd F(2x2) 128->128, 6x6 pad 1", {24, 128, 6, 6}, {128, 128, 3, 3}, true,
        conv_opts(1, 1, 1, 1), false);
-  conv("3x3 Winograd F(2x2) 64->64, 6x6 pad 1 (fer_vgg_small)", {12, 64, 6, 6}, {64, 64, 3, 3}, true,
+  conv("3x3 Winograd F(2x2) 64->64, 6x6 pad 1 (fer_vgg_small)", {22, 64, 6, 6}, {64, 64, 3, 3}, true,
        conv_opts(1, 1, 1, 1), false);
-  conv("3x3 Winograd F(2x2) 64->70, 5x5 pad 1", {16, 64, 5, 5}, {70, 64, 3, 3}, false,
+  conv("3x3 Winograd F(2x2) 64->70, 5x5 pad 1", {22, 64, 5, 5}, {70, 64, 3, 3}, false,
        conv_opts(1, 1, 1, 1), false);
   conv("1x1 stride 2", img, {7, 5, 1, 1}, false, conv_opts(2, 2, 0, 0));
   conv("fer first layer", {4, 1, 48, 48}, {32, 1, 3, 3}, false, conv_opts(1, 1, 1, 1), false);
