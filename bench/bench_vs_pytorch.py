@@ -85,8 +85,8 @@ def mobilenet_v2_96():
     return torchvision.models.mobilenet_v2(num_classes=7)
 
 
-def network_cases(out, name, model, x):
-    """Training step (SGD) at batch 64 and inference at batch 1 and 64 of one network."""
+def network_cases(out, name, model, x, train=True):
+    """Training step (SGD) at batch 64 (unless not train) and inference at batch 1 and 64 of one network."""
     model = model.to(DEVICE)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     y = (torch.arange(x.shape[0]) % 7).to(DEVICE)
@@ -97,7 +97,8 @@ def network_cases(out, name, model, x):
         F.cross_entropy(model(x), y).backward()
         opt.step()
     try:
-        out[f"BM_{name}train_step/64/min_time:3.000"] = timeit(train_step, min_time=3.0)
+        if train:
+            out[f"BM_{name}train_step/64/min_time:3.000"] = timeit(train_step, min_time=3.0)
     except RuntimeError as e:  # e.g. PyTorch 1.13 has no bf16 ReLU6 backward on the CPU
         print(f"PyTorch cannot run the {name or 'fer_vgg_small '}training step here: {e}", file=sys.stderr)
     model.eval()
