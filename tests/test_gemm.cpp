@@ -161,4 +161,12 @@ TEST_CASE("isa: names round-trip and the scalar set is always there") {
   CHECK(isa_supported(Isa::Scalar));
   CHECK(supported_isas().front() == Isa::Scalar);
   CHECK(cpu_kernels_summary().find(isa_name(active_isa())) != std::string::npos);
+  // bf16 without VDPBF16PS is emulated, and the summary the apps print says so.
+  const Precision before = matmul_precision();
+  set_matmul_precision(Precision::BF16);
+  const bool said = cpu_kernels_summary().find("emulated") != std::string::npos;
+  set_matmul_precision(Precision::FP32);
+  CHECK(cpu_kernels_summary().find("emulated") == std::string::npos);
+  set_matmul_precision(before);
+  CHECK(said == (active_isa() != Isa::Avx512Bf16 && active_isa() != Isa::Amx));
 }

@@ -181,6 +181,10 @@ std::string cpu_kernels_summary() {
   s += isa_name(active_isa());
   if (active_isa() != fp32_isa()) s += std::string(" (") + isa_name(fp32_isa()) + " fp32)";
   s += std::string(", ") + precision_name(matmul_precision()) + " products";
+  // Without VDPBF16PS (the CPU lacks it, or FER_ISA chose a lower set) the bf16 products are fp32 instructions on rounded operands: bf16's
+  // accuracy at more than fp32's cost. Say so where the choice is made.
+  if (matmul_precision() == Precision::BF16 && active_isa() != Isa::Avx512Bf16 && active_isa() != Isa::Amx)
+    s += " (emulated: no AVX512-BF16 in this kernel set, so they run slower than fp32)";
   s += ", " + std::to_string(cpu_threads()) + (cpu_threads() == 1 ? " thread" : " threads");
   return s;
 }
