@@ -15,6 +15,14 @@
 //             oh starts at padded row 2*oh: offset(kh, kw) = (kw odd ? Hp*We : 0) + kh*We + kw/2.
 // So one vector loop (taps_sum: y[q] = sum_t w[t] * x[q + offset(t)]) computes any output row,
 // and the gradients are the same walk with dot products (dW) and scaled additions (dx).
+//
+// With stride 1 the walk covers a whole plane at once, as in the direct convolution: number the
+// outputs on a grid as wide as the padded plane, q = oh*Wp + ow, and tap t of every output q
+// reads buffer[q + offset(t)]. The grid's last Wp - OW columns of each row are not outputs: the
+// forward computes and drops them, the gradients see them as zeros of dy. One call per tap and
+// plane instead of one per tap and row: MobileNet's planes are 3x3 to 48x48, and on the small
+// ones the per-row calls were mostly call overhead and masked tails.
+//
 // Threads over channels: each thread owns whole channels, so dW needs no partial sums.
 #include "kernels/cpu/conv2d_depthwise.h"
 
@@ -64,13 +72,23 @@ void load_plane(const Conv2dGeometry& g, const PlaneLayout& L, const float* plan
   }
 }
 
-// Runs body(c, buffer) for every channel, channels spread over the threads.
+// Runs body(c, buffer, grid) for every channel, channels spread over the threads; grid is a
+// second per-thread buffer of OH*Wp floats for the stride-1 whole-plane walk (else unused).
 template <typename Body>
 void for_each_channel(const Conv2dGeometry& g, const PlaneLayout& L, Body body) {
   parallel_for(g.C, 1, [&](int64_t c0, int64_t c1) {
     float* buf = thread_scratch(L.size, 0);
-    for (int64_t c = c0; c < c1; ++c) body(c, buf);
+    float* grid = g.stride_h == 1 ? thread_scratch(g.OH * L.row, 1) : nullptr;
+    for (int64_t c = c0; c < c1; ++c) body(c, buf, grid);
   });
+}
+
+// dy's plane spread onto the stride-1 grid: row oh at oh*Wp, zeros in the Wp - OW columns after.
+void spread_onto_grid(const Conv2dGeometry& g, const PlaneLayout& L, const float* plane, float* grid) {
+  for (int64_t oh = 0; oh < g.OH; ++oh) {
+    std::memcpy(grid + oh * L.row, plane + oh * g.OW, g.OW * sizeof(float));
+    std::memset(grid + oh * L.row + g.OW, 0, (L.row - g.OW) * sizeof(float));
+  }
 }
 
 }  // namespace
@@ -85,13 +103,16 @@ void conv2d_depthwise_forward(const Conv2dGeometry& g, const float* x, const flo
   const VectorKernels& vk = *active_vector_kernels();
   const PlaneLayout L(g);
   const int taps = static_cast<int>(g.KH * g.KW);
-  for_each_channel(g, L, [&](int64_t c, float* buf) {
+  for_each_channel(g, L, [&](int64_t c, float* buf, float* grid) {
     for (int64_t n = 0; n < g.N; ++n) {
       load_plane(g, L, x + (n * g.C + c) * g.H * g.W, buf);
       float* out = y + (n * g.C + c) * g.OH * g.OW;
+      if (grid)  // stride 1: the whole plane on the grid, then its output columns
+        vk.taps_sum(g.OH * L.row, buf, L.offsets.data(), w + c * taps, taps, grid);
       for (int64_t oh = 0; oh < g.OH; ++oh) {
         float* row = out + oh * g.OW;
-        vk.taps_sum(g.OW, buf + L.row_start(g, oh), L.offsets.data(), w + c * taps, taps, row);
+        if (grid) std::memcpy(row, grid + oh * L.row, g.OW * sizeof(float));
+        else vk.taps_sum(g.OW, buf + L.row_start(g, oh), L.offsets.data(), w + c * taps, taps, row);
         if (bias)
           for (int64_t ow = 0; ow < g.OW; ++ow) row[ow] += bias[c];
       }
@@ -107,13 +128,18 @@ void conv2d_depthwise_backward_input(const Conv2dGeometry& g, const float* dy, c
   const VectorKernels& vk = *active_vector_kernels();
   const PlaneLayout L(g);
   const int64_t taps = g.KH * g.KW;
-  for_each_channel(g, L, [&](int64_t c, float* buf) {
+  for_each_channel(g, L, [&](int64_t c, float* buf, float* grid) {
     for (int64_t n = 0; n < g.N; ++n) {
       std::memset(buf, 0, L.size * sizeof(float));
       const float* grad = dy + (n * g.C + c) * g.OH * g.OW;
-      for (int64_t oh = 0; oh < g.OH; ++oh)
-        for (int64_t t = 0; t < taps; ++t)
-          vk.axpy(g.OW, w[c * taps + t], grad + oh * g.OW, buf + L.row_start(g, oh) + L.offsets[t]);
+      if (grid) {  // stride 1: a whole-plane scaled addition per tap
+        spread_onto_grid(g, L, grad, grid);
+        for (int64_t t = 0; t < taps; ++t) vk.axpy(g.OH * L.row, w[c * taps + t], grid, buf + L.offsets[t]);
+      } else {
+        for (int64_t oh = 0; oh < g.OH; ++oh)
+          for (int64_t t = 0; t < taps; ++t)
+            vk.axpy(g.OW, w[c * taps + t], grad + oh * g.OW, buf + L.row_start(g, oh) + L.offsets[t]);
+      }
       float* plane = dx + (n * g.C + c) * g.H * g.W;
       for (int64_t h = 0; h < g.H; ++h)
         for (int64_t x = 0; x < g.W; ++x) plane[h * g.W + x] = buf[L.index(g, h + g.pad_h, x + g.pad_w)];
@@ -127,16 +153,21 @@ void conv2d_depthwise_backward_weight(const Conv2dGeometry& g, const float* dy, 
   const VectorKernels& vk = *active_vector_kernels();
   const PlaneLayout L(g);
   const int64_t taps = g.KH * g.KW;
-  for_each_channel(g, L, [&](int64_t c, float* buf) {
+  for_each_channel(g, L, [&](int64_t c, float* buf, float* grid) {
     std::vector<double> sums(taps, 0.0);
     double bias_sum = 0.0;
     for (int64_t n = 0; n < g.N; ++n) {
       load_plane(g, L, x + (n * g.C + c) * g.H * g.W, buf);
       const float* grad = dy + (n * g.C + c) * g.OH * g.OW;
+      if (grid) {  // stride 1: a whole-plane dot product per tap
+        spread_onto_grid(g, L, grad, grid);
+        for (int64_t t = 0; t < taps; ++t) sums[t] += vk.dot(g.OH * L.row, grid, buf + L.offsets[t]);
+      }
       for (int64_t oh = 0; oh < g.OH; ++oh) {
         const float* grad_row = grad + oh * g.OW;
-        for (int64_t t = 0; t < taps; ++t)
-          sums[t] += vk.dot(g.OW, grad_row, buf + L.row_start(g, oh) + L.offsets[t]);
+        if (!grid)
+          for (int64_t t = 0; t < taps; ++t)
+            sums[t] += vk.dot(g.OW, grad_row, buf + L.row_start(g, oh) + L.offsets[t]);
         if (dbias)
           for (int64_t ow = 0; ow < g.OW; ++ow) bias_sum += grad_row[ow];
       }
