@@ -64,15 +64,20 @@ struct Grid {
 };
 
 // xpad = x with pad_h / pad_w zero rows and columns around every channel, and zero slack after
-// (its values rounded to bf16 when the products run in bf16).
-void pad_image(const Conv2dGeometry& g, const Grid& grid, const float* x, float* xpad) {
-  std::memset(xpad, 0, grid.image * sizeof(float));
-  for (int64_t c = 0; c < g.C; ++c)
+// (its values rounded to bf16 when the products run in bf16). pad_channels does the channels
+// [c0, c1) and, with the last channel, the slack: threads can share one image.
+void pad_channels(const Conv2dGeometry& g, const Grid& grid, const float* x, float* xpad, int64_t c0, int64_t c1) {
+  const int64_t end = c1 == g.C ? grid.image : c1 * grid.plane;
+  std::memset(xpad + c0 * grid.plane, 0, (end - c0 * grid.plane) * sizeof(float));
+  for (int64_t c = c0; c < c1; ++c)
     for (int64_t h = 0; h < g.H; ++h) {
       float* row = xpad + c * grid.plane + (h + g.pad_h) * grid.Wp + g.pad_w;
       std::memcpy(row, x + (c * g.H + h) * g.W, g.W * sizeof(float));
       round_operands(row, g.W);
     }
+}
+void pad_image(const Conv2dGeometry& g, const Grid& grid, const float* x, float* xpad) {
+  pad_channels(g, grid, x, xpad, 0, g.C);
 }
 
 // offset(r) for every row r = (c, kh, kw) of the receptive field.
@@ -372,17 +377,20 @@ void conv2d_direct_forward(const Conv2dGeometry& g, const float* x, const float*
     return;
   }
   // Fewer images than threads (one-face inference): the threads share each image's output
-  // channels, so that each reads only its own rows of the weights.
-  std::vector<float> xpad(grid.image), out(K_pad * cells_pad);
+  // channels, so that each reads only its own rows of the weights, after padding a share of its
+  // input channels (the calling thread's scratch buffers serve them all).
+  float* xpad = thread_scratch(grid.image, 0);
+  float* out = thread_scratch(K_pad * cells_pad, 1);
   const int64_t channel_panels = K_pad / uk.mr;
   for (int64_t n = 0; n < g.N; ++n) {
-    pad_image(g, grid, x + n * g.C * g.H * g.W, xpad.data());
 #pragma omp parallel num_threads(threads)
     {
       const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+      pad_channels(g, grid, x + n * g.C * g.H * g.W, xpad, g.C * t / nt, g.C * (t + 1) / nt);
+#pragma omp barrier
       const int64_t i0 = channel_panels * t / nt * uk.mr, i1 = channel_panels * (t + 1) / nt * uk.mr;
-      multiply(xpad.data(), out.data(), i0, i1);
-      copy_out(out.data(), y + n * g.K * P, std::min(i0, g.K), std::min(i1, g.K));
+      multiply(xpad, out, i0, i1);
+      copy_out(out, y + n * g.K * P, std::min(i0, g.K), std::min(i1, g.K));
     }
   }
 }

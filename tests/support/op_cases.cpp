@@ -328,6 +328,11 @@ std::vector<OpCase> all_op_cases() {
        conv_opts(1, 1, 1, 1), false);
   conv("1x1 stride 2", img, {7, 5, 1, 1}, false, conv_opts(2, 2, 0, 0));
   conv("fer first layer", {4, 1, 48, 48}, {32, 1, 3, 3}, false, conv_opts(1, 1, 1, 1), false);
+  // One image, fewer than the threads: one-face inference, whose direct convolution splits the
+  // output channels (and the padding of the input channels) over the threads.
+  conv("one image 20->70, 9x11 pad 1 + bias", {1, 20, 9, 11}, {70, 20, 3, 3}, true, conv_opts(1, 1, 1, 1), false);
+  conv("one image 64->64, 12x12 pad 1 (fer_vgg_small)", {1, 64, 12, 12}, {64, 64, 3, 3}, false,
+       conv_opts(1, 1, 1, 1), false);
   conv("fer 64 channels", {2, 64, 12, 12}, {64, 64, 3, 3}, false, conv_opts(1, 1, 1, 1), false);
   // 160 x 9 = 1440 taps, forward and backward: the direct convolution's passes over the taps,
   // several and a partial one.
