@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The fer_vgg_small training step (batch 64), ours against PyTorch, in alternating rounds.
 
-  bench/train_step_rounds.py [--build build] [--threads 2] [--rounds 3] [--face]
+  bench/train_step_rounds.py [--build build] [--threads 2] [--rounds 3] [--face | --fp32]
 
 Each round times our step in fp32 and bf16 (build/bench_cpu's BM_train_step with FER_PRECISION)
 and PyTorch's outside and under torch.autocast("cpu", dtype=torch.bfloat16), one right after the
@@ -49,6 +49,8 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--face", action="store_true", help="one-face inference instead of the step")
+    parser.add_argument("--fp32", action="store_true",
+                        help="the fp32 step only (on CPUs without AVX512-BF16 both sides emulate bf16)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     for r in range(args.rounds):
@@ -58,6 +60,9 @@ def main():
                   f"PyTorch's latency)", flush=True)
             continue
         o32, t32 = ours(args.build, args.threads, "fp32"), theirs(False)
+        if args.fp32:
+            print(f"round {r + 1}: fp32 ours {o32:.1f} ms, PyTorch {t32:.1f} ms ({t32 / o32:.2f}x)", flush=True)
+            continue
         o16, t16 = ours(args.build, args.threads, "bf16"), theirs(True)
         print(f"round {r + 1}: fp32 ours {o32:.1f} ms, PyTorch {t32:.1f} ms ({t32 / o32:.2f}x) | "
               f"bf16 ours {o16:.1f} ms, PyTorch {t16:.1f} ms ({t16 / o16:.2f}x)", flush=True)
