@@ -83,6 +83,54 @@ TEST_CASE("max pooling passes the gradient to the first maximum of each window, 
                           0, 0, 1, 0});
 }
 
+// Many images of small planes: the kernels sum a channel's planes several images per call (up to
+// 4096 values, here 117 planes of 35 and a remainder of 33), so every image must count once.
+// Against sums in double: the output, the running mean and the three gradients.
+TEST_CASE("batch_norm over many small planes, against double sums") {
+  const int64_t N = 150, C = 2, HW = 35;
+  Generator gen(7);
+  Tensor x = Tensor::uniform({N, C, 5, 7}, -1.0f, 3.0f, gen), dy = Tensor::uniform({N, C, 5, 7}, -1.0f, 1.0f, gen);
+  Tensor gamma = Tensor::from_vector({C}, {1.5f, 0.5f}), beta = Tensor::from_vector({C}, {0.25f, -1.0f});
+  Tensor rm = Tensor::zeros({C}), rv = Tensor::ones({C});
+  x.set_requires_grad(true);
+  gamma.set_requires_grad(true);
+  beta.set_requires_grad(true);
+  Tensor y = batch_norm(x, gamma, beta, rm, rv, true, 0.1f, 1e-5f);
+  sum(mul(y, dy)).backward();
+  const std::vector<float> xv = x.to_vector(), dyv = dy.to_vector(), yv = y.to_vector(), dx = x.grad().to_vector();
+  const std::vector<float> g = gamma.to_vector(), dg = gamma.grad().to_vector(), db = beta.grad().to_vector();
+  const std::vector<float> b = beta.to_vector(), rmv = rm.to_vector();
+  const double M = static_cast<double>(N * HW);
+  for (int64_t c = 0; c < C; ++c) {
+    auto at = [&](int64_t n, int64_t i) { return static_cast<size_t>((n * C + c) * HW + i); };
+    double mean = 0.0, var = 0.0;
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t i = 0; i < HW; ++i) mean += xv[at(n, i)];
+    mean /= M;
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t i = 0; i < HW; ++i) var += (xv[at(n, i)] - mean) * (xv[at(n, i)] - mean);
+    var /= M;
+    const double invstd = 1.0 / std::sqrt(var + 1e-5);
+    double sum_dy = 0.0, sum_dy_xhat = 0.0;
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t i = 0; i < HW; ++i) {
+        const double xhat = (xv[at(n, i)] - mean) * invstd;
+        CHECK(yv[at(n, i)] == doctest::Approx(g[c] * xhat + b[c]).epsilon(1e-4));
+        sum_dy += dyv[at(n, i)];
+        sum_dy_xhat += dyv[at(n, i)] * xhat;
+      }
+    CHECK(rmv[c] == doctest::Approx(0.1 * mean).epsilon(1e-5));
+    CHECK(db[c] == doctest::Approx(sum_dy).epsilon(1e-4));
+    CHECK(dg[c] == doctest::Approx(sum_dy_xhat).epsilon(1e-4));
+    for (int64_t n = 0; n < N; n += 37)  // dx = gamma invstd (dy - mean(dy) - xhat mean(dy xhat))
+      for (int64_t i = 0; i < HW; ++i) {
+        const double xhat = (xv[at(n, i)] - mean) * invstd;
+        const double want = g[c] * invstd * (dyv[at(n, i)] - sum_dy / M - xhat * sum_dy_xhat / M);
+        CHECK(dx[at(n, i)] == doctest::Approx(want).epsilon(1e-3).scale(1e-3));
+      }
+  }
+}
+
 TEST_CASE("batch_norm known values, running statistics, eval mode") {
   Tensor x = Tensor::from_vector({4, 1}, {1, 2, 3, 4});
   Tensor g = Tensor::ones({1}), b = Tensor::zeros({1});

@@ -2,8 +2,8 @@
 // contracts: engine/backend.h).
 //
 // Threads over channels for the statistics and the training backward: each channel's sums run
-// on one thread, as float partials per plane of HW values (in 16 lanes) added into a double, so
-// that a channel's result does not depend on the thread count. The elementwise passes of evaluation
+// on one thread, as float partials (in 16 lanes) of a few images' planes, up to 4096 values,
+// added into a double, so that a channel's result does not depend on the thread count. The elementwise passes of evaluation
 // split the N*C planes instead. The loops over one plane are batchnorm_loops.h's, compiled once
 // per vector set; the active fp32 set's copy runs (isa.h).
 //
@@ -39,15 +39,20 @@ const BatchNormLoops& loops() {
   }
 }
 
+// Images whose planes of one channel a float partial sum covers: up to 4096 values (each of its
+// 16 lanes about 256), one plane at least.
+int64_t planes_per_sum(int64_t HW) { return std::max<int64_t>(1, 4096 / std::max<int64_t>(HW, 1)); }
+
 // The two sums of a channel that both backward passes need: sum(g) and sum(g * (x - mean)),
 // g = dy masked by the fused ReLU whose z is a x + b.
 void channel_sums(const BatchNormLoops& f, int64_t N, int64_t C, int64_t HW, int64_t c,
                   const float* x, const float* dy, float mean, float a, float b, bool relu,
                   double& sum_g, double& sum_g_xmu) {
   sum_g = sum_g_xmu = 0.0;
-  for (int64_t n = 0; n < N; ++n) {
+  const int64_t group = planes_per_sum(HW);
+  for (int64_t n = 0; n < N; n += group) {
     const int64_t offset = (n * C + c) * HW;
-    const auto [s, sx] = f.grad_sums(HW, x + offset, dy + offset, mean, a, b, relu);
+    const auto [s, sx] = f.grad_sums(std::min(group, N - n), HW, C * HW, x + offset, dy + offset, mean, a, b, relu);
     sum_g += s;
     sum_g_xmu += sx;
   }
@@ -73,16 +78,16 @@ void CpuBackend::batchnorm_forward_train(int64_t N, int64_t C, int64_t HW, const
                                          float* y, float* save_mean, float* save_invstd,
                                          bool relu) {
   const BatchNormLoops& f = loops();
-  const int64_t M = N * HW;
+  const int64_t M = N * HW, stride = C * HW, group = planes_per_sum(HW);
   parallel_for(C, 1, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       // Both moments in one pass, about a shift s near the mean (that of the channel's first
       // plane): var = E[(x - s)^2] - E[x - s]^2 cancels no more than the two-pass formula while
       // |mean - s| is of the order of the standard deviation, and saves a pass over the channel.
-      const float s = f.moments(HW, x + c * HW, 0.0f).first / static_cast<float>(HW);
+      const float s = f.moments(1, HW, stride, x + c * HW, 0.0f).first / static_cast<float>(HW);
       double s1 = 0.0, s2 = 0.0;
-      for (int64_t n = 0; n < N; ++n) {
-        const auto [d, dd] = f.moments(HW, x + (n * C + c) * HW, s);
+      for (int64_t n = 0; n < N; n += group) {
+        const auto [d, dd] = f.moments(std::min(group, N - n), HW, stride, x + (n * C + c) * HW, s);
         s1 += d;
         s2 += dd;
       }
@@ -99,8 +104,7 @@ void CpuBackend::batchnorm_forward_train(int64_t N, int64_t C, int64_t HW, const
         running_var[c] = (1.0f - momentum) * running_var[c] + momentum * unbiased;
       }
       const float a = gamma[c] * invstd, b = beta[c] - mean * a;
-      for (int64_t n = 0; n < N; ++n)
-        f.normalize(HW, x + (n * C + c) * HW, a, b, relu, y + (n * C + c) * HW);
+      f.normalize(N, HW, stride, x + c * HW, a, b, relu, y + c * HW);
     }
   });
 }
@@ -113,7 +117,7 @@ void CpuBackend::batchnorm_forward_eval(int64_t N, int64_t C, int64_t HW, const 
   parallel_for(N * C, planes_per_chunk(HW), [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
       const EvalAffine e(gamma, beta, running_mean, running_var, eps, p % C);
-      f.normalize(HW, x + p * HW, e.a, e.b, relu, y + p * HW);
+      f.normalize(1, HW, HW, x + p * HW, e.a, e.b, relu, y + p * HW);
     }
   });
 }
@@ -136,11 +140,8 @@ void CpuBackend::batchnorm_backward(int64_t N, int64_t C, int64_t HW, const floa
       if (!dx) continue;
       const float mean_g = static_cast<float>(sum_g / M);
       const float mean_g_xhat = static_cast<float>(sum_g_xhat / M);
-      for (int64_t n = 0; n < N; ++n) {
-        const int64_t offset = (n * C + c) * HW;
-        f.grad_input(HW, x + offset, dy + offset, mean, invstd, mean_g, mean_g_xhat, a, b, relu,
-                     dx + offset);
-      }
+      f.grad_input(N, HW, C * HW, x + c * HW, dy + c * HW, mean, invstd, mean_g, mean_g_xhat, a, b,
+                   relu, dx + c * HW);
     }
   });
 }
@@ -168,7 +169,7 @@ void CpuBackend::batchnorm_backward_eval(int64_t N, int64_t C, int64_t HW, const
   parallel_for(N * C, planes_per_chunk(HW), [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
       const EvalAffine e(gamma, shift, running_mean, running_var, eps, p % C);
-      f.grad_input_eval(HW, x + p * HW, dy + p * HW, e.a, e.b, relu, dx + p * HW);
+      f.grad_input_eval(1, HW, HW, x + p * HW, dy + p * HW, e.a, e.b, relu, dx + p * HW);
     }
   });
 }

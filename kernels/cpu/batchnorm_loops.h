@@ -4,8 +4,10 @@
 // vectorises the same loops 8 and 16 floats wide. Only those three files include this header, and
 // the loops have internal linkage, so each gets its own copy (as simd_kernels.h's templates).
 //
-// Each loop covers one plane of n = H*W values of one channel; what it computes is the formula of
-// batch_norm in engine/ops/norm.cpp. A fused ReLU's mask is recomputed from x as z = a x + b > 0,
+// Each loop covers `planes` planes of n = H*W values of one channel, `stride` floats apart (C*H*W
+// in NCHW: one call for several images' planes, which small planes need: a 3x3 plane per call
+// was mostly call overhead); what it computes is the formula of batch_norm in engine/ops/norm.cpp.
+// A fused ReLU's mask is recomputed from x as z = a x + b > 0,
 // the same expression as the forward's, compiled in the same file: within one set the backward's
 // mask matches the forward's output bit for bit. They are compiled without fused multiply-adds
 // (-ffp-contract=off, CMakeLists.txt), so every set computes the baseline's bits.
@@ -20,18 +22,20 @@ namespace fer::cpu {
 
 struct BatchNormLoops {
   // (sum(x - s), sum((x - s)^2)): both moments in one pass, about a shift s.
-  std::pair<float, float> (*moments)(int64_t n, const float* x, float s);
-  // y = a x + b, or max(a x + b, 0) with relu.
-  void (*normalize)(int64_t n, const float* x, float a, float b, bool relu, float* y);
+  std::pair<float, float> (*moments)(int64_t planes, int64_t n, int64_t stride, const float* x, float s);
+  // y = a x + b, or max(a x + b, 0) with relu (y laid out as x).
+  void (*normalize)(int64_t planes, int64_t n, int64_t stride, const float* x, float a, float b,
+                    bool relu, float* y);
   // (sum(g), sum(g (x - mean))), g = dy zeroed where relu and a x + b <= 0.
-  std::pair<float, float> (*grad_sums)(int64_t n, const float* x, const float* dy, float mean,
-                                       float a, float b, bool relu);
+  std::pair<float, float> (*grad_sums)(int64_t planes, int64_t n, int64_t stride, const float* x,
+                                       const float* dy, float mean, float a, float b, bool relu);
   // Training: dx = k (g - mean_g - xhat mean_g_xhat), xhat = (x - mean) invstd, k = a.
-  void (*grad_input)(int64_t n, const float* x, const float* dy, float mean, float invstd,
-                     float mean_g, float mean_g_xhat, float a, float b, bool relu, float* dx);
+  void (*grad_input)(int64_t planes, int64_t n, int64_t stride, const float* x, const float* dy,
+                     float mean, float invstd, float mean_g, float mean_g_xhat, float a, float b,
+                     bool relu, float* dx);
   // Evaluation: dx = a g.
-  void (*grad_input_eval)(int64_t n, const float* x, const float* dy, float a, float b, bool relu,
-                          float* dx);
+  void (*grad_input_eval)(int64_t planes, int64_t n, int64_t stride, const float* x, const float* dy,
+                          float a, float b, bool relu, float* dx);
 };
 
 // The vector sets' tables (batchnorm_avx2.cpp, batchnorm_avx512.cpp): call only when the CPU has
@@ -52,61 +56,74 @@ inline float bn_masked(float a, float b, float x, float dy) {
   return dy;
 }
 
-std::pair<float, float> bn_moments(int64_t n, const float* x, float s) {
-  return lane_sum2(n, [&](int64_t i) {
+std::pair<float, float> bn_moments(int64_t planes, int64_t n, int64_t stride, const float* x, float s) {
+  return lane_sum2(planes, n, stride, [&](int64_t i) {
     const float v = x[i] - s;
     return std::pair<float, float>(v, v * v);
   });
 }
 
-void bn_normalize(int64_t n, const float* __restrict x, float a, float b, bool relu,
-                  float* __restrict y) {
-  if (relu)
-    for (int64_t i = 0; i < n; ++i) y[i] = std::max(bn_affine(a, x[i], b), 0.0f);
-  else
-    for (int64_t i = 0; i < n; ++i) y[i] = bn_affine(a, x[i], b);
+void bn_normalize(int64_t planes, int64_t n, int64_t stride, const float* __restrict x, float a,
+                  float b, bool relu, float* __restrict y) {
+  for (int64_t p = 0; p < planes; ++p) {
+    const float* xp = x + p * stride;
+    float* yp = y + p * stride;
+    if (relu)
+      for (int64_t i = 0; i < n; ++i) yp[i] = std::max(bn_affine(a, xp[i], b), 0.0f);
+    else
+      for (int64_t i = 0; i < n; ++i) yp[i] = bn_affine(a, xp[i], b);
+  }
 }
 
 template <bool Relu>
-std::pair<float, float> bn_grad_sums_as(int64_t n, const float* __restrict x,
-                                        const float* __restrict dy, float mean, float a, float b) {
-  return lane_sum2(n, [&](int64_t i) {
+std::pair<float, float> bn_grad_sums_as(int64_t planes, int64_t n, int64_t stride,
+                                        const float* __restrict x, const float* __restrict dy,
+                                        float mean, float a, float b) {
+  return lane_sum2(planes, n, stride, [&](int64_t i) {
     const float g = bn_masked<Relu>(a, b, x[i], dy[i]);
     return std::pair<float, float>(g, g * (x[i] - mean));
   });
 }
 
-std::pair<float, float> bn_grad_sums(int64_t n, const float* x, const float* dy, float mean,
-                                     float a, float b, bool relu) {
-  return relu ? bn_grad_sums_as<true>(n, x, dy, mean, a, b)
-              : bn_grad_sums_as<false>(n, x, dy, mean, a, b);
+std::pair<float, float> bn_grad_sums(int64_t planes, int64_t n, int64_t stride, const float* x,
+                                     const float* dy, float mean, float a, float b, bool relu) {
+  return relu ? bn_grad_sums_as<true>(planes, n, stride, x, dy, mean, a, b)
+              : bn_grad_sums_as<false>(planes, n, stride, x, dy, mean, a, b);
 }
 
 template <bool Relu>
-void bn_grad_input_as(int64_t n, const float* __restrict x, const float* __restrict dy, float mean,
-                      float invstd, float mean_g, float mean_g_xhat, float a, float b,
-                      float* __restrict dx) {
-  for (int64_t i = 0; i < n; ++i) {
-    const float xhat = (x[i] - mean) * invstd;
-    dx[i] = a * (bn_masked<Relu>(a, b, x[i], dy[i]) - mean_g - xhat * mean_g_xhat);
+void bn_grad_input_as(int64_t planes, int64_t n, int64_t stride, const float* __restrict x,
+                      const float* __restrict dy, float mean, float invstd, float mean_g,
+                      float mean_g_xhat, float a, float b, float* __restrict dx) {
+  for (int64_t p = 0; p < planes; ++p) {
+    const int64_t o = p * stride;
+    for (int64_t i = o; i < o + n; ++i) {
+      const float xhat = (x[i] - mean) * invstd;
+      dx[i] = a * (bn_masked<Relu>(a, b, x[i], dy[i]) - mean_g - xhat * mean_g_xhat);
+    }
   }
 }
 
-void bn_grad_input(int64_t n, const float* x, const float* dy, float mean, float invstd,
-                   float mean_g, float mean_g_xhat, float a, float b, bool relu, float* dx) {
-  (relu ? bn_grad_input_as<true> : bn_grad_input_as<false>)(n, x, dy, mean, invstd, mean_g,
-                                                            mean_g_xhat, a, b, dx);
+void bn_grad_input(int64_t planes, int64_t n, int64_t stride, const float* x, const float* dy,
+                   float mean, float invstd, float mean_g, float mean_g_xhat, float a, float b,
+                   bool relu, float* dx) {
+  (relu ? bn_grad_input_as<true> : bn_grad_input_as<false>)(planes, n, stride, x, dy, mean, invstd,
+                                                            mean_g, mean_g_xhat, a, b, dx);
 }
 
 template <bool Relu>
-void bn_grad_input_eval_as(int64_t n, const float* __restrict x, const float* __restrict dy,
-                           float a, float b, float* __restrict dx) {
-  for (int64_t i = 0; i < n; ++i) dx[i] = a * bn_masked<Relu>(a, b, x[i], dy[i]);
+void bn_grad_input_eval_as(int64_t planes, int64_t n, int64_t stride, const float* __restrict x,
+                           const float* __restrict dy, float a, float b, float* __restrict dx) {
+  for (int64_t p = 0; p < planes; ++p) {
+    const int64_t o = p * stride;
+    for (int64_t i = o; i < o + n; ++i) dx[i] = a * bn_masked<Relu>(a, b, x[i], dy[i]);
+  }
 }
 
-void bn_grad_input_eval(int64_t n, const float* x, const float* dy, float a, float b, bool relu,
-                        float* dx) {
-  (relu ? bn_grad_input_eval_as<true> : bn_grad_input_eval_as<false>)(n, x, dy, a, b, dx);
+void bn_grad_input_eval(int64_t planes, int64_t n, int64_t stride, const float* x, const float* dy,
+                        float a, float b, bool relu, float* dx) {
+  (relu ? bn_grad_input_eval_as<true> : bn_grad_input_eval_as<false>)(planes, n, stride, x, dy, a,
+                                                                      b, dx);
 }
 
 BatchNormLoops make_batchnorm_loops() {

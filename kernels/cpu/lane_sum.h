@@ -24,25 +24,43 @@ inline float lane_sum(int64_t n, Term term) {
   return total;
 }
 
-// Two sums over i in [0, n) at once: term(i) returns the pair of terms (a std::pair<float, float>),
-// each summed in its own lanes as lane_sum does. One pass where two would read the data twice.
+// Two sums at once over `planes` runs of n values, `stride` apart: term(i) for i = p*stride + j,
+// j < n, returns the pair of terms (a std::pair<float, float>), each summed in its own lanes, the
+// lanes carried from one run to the next. One pass where two would read the data twice, and one
+// call for many short runs (a batchnorm channel's small planes). Runs of up to kShortRun values
+// take one lane per position j instead of lane_sum's 16: a 3x3 or 6x6 plane is then a short
+// vector loop rather than a scalar tail.
+constexpr int64_t kShortRun = 64;
 template <typename Terms>
-inline std::pair<float, float> lane_sum2(int64_t n, Terms terms) {
-  float first[kLaneCount] = {}, second[kLaneCount] = {};
-  int64_t i = 0;
-  for (; i + kLaneCount <= n; i += kLaneCount)
-    for (int j = 0; j < kLaneCount; ++j) {
-      const auto [u, v] = terms(i + j);
-      first[j] += u;
-      second[j] += v;
+inline std::pair<float, float> lane_sum2(int64_t planes, int64_t n, int64_t stride, Terms terms) {
+  const bool short_runs = n <= kShortRun;
+  const int64_t lanes = short_runs ? n : kLaneCount;
+  float first[kShortRun] = {}, second[kShortRun] = {};
+  for (int64_t p = 0; p < planes; ++p) {
+    const int64_t base = p * stride;
+    if (short_runs) {
+      for (int64_t j = 0; j < n; ++j) {
+        const auto [u, v] = terms(base + j);
+        first[j] += u;
+        second[j] += v;
+      }
+      continue;
     }
-  for (; i < n; ++i) {
-    const auto [u, v] = terms(i);
-    first[i % kLaneCount] += u;
-    second[i % kLaneCount] += v;
+    int64_t i = 0;
+    for (; i + kLaneCount <= n; i += kLaneCount)
+      for (int j = 0; j < kLaneCount; ++j) {
+        const auto [u, v] = terms(base + i + j);
+        first[j] += u;
+        second[j] += v;
+      }
+    for (; i < n; ++i) {
+      const auto [u, v] = terms(base + i);
+      first[i % kLaneCount] += u;
+      second[i % kLaneCount] += v;
+    }
   }
   float total_first = 0.0f, total_second = 0.0f;
-  for (int j = 0; j < kLaneCount; ++j) {
+  for (int64_t j = 0; j < lanes; ++j) {
     total_first += first[j];
     total_second += second[j];
   }
