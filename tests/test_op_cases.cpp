@@ -370,8 +370,8 @@ TEST_CASE("CPU kernel sets: every op case under each supported set matches the s
 
 // The cases named for the Winograd path (op_cases.cpp) must reach it under every vector set,
 // forward and input gradient, or the check above would compare the direct convolution twice.
-// (The weight gradient takes it from 128 channels in and out with input channels that fill
-// whole micro-kernel panels: three of these cases.)
+// (The weight gradient takes it where input channels fill whole micro-kernel rows and output
+// channels nearly whole panels: three of these cases under avx512, seven under avx2.)
 TEST_CASE("CPU kernel sets: the Winograd op cases run the Winograd convolution") {
   int cases = 0;
   std::map<std::string, int> weight_cases;  // per kernel set
@@ -388,9 +388,10 @@ TEST_CASE("CPU kernel sets: the Winograd op cases run the Winograd convolution")
     }
   }
   CHECK(cases >= 10);
-  for (const auto& [isa, n] : weight_cases) {
-    INFO(isa);
-    CHECK(n == 3);
+  for (cpu::Isa isa : cpu::supported_isas()) {
+    if (isa == cpu::Isa::Scalar) continue;
+    INFO(cpu::isa_name(isa));
+    CHECK(weight_cases[cpu::isa_name(isa)] >= 3);
   }
 }
 

@@ -12,7 +12,8 @@
 //   tile convolution of conv2d_amx.cpp (NHWC inside the call).
 // - 3x3, stride 1, fp32, at least 64 channels in and out (the middle layers of the FER CNNs):
 //   Winograd's F(4x4, 3x3) of conv2d_winograd.cpp, 4x fewer products (F(2x2, 3x3) on maps where
-//   4x4 tiles would overhang). The weight gradient takes it from 128 channels in and out.
+//   4x4 tiles would overhang). The weight gradient takes it where the output channels fill
+//   whole micro-kernel panels but for an eighth (conv2d_winograd.h).
 // - Stride 1, no dilation, one group (every 3x3 and 1x1 layer of the FER CNNs): the direct
 //   convolution of conv2d_direct.cpp, which reads the weights and a padded image in place.
 // - One kernel per channel (MobileNet's depthwise layers): conv2d_depthwise.cpp.

@@ -284,16 +284,18 @@ void conv2d_winograd_forward(const Conv2dGeometry& g, const float* x, const floa
 // transform ([C][NR], read in place as the micro-kernel's A rows, depth = tiles), dM written by
 // its transform straight as B panels (depth = tiles, NR output channels across).
 
-// Measured against the direct weight gradient (2 threads, Ice Lake): 128 -> 128 at 12x12 1.5x,
-// 256 -> 256 at 6x6 1.1x, 64 -> 64 at 24x24 even (its output channels are padded from 64 to
-// the panel width's 96, and the output-gradient transform gathers across channels): taken from
-// 128 channels in and out.
-constexpr int64_t kMinWeightChannels = 128;
+// Measured against the direct weight gradient (2 threads): on Ice Lake (avx512, NR = 48)
+// 128 -> 128 at 12x12 1.5x, 256 -> 256 at 6x6 1.1x, 64 -> 64 at 24x24 even (its output channels
+// padded from 64 to the panel width's 96, and the output-gradient transform gathers across
+// channels); on Zen 3 (avx2, NR = 24: 64 padded to 72 only) 64 -> 64 at 24x24 1.6-1.9x
+// (33-42 -> 21-24 ms). So it is taken where whole panels of output channels add at most an
+// eighth to them.
+constexpr double kMaxChannelPadding = 1.125;
 
 bool conv2d_winograd_weight_applies(const Conv2dGeometry& g) {
   const GemmMicroKernel* uk = active_gemm_microkernel();
-  if (!conv2d_winograd_applies(g) || g.C < kMinWeightChannels || g.K < kMinWeightChannels ||
-      g.C % uk->mr != 0)  // A rows in place: whole panels of C
+  if (!conv2d_winograd_applies(g) || g.C % uk->mr != 0 ||  // A rows in place: whole panels of C
+      static_cast<double>(round_up(g.K, uk->nr)) > kMaxChannelPadding * static_cast<double>(g.K))
     return false;
   // The output-gradient transform gathers with 32-bit offsets across one image's channels.
   const Tiles tiles(g, winograd_tile(g, uk->nr));

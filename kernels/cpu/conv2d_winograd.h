@@ -18,8 +18,9 @@ bool conv2d_winograd_applies(const Conv2dGeometry& g);
 void conv2d_winograd_forward(const Conv2dGeometry& g, const float* x, const float* w,
                              const float* bias, float* y);
 
-// The weight gradient on the same transforms, where conv2d_winograd_applies(), with at least 128
-// channels in and out, the input channels a multiple of the micro-kernel's rows.
+// The weight gradient on the same transforms, where conv2d_winograd_applies(), with the input
+// channels a multiple of the micro-kernel's rows and the output channels padded by at most an
+// eighth to whole panels (64 channels under avx2, 128 and 256 under avx512).
 bool conv2d_winograd_weight_applies(const Conv2dGeometry& g);
 void conv2d_winograd_backward_weight(const Conv2dGeometry& g, const float* dy, const float* x,
                                      float* dw, float* dbias);
