@@ -129,6 +129,15 @@ TEST_CASE("batch_norm over many small planes, against double sums") {
         CHECK(dx[at(n, i)] == doctest::Approx(want).epsilon(1e-3).scale(1e-3));
       }
   }
+  // Evaluation, with the running statistics just updated: y = gamma (x - rm) / sqrt(rv + eps) + beta.
+  NoGradGuard no_grad;
+  const std::vector<float> ye = batch_norm(x, gamma, beta, rm, rv, false, 0.1f, 1e-5f).to_vector(), rvv = rv.to_vector();
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t i = 0; i < HW; ++i) {
+        const size_t k = static_cast<size_t>((n * C + c) * HW + i);
+        CHECK(ye[k] == doctest::Approx(g[c] * (xv[k] - rmv[c]) / std::sqrt(rvv[c] + 1e-5) + b[c]).epsilon(1e-4));
+      }
 }
 
 TEST_CASE("batch_norm known values, running statistics, eval mode") {

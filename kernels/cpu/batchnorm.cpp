@@ -1,11 +1,11 @@
 // Batch normalisation on the CPU (the math: batch_norm in engine/ops/norm.cpp; the kernels'
 // contracts: engine/backend.h).
 //
-// Threads over channels for the statistics and the training backward: each channel's sums run
-// on one thread, as float partials (in 16 lanes) of a few images' planes, up to 4096 values,
-// added into a double, so that a channel's result does not depend on the thread count. The elementwise passes of evaluation
-// split the N*C planes instead. The loops over one plane are batchnorm_loops.h's, compiled once
-// per vector set; the active fp32 set's copy runs (isa.h).
+// Threads over channels: each channel's sums run on one thread, as float partials (in 16 lanes)
+// of a few images' planes, up to 4096 values, added into a double, so that a channel's result
+// does not depend on the thread count; evaluation's elementwise passes take channels in tasks of
+// about 16K values. The loops over a channel's planes are batchnorm_loops.h's, compiled once per
+// vector set; the active fp32 set's copy runs (isa.h).
 //
 // Memory traffic is what these kernels cost (a few flops per value): the training forward reads
 // a channel once for both moments and once more to normalise (the second read mostly from L2,
@@ -68,8 +68,10 @@ struct EvalAffine {
         b(beta ? beta[c] - running_mean[c] * a : 0.0f) {}
 };
 
-constexpr int64_t kPlaneChunkValues = 16384;  // values per task of the per-plane passes
-int64_t planes_per_chunk(int64_t HW) { return std::max<int64_t>(1, kPlaneChunkValues / std::max<int64_t>(HW, 1)); }
+constexpr int64_t kChunkValues = 16384;  // values per task of evaluation's elementwise passes
+int64_t channels_per_chunk(int64_t values_per_channel) {
+  return std::max<int64_t>(1, kChunkValues / std::max<int64_t>(values_per_channel, 1));
+}
 }  // namespace
 
 void CpuBackend::batchnorm_forward_train(int64_t N, int64_t C, int64_t HW, const float* x,
@@ -114,10 +116,10 @@ void CpuBackend::batchnorm_forward_eval(int64_t N, int64_t C, int64_t HW, const 
                                         const float* running_mean, const float* running_var,
                                         float eps, float* y, bool relu) {
   const BatchNormLoops& f = loops();
-  parallel_for(N * C, planes_per_chunk(HW), [&](int64_t p0, int64_t p1) {
-    for (int64_t p = p0; p < p1; ++p) {
-      const EvalAffine e(gamma, beta, running_mean, running_var, eps, p % C);
-      f.normalize(1, HW, HW, x + p * HW, e.a, e.b, relu, y + p * HW);
+  parallel_for(C, channels_per_chunk(N * HW), [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      const EvalAffine e(gamma, beta, running_mean, running_var, eps, c);
+      f.normalize(N, HW, C * HW, x + c * HW, e.a, e.b, relu, y + c * HW);
     }
   });
 }
@@ -166,10 +168,10 @@ void CpuBackend::batchnorm_backward_eval(int64_t N, int64_t C, int64_t HW, const
   }
   if (!dx) return;
   // dx = a g with the slope a of batchnorm_forward_eval, computed the same way.
-  parallel_for(N * C, planes_per_chunk(HW), [&](int64_t p0, int64_t p1) {
-    for (int64_t p = p0; p < p1; ++p) {
-      const EvalAffine e(gamma, shift, running_mean, running_var, eps, p % C);
-      f.grad_input_eval(1, HW, HW, x + p * HW, dy + p * HW, e.a, e.b, relu, dx + p * HW);
+  parallel_for(C, channels_per_chunk(N * HW), [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      const EvalAffine e(gamma, shift, running_mean, running_var, eps, c);
+      f.grad_input_eval(N, HW, C * HW, x + c * HW, dy + c * HW, e.a, e.b, relu, dx + c * HW);
     }
   });
 }
