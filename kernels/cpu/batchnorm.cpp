@@ -39,9 +39,12 @@ const BatchNormLoops& loops() {
   }
 }
 
+// How many items of `each` values fit in `budget` values, one at least.
+int64_t fitting(int64_t budget, int64_t each) { return std::max<int64_t>(1, budget / std::max<int64_t>(each, 1)); }
+
 // Images whose planes of one channel a float partial sum covers: up to 4096 values (each of its
 // 16 lanes about 256), one plane at least.
-int64_t planes_per_sum(int64_t HW) { return std::max<int64_t>(1, 4096 / std::max<int64_t>(HW, 1)); }
+int64_t planes_per_sum(int64_t HW) { return fitting(4096, HW); }
 
 // The two sums of a channel that both backward passes need: sum(g) and sum(g * (x - mean)),
 // g = dy masked by the fused ReLU whose z is a x + b.
@@ -68,10 +71,8 @@ struct EvalAffine {
         b(beta ? beta[c] - running_mean[c] * a : 0.0f) {}
 };
 
-constexpr int64_t kChunkValues = 16384;  // values per task of evaluation's elementwise passes
-int64_t channels_per_chunk(int64_t values_per_channel) {
-  return std::max<int64_t>(1, kChunkValues / std::max<int64_t>(values_per_channel, 1));
-}
+// Channels per task of evaluation's elementwise passes: about 16K values.
+int64_t channels_per_chunk(int64_t values_per_channel) { return fitting(16384, values_per_channel); }
 }  // namespace
 
 void CpuBackend::batchnorm_forward_train(int64_t N, int64_t C, int64_t HW, const float* x,

@@ -162,15 +162,13 @@ void conv2d_depthwise_backward_weight(const Conv2dGeometry& g, const float* dy, 
       if (grid) {  // stride 1: a whole-plane dot product per tap
         spread_onto_grid(g, L, grad, grid);
         for (int64_t t = 0; t < taps; ++t) sums[t] += vk.dot(g.OH * L.row, grid, buf + L.offsets[t]);
-      }
-      for (int64_t oh = 0; oh < g.OH; ++oh) {
-        const float* grad_row = grad + oh * g.OW;
-        if (!grid)
+      } else {
+        for (int64_t oh = 0; oh < g.OH; ++oh)
           for (int64_t t = 0; t < taps; ++t)
-            sums[t] += vk.dot(g.OW, grad_row, buf + L.row_start(g, oh) + L.offsets[t]);
-        if (dbias)
-          for (int64_t ow = 0; ow < g.OW; ++ow) bias_sum += grad_row[ow];
+            sums[t] += vk.dot(g.OW, grad + oh * g.OW, buf + L.row_start(g, oh) + L.offsets[t]);
       }
+      if (dbias)
+        for (int64_t i = 0; i < g.OH * g.OW; ++i) bias_sum += grad[i];
     }
     for (int64_t t = 0; t < taps; ++t) dw[c * taps + t] = static_cast<float>(sums[t]);
     if (dbias) dbias[c] = static_cast<float>(bias_sum);

@@ -98,8 +98,7 @@ const ConvWeightGradKernel* active_weight_grad_kernel() {
 // The products run in bf16 and the active set has VDPBF16PS (AMX tiles, where they apply, are
 // chosen before the direct convolution, in conv2d.cpp).
 bool native_bf16_products() {
-  const Isa isa = active_isa();
-  return matmul_precision() == Precision::BF16 && (isa == Isa::Avx512Bf16 || isa == Isa::Amx);
+  return matmul_precision() == Precision::BF16 && bf16_dot_isa();
 }
 
 }  // namespace

@@ -176,6 +176,8 @@ void round_operands(float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] = round_to_bf16(x[i]);
 }
 
+bool bf16_dot_isa() { return active_isa() == Isa::Avx512Bf16 || active_isa() == Isa::Amx; }
+
 std::string cpu_kernels_summary() {
   std::string s = "cpu kernels: ";
   s += isa_name(active_isa());
@@ -183,7 +185,7 @@ std::string cpu_kernels_summary() {
   s += std::string(", ") + precision_name(matmul_precision()) + " products";
   // Without VDPBF16PS (the CPU lacks it, or FER_ISA chose a lower set) the bf16 products are fp32 instructions on rounded operands: bf16's
   // accuracy at more than fp32's cost. Say so where the choice is made.
-  if (matmul_precision() == Precision::BF16 && active_isa() != Isa::Avx512Bf16 && active_isa() != Isa::Amx)
+  if (matmul_precision() == Precision::BF16 && !bf16_dot_isa())
     s += " (emulated: no AVX512-BF16 in this kernel set, so they run slower than fp32)";
   s += ", " + std::to_string(cpu_threads()) + (cpu_threads() == 1 ? " thread" : " threads");
   return s;

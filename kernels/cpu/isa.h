@@ -40,6 +40,10 @@ void set_active_isa(Isa isa);         // throws fer::Error when the CPU lacks it
 // their avx512 kernels.
 Isa fp32_isa();
 
+// The active set has VDPBF16PS (avx512-bf16, amx): bf16 products run natively, not emulated by
+// fp32 instructions on rounded operands.
+bool bf16_dot_isa();
+
 // The precision of the matrix products (convolutions and dense layers):
 //   fp32  float operands, float sums.
 //   bf16  every operand rounded to bfloat16 (float's 8 exponent bits, 8 significant bits; round

@@ -73,16 +73,16 @@ class LargeBlockCache {
     return p;
   }
   void give(void* p, size_t size) {
+    if (size > kCacheLimit) {  // never cached: it would evict everything else
+      std::free(p);
+      return;
+    }
     std::lock_guard<std::mutex> lock(mutex_);
     while (!free_.empty() && cached_ + size > kCacheLimit) {
       auto largest = std::prev(free_.end());
       cached_ -= largest->first;
       std::free(largest->second);
       free_.erase(largest);
-    }
-    if (size > kCacheLimit) {
-      std::free(p);
-      return;
     }
     free_.emplace(size, p);
     cached_ += size;
