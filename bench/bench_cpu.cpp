@@ -52,7 +52,7 @@ void BM_gemm_microkernel(benchmark::State& state) {
     return;
   }
   const bool in_place = state.range(0) == 1;
-  const int64_t kc = cpu::kGemmDepthBlock, mr = kernel->mr, nr = kernel->nr;
+  const int64_t mr = kernel->mr, nr = kernel->nr, kc = cpu::gemm_depth_block(kernel->nr);
   Generator gen(1);
   std::vector<float> a(static_cast<size_t>(mr * kc)), b(static_cast<size_t>((kc + 2) * nr + 64)), c(static_cast<size_t>(mr * nr));
   for (float& v : a) v = gen.uniform(-1, 1);

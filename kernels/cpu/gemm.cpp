@@ -17,11 +17,13 @@
 // gemm_microkernel.h), so the inner loop reads memory strictly sequentially whatever the
 // transposes and leading dimensions were, and ragged edges are padded with zeros.
 //
-// Block sizes: KC = 128 keeps the B micro-panel (the vector operand: KC x NR = 128 x 48 floats,
-// 24 KB) in the 48 KB L1 of the Ice Lake and the 32 KB of Zen 4 while the A micro-panels
-// (4 KB each) pass; measured on Ice Lake, B panels streamed from L2 instead (KC 256-512) cost
-// the micro-kernel a third of its speed. MC = 256 rows of A make a 128 KB block for L2, and
-// NC = 16 micro-panels keep the packed B block at 96 KB.
+// Block sizes: KC keeps the B micro-panel (the vector operand, KC x NR floats) at 24 KB, in the
+// 48 KB L1 of the Ice Lake and the 32 KB of the Zens while the A micro-panels (4-8 KB each)
+// pass: KC = 128 under avx512 (NR = 48; measured on Ice Lake, B panels streamed from L2
+// instead, KC 256-512, cost the micro-kernel a third of its speed), 256 under avx2 (NR = 24;
+// measured on a Zen 1-class EPYC, 128 left BM_gemm/4096 8% slower: twice the passes over C).
+// MC rows of A make a 128 KB block for L2 (256 rows under avx512, 128 under avx2), and NC = 16
+// micro-panels of B a block of 96-192 KB.
 #include "kernels/cpu/gemm.h"
 
 #include <xmmintrin.h>
@@ -42,7 +44,11 @@ namespace fer::cpu {
 
 namespace {
 
-constexpr int64_t KC = kGemmDepthBlock, MC = 256, NC_PANELS = 16;
+constexpr int64_t NC_PANELS = 16;
+
+// MC: the packed A block, MC x KC floats, at 128 KB (a multiple of every MR).
+constexpr int64_t gemm_row_block(int64_t kc) { return 32768 / kc; }
+static_assert(gemm_row_block(gemm_depth_block(48)) % 8 == 0 && gemm_row_block(gemm_depth_block(24)) % 4 == 0);
 
 }  // namespace
 
@@ -177,7 +183,7 @@ void macro_kernel(const GemmMicroKernel& uk, int64_t mc, int64_t nc, int64_t kc,
 // which sums a[t * MR + r] . b[offset[t] + c] over t: with offset[t] = t * NR it is the MR x NR
 // tile of C, each VDPBF16PS doing two depth steps, twice the multiply-adds of an FMA. The tile
 // is written to scratch and added into C with alpha and beta (one addition per 64 products of
-// a KC = 128 block).
+// a 128-step block).
 
 // The bf16 tile when the products run in bf16 on the avx512-bf16 set and it has the fp32
 // micro-kernel's shape (so that the float panels convert in place of one another); else null.
@@ -208,7 +214,7 @@ void macro_kernel_bf16(const Bf16ConvKernel& tile_kernel, int64_t mc, int64_t nc
                        const uint32_t* b, float alpha, float beta, float* C, int64_t ldc) {
   const int mr = tile_kernel.mr, nr = tile_kernel.nr;
   const int64_t kc2 = (kc + 1) / 2;
-  int32_t offsets[(KC + 1) / 2];
+  int32_t offsets[(kMaxGemmDepthBlock + 1) / 2];
   for (int64_t t = 0; t < kc2; ++t) offsets[t] = static_cast<int32_t>(t * nr);
   float* tile = aligned_scratch(static_cast<size_t>(mr) * nr, kSlotTile);
   for (int64_t jr = 0; jr < nc; jr += nr) {
@@ -248,7 +254,7 @@ class MatrixSource final : public PanelSource {
 // column 0; column indices passed to the PanelSource are absolute.
 void gemm_serial(const GemmMicroKernel& uk, const ASource& src, const PanelSource& B, int64_t M,
                  int64_t n0, int64_t n1, int64_t K, float alpha, float beta, float* C, int64_t ldc) {
-  const int64_t nc_max = NC_PANELS * uk.nr;
+  const int64_t nc_max = NC_PANELS * uk.nr, KC = gemm_depth_block(uk.nr), MC = gemm_row_block(KC);
   const Bf16ConvKernel* bf16 = bf16_tile_for(uk);
   float* b_block = aligned_scratch(static_cast<size_t>(KC) * nc_max, kSlotB);
   float* a_block = src.prepacked ? nullptr : aligned_scratch(static_cast<size_t>(KC) * round_up(MC, uk.mr), kSlotA);
@@ -368,6 +374,7 @@ PackedA::PackedA(bool trans_a, int64_t M, int64_t K, const float* A, int64_t lda
   mr_ = uk->mr;
   const int64_t rows = round_up(M, mr_);
   panels_.resize(static_cast<size_t>(rows) * K);
+  const int64_t KC = gemm_depth_block(uk->nr);
   // Depth block pc starts at pc * rows; within it, panel p of kc x MR floats at p * MR * kc:
   // exactly the layout pack_a writes for a whole column of blocks.
   for (int64_t pc = 0; pc < K; pc += KC) {
@@ -397,7 +404,6 @@ void sgemm_packed(const PackedA& A, const PanelSource& B, int64_t N, float alpha
             isa_name(fp32_isa()), ")");
   FER_CHECK(uk, "sgemm_packed: a PanelSource needs a vector kernel set (active: scalar)");
   // MC is a multiple of every MR, so the ic blocks of the driver start on panel boundaries.
-  static_assert(MC % 8 == 0 && MC % 4 == 0);
   gemm_parallel(*uk, ASource{false, nullptr, 0, A.panels_.data(), round_up(M, A.mr_)}, B, M, N, K,
                 alpha, beta, C, ldc);
 }

@@ -66,8 +66,12 @@ struct VectorKernels {
                         float* dmt);
 };
 
-// The depth of one packed block (the driver's KC): A panels of a PackedA hold KC steps of k.
-constexpr int64_t kGemmDepthBlock = 128;
+// The depth of one packed block (the driver's KC), by the micro-kernel's panel width: a B
+// micro-panel of KC x NR floats is 24 KB, for an L1 of 32-48 KB with A micro-panels streaming
+// past (128 steps under avx512's 48-wide panels, 256 under avx2's 24-wide). A panels of a
+// PackedA hold KC steps of k.
+constexpr int64_t gemm_depth_block(int nr) { return 6144 / nr; }
+constexpr int64_t kMaxGemmDepthBlock = 256;
 
 // The micro-kernel and vector loops of the active fp32 kernel set (isa.h); null under the
 // scalar set, whose callers take their reference paths.

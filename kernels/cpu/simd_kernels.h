@@ -21,6 +21,12 @@ void gemm_tile(int64_t kc, const float* a, int64_t lda, const float* b, const in
                float* c, int64_t ldc, float alpha, float beta) {
   using V = typename S::V;
   constexpr int W = S::width, NR = NV * W;
+  // The tile of C is read (beta) or written only after the kc steps: fetch its lines now, so that
+  // a tile far from the last one (GEMM's C is streamed once per depth block) is not a miss then.
+  for (int i = 0; i < MR; ++i) {
+    __builtin_prefetch(c + i * ldc, 1);
+    __builtin_prefetch(c + i * ldc + NR - 1, 1);
+  }
   V acc[MR][NV];
   for (int i = 0; i < MR; ++i)
     for (int v = 0; v < NV; ++v) acc[i][v] = S::zero();
