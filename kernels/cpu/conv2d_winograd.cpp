@@ -55,12 +55,14 @@ namespace {
 
 constexpr int kMaxPoints = 36;  // (4 + 2)^2: the most products per tile and channel pair
 constexpr int kMaxNr = 48;      // the widest micro-kernel panel (avx512: 48)
+constexpr int kMaxMr = 8;       // the tallest (avx512: 8)
 constexpr int64_t kDepthBlock = 128;  // input channels per micro-kernel call (B panel in L1)
 
 // The kernel transform's matrix G ((tile + 2) x 3) of F(tile x tile, 3x3). F(4, 3): the rows are
 // (1/4 0 0) (-1/6 -1/6 -1/6) (-1/6 1/6 -1/6) (1/24 1/12 1/6) (1/24 -1/12 1/6) (0 0 1);
-// F(2, 3): (1 0 0) (1/2 1/2 1/2) (1/2 -1/2 1/2) (0 0 1). In double: the kernel transforms run
-// once per call, and the rounding stays in the products.
+// F(2, 3): (1 0 0) (1/2 1/2 1/2) (1/2 -1/2 1/2) (0 0 1). In double for the weight gradient's
+// transform (once per call, its sums long); the forward's runs in float (an error of a few
+// ulps per transformed weight, well inside the products' own).
 using KernelTransform = const double (*)[3];
 KernelTransform kernel_transform(int tile) {
   static constexpr double G4[6][3] = {{0.25, 0, 0},
@@ -73,16 +75,25 @@ KernelTransform kernel_transform(int tile) {
   return tile == 2 ? G2 : G4;
 }
 
-// u = G g G^T of one 3x3 kernel.
-void transform_kernel(int tile, const float* g, float* u) {
-  const KernelTransform G = kernel_transform(tile);
+// u[xi][i] = (G g_i G^T)[xi] for the 3x3 kernels g_i at g + i * stride, i < n, and zero for
+// n <= i < Lanes: the kernels of one micro-kernel panel side by side (Lanes = MR), in float, each
+// point's lanes one short vector: the forward's kernel transform per call, which at one face
+// costs about a quarter of the products' multiply-adds.
+template <int Lanes>
+void transform_kernels(int tile, const float* g, int64_t stride, int n, float (*u)[kMaxMr]) {
+  const KernelTransform Gd = kernel_transform(tile);
   const int side = tile + 2;
-  double t[6][3];  // G g
-  for (int i = 0; i < side; ++i)
-    for (int j = 0; j < 3; ++j) t[i][j] = G[i][0] * g[j] + G[i][1] * g[3 + j] + G[i][2] * g[6 + j];
-  for (int i = 0; i < side; ++i)
-    for (int j = 0; j < side; ++j)
-      u[i * side + j] = static_cast<float>(t[i][0] * G[j][0] + t[i][1] * G[j][1] + t[i][2] * G[j][2]);
+  float G[6][3], in[9][Lanes] = {}, t[6][3][Lanes];
+  for (int a = 0; a < side; ++a)
+    for (int b = 0; b < 3; ++b) G[a][b] = static_cast<float>(Gd[a][b]);
+  for (int i = 0; i < n; ++i)
+    for (int e = 0; e < 9; ++e) in[e][i] = g[i * stride + e];
+  for (int a = 0; a < side; ++a)  // t = G g
+    for (int j = 0; j < 3; ++j)
+      for (int i = 0; i < Lanes; ++i) t[a][j][i] = G[a][0] * in[j][i] + G[a][1] * in[3 + j][i] + G[a][2] * in[6 + j][i];
+  for (int a = 0; a < side; ++a)  // u = t G^T
+    for (int b = 0; b < side; ++b)
+      for (int i = 0; i < Lanes; ++i) u[a * side + b][i] = t[a][0][i] * G[b][0] + t[a][1][i] * G[b][1] + t[a][2][i] * G[b][2];
 }
 
 // dg = G^T du G: the gradient of a 3x3 kernel from the gradient of its transform (the adjoint of
@@ -124,20 +135,24 @@ struct Tiles {
   }
 };
 
-// Where the Winograd path pays (measured on fer_vgg_small's layers, Ice Lake, 1 and 2 threads,
-// against the direct convolution): the transforms cost per tile and channel what the products
-// save per tile and channel pair, so they pay with enough channels (2 threads, F(4, 3): 64 -> 64
-// at 24x24 1.4x forward, 1.2x backward; 128 -> 128 at 12x12 1.9x and 1.4x; 32 -> 32 at 48x48 0.8x
-// before the padded copy was sped up), and not where the tiles overhang the map by much: F(4, 3)
-// computes 8x8 outputs for a 6x6 map (0.9x); F(2, 3) fits it exactly, with 2.25x fewer products.
-constexpr int64_t kMinChannels = 64;
+// Where the Winograd path pays (measured on fer_vgg_small's layers, 1 and 2 threads, against the
+// direct convolution): the transforms cost per tile and channel what the products save per tile
+// and channel pair, so they pay with enough channels. Ice Lake (avx512, 2 threads, F(4, 3)):
+// 64 -> 64 at 24x24 1.4x forward, 1.2x backward; 128 -> 128 at 12x12 1.9x and 1.4x; 32 -> 32 at
+// 48x48 0.8x before the padded copy was sped up (not measured since: 64 channels there). A Zen
+// 1-class EPYC (avx2): 32 -> 32 at 48x48, batch 64, 41-42 -> 28-29 ms forward, 96 -> 82-84 ms
+// backward; one face 0.65-0.67 -> 0.47-0.52 ms. And not where the tiles overhang the map by
+// much: F(4, 3) computes 8x8 outputs for a 6x6 map (0.9x); F(2, 3) fits it exactly, with 2.25x
+// fewer products.
+int64_t min_channels(int64_t nr) { return nr <= 24 ? 32 : 64; }
 constexpr double kMaxTileWaste = 1.5;
-// And only with enough tiles: the kernel transform (36 x K x C values, once per call) costs
-// about what the products of a few blocks of NR tiles save, whatever the vector width. Measured
-// against the direct convolution (Zen 3, AVX2, NR = 24, 1 and 2 threads; 64 -> 64 at 24x24,
-// 128 -> 128 at 12x12, 256 -> 256 at 6x6): 3 blocks (72 tiles) even or slower (one face at
-// 24x24: 0.73 against 0.32 ms, 2 threads), 6 blocks (144 tiles) 1.3-2.1x faster.
-constexpr int64_t kMinBlocks = 4;
+// And only with enough tiles: the kernel transform (36 x K x C values, once per call) costs about
+// what the products of a block of NR tiles save, whatever the vector width. Measured against the
+// direct convolution on a Zen 1-class EPYC (avx2, NR = 24, 2 threads), one face: 64 -> 64 at
+// 24x24 (36 tiles, 1.5 blocks) 0.52 against 0.64 ms; 128 -> 128 at 12x12 in F(2, 3) (36 tiles
+// of 4 points fewer: twice the tiles per output) 0.83-1.0 against 0.70 ms. Before the kernel
+// transform was vectorised (Zen 3): 36 tiles 0.73 against 0.32 ms, 144 tiles 1.3-2.1x faster.
+constexpr double kMinPanelsOfTiles = 1.5;
 
 // The output tile side this geometry gets: 4 where its tiles fit the map well enough, else 2
 // (F(2x2) only there: with too few 4x4 tiles the direct convolution beats it too); 0 for no
@@ -145,7 +160,7 @@ constexpr int64_t kMinBlocks = 4;
 int winograd_tile(const Conv2dGeometry& g, int64_t nr) {
   const int tile = Tiles(g, 4).waste(g) <= kMaxTileWaste ? 4 : 2;
   const Tiles t(g, tile);
-  const bool pays = t.waste(g) <= kMaxTileWaste && t.total >= kMinBlocks * nr;
+  const bool pays = t.waste(g) <= kMaxTileWaste && static_cast<double>(t.total) >= kMinPanelsOfTiles * static_cast<double>(nr);
   return pays && t.padded_floats(g) < (int64_t{1} << 31) ? tile : 0;
 }
 
@@ -193,8 +208,8 @@ bool conv2d_winograd_applies(const Conv2dGeometry& g) {
   const GemmMicroKernel* uk = active_gemm_microkernel();
   return enabled() && uk && uk->nr <= kMaxNr && matmul_precision() == Precision::FP32 &&
          g.KH == 3 && g.KW == 3 && g.stride_h == 1 && g.stride_w == 1 && g.dil_h == 1 &&
-         g.dil_w == 1 && g.groups == 1 && g.pad_h <= 2 && g.pad_w <= 2 && g.C >= kMinChannels &&
-         g.K >= kMinChannels && winograd_tile(g, uk->nr) != 0;
+         g.dil_w == 1 && g.groups == 1 && g.pad_h <= 2 && g.pad_w <= 2 && g.C >= min_channels(uk->nr) &&
+         g.K >= min_channels(uk->nr) && winograd_tile(g, uk->nr) != 0;
 }
 
 void conv2d_winograd_forward(const Conv2dGeometry& g, const float* x, const float* w,
@@ -208,19 +223,25 @@ void conv2d_winograd_forward(const Conv2dGeometry& g, const float* x, const floa
 
   // U packed as the micro-kernel's A panels, per point xi and depth block [c0, c0 + kc):
   // panel p holds rows [p*MR, p*MR + MR) as a[c * MR + i] (zero rows past K), at
-  // u + xi * K_pad * C + c0 * K_pad + p * kc * MR.
-  std::vector<float> u(static_cast<size_t>(points * K_pad * C), 0.0f);
-  parallel_for(K, 4, [&](int64_t k0, int64_t k1) {
-    float t[kMaxPoints];
-    for (int64_t k = k0; k < k1; ++k)
+  // u + xi * K_pad * C + c0 * K_pad + p * kc * MR. Each thread transforms whole panels, one input
+  // channel at a time: the MR kernels' values of each point go where the panel keeps them, so
+  // that the 36 streams of stores move forward together (a store per value into 36 planes
+  // far apart made this transform most of a one-face layer's time).
+  float* u = aligned_thread_scratch(static_cast<size_t>(points * K_pad * C), 9);
+  parallel_for(K_pad / mr, 1, [&](int64_t p0, int64_t p1) {
+    float t[kMaxPoints][kMaxMr];
+    for (int64_t p = p0; p < p1; ++p)
       for (int64_t c = 0; c < C; ++c) {
-        transform_kernel(tile, w + (k * C + c) * 9, t);
+        const float* g0 = w + (p * mr * C + c) * 9;
+        const int n = static_cast<int>(std::min<int64_t>(mr, K - p * mr));
+        if (mr == 4) transform_kernels<4>(tile, g0, C * 9, n, t);
+        else transform_kernels<kMaxMr>(tile, g0, C * 9, n, t);
         const int64_t c0 = c / kDepthBlock * kDepthBlock, kc = std::min(kDepthBlock, C - c0);
+        float* dst = u + c0 * K_pad + p * kc * mr + (c - c0) * mr;
         for (int xi = 0; xi < points; ++xi)
-          u[xi * K_pad * C + c0 * K_pad + (k / mr) * kc * mr + (c - c0) * mr + k % mr] = t[xi];
+          for (int i = 0; i < mr; ++i) dst[xi * K_pad * C + i] = t[xi][i];
       }
   });
-
   const int64_t Wp = tiles.cols * tile + 2, padded = (tiles.rows * tile + 2) * Wp;
   const int64_t out_plane = g.OH * g.OW;
   const float* xpad = pad_batch(g, tiles, x);
@@ -250,7 +271,7 @@ void conv2d_winograd_forward(const Conv2dGeometry& g, const float* x, const floa
         const int64_t kc = std::min(kDepthBlock, C - c0);
         const float* b_panel = v + (xi * C + c0) * nr;
         for (int64_t p = 0; p < K_pad / mr; ++p)
-          uk.run(kc, u.data() + xi * K_pad * C + c0 * K_pad + p * kc * mr, 0, b_panel, nullptr,
+          uk.run(kc, u + xi * K_pad * C + c0 * K_pad + p * kc * mr, 0, b_panel, nullptr,
                  m + (xi * K_pad + p * mr) * nr, nr, 1.0f, c0 == 0 ? 0.0f : 1.0f);
       }
 

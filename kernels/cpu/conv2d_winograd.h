@@ -8,10 +8,10 @@
 namespace fer::cpu {
 
 // True when the Winograd path takes this forward convolution: 3x3, stride 1, no dilation, one
-// group, padding at most 2, fp32 products, a vector kernel set, at least 64 channels in and out,
-// output tiles (4x4, else 2x2) that overhang the map by at most half, and enough tiles in the
-// batch for four panels of the micro-kernel (one face's layers take the direct convolution):
-// where it measured faster than the direct convolution.
+// group, padding at most 2, fp32 products, a vector kernel set, at least 32 channels in and out
+// under avx2 (64 under avx512), output tiles (4x4, else 2x2) that overhang the map by at most
+// half, and at least one and a half panels of the micro-kernel of tiles in the batch (one face:
+// its 48x48 and 24x24 layers under avx2): where it measured faster than the direct convolution.
 // FER_WINOGRAD=0 in the environment turns it off (for comparisons; read once).
 bool conv2d_winograd_applies(const Conv2dGeometry& g);
 

@@ -32,9 +32,9 @@ void parallel_for(int64_t n, int64_t grain, Body body) {
 
 // A 64-byte aligned scratch buffer per thread and slot, grown on demand and kept (so that vector
 // loads of packed panels never straddle two cache lines). Slots: 0-2 the GEMM driver (gemm.cpp)
-// and the AMX convolution (conv2d_amx.cpp), which never runs a GEMM; 3-6 the Winograd
+// and the AMX convolution (conv2d_amx.cpp), which never runs a GEMM; 3-6 and 9 the Winograd
 // convolution (conv2d_winograd.cpp); 7-8 the GEMM driver's bf16 pair panels. Defined in memory.cpp.
-constexpr int kAlignedScratchSlots = 9;
+constexpr int kAlignedScratchSlots = 10;
 float* aligned_thread_scratch(size_t floats, int slot);
 
 // A per-thread scratch buffer that grows as needed and is reused across calls (im2col columns).

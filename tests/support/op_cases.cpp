@@ -298,9 +298,9 @@ std::vector<OpCase> all_op_cases() {
   conv("dilation 2", img, {4, 5, 3, 3}, true, conv_opts(1, 1, 2, 2, 2));
   conv("5x3 stride 2x1 pad 2x0", img, {3, 5, 5, 3}, true, conv_opts(2, 1, 2, 0));
   conv("1x1", img, {7, 5, 1, 1}, true, conv_opts(1, 1, 0, 0));
-  // Shapes the Winograd path takes under the vector sets (conv2d_winograd.h: 3x3
-  // stride 1, >= 64 channels in and out, tiles overhanging the map by at most half, >= 192 output
-  // tiles in the batch, four panels of the widest micro-kernel's 48): maps that are not multiples of 4, padding 0/1/2, channel counts
+  // Shapes the Winograd path takes under every vector set (conv2d_winograd.h: 3x3 stride 1,
+  // >= 64 channels in and out, tiles overhanging the map by at most half, >= 72 output tiles in
+  // the batch, 1.5 panels of the widest micro-kernel's 48): maps that are not multiples of 4, padding 0/1/2, channel counts
   // that are not multiples of the micro-kernel's rows, more input channels than one depth block
   // (128), and two layers of fer_vgg_small. Their input gradients are stride-1 convolutions with
   // the channel counts swapped, so the backward runs through the same path.
@@ -332,6 +332,12 @@ std::vector<OpCase> all_op_cases() {
   // output channels (and the padding of the input channels) over the threads.
   conv("one image 20->70, 9x11 pad 1 + bias", {1, 20, 9, 11}, {70, 20, 3, 3}, true, conv_opts(1, 1, 1, 1), false);
   conv("one image 64->64, 12x12 pad 1 (fer_vgg_small)", {1, 64, 12, 12}, {64, 64, 3, 3}, false,
+       conv_opts(1, 1, 1, 1), false);
+  // One face's 24x24 layers: 36 tiles, which the Winograd path takes under avx2 (32 channels and
+  // 1.5 panels of 24 tiles), in two blocks of tiles, the second partly empty, with output
+  // channels that are not a multiple of the micro-kernel's rows (the direct convolution under
+  // avx512).
+  conv("one image 32->35, 24x24 pad 1 (avx2: Winograd)", {1, 32, 24, 24}, {35, 32, 3, 3}, true,
        conv_opts(1, 1, 1, 1), false);
   conv("fer 64 channels", {2, 64, 12, 12}, {64, 64, 3, 3}, false, conv_opts(1, 1, 1, 1), false);
   // 160 x 9 = 1440 taps, forward and backward: the direct convolution's passes over the taps,
