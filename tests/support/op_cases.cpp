@@ -333,6 +333,8 @@ std::vector<OpCase> all_op_cases() {
   conv("one image 20->70, 9x11 pad 1 + bias", {1, 20, 9, 11}, {70, 20, 3, 3}, true, conv_opts(1, 1, 1, 1), false);
   conv("one image 64->64, 12x12 pad 1 (fer_vgg_small)", {1, 64, 12, 12}, {64, 64, 3, 3}, false,
        conv_opts(1, 1, 1, 1), false);
+  // One image of a small map (one face's last stage), a quarter of the grid's columns dropped.
+  conv("one image 40->36, 6x6 pad 1 + bias", {1, 40, 6, 6}, {36, 40, 3, 3}, true, conv_opts(1, 1, 1, 1), false);
   // One face's 24x24 layers: 36 tiles, which the Winograd path takes under avx2 (32 channels and
   // 1.5 panels of 24 tiles), in two blocks of tiles, the second partly empty, with output
   // channels that are not a multiple of the micro-kernel's rows (the direct convolution under
