@@ -298,6 +298,9 @@ std::vector<OpCase> all_op_cases() {
   conv("dilation 2", img, {4, 5, 3, 3}, true, conv_opts(1, 1, 2, 2, 2));
   conv("5x3 stride 2x1 pad 2x0", img, {3, 5, 5, 3}, true, conv_opts(2, 1, 2, 0));
   conv("1x1", img, {7, 5, 1, 1}, true, conv_opts(1, 1, 0, 0));
+  // Pixels that fill whole panels of both micro-kernels (48), 24 output channels, no bias: the
+  // direct convolution reads the image and writes the output in place (MobileNet's pointwise).
+  conv("1x1 16->24, 6x8, no bias", {2, 16, 6, 8}, {24, 16, 1, 1}, false, conv_opts(1, 1, 0, 0), false);
   // Shapes the Winograd path takes under every vector set (conv2d_winograd.h: 3x3 stride 1,
   // >= 64 channels in and out, tiles overhanging the map by at most half, >= 72 output tiles in
   // the batch, 1.5 panels of the widest micro-kernel's 48): maps that are not multiples of 4, padding 0/1/2, channel counts
