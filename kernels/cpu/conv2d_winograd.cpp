@@ -45,6 +45,8 @@
 #include <cstring>
 #include <vector>
 
+#include <xmmintrin.h>
+
 #include "kernels/cpu/gemm_microkernel.h"
 #include "kernels/cpu/isa.h"
 #include "kernels/cpu/parallel.h"
@@ -164,6 +166,54 @@ int winograd_tile(const Conv2dGeometry& g, int64_t nr) {
   return pays && t.padded_floats(g) < (int64_t{1} << 31) ? tile : 0;
 }
 
+// Where the outputs of a block's tiles go in the output maps, worked out once per block (two
+// divisions per tile and channel were most of the copy): tile j's first output at at[j] floats
+// into channel 0's map of its image, rows[j] x cols[j] of its outputs inside the map.
+struct TileOutputs {
+  const Conv2dGeometry& g;
+  int side, n_tiles;
+  int64_t at[kMaxNr];
+  int rows[kMaxNr], cols[kMaxNr];
+  TileOutputs(const Conv2dGeometry& geometry, const Tiles& tiles, int64_t t0, int64_t count)
+      : g(geometry), side(static_cast<int>(tiles.side)), n_tiles(static_cast<int>(count)) {
+    for (int j = 0; j < n_tiles; ++j) {
+      const int64_t t = t0 + j, n = t / tiles.per_image, r = t % tiles.per_image;
+      const int64_t oh0 = r / tiles.cols * side, ow0 = r % tiles.cols * side;
+      at[j] = n * g.K * g.OH * g.OW + oh0 * g.OW + ow0;
+      rows[j] = static_cast<int>(std::min<int64_t>(side, g.OH - oh0));
+      cols[j] = static_cast<int>(std::min<int64_t>(side, g.OW - ow0));
+    }
+  }
+  bool whole(int j) const { return rows[j] == side && cols[j] == side; }
+
+  // y_k[at[j] + a*OW + b] = out[(a * side + b) * lanes + j] + bias for one output channel's map
+  // y_k. Four whole 4x4 tiles at a time go through SSE registers (baseline x86-64): the four
+  // values of point (a, b) for tiles j..j+3 are one load, and a 4x4 transpose turns four such
+  // loads into each tile's row a.
+  void store(const float* out, int lanes, float bias, float* y_k) const {
+    const __m128 vb = _mm_set1_ps(bias);
+    for (int j = 0; j < n_tiles; j += 4) {
+      if (side != 4 || j + 4 > n_tiles || !whole(j) || !whole(j + 1) || !whole(j + 2) || !whole(j + 3)) {
+        for (int i = j; i < std::min(j + 4, n_tiles); ++i) store_tile(out, lanes, bias, y_k, i);
+        continue;
+      }
+      for (int a = 0; a < 4; ++a) {
+        __m128 r0 = _mm_load_ps(out + (a * 4 + 0) * lanes + j), r1 = _mm_load_ps(out + (a * 4 + 1) * lanes + j),
+               r2 = _mm_load_ps(out + (a * 4 + 2) * lanes + j), r3 = _mm_load_ps(out + (a * 4 + 3) * lanes + j);
+        _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+        _mm_storeu_ps(y_k + at[j] + a * g.OW, _mm_add_ps(r0, vb));
+        _mm_storeu_ps(y_k + at[j + 1] + a * g.OW, _mm_add_ps(r1, vb));
+        _mm_storeu_ps(y_k + at[j + 2] + a * g.OW, _mm_add_ps(r2, vb));
+        _mm_storeu_ps(y_k + at[j + 3] + a * g.OW, _mm_add_ps(r3, vb));
+      }
+    }
+  }
+  void store_tile(const float* out, int lanes, float bias, float* y_k, int j) const {
+    for (int a = 0; a < rows[j]; ++a)
+      for (int b = 0; b < cols[j]; ++b) y_k[at[j] + a * g.OW + b] = out[(a * side + b) * lanes + j] + bias;
+  }
+};
+
 // The batch zero-padded once so that every tile reads a whole (tile + 2)^2 window without bounds
 // checks: pad_h / pad_w rows and columns before the map, and after it as many as the last tiles
 // need. Rows of tiles.cols * tile + 2 floats, planes of (tiles.rows * tile + 2) rows. In the
@@ -276,18 +326,11 @@ void conv2d_winograd_forward(const Conv2dGeometry& g, const float* x, const floa
       }
 
     // Output transform: Y = A^T M A per tile, plus the bias, into the map (edges dropped).
+    TileOutputs dst(g, tiles, t0, n_tiles);
     alignas(64) float out[16 * kMaxNr];
     for (int64_t k = 0; k < K; ++k) {
       vk.winograd_output(tile, m + k * nr, K_pad * nr, nr, out);
-      const float bk = bias ? bias[k] : 0.0f;
-      for (int j = 0; j < n_tiles; ++j) {
-        const int64_t t = t0 + j, n = t / tiles.per_image, r = t % tiles.per_image;
-        const int64_t oh0 = r / tiles.cols * tile, ow0 = r % tiles.cols * tile;
-        float* dst = y + (n * K + k) * out_plane;
-        const int64_t hs = std::min<int64_t>(tile, g.OH - oh0), ws = std::min<int64_t>(tile, g.OW - ow0);
-        for (int64_t a = 0; a < hs; ++a)
-          for (int64_t b = 0; b < ws; ++b) dst[(oh0 + a) * g.OW + ow0 + b] = out[(a * tile + b) * nr + j] + bk;
-      }
+      dst.store(out, nr, bias ? bias[k] : 0.0f, y + k * out_plane);
     }
   }
 }
