@@ -49,6 +49,7 @@ constexpr int64_t NC_PANELS = 16;
 // MC: the packed A block, MC x KC floats, at 128 KB (a multiple of every MR).
 constexpr int64_t gemm_row_block(int64_t kc) { return 32768 / kc; }
 static_assert(gemm_row_block(gemm_depth_block(48)) % 8 == 0 && gemm_row_block(gemm_depth_block(24)) % 4 == 0);
+static_assert(gemm_depth_block(24) <= kMaxGemmDepthBlock && gemm_depth_block(48) <= kMaxGemmDepthBlock);
 
 }  // namespace
 
