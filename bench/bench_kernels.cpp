@@ -124,7 +124,7 @@ void linear_layer(benchmark::State& state, Target t) {
 // third argument 1, fused with the ReLU after it (batch_norm_relu).
 void batchnorm_train(benchmark::State& state, Target t) {
   const int64_t C = state.range(0), H = state.range(1), N = 64, HW = H * H;
-  const bool relu = state.range(2) != 0;
+  const BnActivation act = state.range(2) != 0 ? BnActivation::ReLU : BnActivation::None;
   Backend& be = backend(t.device);
   Tensor x = random({N, C, H, H}, 1, t.device), dy = random({N, C, H, H}, 2, t.device);
   Tensor g = Tensor::ones({C}, t.device), b = Tensor::zeros({C}, t.device);
@@ -134,9 +134,9 @@ void batchnorm_train(benchmark::State& state, Target t) {
   Tensor dg = Tensor::empty({C}, t.device), db = Tensor::empty({C}, t.device);
   auto run = [&] {
     be.batchnorm_forward_train(N, C, HW, x.data(), g.data(), b.data(), 1e-5f, 0.1f, rm.data(), rv.data(),
-                               y.data(), mean.data(), invstd.data(), relu);
+                               y.data(), mean.data(), invstd.data(), act);
     be.batchnorm_backward(N, C, HW, x.data(), dy.data(), g.data(), b.data(), mean.data(),
-                          invstd.data(), dx.data(), dg.data(), db.data(), relu);
+                          invstd.data(), dx.data(), dg.data(), db.data(), act);
     be.synchronize();
   };
   run();

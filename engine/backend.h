@@ -23,6 +23,7 @@
 #include <memory>
 #include <string>
 
+#include "engine/activation.h"
 #include "engine/device.h"
 
 namespace fer {
@@ -44,8 +45,6 @@ struct Pool2dGeometry {
   int64_t KH, KW, stride_h, stride_w, pad_h, pad_w;
   int64_t OH, OW;
 };
-
-enum class Activation { ReLU, ReLU6, LeakyReLU, Sigmoid, Tanh };
 
 struct AdamHyper {
   float lr, beta1, beta2, eps, weight_decay;
@@ -146,9 +145,11 @@ class Backend {
   // x, y, dy, dx [N, C, HW] (HW = H*W; 1 for [N, C] input); gamma, beta, the running statistics,
   // save_mean, save_invstd and the parameter gradients [C].
   //
-  // relu: the op is relu(batch_norm(x)) in one pass (batch_norm_relu): the forward writes
-  // max(z, 0) for the normalised z, and each backward first zeroes dy where z <= 0, recomputing z
-  // from x bit for bit as its forward computed it (so it needs beta), instead of reading y.
+  // act: the op is relu(batch_norm(x)) or relu6(batch_norm(x)) in one pass (batch_norm_relu,
+  // batch_norm_relu6): the forward writes max(z, 0), or min(max(z, 0), 6), for the normalised z,
+  // and each backward first zeroes dy where z <= 0 (or z >= 6: the gradients of relu and relu6),
+  // recomputing z from x bit for bit as its forward computed it (so it needs beta), instead of
+  // reading y.
   //
   // Training: y from the batch statistics of each channel; save_mean = mean and save_invstd =
   // 1/sqrt(var + eps) for batchnorm_backward; running_mean and running_var updated in place with
@@ -157,27 +158,27 @@ class Backend {
                                        const float* gamma, const float* beta, float eps,
                                        float momentum, float* running_mean, float* running_var,
                                        float* y, float* save_mean, float* save_invstd,
-                                       bool relu) = 0;
+                                       BnActivation act) = 0;
   // Evaluation: y = a x + b per channel, a = gamma / sqrt(running_var + eps),
   // b = beta - running_mean * a. Nothing is saved or updated.
   virtual void batchnorm_forward_eval(int64_t N, int64_t C, int64_t HW, const float* x,
                                       const float* gamma, const float* beta,
                                       const float* running_mean, const float* running_var,
-                                      float eps, float* y, bool relu) = 0;
+                                      float eps, float* y, BnActivation act) = 0;
   // Backward of the training forward, from x and what it saved: dx (through the batch
-  // statistics), dgamma and dbeta; each only when non-null. beta is read only with relu.
+  // statistics), dgamma and dbeta; each only when non-null. beta is read only with an act.
   virtual void batchnorm_backward(int64_t N, int64_t C, int64_t HW, const float* x,
                                   const float* dy, const float* gamma, const float* beta,
                                   const float* save_mean, const float* save_invstd, float* dx,
-                                  float* dgamma, float* dbeta, bool relu) = 0;
+                                  float* dgamma, float* dbeta, BnActivation act) = 0;
   // Backward of the evaluation forward, a fixed affine map: dx = a dy with the forward's a,
   // dgamma = sum(dy (x - running_mean)) / sqrt(running_var + eps), dbeta = sum(dy); each only
-  // when non-null. beta is read only with relu.
+  // when non-null. beta is read only with an act.
   virtual void batchnorm_backward_eval(int64_t N, int64_t C, int64_t HW, const float* x,
                                        const float* dy, const float* gamma, const float* beta,
                                        const float* running_mean, const float* running_var,
                                        float eps, float* dx, float* dgamma, float* dbeta,
-                                       bool relu) = 0;
+                                       BnActivation act) = 0;
 
   // ---- Softmax and loss (the math: engine/ops/softmax_loss.cpp) ---------------------------------
   // Each row of a rows x cols matrix is one sample. log: log_softmax instead of softmax. The

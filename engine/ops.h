@@ -63,6 +63,10 @@ Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tens
 Tensor batch_norm_relu(const Tensor& x, const Tensor& gamma, const Tensor& beta,
                        Tensor& running_mean, Tensor& running_var, bool training, float momentum,
                        float eps);
+// relu6(batch_norm(...)) as one op likewise (MobileNet's BatchNorm + ReLU6 pairs).
+Tensor batch_norm_relu6(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                        Tensor& running_mean, Tensor& running_var, bool training, float momentum,
+                        float eps);
 // Inverted dropout: in training zeroes each element with probability p and scales the rest by
 // 1/(1-p); identity in eval mode or when p == 0.
 Tensor dropout(const Tensor& x, float p, bool training);

@@ -73,12 +73,14 @@ Tensor BatchNorm::forward(const Tensor& x) {
   return batch_norm(x, weight, bias, running_mean, running_var, is_training(), momentum, eps);
 }
 
-Tensor BatchNorm::relu_of(const Tensor& x) {
-  if (ForwardHook::active()) return relu((*this)(x));
+Tensor BatchNorm::activated(const Tensor& x, BnActivation act) {
+  if (act == BnActivation::None) return (*this)(x);
+  if (ForwardHook::active()) return act == BnActivation::ReLU ? relu((*this)(x)) : relu6((*this)(x));
   std::optional<OpTrace::Scope> scope;  // as operator() marks it for forward()
   if (OpTrace* trace = active_trace()) scope.emplace(*trace, this);
   count_batch();
-  return batch_norm_relu(x, weight, bias, running_mean, running_var, is_training(), momentum, eps);
+  return (act == BnActivation::ReLU ? batch_norm_relu : batch_norm_relu6)(
+      x, weight, bias, running_mean, running_var, is_training(), momentum, eps);
 }
 
 std::string BatchNorm::describe() const {
@@ -161,13 +163,13 @@ Sequential& Sequential::add(const std::string& name, std::shared_ptr<Module> m) 
 Tensor Sequential::forward(const Tensor& x) {
   Tensor h = x;
   for (size_t i = 0; i < layers_.size(); ++i) {
-    // A BatchNorm followed by a ReLU runs as one op (BatchNorm::relu_of), unless a hook must
-    // see both modules.
+    // A BatchNorm followed by a ReLU or a ReLU6 runs as one op (BatchNorm::activated), unless a
+    // hook must see both modules.
     auto* bn = dynamic_cast<BatchNorm*>(layers_[i].get());
     if (bn && i + 1 < layers_.size() && !ForwardHook::active()) {
       const auto* act = dynamic_cast<const Act*>(layers_[i + 1].get());
-      if (act && act->kind == Activation::ReLU) {
-        h = bn->relu_of(h);
+      if (act && (act->kind == Activation::ReLU || act->kind == Activation::ReLU6)) {
+        h = bn->activated(h, act->kind == Activation::ReLU ? BnActivation::ReLU : BnActivation::ReLU6);
         ++i;
         continue;
       }

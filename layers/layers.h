@@ -39,7 +39,9 @@ class BatchNorm : public Module {
   // relu((*this)(x)), as one op (batch_norm_relu): what Sequential runs for a BatchNorm followed
   // by a ReLU, and blocks for their relu(bn(...)). With a ForwardHook in scope the two run apart,
   // so that the hook sees this module's own output.
-  Tensor relu_of(const Tensor& x);
+  Tensor relu_of(const Tensor& x) { return activated(x, BnActivation::ReLU); }
+  // The same for any activation the batchnorm kernels fuse (ReLU6: batch_norm_relu6).
+  Tensor activated(const Tensor& x, BnActivation act);
   std::string describe() const override;
   Tensor weight, bias, running_mean, running_var, num_batches_tracked;
   float eps, momentum;

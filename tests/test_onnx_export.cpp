@@ -150,7 +150,7 @@ TEST_CASE("export_onnx: a BatchNorm and the ReLU after it, fused in the engine, 
     (*model)(Tensor::zeros({1, 1, 6, 6}));
     REQUIRE(trace.ops().size() == 4);  // conv2d, batch_norm (relu fused), reshape, linear
     CHECK(trace.ops()[1].op == "batch_norm");
-    CHECK(trace.ops()[1].int_attr("relu") == 1);
+    CHECK(trace.ops()[1].int_attr("activation") == static_cast<int>(BnActivation::ReLU));
   }
   const OnnxExportResult r = export_onnx(*model, options);
   CHECK(r.node_counts.at("BatchNormalization") == 1);

@@ -212,32 +212,32 @@ class RecordingBackend final : public Backend {
   void batchnorm_forward_train(int64_t N, int64_t C, int64_t HW, const float* x, const float* gamma,
                                const float* beta, float eps, float momentum, float* running_mean,
                                float* running_var, float* y, float* save_mean, float* save_invstd,
-                               bool relu) override {
+                               BnActivation act) override {
     note("batchnorm_forward_train")
         .batchnorm_forward_train(N, C, HW, x, gamma, beta, eps, momentum, running_mean, running_var,
-                                 y, save_mean, save_invstd, relu);
+                                 y, save_mean, save_invstd, act);
   }
   void batchnorm_forward_eval(int64_t N, int64_t C, int64_t HW, const float* x, const float* gamma,
                               const float* beta, const float* running_mean,
-                              const float* running_var, float eps, float* y, bool relu) override {
+                              const float* running_var, float eps, float* y, BnActivation act) override {
     note("batchnorm_forward_eval")
-        .batchnorm_forward_eval(N, C, HW, x, gamma, beta, running_mean, running_var, eps, y, relu);
+        .batchnorm_forward_eval(N, C, HW, x, gamma, beta, running_mean, running_var, eps, y, act);
   }
   void batchnorm_backward(int64_t N, int64_t C, int64_t HW, const float* x, const float* dy,
                           const float* gamma, const float* beta, const float* save_mean,
                           const float* save_invstd, float* dx, float* dgamma, float* dbeta,
-                          bool relu) override {
+                          BnActivation act) override {
     note("batchnorm_backward")
         .batchnorm_backward(N, C, HW, x, dy, gamma, beta, save_mean, save_invstd, dx, dgamma, dbeta,
-                            relu);
+                            act);
   }
   void batchnorm_backward_eval(int64_t N, int64_t C, int64_t HW, const float* x, const float* dy,
                                const float* gamma, const float* beta, const float* running_mean,
                                const float* running_var, float eps, float* dx, float* dgamma,
-                               float* dbeta, bool relu) override {
+                               float* dbeta, BnActivation act) override {
     note("batchnorm_backward_eval")
         .batchnorm_backward_eval(N, C, HW, x, dy, gamma, beta, running_mean, running_var, eps, dx,
-                                 dgamma, dbeta, relu);
+                                 dgamma, dbeta, act);
   }
 
   void softmax_forward(const float* x, float* y, int64_t rows, int64_t cols, bool log) override {

@@ -120,32 +120,46 @@ TEST_CASE("batch_norm: train and eval, 4-d and 2-d") {
   }
 }
 
-TEST_CASE("batch_norm_relu: the values and gradients of relu(batch_norm(x)), bit for bit") {
-  // The fused op recomputes relu's mask from x inside the batchnorm kernels; the composition
-  // takes it from the intermediate tensor. Both must give the same bits: output, the three
-  // gradients and the running statistics, in training and evaluation, with a negative gamma and
-  // beta (more values masked) and a plane of one value (2-d input).
-  for (Shape shape : {Shape{3, 4, 5, 7}, Shape{9, 6}}) {
-    for (bool training : {true, false}) {
-      const int64_t C = shape[1];
-      auto run = [&](bool fused) {
-        Tensor x = random_input(shape, 70), gamma = random_input({C}, 71);
-        Tensor beta = random_input({C}, 72);
-        Tensor rm = random_input({C}, 73, false), rv = Tensor::full({C}, 0.8f);
-        Tensor y = fused ? batch_norm_relu(x, gamma, beta, rm, rv, training, 0.1f, 1e-5f)
-                         : relu(batch_norm(x, gamma, beta, rm, rv, training, 0.1f, 1e-5f));
-        sum(mul(y, random_input(shape, 74, false))).backward();
-        return std::vector<Tensor>{y.detach(), x.grad(), gamma.grad(), beta.grad(), rm, rv};
-      };
-      const std::vector<Tensor> composed = run(false), fused = run(true);
-      const char* what[] = {"output", "dx", "dgamma", "dbeta", "running_mean", "running_var"};
-      for (size_t i = 0; i < composed.size(); ++i) {
-        INFO(shape_str(shape), training ? " train " : " eval ", what[i]);
-        CHECK(composed[i].to_vector() == fused[i].to_vector());
+TEST_CASE("batch_norm_relu(6): the values and gradients of relu(batch_norm(x)) and relu6(...), bit for bit") {
+  // The fused op recomputes the activation's mask from x inside the batchnorm kernels; the
+  // composition takes it from the intermediate tensor. Both must give the same bits: output, the
+  // three gradients and the running statistics, in training and evaluation, with a negative gamma
+  // and beta (more values masked) and a plane of one value (2-d input). ReLU6's gammas are
+  // large so that z crosses 6 as well as 0.
+  for (BnActivation act : {BnActivation::ReLU, BnActivation::ReLU6}) {
+    const bool relu6_case = act == BnActivation::ReLU6;
+    for (Shape shape : {Shape{3, 4, 5, 7}, Shape{9, 6}}) {
+      for (bool training : {true, false}) {
+        const int64_t C = shape[1];
+        auto run = [&](bool fused) {
+          Tensor x = random_input(shape, 70), beta = random_input({C}, 72);
+          std::vector<float> g = random_input({C}, 71, false).to_vector();
+          if (relu6_case)  // +-4, 5, 6, ...: |z| reaches past 6 in every channel
+            for (size_t i = 0; i < g.size(); ++i) g[i] = (i % 2 ? -1.0f : 1.0f) * (4.0f + static_cast<float>(i));
+          Tensor gamma = Tensor::from_vector({C}, g);
+          gamma.set_requires_grad(true);
+          Tensor rm = random_input({C}, 73, false), rv = Tensor::full({C}, 0.8f);
+          Tensor y = !fused      ? batch_norm(x, gamma, beta, rm, rv, training, 0.1f, 1e-5f)
+                     : relu6_case ? batch_norm_relu6(x, gamma, beta, rm, rv, training, 0.1f, 1e-5f)
+                                  : batch_norm_relu(x, gamma, beta, rm, rv, training, 0.1f, 1e-5f);
+          if (!fused) y = relu6_case ? relu6(y) : relu(y);
+          sum(mul(y, random_input(shape, 74, false))).backward();
+          return std::vector<Tensor>{y.detach(), x.grad(), gamma.grad(), beta.grad(), rm, rv};
+        };
+        const std::vector<Tensor> composed = run(false), fused = run(true);
+        const char* what[] = {"output", "dx", "dgamma", "dbeta", "running_mean", "running_var"};
+        for (size_t i = 0; i < composed.size(); ++i) {
+          INFO((relu6_case ? "relu6 " : "relu "), shape_str(shape), (training ? " train " : " eval "), what[i]);
+          CHECK(composed[i].to_vector() == fused[i].to_vector());
+        }
+        int masked = 0, clipped = 0;
+        for (float v : composed[0].to_vector()) {
+          masked += v == 0.0f;
+          clipped += v == 6.0f;
+        }
+        CHECK(masked > 0);  // the mask is exercised
+        if (relu6_case) CHECK(clipped > 0);
       }
-      int masked = 0;
-      for (float v : composed[0].to_vector()) masked += v == 0.0f;
-      CHECK(masked > 0);  // the mask is exercised
     }
   }
   // And by finite differences, on values kept away from the kink: each channel holds +-v pairs

@@ -29,11 +29,22 @@ namespace {
 // update the buffers in place before this backward runs; the gradient is that of the values used).
 //
 // batch_norm_relu: y = max(z, 0) for the z above, and the backward above receives dy zeroed where
-// z <= 0 (relu's gradient). The kernels recompute z from x and the saved values, so beta is saved
-// too, and the tensor z itself never exists: one pass over the activations fewer each way.
+// z <= 0 (relu's gradient); batch_norm_relu6: y = min(max(z, 0), 6), dy zeroed where z <= 0 or
+// z >= 6. The kernels recompute z from x and the saved values, so beta is saved too, and the
+// tensor z itself never exists: one pass over the activations fewer each way.
+const char* op_name(BnActivation act) {
+  switch (act) {
+    case BnActivation::ReLU: return "batch_norm_relu";
+    case BnActivation::ReLU6: return "batch_norm_relu6";
+    case BnActivation::None: break;
+  }
+  return "batch_norm";
+}
+
 struct BatchNormBackward : Node {
   int64_t N, C, HW;
-  bool training, relu;
+  bool training;
+  BnActivation act;
   float eps = 0.0f;
   Tensor x, gamma, beta;
   Tensor mean, invstd;              // training: the batch statistics
@@ -47,17 +58,17 @@ struct BatchNormBackward : Node {
     Backend& be = backend_of(gy);
     if (training)
       be.batchnorm_backward(N, C, HW, x.data(), gy.data(), gamma.data(), out(beta), mean.data(),
-                            invstd.data(), out(gx), out(gg), out(gb), relu);
+                            invstd.data(), out(gx), out(gg), out(gb), act);
     else
       be.batchnorm_backward_eval(N, C, HW, x.data(), gy.data(), gamma.data(), out(beta),
                                  running_mean.data(), running_var.data(), eps, out(gx), out(gg),
-                                 out(gb), relu);
+                                 out(gb), act);
     return {gx, gg, gb};
   }
   void release_saved() override {
     x = gamma = beta = mean = invstd = running_mean = running_var = Tensor();
   }
-  const char* name() const override { return relu ? "batch_norm_relu" : "batch_norm"; }
+  const char* name() const override { return op_name(act); }
 };
 
 // ---- dropout -----------------------------------------------------------------------------------
@@ -74,8 +85,8 @@ struct DropoutBackward : Node {
 namespace {
 Tensor batch_norm_op(const Tensor& x, const Tensor& gamma, const Tensor& beta,
                      Tensor& running_mean, Tensor& running_var, bool training, float momentum,
-                     float eps, bool relu) {
-  const char* op = relu ? "batch_norm_relu" : "batch_norm";
+                     float eps, BnActivation act) {
+  const char* op = op_name(act);
   FER_CHECK(x.dim() == 4 || x.dim() == 2, op, ": expected [N,C,H,W] or [N,C], got ",
             x.shape_str());
   const int64_t N = x.size(0), C = x.size(1), HW = x.dim() == 4 ? x.size(2) * x.size(3) : 1;
@@ -94,10 +105,10 @@ Tensor batch_norm_op(const Tensor& x, const Tensor& gamma, const Tensor& beta,
     invstd = Tensor::empty({C}, dev);
     be.batchnorm_forward_train(N, C, HW, x.data(), gamma.data(), beta.data(), eps, momentum,
                                running_mean.data(), running_var.data(), y.data(), mean.data(),
-                               invstd.data(), relu);
+                               invstd.data(), act);
   } else {
     be.batchnorm_forward_eval(N, C, HW, x.data(), gamma.data(), beta.data(), running_mean.data(),
-                              running_var.data(), eps, y.data(), relu);
+                              running_var.data(), eps, y.data(), act);
   }
   if (needs_grad({&x, &gamma, &beta})) {
     auto node = std::make_shared<BatchNormBackward>();
@@ -105,10 +116,10 @@ Tensor batch_norm_op(const Tensor& x, const Tensor& gamma, const Tensor& beta,
     node->C = C;
     node->HW = HW;
     node->training = training;
-    node->relu = relu;
+    node->act = act;
     node->x = x.detach();
     node->gamma = gamma.detach();
-    if (relu) node->beta = beta.detach();
+    if (act != BnActivation::None) node->beta = beta.detach();
     if (training) {
       node->mean = mean;
       node->invstd = invstd;
@@ -121,20 +132,26 @@ Tensor batch_norm_op(const Tensor& x, const Tensor& gamma, const Tensor& beta,
   }
   if (OpTrace* trace = active_trace())
     trace->record("batch_norm", {x, gamma, beta, running_mean, running_var}, y,
-                  {{"training", training ? 1 : 0}, {"eps", eps}, {"relu", relu ? 1 : 0}});
+                  {{"training", training ? 1 : 0}, {"eps", eps}, {"activation", static_cast<int>(act)}});
   return y;
 }
 }  // namespace
 
 Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
                   Tensor& running_var, bool training, float momentum, float eps) {
-  return batch_norm_op(x, gamma, beta, running_mean, running_var, training, momentum, eps, false);
+  return batch_norm_op(x, gamma, beta, running_mean, running_var, training, momentum, eps, BnActivation::None);
 }
 
 Tensor batch_norm_relu(const Tensor& x, const Tensor& gamma, const Tensor& beta,
                        Tensor& running_mean, Tensor& running_var, bool training, float momentum,
                        float eps) {
-  return batch_norm_op(x, gamma, beta, running_mean, running_var, training, momentum, eps, true);
+  return batch_norm_op(x, gamma, beta, running_mean, running_var, training, momentum, eps, BnActivation::ReLU);
+}
+
+Tensor batch_norm_relu6(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                        Tensor& running_mean, Tensor& running_var, bool training, float momentum,
+                        float eps) {
+  return batch_norm_op(x, gamma, beta, running_mean, running_var, training, momentum, eps, BnActivation::ReLU6);
 }
 
 Tensor dropout(const Tensor& x, float p, bool training) {

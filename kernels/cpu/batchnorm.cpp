@@ -9,9 +9,10 @@
 //
 // Memory traffic is what these kernels cost (a few flops per value): the training forward reads
 // a channel once for both moments and once more to normalise (the second read mostly from L2,
-// the channel's planes having just been read), and the fused ReLU (`relu`) writes max(z, 0) in the
-// same pass, where a separate ReLU would read and write the whole tensor again. Its backward
-// recomputes the mask z > 0 from x rather than reading the output: one stream fewer per pass.
+// the channel's planes having just been read), and a fused ReLU or ReLU6 (`act`) clamps z in the
+// same pass, where a separate activation would read and write the whole tensor again. Its
+// backward recomputes the mask (0 < z, and z < 6) from x rather than reading the output: one
+// stream fewer per pass.
 #include <algorithm>
 #include <cmath>
 
@@ -49,13 +50,13 @@ int64_t planes_per_sum(int64_t HW) { return fitting(4096, HW); }
 // The two sums of a channel that both backward passes need: sum(g) and sum(g * (x - mean)),
 // g = dy masked by the fused ReLU whose z is a x + b.
 void channel_sums(const BatchNormLoops& f, int64_t N, int64_t C, int64_t HW, int64_t c,
-                  const float* x, const float* dy, float mean, float a, float b, bool relu,
+                  const float* x, const float* dy, float mean, float a, float b, BnActivation act,
                   double& sum_g, double& sum_g_xmu) {
   sum_g = sum_g_xmu = 0.0;
   const int64_t group = planes_per_sum(HW);
   for (int64_t n = 0; n < N; n += group) {
     const int64_t offset = (n * C + c) * HW;
-    const auto [s, sx] = f.grad_sums(std::min(group, N - n), HW, C * HW, x + offset, dy + offset, mean, a, b, relu);
+    const auto [s, sx] = f.grad_sums(std::min(group, N - n), HW, C * HW, x + offset, dy + offset, mean, a, b, act);
     sum_g += s;
     sum_g_xmu += sx;
   }
@@ -79,7 +80,7 @@ void CpuBackend::batchnorm_forward_train(int64_t N, int64_t C, int64_t HW, const
                                          const float* gamma, const float* beta, float eps,
                                          float momentum, float* running_mean, float* running_var,
                                          float* y, float* save_mean, float* save_invstd,
-                                         bool relu) {
+                                         BnActivation act) {
   const BatchNormLoops& f = loops();
   const int64_t M = N * HW, stride = C * HW, group = planes_per_sum(HW);
   parallel_for(C, 1, [&](int64_t c0, int64_t c1) {
@@ -107,7 +108,7 @@ void CpuBackend::batchnorm_forward_train(int64_t N, int64_t C, int64_t HW, const
         running_var[c] = (1.0f - momentum) * running_var[c] + momentum * unbiased;
       }
       const float a = gamma[c] * invstd, b = beta[c] - mean * a;
-      f.normalize(N, HW, stride, x + c * HW, a, b, relu, y + c * HW);
+      f.normalize(N, HW, stride, x + c * HW, a, b, act, y + c * HW);
     }
   });
 }
@@ -115,12 +116,12 @@ void CpuBackend::batchnorm_forward_train(int64_t N, int64_t C, int64_t HW, const
 void CpuBackend::batchnorm_forward_eval(int64_t N, int64_t C, int64_t HW, const float* x,
                                         const float* gamma, const float* beta,
                                         const float* running_mean, const float* running_var,
-                                        float eps, float* y, bool relu) {
+                                        float eps, float* y, BnActivation act) {
   const BatchNormLoops& f = loops();
   parallel_for(C, channels_per_chunk(N * HW), [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       const EvalAffine e(gamma, beta, running_mean, running_var, eps, c);
-      f.normalize(N, HW, C * HW, x + c * HW, e.a, e.b, relu, y + c * HW);
+      f.normalize(N, HW, C * HW, x + c * HW, e.a, e.b, act, y + c * HW);
     }
   });
 }
@@ -128,15 +129,15 @@ void CpuBackend::batchnorm_forward_eval(int64_t N, int64_t C, int64_t HW, const 
 void CpuBackend::batchnorm_backward(int64_t N, int64_t C, int64_t HW, const float* x,
                                     const float* dy, const float* gamma, const float* beta,
                                     const float* save_mean, const float* save_invstd, float* dx,
-                                    float* dgamma, float* dbeta, bool relu) {
+                                    float* dgamma, float* dbeta, BnActivation act) {
   const BatchNormLoops& f = loops();
   const int64_t M = N * HW;
   parallel_for(C, 1, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       const float mean = save_mean[c], invstd = save_invstd[c];
-      const float a = gamma[c] * invstd, b = relu ? beta[c] - mean * a : 0.0f;  // the forward's
+      const float a = gamma[c] * invstd, b = act != BnActivation::None ? beta[c] - mean * a : 0.0f;  // the forward's
       double sum_g, sum_g_xhat;
-      channel_sums(f, N, C, HW, c, x, dy, mean, a, b, relu, sum_g, sum_g_xhat);
+      channel_sums(f, N, C, HW, c, x, dy, mean, a, b, act, sum_g, sum_g_xhat);
       sum_g_xhat *= invstd;
       if (dgamma) dgamma[c] = static_cast<float>(sum_g_xhat);
       if (dbeta) dbeta[c] = static_cast<float>(sum_g);
@@ -144,7 +145,7 @@ void CpuBackend::batchnorm_backward(int64_t N, int64_t C, int64_t HW, const floa
       const float mean_g = static_cast<float>(sum_g / M);
       const float mean_g_xhat = static_cast<float>(sum_g_xhat / M);
       f.grad_input(N, HW, C * HW, x + c * HW, dy + c * HW, mean, invstd, mean_g, mean_g_xhat, a, b,
-                   relu, dx + c * HW);
+                   act, dx + c * HW);
     }
   });
 }
@@ -153,15 +154,15 @@ void CpuBackend::batchnorm_backward_eval(int64_t N, int64_t C, int64_t HW, const
                                          const float* dy, const float* gamma, const float* beta,
                                          const float* running_mean, const float* running_var,
                                          float eps, float* dx, float* dgamma, float* dbeta,
-                                         bool relu) {
+                                         BnActivation act) {
   const BatchNormLoops& f = loops();
-  const float* shift = relu ? beta : nullptr;  // b is needed only for the mask
+  const float* shift = act != BnActivation::None ? beta : nullptr;  // b is needed only for the mask
   if (dgamma || dbeta) {
     parallel_for(C, 1, [&](int64_t c0, int64_t c1) {
       for (int64_t c = c0; c < c1; ++c) {
         const EvalAffine e(gamma, shift, running_mean, running_var, eps, c);
         double sum_g, sum_g_xmu;
-        channel_sums(f, N, C, HW, c, x, dy, running_mean[c], e.a, e.b, relu, sum_g, sum_g_xmu);
+        channel_sums(f, N, C, HW, c, x, dy, running_mean[c], e.a, e.b, act, sum_g, sum_g_xmu);
         if (dgamma) dgamma[c] = static_cast<float>(sum_g_xmu * e.invstd);
         if (dbeta) dbeta[c] = static_cast<float>(sum_g);
       }
@@ -172,7 +173,7 @@ void CpuBackend::batchnorm_backward_eval(int64_t N, int64_t C, int64_t HW, const
   parallel_for(C, channels_per_chunk(N * HW), [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       const EvalAffine e(gamma, shift, running_mean, running_var, eps, c);
-      f.grad_input_eval(N, HW, C * HW, x + c * HW, dy + c * HW, e.a, e.b, relu, dx + c * HW);
+      f.grad_input_eval(N, HW, C * HW, x + c * HW, dy + c * HW, e.a, e.b, act, dx + c * HW);
     }
   });
 }

@@ -9,9 +9,9 @@
 // fixed order; thread 0 then writes the channel's statistics and the coefficients of the
 // elementwise pass, which runs over all N*C planes at once.
 //
-// The fused ReLU (`relu`): the forward writes max(z, 0), and the backward kernels zero dy where
-// z = a x + b <= 0, recomputing z with the forward's coefficients and the same fmaf, so that the
-// mask matches the forward's output bit for bit.
+// The fused ReLU or ReLU6 (`act`): the forward writes max(z, 0) or min(max(z, 0), 6), and the
+// backward kernels zero dy where z = a x + b <= 0 (or >= 6), recomputing z with the forward's
+// coefficients and the same fmaf, so that the mask matches the forward's output bit for bit.
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/cuda/launch.cuh"
 
@@ -24,9 +24,16 @@ constexpr int kChannelThreads = 512;
 // coefficients likewise (b = beta - mean a as one fused multiply-add).
 __device__ __forceinline__ float bn_affine(float a, float x, float b) { return fmaf(a, x, b); }
 __device__ __forceinline__ float bn_shift(float beta, float mean, float a) { return fmaf(-mean, a, beta); }
-// dy where a fused ReLU passed z (and always without one).
-__device__ __forceinline__ float bn_masked(bool relu, float a, float b, float x, float dy) {
-  return relu && !(bn_affine(a, x, b) > 0.0f) ? 0.0f : dy;
+// The fused activation of z, and dy where it passed z (always without one).
+__device__ __forceinline__ float bn_activate(BnActivation act, float z) {
+  if (act == BnActivation::ReLU) return fmaxf(z, 0.0f);
+  if (act == BnActivation::ReLU6) return fminf(fmaxf(z, 0.0f), 6.0f);
+  return z;
+}
+__device__ __forceinline__ float bn_masked(BnActivation act, float a, float b, float x, float dy) {
+  if (act == BnActivation::None) return dy;
+  const float z = bn_affine(a, x, b);
+  return z > 0.0f && (act == BnActivation::ReLU || z < 6.0f) ? dy : 0.0f;
 }
 // Evaluation's coefficients (batchnorm_forward_eval's a and b).
 struct EvalCoef {
@@ -67,22 +74,23 @@ __global__ void bn_train_stats_kernel(int64_t N, int64_t C, int64_t HW, const fl
   coef[C + c] = bn_shift(beta[c], mean, a);
 }
 
-// The sums of the backward: sum(g) and sum(g (x - mean)), g = dy masked by the fused ReLU whose
-// coefficients are mask_a[c] and mask_b[c] (read only with relu).
+// The sums of the backward: sum(g) and sum(g (x - mean)), g = dy masked by the fused activation
+// whose coefficients are mask_a[c] and mask_b[c] (read only with one).
 __global__ void bn_backward_stats_kernel(int64_t N, int64_t C, int64_t HW, const float* __restrict__ x,
                                          const float* __restrict__ dy, const float* __restrict__ gamma,
                                          const float* __restrict__ save_mean,
-                                         const float* __restrict__ save_invstd, bool relu,
+                                         const float* __restrict__ save_invstd, BnActivation act,
                                          const float* __restrict__ mask_a,
                                          const float* __restrict__ mask_b, float* dgamma,
                                          float* dbeta, float* __restrict__ coef) {
   const int64_t c = blockIdx.x, M = N * HW;
   const float mean = save_mean[c], invstd = save_invstd[c];
-  const float ma = relu ? mask_a[c] : 0.0f, mb = relu ? mask_b[c] : 0.0f;
+  const bool masked = act != BnActivation::None;
+  const float ma = masked ? mask_a[c] : 0.0f, mb = masked ? mask_b[c] : 0.0f;
   double sum_dy = 0.0, sum_dy_xmu = 0.0;
   for (ChannelCursor p(threadIdx.x, blockDim.x, HW); p.n < N; p.advance(HW)) {
     const int64_t i = p.offset(C, c, HW);
-    const float g = bn_masked(relu, ma, mb, x[i], dy[i]);
+    const float g = bn_masked(act, ma, mb, x[i], dy[i]);
     sum_dy += g;
     sum_dy_xmu += static_cast<double>(g) * (x[i] - mean);
   }
@@ -104,7 +112,7 @@ void CudaBackend::batchnorm_forward_train(int64_t N, int64_t C, int64_t HW, cons
                                           const float* gamma, const float* beta, float eps,
                                           float momentum, float* running_mean, float* running_var,
                                           float* y, float* save_mean, float* save_invstd,
-                                          bool relu) {
+                                          BnActivation act) {
   if (C <= 0) return;
   auto shapes = [&] { return detail_str("x [", N, ", ", C, ", ", HW, "] (N, C, H*W)"); };
   FER_CHECK(plane_fits(N * C, HW), "cuda batchnorm: ", shapes(), " exceeds the kernels' 32-bit grid");
@@ -115,8 +123,7 @@ void CudaBackend::batchnorm_forward_train(int64_t N, int64_t C, int64_t HW, cons
   launched("batchnorm_forward_train", shapes);
   launch_planes(stream_, N * C, HW, [=] __device__(int64_t plane, int32_t j) {
     const int64_t c = plane % C, i = plane * HW + j;
-    const float z = bn_affine(k[c], x[i], k[C + c]);
-    y[i] = relu ? fmaxf(z, 0.0f) : z;
+    y[i] = bn_activate(act, bn_affine(k[c], x[i], k[C + c]));
   });
   launched("batchnorm_forward_train", shapes);
 }
@@ -124,13 +131,12 @@ void CudaBackend::batchnorm_forward_train(int64_t N, int64_t C, int64_t HW, cons
 void CudaBackend::batchnorm_forward_eval(int64_t N, int64_t C, int64_t HW, const float* x,
                                          const float* gamma, const float* beta,
                                          const float* running_mean, const float* running_var,
-                                         float eps, float* y, bool relu) {
+                                         float eps, float* y, BnActivation act) {
   FER_CHECK(plane_fits(N * C, HW), "cuda batchnorm: ", N * C, " planes of ", HW, " values exceed the kernels' 32-bit grid");
   launch_planes(stream_, N * C, HW, [=] __device__(int64_t plane, int32_t j) {
     const int64_t c = plane % C, i = plane * HW + j;
     const EvalCoef f(gamma, beta, running_mean, running_var, eps, c);
-    const float z = bn_affine(f.a, x[i], f.b);
-    y[i] = relu ? fmaxf(z, 0.0f) : z;
+    y[i] = bn_activate(act, bn_affine(f.a, x[i], f.b));
   });
   launched("batchnorm_forward_eval", [&] { return detail_str("x [", N, ", ", C, ", ", HW, "] (N, C, H*W)"); });
 }
@@ -138,16 +144,18 @@ void CudaBackend::batchnorm_forward_eval(int64_t N, int64_t C, int64_t HW, const
 void CudaBackend::batchnorm_backward(int64_t N, int64_t C, int64_t HW, const float* x,
                                      const float* dy, const float* gamma, const float* beta,
                                      const float* save_mean, const float* save_invstd, float* dx,
-                                     float* dgamma, float* dbeta, bool relu) {
+                                     float* dgamma, float* dbeta, BnActivation act) {
   if (C <= 0 || (!dx && !dgamma && !dbeta)) return;
   auto shapes = [&] { return detail_str("x [", N, ", ", C, ", ", HW, "] (N, C, H*W)"); };
   FER_CHECK(plane_fits(N * C, HW), "cuda batchnorm: ", shapes(), " exceeds the kernels' 32-bit grid");
   const float* mean = save_mean;
   const float* invstd = save_invstd;
-  // The fused ReLU's mask: the training forward's coefficients a and b, recomputed per channel.
-  ScratchBuffer mask_buffer(allocator_, relu ? 2 * C * sizeof(float) : 0);
+  // The fused activation's mask: the training forward's coefficients a and b, recomputed per
+  // channel.
+  const bool masked = act != BnActivation::None;
+  ScratchBuffer mask_buffer(allocator_, masked ? 2 * C * sizeof(float) : 0);
   float* mask = mask_buffer.as<float>();
-  if (relu) {
+  if (masked) {
     launch_for_each(stream_, C, [=] __device__(int64_t c) {
       const float a = gamma[c] * invstd[c];
       mask[c] = a;
@@ -158,13 +166,13 @@ void CudaBackend::batchnorm_backward(int64_t N, int64_t C, int64_t HW, const flo
   ScratchBuffer coef(allocator_, dx ? 3 * C * sizeof(float) : 0);
   float* k = coef.as<float>();
   bn_backward_stats_kernel<<<static_cast<unsigned>(C), kChannelThreads, 0, stream_>>>(
-      N, C, HW, x, dy, gamma, save_mean, save_invstd, relu, mask, mask + C, dgamma, dbeta, k);
+      N, C, HW, x, dy, gamma, save_mean, save_invstd, act, mask, mask + C, dgamma, dbeta, k);
   launched("batchnorm_backward", shapes);
   if (!dx) return;
   launch_planes(stream_, N * C, HW, [=] __device__(int64_t plane, int32_t j) {
     const int64_t c = plane % C, i = plane * HW + j;
     const float xhat = (x[i] - mean[c]) * invstd[c];
-    const float g = relu ? bn_masked(true, mask[c], mask[C + c], x[i], dy[i]) : dy[i];
+    const float g = masked ? bn_masked(act, mask[c], mask[C + c], x[i], dy[i]) : dy[i];
     dx[i] = k[c] * (g - k[C + c] - xhat * k[2 * C + c]);
   });
   launched("batchnorm_backward", shapes);
@@ -174,7 +182,7 @@ void CudaBackend::batchnorm_backward_eval(int64_t N, int64_t C, int64_t HW, cons
                                           const float* dy, const float* gamma, const float* beta,
                                           const float* running_mean, const float* running_var,
                                           float eps, float* dx, float* dgamma, float* dbeta,
-                                          bool relu) {
+                                          BnActivation act) {
   if (C <= 0 || (!dx && !dgamma && !dbeta)) return;
   auto shapes = [&] { return detail_str("x [", N, ", ", C, ", ", HW, "] (N, C, H*W)"); };
   FER_CHECK(plane_fits(N * C, HW), "cuda batchnorm: ", shapes(),
@@ -188,7 +196,7 @@ void CudaBackend::batchnorm_backward_eval(int64_t N, int64_t C, int64_t HW, cons
     float* mask = invstd + C;
     launch_for_each(stream_, C, [=] __device__(int64_t c) {
       invstd[c] = 1.0f / sqrtf(running_var[c] + eps);
-      if (relu) {
+      if (act != BnActivation::None) {
         const EvalCoef f(gamma, beta, running_mean, running_var, eps, c);
         mask[c] = f.a;
         mask[C + c] = f.b;
@@ -196,18 +204,18 @@ void CudaBackend::batchnorm_backward_eval(int64_t N, int64_t C, int64_t HW, cons
     });
     launched("batchnorm_backward_eval", shapes);
     bn_backward_stats_kernel<<<static_cast<unsigned>(C), kChannelThreads, 0, stream_>>>(
-        N, C, HW, x, dy, gamma, running_mean, invstd, relu, mask, mask + C, dgamma, dbeta, nullptr);
+        N, C, HW, x, dy, gamma, running_mean, invstd, act, mask, mask + C, dgamma, dbeta, nullptr);
     launched("batchnorm_backward_eval", shapes);
   }
   if (!dx) return;
   launch_planes(stream_, N * C, HW, [=] __device__(int64_t plane, int32_t j) {
     const int64_t c = plane % C, i = plane * HW + j;
-    if (!relu) {
+    if (act == BnActivation::None) {
       dx[i] = gamma[c] / sqrtf(running_var[c] + eps) * dy[i];  // batchnorm_forward_eval's slope
       return;
     }
     const EvalCoef f(gamma, beta, running_mean, running_var, eps, c);
-    dx[i] = f.a * bn_masked(true, f.a, f.b, x[i], dy[i]);
+    dx[i] = f.a * bn_masked(act, f.a, f.b, x[i], dy[i]);
   });
   launched("batchnorm_backward_eval", shapes);
 }

@@ -116,18 +116,18 @@ class CudaBackend final : public Backend {
   void batchnorm_forward_train(int64_t N, int64_t C, int64_t HW, const float* x,
                                const float* gamma, const float* beta, float eps, float momentum,
                                float* running_mean, float* running_var, float* y,
-                               float* save_mean, float* save_invstd, bool relu) override;
+                               float* save_mean, float* save_invstd, BnActivation act) override;
   void batchnorm_forward_eval(int64_t N, int64_t C, int64_t HW, const float* x, const float* gamma,
                               const float* beta, const float* running_mean,
-                              const float* running_var, float eps, float* y, bool relu) override;
+                              const float* running_var, float eps, float* y, BnActivation act) override;
   void batchnorm_backward(int64_t N, int64_t C, int64_t HW, const float* x, const float* dy,
                           const float* gamma, const float* beta, const float* save_mean,
                           const float* save_invstd, float* dx, float* dgamma, float* dbeta,
-                          bool relu) override;
+                          BnActivation act) override;
   void batchnorm_backward_eval(int64_t N, int64_t C, int64_t HW, const float* x, const float* dy,
                                const float* gamma, const float* beta, const float* running_mean,
                                const float* running_var, float eps, float* dx, float* dgamma,
-                               float* dbeta, bool relu) override;
+                               float* dbeta, BnActivation act) override;
 
   void softmax_forward(const float* x, float* y, int64_t rows, int64_t cols, bool log) override;
   void softmax_backward(const float* y, const float* dy, float* dx, int64_t rows, int64_t cols,

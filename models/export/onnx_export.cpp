@@ -134,14 +134,18 @@ class GraphBuilder {
     if (o == "batch_norm") {
       FER_CHECK(op.int_attr("training") == 0, "ONNX export: ", where(op),
                 " ran in training mode (batch statistics): export needs eval()");
-      if (op.int_attr("relu") == 0) {
+      const auto act = static_cast<BnActivation>(op.int_attr("activation"));
+      if (act == BnActivation::None) {
         node(op, "BatchNormalization", inputs(op, 5), {attr_float("epsilon", op.attr("eps"))});
         return;
       }
-      // batch_norm_relu: the two nodes it fuses.
+      // batch_norm_relu, batch_norm_relu6: the two nodes each fuses.
       const std::string normalized = node(op, "BatchNormalization", inputs(op, 5),
                                           {attr_float("epsilon", op.attr("eps"))}, /*final=*/false);
-      node(op, "Relu", {normalized}, {});
+      if (act == BnActivation::ReLU)
+        node(op, "Relu", {normalized}, {});
+      else
+        node(op, "Clip", {normalized, float_constant("clip_min_0", 0.0f), float_constant("clip_max_6", 6.0f)}, {});
       return;
     }
     if (o == "max_pool2d" || o == "avg_pool2d") return pool(op);

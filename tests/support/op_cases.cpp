@@ -372,26 +372,30 @@ std::vector<OpCase> all_op_cases() {
   // x, gamma, beta, running_mean, running_var from seeds 1..5; the buffers are updated in place,
   // so they are results too. Frozen gamma and beta (fine-tuning), or an input that needs no
   // gradient (the first layer), leave those gradients out: the kernels skip them. The same cases
-  // again for batch_norm_relu (the kernels' relu flag), whose kink at 0 leaves finite differences
-  // to test_ops_grad.cpp (which also requires it to equal relu(batch_norm(x)) bit for bit).
+  // again for batch_norm_relu and batch_norm_relu6 (the kernels' fused activation), whose kinks
+  // (at 0, and 6) leave finite differences to test_ops_grad.cpp (which also requires them to
+  // equal relu(batch_norm(x)) and relu6(batch_norm(x)) bit for bit). ReLU6's cases scale and
+  // shift z (gamma in [3, 5], beta in [1, 3]) so that it crosses both 0 and 6.
   struct BnGrads {
     bool x = true, params = true;
   };
   auto bn = [&](const std::string& name, Shape x, bool training, bool small = true,
-                BnGrads want = {}, bool with_relu = false) {
+                BnGrads want = {}, BnActivation act = BnActivation::None) {
     const int64_t C = x[1];
-    std::vector<Input> in{{x}, {{C}, 0.5f, 1.5f}, {{C}}, {{C}, -0.5f, 0.5f, false},
-                          {{C}, 0.5f, 2.0f, false}};
+    const bool relu6 = act == BnActivation::ReLU6;
+    std::vector<Input> in{{x}, {{C}, relu6 ? 3.0f : 0.5f, relu6 ? 5.0f : 1.5f}, {{C}, relu6 ? 1.0f : -1.0f, relu6 ? 3.0f : 1.0f},
+                          {{C}, -0.5f, 0.5f, false}, {{C}, 0.5f, 2.0f, false}};
     in[0].grad = want.x;
     in[1].grad = in[2].grad = want.params;
-    const OpFn fn = [training, with_relu](const std::vector<Tensor>& t) {
+    const OpFn fn = [training, act](const std::vector<Tensor>& t) {
       Tensor running_mean = t[3], running_var = t[4];  // handles: updates reach the inputs
-      return (with_relu ? batch_norm_relu : batch_norm)(t[0], t[1], t[2], running_mean,
-                                                        running_var, training, 0.1f, 1e-5f);
+      auto op = act == BnActivation::ReLU ? batch_norm_relu : act == BnActivation::ReLU6 ? batch_norm_relu6 : batch_norm;
+      return op(t[0], t[1], t[2], running_mean, running_var, training, 0.1f, 1e-5f);
     };
+    const std::string op = act == BnActivation::ReLU ? "batch_norm_relu" : relu6 ? "batch_norm_relu6" : "batch_norm";
     OpCase k;
-    k.name = (with_relu ? "batch_norm_relu " : "batch_norm ") + name;
-    k.ops = {with_relu ? "batch_norm_relu" : "batch_norm"};
+    k.name = op + " " + name;
+    k.ops = {op};
     k.run = [in, fn](Device dev) {
       const std::vector<Tensor> t = make_inputs(in, dev, 1);
       Tensor y = fn(t);
@@ -408,8 +412,8 @@ std::vector<OpCase> all_op_cases() {
     k.inputs = in;
     k.fn = fn;
     k.first_seed = 1;
-    c.push_back(with_relu ? k.without_gradcheck(kKinkAtZero)
-                          : small ? k : k.without_gradcheck(kTooLarge));
+    c.push_back(act != BnActivation::None ? k.without_gradcheck(kKinkAtZero)
+                                          : small ? k : k.without_gradcheck(kTooLarge));
   };
   bn("train [3, 5, 7, 9]", img, true);
   bn("train [6, 5]", {6, 5}, true);
@@ -418,12 +422,14 @@ std::vector<OpCase> all_op_cases() {
   bn("eval [3, 5, 7, 9]", img, false);
   bn("eval [6, 5]", {6, 5}, false);
   bn("eval [64, 32, 6, 6]", {64, 32, 6, 6}, false, false);
-  bn("train [3, 5, 7, 9]", img, true, true, {}, true);
-  bn("train [6, 5]", {6, 5}, true, true, {}, true);
-  bn("train [64, 32, 6, 6]", {64, 32, 6, 6}, true, false, {}, true);
-  bn("train [3, 5, 7, 9], gamma and beta frozen", img, true, true, {.x = true, .params = false}, true);
-  bn("eval [3, 5, 7, 9]", img, false, true, {}, true);
-  bn("eval [64, 32, 6, 6]", {64, 32, 6, 6}, false, false, {}, true);
+  for (BnActivation act : {BnActivation::ReLU, BnActivation::ReLU6}) {
+    bn("train [3, 5, 7, 9]", img, true, true, {}, act);
+    bn("train [6, 5]", {6, 5}, true, true, {}, act);
+    bn("train [64, 32, 6, 6]", {64, 32, 6, 6}, true, false, {}, act);
+    bn("train [3, 5, 7, 9], gamma and beta frozen", img, true, true, {.x = true, .params = false}, act);
+    bn("eval [3, 5, 7, 9]", img, false, true, {}, act);
+    bn("eval [64, 32, 6, 6]", {64, 32, 6, 6}, false, false, {}, act);
+  }
   bn("eval [3, 5, 7, 9], gamma and beta frozen", img, false, true, {.x = true, .params = false});
   bn("eval [3, 5, 7, 9], input without gradient", img, false, true, {.x = false, .params = true});
 

@@ -1,0 +1,14 @@
+// The activations the backends compute, in a header of its own (no functions, nothing to link):
+// the kernel files compiled with a vector set's flags include it without the rest of backend.h.
+#pragma once
+
+namespace fer {
+
+// The elementwise activations (activation() in engine/ops/elementwise.cpp has their math).
+enum class Activation { ReLU, ReLU6, LeakyReLU, Sigmoid, Tanh };
+
+// The activation a batch normalisation may carry in the same pass (batch_norm_relu,
+// batch_norm_relu6): of the normalised z, y = z, max(z, 0) or min(max(z, 0), 6).
+enum class BnActivation { None, ReLU, ReLU6 };
+
+}  // namespace fer
