@@ -81,13 +81,11 @@ KernelTransform kernel_transform(int tile) {
 // n <= i < Lanes: the kernels of one micro-kernel panel side by side (Lanes = MR), in float, each
 // point's lanes one short vector: the forward's kernel transform per call, which at one face
 // costs about a quarter of the products' multiply-adds.
+// G is kernel_transform(tile) in float, converted once per call by the caller.
 template <int Lanes>
-void transform_kernels(int tile, const float* g, int64_t stride, int n, float (*u)[kMaxMr]) {
-  const KernelTransform Gd = kernel_transform(tile);
+void transform_kernels(int tile, const float (*G)[3], const float* g, int64_t stride, int n, float (*u)[kMaxMr]) {
   const int side = tile + 2;
-  float G[6][3], in[9][Lanes] = {}, t[6][3][Lanes];
-  for (int a = 0; a < side; ++a)
-    for (int b = 0; b < 3; ++b) G[a][b] = static_cast<float>(Gd[a][b]);
+  float in[9][Lanes] = {}, t[6][3][Lanes];
   for (int i = 0; i < n; ++i)
     for (int e = 0; e < 9; ++e) in[e][i] = g[i * stride + e];
   for (int a = 0; a < side; ++a)  // t = G g
@@ -278,14 +276,17 @@ void conv2d_winograd_forward(const Conv2dGeometry& g, const float* x, const floa
   // that the 36 streams of stores move forward together (a store per value into 36 planes
   // far apart made this transform most of a one-face layer's time).
   float* u = aligned_thread_scratch(static_cast<size_t>(points * K_pad * C), 9);
+  float G[6][3];
+  for (int a = 0; a < side; ++a)
+    for (int b = 0; b < 3; ++b) G[a][b] = static_cast<float>(kernel_transform(tile)[a][b]);
   parallel_for(K_pad / mr, 1, [&](int64_t p0, int64_t p1) {
     float t[kMaxPoints][kMaxMr];
     for (int64_t p = p0; p < p1; ++p)
       for (int64_t c = 0; c < C; ++c) {
         const float* g0 = w + (p * mr * C + c) * 9;
         const int n = static_cast<int>(std::min<int64_t>(mr, K - p * mr));
-        if (mr == 4) transform_kernels<4>(tile, g0, C * 9, n, t);
-        else transform_kernels<kMaxMr>(tile, g0, C * 9, n, t);
+        if (mr == 4) transform_kernels<4>(tile, G, g0, C * 9, n, t);
+        else transform_kernels<kMaxMr>(tile, G, g0, C * 9, n, t);
         const int64_t c0 = c / kDepthBlock * kDepthBlock, kc = std::min(kDepthBlock, C - c0);
         float* dst = u + c0 * K_pad + p * kc * mr + (c - c0) * mr;
         for (int xi = 0; xi < points; ++xi)
