@@ -77,13 +77,14 @@ KernelTransform kernel_transform(int tile) {
   return tile == 2 ? G2 : G4;
 }
 
-// u[xi][i] = (G g_i G^T)[xi] for the 3x3 kernels g_i at g + i * stride, i < n, and zero for
-// n <= i < Lanes: the kernels of one micro-kernel panel side by side (Lanes = MR), in float, each
-// point's lanes one short vector: the forward's kernel transform per call, which at one face
-// costs about a quarter of the products' multiply-adds.
-// G is kernel_transform(tile) in float, converted once per call by the caller.
+// u[xi * point_stride + i] = (G g_i G^T)[xi] for the 3x3 kernels g_i at g + i * stride, i < n,
+// and zero for n <= i < Lanes: Lanes kernels side by side, in float, each point's lanes one short
+// vector, stored where the products read them (an A panel's MR kernels, or eight of a B panel's
+// NR). The forward's kernel transform per call, which at one face costs about a quarter of the
+// products' multiply-adds. G is kernel_transform(tile) in float, converted once per call.
 template <int Lanes>
-void transform_kernels(int tile, const float (*G)[3], const float* g, int64_t stride, int n, float (*u)[kMaxMr]) {
+void transform_kernels(int tile, const float (*G)[3], const float* g, int64_t stride, int n, float* u,
+                       int64_t point_stride) {
   const int side = tile + 2;
   float in[9][Lanes] = {}, t[6][3][Lanes];
   for (int i = 0; i < n; ++i)
@@ -92,9 +93,20 @@ void transform_kernels(int tile, const float (*G)[3], const float* g, int64_t st
     for (int j = 0; j < 3; ++j)
       for (int i = 0; i < Lanes; ++i) t[a][j][i] = G[a][0] * in[j][i] + G[a][1] * in[3 + j][i] + G[a][2] * in[6 + j][i];
   for (int a = 0; a < side; ++a)  // u = t G^T
-    for (int b = 0; b < side; ++b)
-      for (int i = 0; i < Lanes; ++i) u[a * side + b][i] = t[a][0][i] * G[b][0] + t[a][1][i] * G[b][1] + t[a][2][i] * G[b][2];
+    for (int b = 0; b < side; ++b) {
+      float* dst = u + (a * side + b) * point_stride;
+      for (int i = 0; i < Lanes; ++i) dst[i] = t[a][0][i] * G[b][0] + t[a][1][i] * G[b][1] + t[a][2][i] * G[b][2];
+    }
 }
+
+// G in float, once per call.
+struct FloatKernelTransform {
+  float G[6][3];
+  explicit FloatKernelTransform(int tile) {
+    for (int a = 0; a < tile + 2; ++a)
+      for (int b = 0; b < 3; ++b) G[a][b] = static_cast<float>(kernel_transform(tile)[a][b]);
+  }
+};
 
 // dg = G^T du G: the gradient of a 3x3 kernel from the gradient of its transform (the adjoint of
 // transform_kernel).
@@ -152,16 +164,28 @@ constexpr double kMaxTileWaste = 1.5;
 // 24x24 (36 tiles, 1.5 blocks) 0.52 against 0.64 ms; 128 -> 128 at 12x12 in F(2, 3) (36 tiles
 // of 4 points fewer: twice the tiles per output) 0.83-1.0 against 0.70 ms. Before the kernel
 // transform was vectorised (Zen 3): 36 tiles 0.73 against 0.32 ms, 144 tiles 1.3-2.1x faster.
+// With fewer tiles the products run transposed (forward_few_tiles), in F(4, 3) only: one face on
+// the Zen 1-class EPYC (2 threads), 128 -> 128 at 12x12 0.69-0.71 -> 0.50 ms, 64 -> 128 0.35 ->
+// 0.26 ms; in F(2, 3) at 6x6 slower than the direct convolution (128 -> 256: 0.39 against 0.43
+// ms, its kernel transform a third of its products), and at 24x24 (36 tiles) even with the path
+// above.
 constexpr double kMinPanelsOfTiles = 1.5;
 
-// The output tile side this geometry gets: 4 where its tiles fit the map well enough, else 2
-// (F(2x2) only there: with too few 4x4 tiles the direct convolution beats it too); 0 for no
-// Winograd. The tiles' offsets are 32-bit gather indices into the padded batch.
-int winograd_tile(const Conv2dGeometry& g, int64_t nr) {
+// How a geometry runs: the output tile side (4 where its tiles fit the map well enough, else 2;
+// 0 for no Winograd) and, with fewer tiles than kMinPanelsOfTiles panels, whether the products
+// are transposed (forward_few_tiles below: tiles as the micro-kernel's rows, output channels
+// across), which the forward alone takes. The tiles' offsets are 32-bit gather indices into the
+// padded batch.
+struct Plan {
+  int tile = 0;
+  bool few_tiles = false;
+};
+Plan winograd_plan(const Conv2dGeometry& g, int64_t nr) {
   const int tile = Tiles(g, 4).waste(g) <= kMaxTileWaste ? 4 : 2;
   const Tiles t(g, tile);
-  const bool pays = t.waste(g) <= kMaxTileWaste && static_cast<double>(t.total) >= kMinPanelsOfTiles * static_cast<double>(nr);
-  return pays && t.padded_floats(g) < (int64_t{1} << 31) ? tile : 0;
+  if (t.waste(g) > kMaxTileWaste || t.padded_floats(g) >= (int64_t{1} << 31)) return {};
+  if (static_cast<double>(t.total) >= kMinPanelsOfTiles * static_cast<double>(nr)) return {tile, false};
+  return tile == 4 ? Plan{tile, true} : Plan{};
 }
 
 // Where the outputs of a block's tiles go in the output maps, worked out once per block (two
@@ -237,7 +261,111 @@ const float* pad_batch(const Conv2dGeometry& g, const Tiles& tiles, const float*
   return xpad;
 }
 
-std::atomic<int64_t> calls{0}, weight_calls{0};
+// ---- Few tiles: the products transposed ------------------------------------------------------
+//
+// One face's 12x12 and 6x6 layers have 9 tiles: a B panel of NR tiles would be mostly empty, and
+// one block of tiles one thread's work. There the products run transposed,
+//
+//   M^T[xi][t, k] = sum over c of  V^T[xi][t, c] * U^T[xi][c, k],
+//
+// the tiles as the micro-kernel's rows (MR: 9 tiles fill 12 rows) and the output channels across
+// its NR columns, so that the threads share the output channels' panels. Each thread transforms
+// its panel's kernels in blocks of input channels that stay in L2 (points x kc x NR floats),
+// runs their products and, at the last block, the output transform of its channels. The input
+// transform (every tile, every channel) runs first, shared.
+
+// Input channels per block of the transposed products: a block's transformed kernels, points x
+// kc x NR floats, about 256 KB (half a small L2), and at least 16 steps per micro-kernel call.
+int64_t few_tiles_depth(int points, int nr) {
+  return std::clamp<int64_t>(65536 / (points * nr), 16, gemm_depth_block(nr));
+}
+
+void forward_few_tiles(const Conv2dGeometry& g, int tile, const float* x, const float* w,
+                       const float* bias, float* y) {
+  const GemmMicroKernel& uk = *active_gemm_microkernel();
+  const VectorKernels& vk = *active_vector_kernels();
+  const int mr = uk.mr, nr = uk.nr, side = tile + 2, points = side * side;
+  const int64_t C = g.C, K = g.K;
+  const Tiles tiles(g, tile);
+  const int64_t rows = round_up(tiles.total, mr), row_panels = rows / mr;
+  const int64_t Wp = tiles.cols * tile + 2, padded = (tiles.rows * tile + 2) * Wp;
+  const float* xpad = pad_batch(g, tiles, x);
+
+  // V^T as A panels: vt[((xi * row_panels + p) * C + c) * MR + i] = V[xi][c][tile p * MR + i],
+  // in the calling thread's scratch (slot 9). The transform runs NR tiles at a time (its lanes)
+  // on chunks of channels, so that one group of tiles still splits over the threads, and each
+  // chunk is copied into the panels (rows past the last tile repeat it: finite, never stored).
+  float* vt = aligned_thread_scratch(static_cast<size_t>(points * rows * C), 9);
+  const int64_t groups = (tiles.total + nr - 1) / nr;
+  const int64_t chunks = std::max<int64_t>(1, (2 * cpu_threads() + groups - 1) / groups);
+  const int64_t chunk = (C + chunks - 1) / chunks;
+  parallel_for(groups * chunks, 1, [&](int64_t i0, int64_t i1) {
+    float* v = aligned_thread_scratch(static_cast<size_t>(points * chunk * nr), 3);
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t t0 = i / chunks * nr, c0 = i % chunks * chunk, cc = std::min(chunk, C - c0);
+      if (cc <= 0) continue;
+      int32_t offsets[kMaxNr];
+      for (int j = 0; j < nr; ++j) {
+        const int64_t t = std::min(t0 + j, tiles.total - 1);
+        const int64_t n = t / tiles.per_image, r = t % tiles.per_image;
+        offsets[j] = static_cast<int32_t>(n * C * padded + (r / tiles.cols * Wp + r % tiles.cols) * tile);
+      }
+      // Only the vectors that hold tiles of this group's panels (9 tiles: 16 lanes of 24).
+      const int64_t group_rows = std::min<int64_t>(nr, rows - t0);  // t0, rows: whole panels
+      const int lanes = static_cast<int>(std::min<int64_t>(nr, round_up(group_rows, vk.width)));
+      vk.winograd_input(tile, xpad + c0 * padded, offsets, lanes, cc, padded, Wp, v);
+      for (int xi = 0; xi < points; ++xi)
+        for (int64_t p = 0; p < group_rows / mr; ++p) {
+          const float* src = v + xi * cc * lanes + p * mr;
+          float* dst = vt + ((xi * row_panels + t0 / mr + p) * C + c0) * mr;
+          for (int64_t c = 0; c < cc; ++c)
+            for (int i = 0; i < mr; ++i) dst[c * mr + i] = src[c * lanes + i];
+        }
+    }
+  });
+
+  const int64_t panels = (K + nr - 1) / nr, kc_max = few_tiles_depth(points, nr);
+  const int64_t out_plane = g.OH * g.OW;
+  parallel_for(panels, 1, [&](int64_t q0, int64_t q1) {
+    // U^T of one panel and depth block as B panels: ut[(xi * kc + c) * NR + j] for output
+    // channel q * NR + j (zero past K); M^T of the panel: mt[(xi * rows + t) * NR + j].
+    float* ut = aligned_thread_scratch(static_cast<size_t>(points * kc_max * nr), 3);
+    float* mt = aligned_thread_scratch(static_cast<size_t>(points * rows * nr), 4);
+    alignas(64) float out[16 * kMaxNr];
+    for (int64_t q = q0; q < q1; ++q) {
+      for (int64_t c0 = 0; c0 < C; c0 += kc_max) {
+        const int64_t kc = std::min(kc_max, C - c0);
+        for (int j0 = 0; j0 < nr; j0 += vk.width) {  // a vector's kernels along their channels
+          const int64_t k0 = q * nr + j0;
+          const int n = static_cast<int>(std::clamp<int64_t>(K - k0, 0, vk.width));
+          for (int64_t c = 0; c < kc; ++c)
+            vk.winograd_kernels(tile, w + (std::min(k0, K - 1) * C + c0 + c) * 9, C * 9, n,
+                                ut + c * nr + j0, kc * nr);
+        }
+        for (int xi = 0; xi < points; ++xi)
+          for (int64_t p = 0; p < row_panels; ++p)
+            uk.run(kc, vt + ((xi * row_panels + p) * C + c0) * mr, 0, ut + xi * kc * nr, nullptr,
+                   mt + (xi * rows + p * mr) * nr, nr, 1.0f, c0 == 0 ? 0.0f : 1.0f);
+      }
+      // Y = A^T M A per tile, the panel's channels in the lanes, plus the bias, into the maps.
+      const int64_t k0 = q * nr, kn = std::min<int64_t>(nr, K - k0);
+      for (int64_t t = 0; t < tiles.total; ++t) {
+        vk.winograd_output(tile, mt + t * nr, rows * nr, nr, out);
+        const int64_t n = t / tiles.per_image, r = t % tiles.per_image;
+        const int64_t oh0 = r / tiles.cols * tile, ow0 = r % tiles.cols * tile;
+        const int64_t oh_n = std::min<int64_t>(tile, g.OH - oh0), ow_n = std::min<int64_t>(tile, g.OW - ow0);
+        for (int64_t j = 0; j < kn; ++j) {
+          float* y_k = y + (n * K + k0 + j) * out_plane + oh0 * g.OW + ow0;
+          const float b = bias ? bias[k0 + j] : 0.0f;
+          for (int64_t a = 0; a < oh_n; ++a)
+            for (int64_t e = 0; e < ow_n; ++e) y_k[a * g.OW + e] = out[(a * tile + e) * nr + j] + b;
+        }
+      }
+    }
+  });
+}
+
+std::atomic<int64_t> calls{0}, few_tiles_calls{0}, weight_calls{0};
 
 bool enabled() {
   static const bool on = [] {
@@ -250,6 +378,7 @@ bool enabled() {
 }  // namespace
 
 int64_t conv2d_winograd_calls() { return calls.load(); }
+int64_t conv2d_winograd_few_tiles_calls() { return few_tiles_calls.load(); }
 int64_t conv2d_winograd_weight_calls() { return weight_calls.load(); }
 
 bool conv2d_winograd_applies(const Conv2dGeometry& g) {
@@ -257,16 +386,21 @@ bool conv2d_winograd_applies(const Conv2dGeometry& g) {
   return enabled() && uk && uk->nr <= kMaxNr && matmul_precision() == Precision::FP32 &&
          g.KH == 3 && g.KW == 3 && g.stride_h == 1 && g.stride_w == 1 && g.dil_h == 1 &&
          g.dil_w == 1 && g.groups == 1 && g.pad_h <= 2 && g.pad_w <= 2 && g.C >= min_channels(uk->nr) &&
-         g.K >= min_channels(uk->nr) && winograd_tile(g, uk->nr) != 0;
+         g.K >= min_channels(uk->nr) && winograd_plan(g, uk->nr).tile != 0;
 }
 
 void conv2d_winograd_forward(const Conv2dGeometry& g, const float* x, const float* w,
                              const float* bias, float* y) {
   calls.fetch_add(1, std::memory_order_relaxed);
   const GemmMicroKernel& uk = *active_gemm_microkernel();
+  const Plan plan = winograd_plan(g, uk.nr);
+  if (plan.few_tiles) {
+    few_tiles_calls.fetch_add(1, std::memory_order_relaxed);
+    return forward_few_tiles(g, plan.tile, x, w, bias, y);
+  }
   const int mr = uk.mr, nr = uk.nr;
   const int64_t C = g.C, K = g.K, K_pad = round_up(K, mr);
-  const int tile = winograd_tile(g, nr), side = tile + 2, points = side * side;
+  const int tile = plan.tile, side = tile + 2, points = side * side;
   const Tiles tiles(g, tile);
 
   // U packed as the micro-kernel's A panels, per point xi and depth block [c0, c0 + kc):
@@ -276,21 +410,16 @@ void conv2d_winograd_forward(const Conv2dGeometry& g, const float* x, const floa
   // that the 36 streams of stores move forward together (a store per value into 36 planes
   // far apart made this transform most of a one-face layer's time).
   float* u = aligned_thread_scratch(static_cast<size_t>(points * K_pad * C), 9);
-  float G[6][3];
-  for (int a = 0; a < side; ++a)
-    for (int b = 0; b < 3; ++b) G[a][b] = static_cast<float>(kernel_transform(tile)[a][b]);
+  const FloatKernelTransform G(tile);
   parallel_for(K_pad / mr, 1, [&](int64_t p0, int64_t p1) {
-    float t[kMaxPoints][kMaxMr];
     for (int64_t p = p0; p < p1; ++p)
       for (int64_t c = 0; c < C; ++c) {
         const float* g0 = w + (p * mr * C + c) * 9;
         const int n = static_cast<int>(std::min<int64_t>(mr, K - p * mr));
-        if (mr == 4) transform_kernels<4>(tile, G, g0, C * 9, n, t);
-        else transform_kernels<kMaxMr>(tile, G, g0, C * 9, n, t);
         const int64_t c0 = c / kDepthBlock * kDepthBlock, kc = std::min(kDepthBlock, C - c0);
         float* dst = u + c0 * K_pad + p * kc * mr + (c - c0) * mr;
-        for (int xi = 0; xi < points; ++xi)
-          for (int i = 0; i < mr; ++i) dst[xi * K_pad * C + i] = t[xi][i];
+        if (mr == 4) transform_kernels<4>(tile, G.G, g0, C * 9, n, dst, K_pad * C);
+        else transform_kernels<kMaxMr>(tile, G.G, g0, C * 9, n, dst, K_pad * C);
       }
   });
   const int64_t Wp = tiles.cols * tile + 2, padded = (tiles.rows * tile + 2) * Wp;
@@ -359,11 +488,12 @@ constexpr double kMaxChannelPadding = 1.125;
 
 bool conv2d_winograd_weight_applies(const Conv2dGeometry& g) {
   const GemmMicroKernel* uk = active_gemm_microkernel();
-  if (!conv2d_winograd_applies(g) || g.C % uk->mr != 0 ||  // A rows in place: whole panels of C
+  if (!conv2d_winograd_applies(g) || winograd_plan(g, uk->nr).few_tiles ||
+      g.C % uk->mr != 0 ||  // A rows in place: whole panels of C
       static_cast<double>(round_up(g.K, uk->nr)) > kMaxChannelPadding * static_cast<double>(g.K))
     return false;
   // The output-gradient transform gathers with 32-bit offsets across one image's channels.
-  const Tiles tiles(g, winograd_tile(g, uk->nr));
+  const Tiles tiles(g, winograd_plan(g, uk->nr).tile);
   return round_up(g.K, uk->nr) * tiles.rows * tiles.side * tiles.cols * tiles.side < (int64_t{1} << 31);
 }
 
@@ -374,7 +504,7 @@ void conv2d_winograd_backward_weight(const Conv2dGeometry& g, const float* dy, c
   const VectorKernels& vk = *active_vector_kernels();
   const int mr = uk.mr, nr = uk.nr;
   const int64_t C = g.C, K = g.K, K_pad = round_up(K, nr), panels = K_pad / nr;
-  const int tile = winograd_tile(g, nr), side = tile + 2, points = side * side;
+  const int tile = winograd_plan(g, nr).tile, side = tile + 2, points = side * side;
   const Tiles tiles(g, tile);
   const int64_t Wp = tiles.cols * tile + 2, padded = (tiles.rows * tile + 2) * Wp;
   const float* xpad = pad_batch(g, tiles, x);

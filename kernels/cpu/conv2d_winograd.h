@@ -11,14 +11,16 @@ namespace fer::cpu {
 // group, padding at most 2, fp32 products, a vector kernel set, at least 32 channels in and out
 // under avx2 (64 under avx512), output tiles (4x4, else 2x2) that overhang the map by at most
 // half, and at least one and a half panels of the micro-kernel of tiles in the batch (one face:
-// its 48x48 and 24x24 layers under avx2): where it measured faster than the direct convolution.
+// its 48x48 and 24x24 layers under avx2), or fewer 4x4 tiles (one face's 12x12 layers), whose
+// products run transposed: where it measured faster than the direct convolution.
 // FER_WINOGRAD=0 in the environment turns it off (for comparisons; read once).
 bool conv2d_winograd_applies(const Conv2dGeometry& g);
 
 void conv2d_winograd_forward(const Conv2dGeometry& g, const float* x, const float* w,
                              const float* bias, float* y);
 
-// The weight gradient on the same transforms, where conv2d_winograd_applies(), with the input
+// The weight gradient on the same transforms, where conv2d_winograd_applies() with enough tiles
+// for the untransposed products, with the input
 // channels a multiple of the micro-kernel's rows and the output channels padded by at most an
 // eighth to whole panels (64 channels under avx2, 128 and 256 under avx512).
 bool conv2d_winograd_weight_applies(const Conv2dGeometry& g);
@@ -28,6 +30,7 @@ void conv2d_winograd_backward_weight(const Conv2dGeometry& g, const float* dy, c
 // How many forward convolutions (input gradients included) and weight gradients the Winograd
 // path has run in this process (the tests check that the op cases meant for it reach it).
 int64_t conv2d_winograd_calls();
+int64_t conv2d_winograd_few_tiles_calls();  // of those, with the products transposed
 int64_t conv2d_winograd_weight_calls();
 
 }  // namespace fer::cpu

@@ -42,6 +42,7 @@ struct GemmMicroKernel {
 // waste most of a tile and all of the packing, and the depthwise convolution.
 struct VectorKernels {
   const char* isa;
+  int width;  // floats per vector
   float (*dot)(int64_t n, const float* x, const float* y);        // sum x[i] * y[i]
   void (*axpy)(int64_t n, float a, const float* x, float* y);      // y[i] += a * x[i]
   // y[q] = sum over t < taps of w[t] * x[q + offsets[t]], q < len
@@ -57,6 +58,9 @@ struct VectorKernels {
   void (*winograd_input)(int tile, const float* base, const int32_t* offsets, int lanes, int64_t C,
                          int64_t channel_stride, int64_t row_stride, float* v);
   void (*winograd_output)(int tile, const float* m, int64_t point_stride, int lanes, float* out);
+  //   winograd_kernels: U = G g G^T of one vector's width of 3x3 kernels, lane i the kernel at
+  //                    g + i * stride (zero lanes from n on); writes u[xi * point_stride + i].
+  void (*winograd_kernels)(int tile, const float* g, int64_t stride, int n, float* u, int64_t point_stride);
   //   winograd_grad:   dM = A dY A^T of n_tiles output-gradient tiles, vectorised over output
   //                    channels: tile t's M x M window of channel k at base + tile_offsets[t] +
   //                    k * k_stride + a * row_stride + b; writes

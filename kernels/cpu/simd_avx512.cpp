@@ -33,6 +33,13 @@ struct Avx512 {
   static V load_n(const float* p, int n) { return _mm512_maskz_loadu_ps(lanes(n), p); }
   static void store_n(float* p, V v, int n) { _mm512_mask_storeu_ps(p, lanes(n), v); }
   static __mmask16 lanes(int n) { return static_cast<__mmask16>((1u << n) - 1u); }
+  // The nine values of sixteen 3x3 kernels (kernel i at g + i * stride), d[e] holding value e
+  // of each in its lanes: a gather per value.
+  static void taps9(const float* g, int64_t stride, V* d) {
+    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                           _mm512_set1_epi32(static_cast<int>(stride)));
+    for (int e = 0; e < 9; ++e) d[e] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), 0xFFFF, idx, g + e, 4);
+  }
 };
 // VDPBF16PS done with AVX-512F: a bfloat16 is the high half of a float, so the odd elements of
 // a pair are the words masked to their high halves and the even ones the words shifted left by
@@ -62,8 +69,8 @@ GemmMicroKernel gemm_microkernel_avx512() {
   return {"avx512", 8, 3 * 16, gemm_microkernel<Avx512, 8, 3>};
 }
 
-VectorKernels vector_kernels_avx512() { return {"avx512", dot<Avx512>, axpy<Avx512>, taps_sum<Avx512>,
-                                                       winograd_input<Avx512>, winograd_output<Avx512>,
+VectorKernels vector_kernels_avx512() { return {"avx512", Avx512::width, dot<Avx512>, axpy<Avx512>, taps_sum<Avx512>,
+                                                       winograd_input<Avx512>, winograd_output<Avx512>, winograd_kernels<Avx512>,
                                                    winograd_grad<Avx512>}; }
 
 ConvWeightGradKernel conv_weight_grad_kernel_avx512() {

@@ -288,6 +288,63 @@ void winograd_grad_tiles(const float* base, const int64_t* tile_offsets, int n_t
     }
 }
 
+// r = G d over 3 vectors (the kernel transform, one column or row of a 3x3 kernel), G's zeros
+// and repeated entries exploited. F(4, 3): r0 = d0/4, r1,2 = -(d0+d2)/6 -+ d1/6,
+// r3,4 = d0/24 + d2/6 +- d1/12, r5 = d2; F(2, 3): r0 = d0, r1,2 = (d0+d2)/2 +- d1/2, r3 = d2.
+template <class S, int M>
+void winograd_kernel_1d(const typename S::V* d, typename S::V* r) {
+  using V = typename S::V;
+  if constexpr (M == 2) {
+    const V half = S::broadcast(0.5f);
+    const V e = S::mul(half, S::add(d[0], d[2])), o = S::mul(half, d[1]);
+    r[0] = d[0];
+    r[1] = S::add(e, o);
+    r[2] = S::sub(e, o);
+    r[3] = d[2];
+  } else {
+    const V e = S::mul(S::broadcast(-1.0f / 6), S::add(d[0], d[2])), o = S::mul(S::broadcast(1.0f / 6), d[1]);
+    const V f = S::fmadd(S::broadcast(1.0f / 24), d[0], S::mul(S::broadcast(1.0f / 6), d[2]));
+    const V h = S::mul(S::broadcast(1.0f / 12), d[1]);
+    r[0] = S::mul(S::broadcast(0.25f), d[0]);
+    r[1] = S::sub(e, o);
+    r[2] = S::add(e, o);
+    r[3] = S::add(f, h);
+    r[4] = S::sub(f, h);
+    r[5] = d[2];
+  }
+}
+
+// U = G g G^T of one vector's width of 3x3 kernels side by side, lane i holding the kernel at
+// g + i * stride (zero lanes from n on): writes u[xi * point_stride + i] for the (M + 2)^2 points
+// xi. The kernels' nine values come into the lanes by the set's taps9 (a transposition in
+// registers, or gathers), or through the stack when fewer than a vector's width are left.
+template <class S, int M>
+void winograd_kernel_tiles(const float* g, int64_t stride, int n, float* u, int64_t point_stride) {
+  using V = typename S::V;
+  constexpr int W = S::width, A = M + 2;
+  V taps[9];
+  if (n == W) {
+    S::taps9(g, stride, taps);
+  } else {
+    alignas(64) float in[9][W];
+    for (int i = 0; i < W; ++i)
+      for (int e = 0; e < 9; ++e) in[e][i] = i < n ? g[i * stride + e] : 0.0f;
+    for (int e = 0; e < 9; ++e) taps[e] = S::load(in[e]);
+  }
+  V t[A][3];  // G g, column by column
+  for (int j = 0; j < 3; ++j) {
+    const V d[3] = {taps[j], taps[3 + j], taps[6 + j]};
+    V r[A];
+    winograd_kernel_1d<S, M>(d, r);
+    for (int a = 0; a < A; ++a) t[a][j] = r[a];
+  }
+  for (int a = 0; a < A; ++a) {  // (G g) G^T, row by row
+    V r[A];
+    winograd_kernel_1d<S, M>(t[a], r);
+    for (int b = 0; b < A; ++b) S::store(u + (a * A + b) * point_stride, r[b]);
+  }
+}
+
 // The VectorKernels entries: the tile size M (4 or 2) chosen at run time.
 template <class S>
 void winograd_input(int tile, const float* base, const int32_t* offsets, int lanes, int64_t C,
@@ -300,6 +357,12 @@ template <class S>
 void winograd_output(int tile, const float* m, int64_t point_stride, int lanes, float* out) {
   if (tile == 2) return winograd_output_tiles<S, 2>(m, point_stride, lanes, out);
   winograd_output_tiles<S, 4>(m, point_stride, lanes, out);
+}
+
+template <class S>
+void winograd_kernels(int tile, const float* g, int64_t stride, int n, float* u, int64_t point_stride) {
+  if (tile == 2) return winograd_kernel_tiles<S, 2>(g, stride, n, u, point_stride);
+  winograd_kernel_tiles<S, 4>(g, stride, n, u, point_stride);
 }
 
 template <class S>

@@ -329,6 +329,16 @@ std::vector<OpCase> all_op_cases() {
        conv_opts(1, 1, 1, 1), false);
   conv("3x3 Winograd F(2x2) 64->70, 5x5 pad 1", {22, 64, 5, 5}, {70, 64, 3, 3}, false,
        conv_opts(1, 1, 1, 1), false);
+  // Fewer tiles than one and a half panels (one face's 12x12 layers): the products transposed,
+  // tiles as the micro-kernel's rows (9 and 27 tiles: partly empty last panels; 27 in two groups
+  // of the input transform under avx2), output channels that end inside a vector (70, and 64 for
+  // the input gradient of the second), three images, and more input channels than one depth
+  // block of the transposed products (130: two under avx2, four under avx512). The weight
+  // gradient takes the direct convolution.
+  conv("3x3 Winograd few tiles 64->70, 12x12 pad 1 + bias (one face)", {1, 64, 12, 12}, {70, 64, 3, 3}, true,
+       conv_opts(1, 1, 1, 1), false);
+  conv("3x3 Winograd few tiles 130->64, 11x10 pad 1", {3, 130, 11, 10}, {64, 130, 3, 3}, false,
+       conv_opts(1, 1, 1, 1), false);
   conv("1x1 stride 2", img, {7, 5, 1, 1}, false, conv_opts(2, 2, 0, 0));
   conv("fer first layer", {4, 1, 48, 48}, {32, 1, 3, 3}, false, conv_opts(1, 1, 1, 1), false);
   // One image, fewer than the threads: one-face inference, whose direct convolution splits the
