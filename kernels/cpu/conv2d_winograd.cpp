@@ -22,9 +22,10 @@
 // Per block of NR tiles (one thread each): input transform -> 36 x (Kpad/MR) micro-kernel calls
 // of depth C -> output transform. A block's V and M (36 x C x NR and 36 x K x NR floats) stay in
 // L2; U (36 x K x C) is read once per block. The batch is zero-padded once so that every tile
-// reads a whole 6x6 window; the transforms (simd_kernels.h, per kernel set) gather one value of
-// each of a vector's tiles at a time and keep the tiles in the vector's lanes, so that V comes
-// out in the B panel's layout and M is read as it lies.
+// reads a whole 6x6 window; the transforms (simd_kernels.h, per kernel set) keep a vector's
+// tiles in its lanes (the input transform loads each tile's window rows and transposes them into
+// columns under avx2, gathers them under avx512), so that V comes out in the B panel's layout
+// and M is read as it lies.
 //
 // The arithmetic: 36 products per 16 outputs against 144, so 4x fewer multiplications in the
 // products (fewer at map sizes that are not multiples of 4, whose last tiles are partly
@@ -238,13 +239,14 @@ struct TileOutputs {
 
 // The batch zero-padded once so that every tile reads a whole (tile + 2)^2 window without bounds
 // checks: pad_h / pad_w rows and columns before the map, and after it as many as the last tiles
-// need. Rows of tiles.cols * tile + 2 floats, planes of (tiles.rows * tile + 2) rows. In the
+// need (and kWinogradInputSlack floats after the last plane, which the transform may read and
+// never uses). Rows of tiles.cols * tile + 2 floats, planes of (tiles.rows * tile + 2) rows. In the
 // calling thread's scratch (slot 5): written here, read by every thread of the caller's loop.
 // Only the border is zeroed; the map is copied over the rest.
 const float* pad_batch(const Conv2dGeometry& g, const Tiles& tiles, const float* x) {
   const int64_t Hp = tiles.rows * tiles.side + 2, Wp = tiles.cols * tiles.side + 2, padded = Hp * Wp;
   const int64_t plane = g.H * g.W, right = Wp - g.pad_w - g.W;
-  float* xpad = aligned_thread_scratch(static_cast<size_t>(g.N * g.C * padded), 5);
+  float* xpad = aligned_thread_scratch(static_cast<size_t>(g.N * g.C * padded + kWinogradInputSlack), 5);
   parallel_for(g.N * g.C, 16, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
       float* dst = xpad + i * padded;

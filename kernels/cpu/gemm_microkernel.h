@@ -53,6 +53,8 @@ struct VectorKernels {
   //   winograd_input:  V = B^T d B of every channel c < C, where tile j's A x A window d is at
   //                    base + offsets[j] + c * channel_stride + a * row_stride + b (a, b < A);
   //                    writes v[(xi * C + c) * lanes + j] for the A*A points xi = a * A + b.
+  //                    Reads up to 8 floats from each window row's start: 8 - A past its end,
+  //                    which must be readable (kWinogradInputSlack past the last window).
   //   winograd_output: Y = A^T M A of one output channel, M's point xi for tile j at
   //                    m[xi * point_stride + j]; writes out[(a * M + b) * lanes + j], a, b < M.
   void (*winograd_input)(int tile, const float* base, const int32_t* offsets, int lanes, int64_t C,
@@ -76,6 +78,9 @@ struct VectorKernels {
 // PackedA hold KC steps of k.
 constexpr int64_t gemm_depth_block(int nr) { return 6144 / nr; }
 constexpr int64_t kMaxGemmDepthBlock = 256;
+
+// Floats winograd_input may read past the end of the last window's rows (see above).
+constexpr int64_t kWinogradInputSlack = 8;
 
 // The micro-kernel and vector loops of the active fp32 kernel set (isa.h); null under the
 // scalar set, whose callers take their reference paths.

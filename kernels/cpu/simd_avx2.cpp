@@ -31,12 +31,8 @@ struct Avx2 {
   static __m256i lanes(int n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   }
-  // The nine values of eight 3x3 kernels (kernel i at g + i * stride), d[e] holding value e of
-  // each in its lanes: the first eight of each kernel transposed 8x8 in registers, the ninth
-  // inserted (a gather, or a round trip through memory, costs several times more on AMD cores).
-  static void taps9(const float* g, int64_t stride, V* d) {
-    V r[8];
-    for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(g + i * stride);
+  // r[i][j] <-> r[j][i]: the 8x8 floats of eight registers transposed in registers.
+  static void transpose8(V* r) {
     const V t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
     const V t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
     const V t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
@@ -45,14 +41,30 @@ struct Avx2 {
     const V s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
     const V s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
     const V s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-    d[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
-    d[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
-    d[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
-    d[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
-    d[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
-    d[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
-    d[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
-    d[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+    r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+    r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+    r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+    r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+    r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+    r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+    r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+    r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+  }
+  // d[b] = (p[idx[0] + b], ..., p[idx[7] + b]) for b < count <= 8: the first floats of eight
+  // rows, each lane's row in its lane, by eight row loads and a transposition (eight floats read
+  // per row: the caller leaves 8 - count floats readable past each). A gather per column costs
+  // several times more on AMD cores.
+  static void columns(const float* p, const int32_t* idx, int count, V* d) {
+    V r[8];
+    for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(p + idx[i]);
+    transpose8(r);
+    for (int b = 0; b < count; ++b) d[b] = r[b];
+  }
+  // The nine values of eight 3x3 kernels (kernel i at g + i * stride), d[e] holding value e of
+  // each in its lanes: the first eight of each kernel transposed, the ninth inserted.
+  static void taps9(const float* g, int64_t stride, V* d) {
+    for (int i = 0; i < 8; ++i) d[i] = _mm256_loadu_ps(g + i * stride);
+    transpose8(d);
     d[8] = _mm256_setr_ps(g[8], g[stride + 8], g[2 * stride + 8], g[3 * stride + 8], g[4 * stride + 8],
                           g[5 * stride + 8], g[6 * stride + 8], g[7 * stride + 8]);
   }

@@ -33,6 +33,10 @@ struct Avx512 {
   static V load_n(const float* p, int n) { return _mm512_maskz_loadu_ps(lanes(n), p); }
   static void store_n(float* p, V v, int n) { _mm512_mask_storeu_ps(p, lanes(n), v); }
   static __mmask16 lanes(int n) { return static_cast<__mmask16>((1u << n) - 1u); }
+  // d[b] = (p[idx[0] + b], ..., p[idx[15] + b]) for b < count: a gather per column.
+  static void columns(const float* p, const int32_t* idx, int count, V* d) {
+    for (int b = 0; b < count; ++b) d[b] = gather(p + b, idx);
+  }
   // The nine values of sixteen 3x3 kernels (kernel i at g + i * stride), d[e] holding value e
   // of each in its lanes: a gather per value.
   static void taps9(const float* g, int64_t stride, V* d) {

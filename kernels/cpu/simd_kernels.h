@@ -195,11 +195,13 @@ void winograd_input_tiles(const float* base, const int32_t* offsets, int lanes, 
   for (int j = 0; j < lanes; j += W) {
     for (int64_t c = 0; c < C; ++c) {
       const float* window = base + c * channel_stride;
+      V d[A][A];  // d[a][b]: row a, column b of every lane's window
+      for (int a = 0; a < A; ++a) S::columns(window + a * row_stride, offsets + j, A, d[a]);
       V rows[A * A];  // B^T d, column by column
       for (int b = 0; b < A; ++b) {
-        V d[A], t[A];
-        for (int a = 0; a < A; ++a) d[a] = S::gather(window + a * row_stride + b, offsets + j);
-        winograd_input_1d<S, M>(d, t);
+        V col[A], t[A];
+        for (int a = 0; a < A; ++a) col[a] = d[a][b];
+        winograd_input_1d<S, M>(col, t);
         for (int r = 0; r < A; ++r) rows[r * A + b] = t[r];
       }
       for (int r = 0; r < A; ++r) {  // (B^T d) B, row by row
