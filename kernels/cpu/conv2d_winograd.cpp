@@ -110,22 +110,26 @@ struct FloatKernelTransform {
 };
 
 // dg = G^T du G: the gradient of a 3x3 kernel from the gradient of its transform (the adjoint of
-// transform_kernel).
-void transform_kernel_gradient(int tile, const double* du, float* dg) {
+// the kernel transform), for L kernels side by side (lane l: du[xi][l]; the loops over the lanes
+// vectorise), kernel l's nine values stored at dg + l * stride for l < n.
+template <int L>
+void transform_kernel_gradients(int tile, const double (*du)[L], int n, float* dg, int64_t stride) {
   const KernelTransform G = kernel_transform(tile);
   const int side = tile + 2;
-  double t[3][6];  // G^T du
+  double t[3][6][L];  // G^T du
   for (int i = 0; i < 3; ++i)
     for (int j = 0; j < side; ++j) {
-      double s = 0.0;
-      for (int a = 0; a < side; ++a) s += G[a][i] * du[a * side + j];
-      t[i][j] = s;
+      double s[L] = {};
+      for (int a = 0; a < side; ++a)
+        for (int l = 0; l < L; ++l) s[l] += G[a][i] * du[a * side + j][l];
+      for (int l = 0; l < L; ++l) t[i][j][l] = s[l];
     }
   for (int i = 0; i < 3; ++i)
     for (int j = 0; j < 3; ++j) {
-      double s = 0.0;
-      for (int b = 0; b < side; ++b) s += t[i][b] * G[b][j];
-      dg[i * 3 + j] = static_cast<float>(s);
+      double s[L] = {};
+      for (int b = 0; b < side; ++b)
+        for (int l = 0; l < L; ++l) s[l] += t[i][b][l] * G[b][j];
+      for (int l = 0; l < n; ++l) dg[l * stride + i * 3 + j] = static_cast<float>(s[l]);
     }
 }
 
@@ -565,17 +569,24 @@ void conv2d_winograd_backward_weight(const Conv2dGeometry& g, const float* dy, c
     }
   }
 
-  // dW[k, c] = G^T dU G, summing the threads' dU in thread order (deterministic per count).
-  parallel_for(K, 4, [&](int64_t k0, int64_t k1) {
-    double du[kMaxPoints];
-    for (int64_t k = k0; k < k1; ++k)
+  // dW[k, c] = G^T dU G, summing the threads' dU in thread order (deterministic per count), for
+  // eight output channels at a time: dU^T's rows hold them side by side (K_pad, a multiple of
+  // NR, leaves no partial eight to read).
+  constexpr int kLanes = 8;
+  parallel_for((K + kLanes - 1) / kLanes, 1, [&](int64_t b0, int64_t b1) {
+    double du[kMaxPoints][kLanes];
+    for (int64_t k0 = b0 * kLanes; k0 < b1 * kLanes; k0 += kLanes)
       for (int64_t c = 0; c < C; ++c) {
         for (int xi = 0; xi < points; ++xi) {
-          double s = 0.0;
-          for (int t = 0; t < threads; ++t) s += partial[t * part + (xi * C + c) * K_pad + k];
-          du[xi] = s;
+          double s[kLanes] = {};
+          for (int t = 0; t < threads; ++t) {
+            const float* p = partial.data() + t * part + (xi * C + c) * K_pad + k0;
+            for (int l = 0; l < kLanes; ++l) s[l] += p[l];
+          }
+          for (int l = 0; l < kLanes; ++l) du[xi][l] = s[l];
         }
-        transform_kernel_gradient(tile, du, dw + (k * C + c) * 9);
+        const int n = static_cast<int>(std::min<int64_t>(kLanes, K - k0));
+        transform_kernel_gradients<kLanes>(tile, du, n, dw + (k0 * C + c) * 9, C * 9);
       }
   });
   if (dbias)
