@@ -7,7 +7,9 @@ running the same cases (same shapes, same network, same thread count), in one ru
 Prints one row per case: our time, PyTorch's time, and ours/PyTorch as a speed ratio (>1 means
 we are faster), in fp32 and in bf16 (ours with FER_PRECISION=bf16, PyTorch under
 torch.autocast("cpu", dtype=torch.bfloat16)), and our GFLOP/s as a share of the machine's
-measured FMA peak (BM_fma_peak). Run through scripts/bench.sh, which installs python3-torch.
+measured FMA peak (BM_fma_peak); each inference row again against PyTorch's deployment mode
+(TorchScript frozen, optimize_for_inference), fp32. Run through scripts/bench.sh, which installs
+python3-torch.
 --device cuda compares the GPU instead: our build/bench_kernels "cuda/..." cases against PyTorch
 eager on the GPU (cuDNN autotuning on, TF32 off on both sides); needs a CUDA build of PyTorch.
 """
@@ -106,6 +108,28 @@ def network_cases(out, name, model, x, train=True):
         for n in (1, 64):
             xi = x[:n].clone()
             out[f"BM_{name}inference/{n}"] = timeit(lambda: model(xi))
+        if DEVICE == "cpu" and not torch.is_autocast_cpu_enabled():
+            for n, t in frozen_inference(model, x).items():
+                out[f"BM_{name}inference/{n}{FROZEN}"] = t
+
+
+FROZEN = " (PyTorch frozen)"  # the suffix of the frozen-inference reference rows
+
+
+def frozen_inference(model, x):
+    """PyTorch's deployment mode for CPU inference: TorchScript, frozen (weights as constants,
+    batchnorm folded into the convolutions) and optimize_for_inference (oneDNN's prepacked
+    weights): {batch: seconds} at batch 1 and 64, or {} where this PyTorch cannot script it."""
+    try:
+        frozen = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.script(model)))
+    except Exception as e:  # noqa: BLE001 (any scripting failure: report it, keep the eager rows)
+        print(f"PyTorch cannot freeze this network here: {e}", file=sys.stderr)
+        return {}
+    times = {}
+    for n in (1, 64):
+        xi = x[:n].clone()
+        times[n] = timeit(lambda: frozen(xi))
+    return times
 
 
 def pytorch_cases(bf16=False):
@@ -274,6 +298,10 @@ def main():
                 if len(cells) == 4:
                     cells.append(thr)
             lines.append("| " + " | ".join(cells) + " |")
+            ref = theirs.get(name + FROZEN)
+            if ref:  # the same inference against PyTorch's frozen TorchScript (fp32)
+                lines.append(f"| {name}, against PyTorch frozen TorchScript | {t * 1e3:.3f} ms | "
+                             f"{ref * 1e3:.3f} ms | {ref / t:.2f}x | | - | - | - |")
     else:
         lines = [f"GPU benchmark, {date.today()}, {torch.cuda.get_device_name()}; PyTorch {torch.__version__} "
                  f"eager (cuDNN {torch.backends.cudnn.version()}, benchmark mode, TF32 off), batch 64",

@@ -7,8 +7,8 @@ Each round times our step in fp32 and bf16 (build/bench_cpu's BM_train_step with
 and PyTorch's outside and under torch.autocast("cpu", dtype=torch.bfloat16), one right after the
 other, and prints the four times and the two ratios. On a shared, noisy host the rounds show how
 far one side-by-side table (bench_vs_pytorch.py) can be trusted. --face times one-face inference
-instead (BM_inference/1 against PyTorch's eval-mode forward of one face under no_grad), in fp32:
-the CPU-kernels issue's latency bar.
+instead (BM_inference/1 against PyTorch's eval-mode forward of one face under no_grad, and
+against its frozen TorchScript), in fp32: the CPU-kernels issue's latency bar.
 """
 import argparse
 import json
@@ -28,9 +28,11 @@ def ours(build, threads, precision, case="BM_train_step"):
 
 
 def their_face():
+    """PyTorch's one-face latency in ms: eager (no_grad) and frozen TorchScript (None if it cannot)."""
     out = {}
     bench.network_cases(out, "", bench.fer_vgg_small(), torch.randn(64, 1, 48, 48), train=False)
-    return out["BM_inference/1"] * 1000.0
+    frozen = out.get("BM_inference/1" + bench.FROZEN)
+    return out["BM_inference/1"] * 1000.0, frozen * 1000.0 if frozen else None
 
 
 def theirs(bf16):
@@ -55,9 +57,10 @@ def main():
     torch.set_num_threads(args.threads)
     for r in range(args.rounds):
         if args.face:
-            o, t = ours(args.build, args.threads, "fp32", "BM_inference/1/"), their_face()
+            o, (t, f) = ours(args.build, args.threads, "fp32", "BM_inference/1/"), their_face()
+            frozen = f" | PyTorch frozen TorchScript {f:.2f} ms (ours {o / f:.2f}x)" if f else ""
             print(f"round {r + 1}: one face ours {o:.2f} ms, PyTorch {t:.2f} ms (ours {o / t:.2f}x "
-                  f"PyTorch's latency)", flush=True)
+                  f"PyTorch's latency){frozen}", flush=True)
             continue
         o32, t32 = ours(args.build, args.threads, "fp32"), theirs(False)
         if args.fp32:
