@@ -372,7 +372,8 @@ TEST_CASE("CPU kernel sets: every op case under each supported set matches the s
 // (those named "(avx2: Winograd)" under avx2, whose thresholds are lower), forward and input
 // gradient, or the check above would compare the direct convolution twice.
 // (The weight gradient takes it where input channels fill whole micro-kernel rows and output
-// channels nearly whole panels: three of these cases under avx512, seven under avx2.)
+// channels whole panels but for an eighth under avx512 (three of these cases), half under avx2
+// (most of them).)
 TEST_CASE("CPU kernel sets: the Winograd op cases run the Winograd convolution") {
   int cases = 0;
   std::map<std::string, int> weight_cases;  // per kernel set

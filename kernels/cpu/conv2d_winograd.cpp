@@ -488,15 +488,16 @@ void conv2d_winograd_forward(const Conv2dGeometry& g, const float* x, const floa
 // 128 -> 128 at 12x12 1.5x, 256 -> 256 at 6x6 1.1x, 64 -> 64 at 24x24 even (its output channels
 // padded from 64 to the panel width's 96, and the output-gradient transform gathers across
 // channels); on Zen 3 (avx2, NR = 24: 64 padded to 72 only) 64 -> 64 at 24x24 1.6-1.9x
-// (33-42 -> 21-24 ms). So it is taken where whole panels of output channels add at most an
-// eighth to them.
-constexpr double kMaxChannelPadding = 1.125;
+// (33-42 -> 21-24 ms); on a Zen 1-class EPYC (avx2) 32 -> 32 at 48x48, its 32 channels padded to
+// 48, 49-52 -> 38-42 ms. So it is taken where whole panels of output channels add at most half
+// to them under avx2, an eighth under avx512 (whose 1.5x measured even).
+double max_channel_padding(int64_t nr) { return nr <= 24 ? 1.5 : 1.125; }
 
 bool conv2d_winograd_weight_applies(const Conv2dGeometry& g) {
   const GemmMicroKernel* uk = active_gemm_microkernel();
   if (!conv2d_winograd_applies(g) || winograd_plan(g, uk->nr).few_tiles ||
       g.C % uk->mr != 0 ||  // A rows in place: whole panels of C
-      static_cast<double>(round_up(g.K, uk->nr)) > kMaxChannelPadding * static_cast<double>(g.K))
+      static_cast<double>(round_up(g.K, uk->nr)) > max_channel_padding(uk->nr) * static_cast<double>(g.K))
     return false;
   // The output-gradient transform gathers with 32-bit offsets across one image's channels.
   const Tiles tiles(g, winograd_plan(g, uk->nr).tile);

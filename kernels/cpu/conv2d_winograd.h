@@ -20,9 +20,9 @@ void conv2d_winograd_forward(const Conv2dGeometry& g, const float* x, const floa
                              const float* bias, float* y);
 
 // The weight gradient on the same transforms, where conv2d_winograd_applies() with enough tiles
-// for the untransposed products, with the input
-// channels a multiple of the micro-kernel's rows and the output channels padded by at most an
-// eighth to whole panels (64 channels under avx2, 128 and 256 under avx512).
+// for the untransposed products, with the input channels a multiple of the micro-kernel's rows
+// and the output channels padded to whole panels by at most half under avx2 (32 channels and
+// up), an eighth under avx512 (128 and 256).
 bool conv2d_winograd_weight_applies(const Conv2dGeometry& g);
 void conv2d_winograd_backward_weight(const Conv2dGeometry& g, const float* dy, const float* x,
                                      float* dw, float* dbias);
