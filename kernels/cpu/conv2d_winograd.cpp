@@ -79,10 +79,11 @@ KernelTransform kernel_transform(int tile) {
 }
 
 // u[xi * point_stride + i] = (G g_i G^T)[xi] for the 3x3 kernels g_i at g + i * stride, i < n,
-// and zero for n <= i < Lanes: Lanes kernels side by side, in float, each point's lanes one short
-// vector, stored where the products read them (an A panel's MR kernels, or eight of a B panel's
-// NR). The forward's kernel transform per call, which at one face costs about a quarter of the
-// products' multiply-adds. G is kernel_transform(tile) in float, converted once per call.
+// and zero for n <= i < Lanes: the MR kernels of one A panel side by side, in float, each point's
+// lanes one short vector, stored where the panel keeps them. The forward's kernel transform per
+// call, which at one face costs about a quarter of the products' multiply-adds. G is
+// kernel_transform(tile) in float, converted once per call. (The transposed products' B panels,
+// a vector's width of kernels at a time, take the kernel set's winograd_kernels instead.)
 template <int Lanes>
 void transform_kernels(int tile, const float (*G)[3], const float* g, int64_t stride, int n, float* u,
                        int64_t point_stride) {
@@ -171,9 +172,10 @@ constexpr double kMaxTileWaste = 1.5;
 // transform was vectorised (Zen 3): 36 tiles 0.73 against 0.32 ms, 144 tiles 1.3-2.1x faster.
 // With fewer tiles the products run transposed (forward_few_tiles), in F(4, 3) only: one face on
 // the Zen 1-class EPYC (2 threads), 128 -> 128 at 12x12 0.69-0.71 -> 0.50 ms, 64 -> 128 0.35 ->
-// 0.26 ms; in F(2, 3) at 6x6 slower than the direct convolution (128 -> 256: 0.39 against 0.43
-// ms, its kernel transform a third of its products), and at 24x24 (36 tiles) even with the path
-// above.
+// 0.26 ms (0.72 -> 0.52 and 0.37 -> 0.28 inside the network, its weights colder); in F(2, 3) at
+// 6x6 no clear gain over the direct convolution (256 -> 256 0.69-0.71 against 0.75-0.86 ms,
+// 128 -> 256 0.40 against 0.37-0.42: the kernel transform a third of the products), and at
+// 24x24 (36 tiles) even with the path above.
 constexpr double kMinPanelsOfTiles = 1.5;
 
 // How a geometry runs: the output tile side (4 where its tiles fit the map well enough, else 2;
