@@ -210,11 +210,14 @@ void train_step(benchmark::State& state, const std::string& name, const ModelCon
   state.counters["images/s"] = benchmark::Counter(static_cast<double>(N), benchmark::Counter::kIsIterationInvariantRate);
 }
 
-void inference(benchmark::State& state, const std::string& name, const ModelConfig& config) {
+// Inference in eval mode, or frozen (Module::freeze_for_inference, as the apps run it: the
+// kernels' Winograd transforms kept from call to call), against PyTorch's frozen TorchScript.
+void inference(benchmark::State& state, const std::string& name, const ModelConfig& config, bool frozen = false) {
   const int64_t N = state.range(0);
   manual_seed(1);
   auto model = create_model(name, config);
   model->eval();
+  if (frozen) model->freeze_for_inference();
   Tensor x = random({N, 1, 48, 48}, 1);
   NoGradGuard no_grad;
   for (auto _ : state) benchmark::DoNotOptimize(model->forward(x).data());
@@ -233,12 +236,16 @@ BENCHMARK(BM_train_step)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime()-
 
 void BM_inference(benchmark::State& state) { inference(state, "fer_vgg_small", {}); }
 BENCHMARK(BM_inference)->Arg(1)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
+void BM_inference_frozen(benchmark::State& state) { inference(state, "fer_vgg_small", {}, true); }
+BENCHMARK(BM_inference_frozen)->Arg(1)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 void BM_mobilenet_v2_96_train_step(benchmark::State& state) { train_step(state, "mobilenet_v2", mobilenet_96()); }
 BENCHMARK(BM_mobilenet_v2_96_train_step)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(3.0);
 
 void BM_mobilenet_v2_96_inference(benchmark::State& state) { inference(state, "mobilenet_v2", mobilenet_96()); }
 BENCHMARK(BM_mobilenet_v2_96_inference)->Arg(1)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
+void BM_mobilenet_v2_96_inference_frozen(benchmark::State& state) { inference(state, "mobilenet_v2", mobilenet_96(), true); }
+BENCHMARK(BM_mobilenet_v2_96_inference_frozen)->Arg(1)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 

@@ -7,8 +7,9 @@ running the same cases (same shapes, same network, same thread count), in one ru
 Prints one row per case: our time, PyTorch's time, and ours/PyTorch as a speed ratio (>1 means
 we are faster), in fp32 and in bf16 (ours with FER_PRECISION=bf16, PyTorch under
 torch.autocast("cpu", dtype=torch.bfloat16)), and our GFLOP/s as a share of the machine's
-measured FMA peak (BM_fma_peak); each inference row again against PyTorch's deployment mode
-(TorchScript frozen, optimize_for_inference), fp32. Run through scripts/bench.sh, which installs
+measured FMA peak (BM_fma_peak); our frozen inference (BM_*_inference_frozen: the model after
+freeze_for_inference(), as the apps run it) against PyTorch's deployment mode (TorchScript
+frozen, optimize_for_inference), fp32. Run through scripts/bench.sh, which installs
 python3-torch.
 --device cuda compares the GPU instead: our build/bench_kernels "cuda/..." cases against PyTorch
 eager on the GPU (cuDNN autotuning on, TF32 off on both sides); needs a CUDA build of PyTorch.
@@ -114,6 +115,7 @@ def network_cases(out, name, model, x, train=True):
 
 
 FROZEN = " (PyTorch frozen)"  # the suffix of the frozen-inference reference rows
+FROZEN_OURS = "_frozen"  # ours frozen (Module::freeze_for_inference): BM_inference_frozen/1 against BM_inference/1 (PyTorch frozen)
 
 
 def frozen_inference(model, x):
@@ -291,6 +293,11 @@ def main():
             thr = ", ".join(f"{v:.1f} {k}" for k, v in c.items() if k != "label")
             if peak and "GFLOP/s" in c:
                 thr += f" ({100 * c['GFLOP/s'] / peak:.0f}%)"
+            if FROZEN_OURS in name:  # frozen against frozen (fp32)
+                ref = theirs.get(name.replace(FROZEN_OURS, "") + FROZEN)
+                lines.append(f"| {name}, against PyTorch frozen TorchScript | {t * 1e3:.3f} ms | "
+                             + (f"{ref * 1e3:.3f} ms | {ref / t:.2f}x" if ref else "- | -") + f" | {thr} | - | - | - |")
+                continue
             cells = [name]
             for ours_t, ref in ((t, theirs.get(name)), (mine16.get(name), theirs16.get(name))):
                 cells += [f"{ours_t * 1e3:.3f} ms" if ours_t else "-", f"{ref * 1e3:.3f} ms" if ref else "-",
@@ -298,10 +305,6 @@ def main():
                 if len(cells) == 4:
                     cells.append(thr)
             lines.append("| " + " | ".join(cells) + " |")
-            ref = theirs.get(name + FROZEN)
-            if ref:  # the same inference against PyTorch's frozen TorchScript (fp32)
-                lines.append(f"| {name}, against PyTorch frozen TorchScript | {t * 1e3:.3f} ms | "
-                             f"{ref * 1e3:.3f} ms | {ref / t:.2f}x | | - | - | - |")
     else:
         lines = [f"GPU benchmark, {date.today()}, {torch.cuda.get_device_name()}; PyTorch {torch.__version__} "
                  f"eager (cuDNN {torch.backends.cudnn.version()}, benchmark mode, TF32 off), batch 64",

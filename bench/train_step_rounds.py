@@ -8,7 +8,8 @@ and PyTorch's outside and under torch.autocast("cpu", dtype=torch.bfloat16), one
 other, and prints the four times and the two ratios. On a shared, noisy host the rounds show how
 far one side-by-side table (bench_vs_pytorch.py) can be trusted. --face times one-face inference
 instead (BM_inference/1 against PyTorch's eval-mode forward of one face under no_grad, and
-against its frozen TorchScript), in fp32: the CPU-kernels issue's latency bar.
+BM_inference_frozen/1, the model frozen as the apps run it, against PyTorch's frozen
+TorchScript), in fp32: the CPU-kernels issue's latency bar.
 """
 import argparse
 import json
@@ -58,7 +59,9 @@ def main():
     for r in range(args.rounds):
         if args.face:
             o, (t, f) = ours(args.build, args.threads, "fp32", "BM_inference/1/"), their_face()
-            frozen = f" | PyTorch frozen TorchScript {f:.2f} ms (ours {o / f:.2f}x)" if f else ""
+            of = ours(args.build, args.threads, "fp32", "BM_inference_frozen/1/")
+            frozen = (f" | frozen: ours {of:.2f} ms, PyTorch's TorchScript {f:.2f} ms (ours {of / f:.2f}x)"
+                      if f else f" | ours frozen {of:.2f} ms")
             print(f"round {r + 1}: one face ours {o:.2f} ms, PyTorch {t:.2f} ms (ours {o / t:.2f}x "
                   f"PyTorch's latency){frozen}", flush=True)
             continue

@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 
@@ -9,6 +10,47 @@
 #include "engine/random.h"
 
 namespace fer {
+
+// One form of a layer's weights: aligned floats, made under the form's own lock so that a layer
+// filling a large form does not hold up the others.
+struct PackedWeights::Form {
+  std::once_flag made;
+  std::unique_ptr<float, decltype(&std::free)> floats{nullptr, &std::free};
+  size_t count = 0;
+};
+
+const float* PackedWeights::get(const std::string& key, size_t count,
+                                const std::function<void(float*)>& fill) {
+  std::shared_ptr<Form> form;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::shared_ptr<Form>& slot = forms_[key];
+    if (!slot) slot = std::make_shared<Form>();
+    form = slot;
+  }
+  std::call_once(form->made, [&] {
+    const size_t bytes = (count * sizeof(float) + 63) / 64 * 64;
+    form->floats.reset(static_cast<float*>(std::aligned_alloc(64, std::max<size_t>(bytes, 64))));
+    FER_CHECK(form->floats, "packed weights '", key, "': cannot allocate ", bytes, " bytes");
+    fill(form->floats.get());
+    form->count = count;
+  });
+  FER_CHECK(form->count == count, "packed weights '", key, "': kept with ", form->count,
+            " floats, asked for ", count);
+  return form->floats.get();
+}
+
+void PackedWeights::clear() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  forms_.clear();
+}
+
+size_t PackedWeights::bytes() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  size_t total = 0;
+  for (const auto& [key, form] : forms_) total += form->count * sizeof(float);
+  return total;
+}
 
 // backend(), cuda_available(), cuda_status() and register_backend() are defined in
 // kernels/backends.cpp, the one file that knows every backend of the build (the engine includes no

@@ -20,7 +20,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "engine/activation.h"
@@ -68,6 +70,26 @@ class DeviceGraph {
   // `seed` feeds the random kernels recorded in it (dropout masks): a new seed per replay gives
   // fresh masks, the same seed the same masks.
   virtual void replay(uint64_t seed) = 0;
+};
+
+// A frozen layer's weights in the forms a backend rearranged them into, made once and kept (what
+// oneDNN and PyTorch's frozen TorchScript call prepacked weights): the Winograd transforms of a
+// 3x3 convolution's kernels, say, which the plain call recomputes every time. Owned by the layer
+// (Conv2d::freeze in layers/layers.h), filled by the backend at the first call that needs a form,
+// valid while the weights stay as they were: the layer drops the forms when its weights are
+// loaded again.
+class PackedWeights {
+ public:
+  // The `count` floats kept under `key` (64-byte aligned); fill(floats) makes them at the first
+  // call with that key. Calls from several threads are safe: one fills, the others wait.
+  const float* get(const std::string& key, size_t count, const std::function<void(float*)>& fill);
+  void clear();
+  size_t bytes() const;  // what the forms kept so far take
+
+ private:
+  struct Form;
+  mutable std::mutex mutex_;
+  std::map<std::string, std::shared_ptr<Form>> forms_;
 };
 
 class Backend {
@@ -118,9 +140,11 @@ class Backend {
 
   // ---- Convolution (the math: conv2d in engine/ops/conv_pool.cpp) -------------------------------
   // x [N, C, H, W], w [K, C/groups, KH, KW], bias [K], y and dy [N, K, OH, OW].
-  // y = conv(x, w) + bias.
+  // y = conv(x, w) + bias. packed: the forms of w the backend may keep between calls (w then
+  // never changes: a frozen layer's), or null.
   virtual void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w,
-                              const float* bias /*nullable*/, float* y) = 0;
+                              const float* bias /*nullable*/, float* y,
+                              PackedWeights* packed /*nullable*/) = 0;
   // dx = the adjoint of the forward convolution applied to dy.
   virtual void conv2d_backward_input(const Conv2dGeometry& g, const float* dy, const float* w,
                                      float* dx) = 0;

@@ -40,6 +40,9 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
 // ---- Convolution and pooling (NCHW) ----------------------------------------------------------
 struct Conv2dOptions {
   int64_t stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dil_h = 1, dil_w = 1, groups = 1;
+  // Where a frozen layer keeps the forms of its weights the backend made (engine/backend.h), or
+  // null. The weights must not change while it holds forms of them, nor take gradients.
+  PackedWeights* packed = nullptr;
 };
 // x [N,C,H,W], weight [K, C/groups, KH, KW], bias [K] or undefined.
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& o);

@@ -40,6 +40,7 @@ Tensor Conv2d::forward(const Tensor& x) {
   o.pad_h = o.pad_w = config_.padding;
   o.dil_h = o.dil_w = config_.dilation;
   o.groups = config_.groups;
+  o.packed = packed_.get();
   return conv2d(x, weight, bias, o);
 }
 

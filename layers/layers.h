@@ -26,9 +26,18 @@ class Conv2d : public Module {
   std::string describe() const override;
   const Conv2dConfig& config() const { return config_; }
   Tensor weight, bias;  // [out, in/groups, k, k], [out] (undefined when bias=false)
+  // The bytes of the packed forms of the weights this layer keeps (after freeze_for_inference()).
+  size_t packed_weight_bytes() const { return packed_ ? packed_->bytes() : 0; }
+
+ protected:
+  void start_packing_weights() override { packed_ = std::make_shared<PackedWeights>(); }
+  void drop_packed_weights() override {
+    if (packed_) packed_->clear();
+  }
 
  private:
   Conv2dConfig config_;
+  std::shared_ptr<PackedWeights> packed_;  // null until frozen for inference
 };
 
 // BatchNorm over channels of [N,C,H,W] (BatchNorm2d) or features of [N,C] (BatchNorm1d).

@@ -118,6 +118,18 @@ void Module::load_state_dict(const StateDict& state, bool strict) {
     for (const auto& [name, t] : state)
       FER_CHECK(used.count(name), "load_state_dict: unexpected tensor '", name, "' of shape ",
                 t.shape_str(), " (the model has no such parameter or buffer)");
+  for_each_module([](Module& m) { m.drop_packed_weights(); });
+}
+
+void Module::for_each_module(const std::function<void(Module&)>& fn) {
+  fn(*this);
+  for (auto& [name, m] : children_) m->for_each_module(fn);
+}
+
+void Module::freeze_for_inference() {
+  eval();
+  set_requires_grad(false);
+  for_each_module([](Module& m) { m.start_packing_weights(); });
 }
 
 void Module::train(bool on) {
@@ -128,6 +140,7 @@ void Module::train(bool on) {
 void Module::to(Device device) {
   for (auto& [name, t] : params_) t.move_to_(device);
   for (auto& [name, t] : buffers_) t.move_to_(device);
+  drop_packed_weights();
   for (auto& [name, m] : children_) m->to(device);
 }
 

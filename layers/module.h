@@ -61,8 +61,18 @@ class Module {
   void zero_grad();
   // Freeze (false) or unfreeze (true) every parameter of this subtree (transfer learning).
   void set_requires_grad(bool value);
+  // For inference from here on, as PyTorch's torch.jit.freeze: eval mode, no parameter takes
+  // gradients, and layers whose backend can keep its own forms of their weights between calls
+  // (the Winograd transforms of a Conv2d's kernels: engine/backend.h's PackedWeights) keep them.
+  // Loading weights (load_state_dict) or moving the model (to) drops the kept forms; training it
+  // again fails with a message naming the packed weights. The apps that only infer call it.
+  void freeze_for_inference();
 
  protected:
+  // What freeze_for_inference() and a change of the weights mean for one layer (the tree walk is
+  // the base's): a layer that keeps packed forms of its weights starts keeping them, or drops them.
+  virtual void start_packing_weights() {}
+  virtual void drop_packed_weights() {}
   // Return the registered handle; layers keep it as a member (handles share the tensor).
   Tensor register_parameter(const std::string& name, Tensor value);
   Tensor register_buffer(const std::string& name, Tensor value);
@@ -74,6 +84,7 @@ class Module {
 
  private:
   void collect(const std::string& prefix, bool params, bool trainable_only, NamedTensors& out) const;
+  void for_each_module(const std::function<void(Module&)>& fn);
   std::vector<std::pair<std::string, Tensor>> params_, buffers_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
   bool training_ = true;

@@ -9,7 +9,10 @@
 #include "engine/autograd.h"
 #include "layers/layers.h"
 #include "models/registry.h"
+#include "kernels/cpu/isa.h"
+#include "tests/support/errors.h"
 #include "tests/support/gradcheck.h"
+#include "tests/support/op_cases.h"
 
 using namespace fer;
 using namespace fer::testing;
@@ -129,6 +132,47 @@ TEST_CASE("train/eval switch dropout and batchnorm; freezing stops gradients") {
   sum((*net)(x)).backward();
   CHECK(!std::dynamic_pointer_cast<Conv2d>((*net)[0])->weight.grad().defined());
   CHECK(std::dynamic_pointer_cast<Linear>((*net)[6])->weight.grad().defined());
+}
+
+// freeze_for_inference: the logits of eval mode (the kept Winograd transforms compute what the
+// plain call computes, up to the order of float sums; one face's 6x6 layers switch from the direct
+// convolution to F(2x2)), for one face and a batch, at the call that makes the packed forms and
+// the one that reads them; load_state_dict afterwards drops the forms (the logits follow the new
+// weights); training a frozen model fails, naming the packed weights.
+TEST_CASE("freeze_for_inference: eval's logits, packed weights dropped on reload, no training") {
+  manual_seed(3);
+  auto model = create_model("fer_vgg_small");
+  manual_seed(4);
+  auto other = create_model("fer_vgg_small");
+  model->eval();
+  other->eval();
+  const Tensor face = random_input({1, 1, 48, 48}, 7, false), batch = random_input({5, 1, 48, 48}, 8, false);
+  const Tensor ref_face = (*model)(face), ref_batch = (*model)(batch), other_face = (*other)(face);
+  const Tolerance tol{1e-5, 1e-4, 1e-3};  // a whole network (kNetwork)
+  model->freeze_for_inference();
+  CHECK(!model->is_training());
+  CHECK(model->parameters(/*trainable_only=*/true).empty());
+  for (int call = 0; call < 2; ++call) {
+    INFO("call " << call);
+    CHECK(compare_values(ref_face, (*model)(face), tol).count == 0);
+    CHECK(compare_values(ref_batch, (*model)(batch), tol).count == 0);
+  }
+  size_t packed_bytes = 0;
+  {
+    ForwardHook hook([&](const Module& m, const Tensor&, const Tensor&) {
+      if (const auto* conv = dynamic_cast<const Conv2d*>(&m)) packed_bytes += conv->packed_weight_bytes();
+    });
+    (*model)(face);
+  }
+  if (cpu::active_isa() != cpu::Isa::Scalar) CHECK(packed_bytes > 0);  // the scalar set has no Winograd path
+  else MESSAGE("scalar kernels: no Winograd path, nothing packed");
+
+  model->load_state_dict(other->state_dict());
+  CHECK(compare_values(other_face, (*model)(face), tol).count == 0);
+
+  model->train();
+  model->set_requires_grad(true);
+  CHECK(throws_naming([&] { (*model)(batch); }, "packed"));
 }
 
 TEST_CASE("Sequential fuses a BatchNorm and its ReLU, and runs them apart for a hook") {

@@ -184,8 +184,8 @@ class RecordingBackend final : public Backend {
   }
 
   void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
-                      float* y) override {
-    note("conv2d_forward").conv2d_forward(g, x, w, bias, y);
+                      float* y, PackedWeights* packed) override {
+    note("conv2d_forward").conv2d_forward(g, x, w, bias, y, packed);
   }
   void conv2d_backward_input(const Conv2dGeometry& g, const float* dy, const float* w, float* dx) override {
     note("conv2d_backward_input").conv2d_backward_input(g, dy, w, dx);
@@ -385,9 +385,13 @@ TEST_CASE("CPU kernel sets: the Winograd op cases run the Winograd convolution")
       if (c.name.find("(avx2: Winograd)") != std::string::npos && isa != cpu::Isa::Avx2) continue;
       const int64_t before = cpu::conv2d_winograd_calls(), weight_before = cpu::conv2d_winograd_weight_calls();
       const int64_t few_before = cpu::conv2d_winograd_few_tiles_calls();
+      const int64_t packed_before = cpu::conv2d_winograd_packed_calls();
       REQUIRE(run_on_cpu(c, isa, 1, cpu::isa_name(isa)));
       INFO(c.name << " under " << std::string(cpu::isa_name(isa)));
-      CHECK(cpu::conv2d_winograd_calls() - before >= 2);  // forward, input gradient
+      // Forward and input gradient, or (packed) the forward twice on the kept transforms.
+      const bool packed = c.name.find("conv2d packed") == 0;
+      CHECK(cpu::conv2d_winograd_calls() - before >= 2);
+      CHECK(cpu::conv2d_winograd_packed_calls() - packed_before == (packed ? 2 : 0));
       // The few-tiles cases run transposed both ways; the others never.
       const bool few = c.name.find("few tiles") != std::string::npos;
       CHECK(cpu::conv2d_winograd_few_tiles_calls() - few_before == (few ? 2 : 0));

@@ -233,6 +233,7 @@ int EvalCommand::run() {
   Predictions raw_single;  // the single checkpoint's uncalibrated predictions
   for (const std::string& path : checkpoints) {
     LoadedCheckpoint ck = load_checkpoint(path, device);
+    ck.model->freeze_for_inference();
     FER_CHECK(d.class_names == ck.spec.class_names, "fer_eval: the data's classes (",
               d.num_classes(), ") differ from those of ", path, " (", ck.spec.class_names.size(),
               "); pass --classes ", ck.spec.class_names.size());

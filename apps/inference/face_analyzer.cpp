@@ -106,7 +106,7 @@ FaceAnalyzer::FaceAnalyzer(const AnalyzerOptions& options) : impl_(std::make_uni
   const std::vector<std::string> members = checkpoint_members(options.checkpoint);
   for (const std::string& path : members) {
     LoadedCheckpoint ck = load_checkpoint(path, options.device);
-    ck.model->eval();
+    ck.model->freeze_for_inference();  // eval mode, and the kernels' transforms kept between faces
     if (!m.models.empty()) {
       FER_CHECK(ck.spec.config.input_size == m.spec.config.input_size &&
                     ck.spec.class_names == m.spec.class_names &&

@@ -23,7 +23,7 @@ Teacher::Teacher(const std::vector<std::string>& checkpoints, const ModelSpec& s
     FER_CHECK(ck.spec.class_names.empty() || student.class_names.empty() ||
                   ck.spec.class_names == student.class_names,
               "--teacher ", path, ": its class names differ from the training set's");
-    ck.model->eval();
+    ck.model->freeze_for_inference();  // inference only: its kernels' transforms kept between batches
     members_.push_back(ck.model);
   }
 }

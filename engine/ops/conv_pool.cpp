@@ -143,9 +143,11 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
             "conv2d: input ", x.shape_str(), " (padded by ", g.pad_h, "x", g.pad_w,
             ") is smaller than the kernel ", weight.shape_str());
   const Device dev = common_device("conv2d", {&x, &weight, &bias});
+  FER_CHECK(!o.packed || !needs_grad({&weight, &bias}), "conv2d: weight ", weight.shape_str(),
+            " is packed (a frozen layer's) and cannot take gradients");
   Tensor y = Tensor::empty({g.N, g.K, g.OH, g.OW}, dev);
   backend(dev).conv2d_forward(g, x.data(), weight.data(), bias.defined() ? bias.data() : nullptr,
-                              y.data());
+                              y.data(), o.packed);
   if (needs_grad({&x, &weight, &bias})) {
     auto node = std::make_shared<Conv2dBackward>();
     node->g = g;

@@ -197,11 +197,11 @@ void for_each_image_group(int64_t N, int64_t per_group, Body body) {
 }  // namespace
 
 void CpuBackend::conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w,
-                                const float* bias, float* y) {
+                                const float* bias, float* y, PackedWeights* packed) {
   const PrecisionScope precision(precision_for(g));
   if (const AmxConvKernels* amx = active_amx_conv_kernels(); amx && conv2d_amx_applies(g))
     return conv2d_amx_forward(*amx, g, x, w, bias, y);
-  if (conv2d_winograd_applies(g)) return conv2d_winograd_forward(g, x, w, bias, y);
+  if (conv2d_winograd_applies(g, packed != nullptr)) return conv2d_winograd_forward(g, x, w, bias, y, packed);
   if (conv2d_direct_applies(g)) return conv2d_direct_forward(g, x, w, bias, y);
   if (conv2d_depthwise_applies(g)) return conv2d_depthwise_forward(g, x, w, bias, y);
   const int64_t Cg = g.C / g.groups, Kg = g.K / g.groups, P = g.OH * g.OW;
@@ -269,7 +269,7 @@ void CpuBackend::conv2d_backward_input(const Conv2dGeometry& g, const float* dy,
                   w[(((grp * Kg + k) * Cg + c) * g.KH + i) * g.KW + j];
     Conv2dGeometry t{g.N, g.K, g.OH, g.OW, g.C, g.KH, g.KW, 1, 1, g.KH - 1 - g.pad_h,
                      g.KW - 1 - g.pad_w, 1, 1, g.groups, g.H, g.W};
-    conv2d_forward(t, dy, rotated.data(), nullptr, dx);
+    conv2d_forward(t, dy, rotated.data(), nullptr, dx, nullptr);
     return;
   }
   for_each_image_group(g.N, 1, [&](int64_t n, int64_t) {

@@ -44,6 +44,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include <xmmintrin.h>
@@ -175,24 +176,26 @@ constexpr double kMaxTileWaste = 1.5;
 // 0.26 ms (0.72 -> 0.52 and 0.37 -> 0.28 inside the network, its weights colder); in F(2, 3) at
 // 6x6 no clear gain over the direct convolution (256 -> 256 0.69-0.71 against 0.75-0.86 ms,
 // 128 -> 256 0.40 against 0.37-0.42: the kernel transform a third of the products), and at
-// 24x24 (36 tiles) even with the path above.
+// 24x24 (36 tiles) even with the path above. With the kernels transformed once (a frozen layer's
+// packed weights), F(2, 3) at 6x6 pays too: PACKED_6X6_NOTE.
 constexpr double kMinPanelsOfTiles = 1.5;
 
 // How a geometry runs: the output tile side (4 where its tiles fit the map well enough, else 2;
 // 0 for no Winograd) and, with fewer tiles than kMinPanelsOfTiles panels, whether the products
 // are transposed (forward_few_tiles below: tiles as the micro-kernel's rows, output channels
-// across), which the forward alone takes. The tiles' offsets are 32-bit gather indices into the
+// across), which the forward alone takes; in F(2, 3) only when the kernels' transforms are
+// packed (kept from an earlier call). The tiles' offsets are 32-bit gather indices into the
 // padded batch.
 struct Plan {
   int tile = 0;
   bool few_tiles = false;
 };
-Plan winograd_plan(const Conv2dGeometry& g, int64_t nr) {
+Plan winograd_plan(const Conv2dGeometry& g, int64_t nr, bool packed) {
   const int tile = Tiles(g, 4).waste(g) <= kMaxTileWaste ? 4 : 2;
   const Tiles t(g, tile);
   if (t.waste(g) > kMaxTileWaste || t.padded_floats(g) >= (int64_t{1} << 31)) return {};
   if (static_cast<double>(t.total) >= kMinPanelsOfTiles * static_cast<double>(nr)) return {tile, false};
-  return tile == 4 ? Plan{tile, true} : Plan{};
+  return tile == 4 || packed ? Plan{tile, true} : Plan{};
 }
 
 // Where the outputs of a block's tiles go in the output maps, worked out once per block (two
@@ -288,8 +291,40 @@ int64_t few_tiles_depth(int points, int nr) {
   return std::clamp<int64_t>(65536 / (points * nr), 16, gemm_depth_block(nr));
 }
 
+// U^T of output-channel panel q and depth block [c0, c0 + kc) as the B panels of the transposed
+// products: ut[(xi * kc + c) * NR + j] = U[xi][q * NR + j, c0 + c] (zero past K), a vector's
+// width of kernels at a time along their input channels.
+void transposed_kernel_block(const Conv2dGeometry& g, int tile, const float* w, int64_t q, int64_t c0,
+                             int64_t kc, float* ut) {
+  const VectorKernels& vk = *active_vector_kernels();
+  const int64_t C = g.C, K = g.K, nr = active_gemm_microkernel()->nr;
+  for (int64_t j0 = 0; j0 < nr; j0 += vk.width) {
+    const int64_t k0 = q * nr + j0;
+    const int n = static_cast<int>(std::clamp<int64_t>(K - k0, 0, vk.width));
+    for (int64_t c = 0; c < kc; ++c)
+      vk.winograd_kernels(tile, w + (std::min(k0, K - 1) * C + c0 + c) * 9, C * 9, n, ut + c * nr + j0, kc * nr);
+  }
+}
+
+// A frozen layer's kernels transformed once, in the layout above for every panel and depth
+// block: panel q's block c0 at (q * C + c0) * points * NR floats. Null without packed weights.
+const float* packed_transposed_kernels(const Conv2dGeometry& g, int tile, const float* w, PackedWeights* packed) {
+  if (!packed) return nullptr;
+  const int64_t nr = active_gemm_microkernel()->nr, points = (tile + 2) * (tile + 2);
+  const int64_t panels = (g.K + nr - 1) / nr, kc_max = few_tiles_depth(static_cast<int>(points), static_cast<int>(nr));
+  const std::string key = "winograd F(" + std::to_string(tile) + ",3) transposed: NR " + std::to_string(nr) +
+                          ", depth " + std::to_string(kc_max) + ", " + std::to_string(g.K) + "x" + std::to_string(g.C);
+  return packed->get(key, static_cast<size_t>(panels * g.C * points * nr), [&](float* ut) {
+    parallel_for(panels, 1, [&](int64_t q0, int64_t q1) {
+      for (int64_t q = q0; q < q1; ++q)
+        for (int64_t c0 = 0; c0 < g.C; c0 += kc_max)
+          transposed_kernel_block(g, tile, w, q, c0, std::min(kc_max, g.C - c0), ut + (q * g.C + c0) * points * nr);
+    });
+  });
+}
+
 void forward_few_tiles(const Conv2dGeometry& g, int tile, const float* x, const float* w,
-                       const float* bias, float* y) {
+                       const float* bias, float* y, PackedWeights* packed) {
   const GemmMicroKernel& uk = *active_gemm_microkernel();
   const VectorKernels& vk = *active_vector_kernels();
   const int mr = uk.mr, nr = uk.nr, side = tile + 2, points = side * side;
@@ -334,22 +369,18 @@ void forward_few_tiles(const Conv2dGeometry& g, int tile, const float* x, const 
 
   const int64_t panels = (K + nr - 1) / nr, kc_max = few_tiles_depth(points, nr);
   const int64_t out_plane = g.OH * g.OW;
+  const float* ut_packed = packed_transposed_kernels(g, tile, w, packed);
   parallel_for(panels, 1, [&](int64_t q0, int64_t q1) {
-    // U^T of one panel and depth block as B panels: ut[(xi * kc + c) * NR + j] for output
-    // channel q * NR + j (zero past K); M^T of the panel: mt[(xi * rows + t) * NR + j].
-    float* ut = aligned_thread_scratch(static_cast<size_t>(points * kc_max * nr), 3);
+    // U^T of one panel and depth block (transposed_kernel_block: made here, or kept packed);
+    // M^T of the panel: mt[(xi * rows + t) * NR + j].
+    float* scratch = ut_packed ? nullptr : aligned_thread_scratch(static_cast<size_t>(points * kc_max * nr), 3);
     float* mt = aligned_thread_scratch(static_cast<size_t>(points * rows * nr), 4);
     alignas(64) float out[16 * kMaxNr];
     for (int64_t q = q0; q < q1; ++q) {
       for (int64_t c0 = 0; c0 < C; c0 += kc_max) {
         const int64_t kc = std::min(kc_max, C - c0);
-        for (int j0 = 0; j0 < nr; j0 += vk.width) {  // a vector's kernels along their channels
-          const int64_t k0 = q * nr + j0;
-          const int n = static_cast<int>(std::clamp<int64_t>(K - k0, 0, vk.width));
-          for (int64_t c = 0; c < kc; ++c)
-            vk.winograd_kernels(tile, w + (std::min(k0, K - 1) * C + c0 + c) * 9, C * 9, n,
-                                ut + c * nr + j0, kc * nr);
-        }
+        const float* ut = ut_packed ? ut_packed + (q * C + c0) * points * nr : scratch;
+        if (!ut_packed) transposed_kernel_block(g, tile, w, q, c0, kc, scratch);
         for (int xi = 0; xi < points; ++xi)
           for (int64_t p = 0; p < row_panels; ++p)
             uk.run(kc, vt + ((xi * row_panels + p) * C + c0) * mr, 0, ut + xi * kc * nr, nullptr,
@@ -373,7 +404,7 @@ void forward_few_tiles(const Conv2dGeometry& g, int tile, const float* x, const 
   });
 }
 
-std::atomic<int64_t> calls{0}, few_tiles_calls{0}, weight_calls{0};
+std::atomic<int64_t> calls{0}, few_tiles_calls{0}, packed_calls{0}, weight_calls{0};
 
 bool enabled() {
   static const bool on = [] {
@@ -387,24 +418,26 @@ bool enabled() {
 
 int64_t conv2d_winograd_calls() { return calls.load(); }
 int64_t conv2d_winograd_few_tiles_calls() { return few_tiles_calls.load(); }
+int64_t conv2d_winograd_packed_calls() { return packed_calls.load(); }
 int64_t conv2d_winograd_weight_calls() { return weight_calls.load(); }
 
-bool conv2d_winograd_applies(const Conv2dGeometry& g) {
+bool conv2d_winograd_applies(const Conv2dGeometry& g, bool packed_weights) {
   const GemmMicroKernel* uk = active_gemm_microkernel();
   return enabled() && uk && uk->nr <= kMaxNr && matmul_precision() == Precision::FP32 &&
          g.KH == 3 && g.KW == 3 && g.stride_h == 1 && g.stride_w == 1 && g.dil_h == 1 &&
          g.dil_w == 1 && g.groups == 1 && g.pad_h <= 2 && g.pad_w <= 2 && g.C >= min_channels(uk->nr) &&
-         g.K >= min_channels(uk->nr) && winograd_plan(g, uk->nr).tile != 0;
+         g.K >= min_channels(uk->nr) && winograd_plan(g, uk->nr, packed_weights).tile != 0;
 }
 
 void conv2d_winograd_forward(const Conv2dGeometry& g, const float* x, const float* w,
-                             const float* bias, float* y) {
+                             const float* bias, float* y, PackedWeights* packed) {
   calls.fetch_add(1, std::memory_order_relaxed);
+  if (packed) packed_calls.fetch_add(1, std::memory_order_relaxed);
   const GemmMicroKernel& uk = *active_gemm_microkernel();
-  const Plan plan = winograd_plan(g, uk.nr);
+  const Plan plan = winograd_plan(g, uk.nr, packed != nullptr);
   if (plan.few_tiles) {
     few_tiles_calls.fetch_add(1, std::memory_order_relaxed);
-    return forward_few_tiles(g, plan.tile, x, w, bias, y);
+    return forward_few_tiles(g, plan.tile, x, w, bias, y, packed);
   }
   const int mr = uk.mr, nr = uk.nr;
   const int64_t C = g.C, K = g.K, K_pad = round_up(K, mr);
@@ -417,19 +450,32 @@ void conv2d_winograd_forward(const Conv2dGeometry& g, const float* x, const floa
   // channel at a time: the MR kernels' values of each point go where the panel keeps them, so
   // that the 36 streams of stores move forward together (a store per value into 36 planes
   // far apart made this transform most of a one-face layer's time).
-  float* u = aligned_thread_scratch(static_cast<size_t>(points * K_pad * C), 9);
-  const FloatKernelTransform G(tile);
-  parallel_for(K_pad / mr, 1, [&](int64_t p0, int64_t p1) {
-    for (int64_t p = p0; p < p1; ++p)
-      for (int64_t c = 0; c < C; ++c) {
-        const float* g0 = w + (p * mr * C + c) * 9;
-        const int n = static_cast<int>(std::min<int64_t>(mr, K - p * mr));
-        const int64_t c0 = c / kDepthBlock * kDepthBlock, kc = std::min(kDepthBlock, C - c0);
-        float* dst = u + c0 * K_pad + p * kc * mr + (c - c0) * mr;
-        if (mr == 4) transform_kernels<4>(tile, G.G, g0, C * 9, n, dst, K_pad * C);
-        else transform_kernels<kMaxMr>(tile, G.G, g0, C * 9, n, dst, K_pad * C);
-      }
-  });
+  // A frozen layer keeps U (packed weights): made at its first call, read by the next ones.
+  const auto transform_all = [&](float* u) {
+    const FloatKernelTransform G(tile);
+    parallel_for(K_pad / mr, 1, [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p)
+        for (int64_t c = 0; c < C; ++c) {
+          const float* g0 = w + (p * mr * C + c) * 9;
+          const int n = static_cast<int>(std::min<int64_t>(mr, K - p * mr));
+          const int64_t c0 = c / kDepthBlock * kDepthBlock, kc = std::min(kDepthBlock, C - c0);
+          float* dst = u + c0 * K_pad + p * kc * mr + (c - c0) * mr;
+          if (mr == 4) transform_kernels<4>(tile, G.G, g0, C * 9, n, dst, K_pad * C);
+          else transform_kernels<kMaxMr>(tile, G.G, g0, C * 9, n, dst, K_pad * C);
+        }
+    });
+  };
+  const size_t u_floats = static_cast<size_t>(points * K_pad * C);
+  const float* u;
+  if (packed) {
+    u = packed->get("winograd F(" + std::to_string(tile) + ",3) A panels: MR " + std::to_string(mr) + ", " +
+                        std::to_string(K) + "x" + std::to_string(C),
+                    u_floats, transform_all);
+  } else {
+    float* scratch = aligned_thread_scratch(u_floats, 9);
+    transform_all(scratch);
+    u = scratch;
+  }
   const int64_t Wp = tiles.cols * tile + 2, padded = (tiles.rows * tile + 2) * Wp;
   const int64_t out_plane = g.OH * g.OW;
   const float* xpad = pad_batch(g, tiles, x);
@@ -497,12 +543,12 @@ double max_channel_padding(int64_t nr) { return nr <= 24 ? 1.5 : 1.125; }
 
 bool conv2d_winograd_weight_applies(const Conv2dGeometry& g) {
   const GemmMicroKernel* uk = active_gemm_microkernel();
-  if (!conv2d_winograd_applies(g) || winograd_plan(g, uk->nr).few_tiles ||
+  if (!conv2d_winograd_applies(g, false) || winograd_plan(g, uk->nr, false).few_tiles ||
       g.C % uk->mr != 0 ||  // A rows in place: whole panels of C
       static_cast<double>(round_up(g.K, uk->nr)) > max_channel_padding(uk->nr) * static_cast<double>(g.K))
     return false;
   // The output-gradient transform gathers with 32-bit offsets across one image's channels.
-  const Tiles tiles(g, winograd_plan(g, uk->nr).tile);
+  const Tiles tiles(g, winograd_plan(g, uk->nr, false).tile);
   return round_up(g.K, uk->nr) * tiles.rows * tiles.side * tiles.cols * tiles.side < (int64_t{1} << 31);
 }
 
@@ -513,7 +559,7 @@ void conv2d_winograd_backward_weight(const Conv2dGeometry& g, const float* dy, c
   const VectorKernels& vk = *active_vector_kernels();
   const int mr = uk.mr, nr = uk.nr;
   const int64_t C = g.C, K = g.K, K_pad = round_up(K, nr), panels = K_pad / nr;
-  const int tile = winograd_plan(g, nr).tile, side = tile + 2, points = side * side;
+  const int tile = winograd_plan(g, nr, false).tile, side = tile + 2, points = side * side;
   const Tiles tiles(g, tile);
   const int64_t Wp = tiles.cols * tile + 2, padded = (tiles.rows * tile + 2) * Wp;
   const float* xpad = pad_batch(g, tiles, x);

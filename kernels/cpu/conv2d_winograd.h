@@ -12,12 +12,14 @@ namespace fer::cpu {
 // under avx2 (64 under avx512), output tiles (4x4, else 2x2) that overhang the map by at most
 // half, and at least one and a half panels of the micro-kernel of tiles in the batch (one face:
 // its 48x48 and 24x24 layers under avx2), or fewer 4x4 tiles (one face's 12x12 layers), whose
-// products run transposed: where it measured faster than the direct convolution.
-// FER_WINOGRAD=0 in the environment turns it off (for comparisons; read once).
-bool conv2d_winograd_applies(const Conv2dGeometry& g);
+// products run transposed, or fewer 2x2 tiles (one face's 6x6 layers) when the kernels'
+// transforms are kept from call to call (packed_weights): where it measured faster than the
+// direct convolution. FER_WINOGRAD=0 in the environment turns it off (for comparisons; read once).
+bool conv2d_winograd_applies(const Conv2dGeometry& g, bool packed_weights);
 
+// packed: where a frozen layer keeps its kernels' transforms (made at the first call), or null.
 void conv2d_winograd_forward(const Conv2dGeometry& g, const float* x, const float* w,
-                             const float* bias, float* y);
+                             const float* bias, float* y, PackedWeights* packed);
 
 // The weight gradient on the same transforms, where conv2d_winograd_applies() with enough tiles
 // for the untransposed products, with the input channels a multiple of the micro-kernel's rows
@@ -31,6 +33,7 @@ void conv2d_winograd_backward_weight(const Conv2dGeometry& g, const float* dy, c
 // path has run in this process (the tests check that the op cases meant for it reach it).
 int64_t conv2d_winograd_calls();
 int64_t conv2d_winograd_few_tiles_calls();  // of those, with the products transposed
+int64_t conv2d_winograd_packed_calls();     // of those, on packed weights
 int64_t conv2d_winograd_weight_calls();
 
 }  // namespace fer::cpu

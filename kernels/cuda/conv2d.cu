@@ -188,8 +188,9 @@ ConvPlan& CudaBackend::conv_plan(const Conv2dGeometry& g) {
   return *slot;
 }
 
+// packed: unused (cuDNN chooses and keeps its algorithms per geometry, conv_plan).
 void CudaBackend::conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w,
-                                 const float* bias, float* y) {
+                                 const float* bias, float* y, PackedWeights* /*packed*/) {
   if (g.N == 0) return;  // an empty batch: nothing to compute (cuDNN rejects zero sizes)
   ConvPlan& p = conv_plan(g);
   if (!p.forward.chosen)

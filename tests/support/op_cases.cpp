@@ -354,6 +354,30 @@ std::vector<OpCase> all_op_cases() {
   // avx512).
   conv("one image 32->35, 24x24 pad 1 (avx2: Winograd)", {1, 32, 24, 24}, {35, 32, 3, 3}, true,
        conv_opts(1, 1, 1, 1), false);
+  // A frozen layer's convolution (Module::freeze_for_inference): the kernels' Winograd transforms
+  // made at the first call and kept (engine/backend.h's PackedWeights), read by the second, whose
+  // output the case returns. The standard products (A panels), the transposed ones (B panels, 9
+  // tiles of 4x4), and F(2x2) transposed, which only packed weights take: one face's 6x6 layers,
+  // and two images of 5x7 (24 tiles) with more input channels than a depth block (the kernels of every
+  // panel and block packed side by side). Inference only: nothing takes gradients.
+  auto conv_packed = [&](const std::string& name, Shape x, Shape w, bool bias, Conv2dOptions o) {
+    std::vector<Input> in{{x, -1, 1, false}, {w, -1, 1, false}};
+    if (bias) in.push_back({{w[0]}, -1, 1, false});
+    c.push_back(op_case("conv2d packed " + name, {"conv2d"}, in, [o, bias](auto& t) {
+      PackedWeights packed;
+      Conv2dOptions kept = o;
+      kept.packed = &packed;
+      conv2d(t[0], t[1], bias ? t[2] : Tensor(), kept);
+      return conv2d(t[0], t[1], bias ? t[2] : Tensor(), kept);
+    }, kMatmul, true).without_gradcheck("frozen weights take no gradient"));
+  };
+  conv_packed("3x3 Winograd 64->72, 13x11 pad 1 + bias", {16, 64, 13, 11}, {72, 64, 3, 3}, true, conv_opts(1, 1, 1, 1));
+  conv_packed("3x3 Winograd few tiles 64->70, 12x12 pad 1 + bias (one face)", {1, 64, 12, 12}, {70, 64, 3, 3}, true,
+              conv_opts(1, 1, 1, 1));
+  conv_packed("3x3 Winograd few tiles F(2x2) 64->70, 6x6 pad 1 + bias (one face)", {1, 64, 6, 6}, {70, 64, 3, 3}, true,
+              conv_opts(1, 1, 1, 1));
+  conv_packed("3x3 Winograd few tiles F(2x2) 180->64, 5x7 pad 1", {2, 180, 5, 7}, {64, 180, 3, 3}, false,
+              conv_opts(1, 1, 1, 1));
   conv("fer 64 channels", {2, 64, 12, 12}, {64, 64, 3, 3}, false, conv_opts(1, 1, 1, 1), false);
   // 160 x 9 = 1440 taps, forward and backward: the direct convolution's passes over the taps,
   // several and a partial one.
