@@ -44,6 +44,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -58,7 +59,7 @@ namespace fer::cpu {
 namespace {
 
 constexpr int kMaxPoints = 36;  // (4 + 2)^2: the most products per tile and channel pair
-constexpr int kMaxNr = 48;      // the widest micro-kernel panel (avx512: 48)
+constexpr int kMaxNr = 64;      // the widest micro-kernel panel (avx512's few-rows kernel: 64)
 constexpr int kMaxMr = 8;       // the tallest (avx512: 8)
 constexpr int64_t kDepthBlock = 128;  // input channels per micro-kernel call (B panel in L1)
 
@@ -297,7 +298,7 @@ int64_t few_tiles_depth(int points, int nr) {
 void transposed_kernel_block(const Conv2dGeometry& g, int tile, const float* w, int64_t q, int64_t c0,
                              int64_t kc, float* ut) {
   const VectorKernels& vk = *active_vector_kernels();
-  const int64_t C = g.C, K = g.K, nr = active_gemm_microkernel()->nr;
+  const int64_t C = g.C, K = g.K, nr = active_few_rows_microkernel()->nr;
   for (int64_t j0 = 0; j0 < nr; j0 += vk.width) {
     const int64_t k0 = q * nr + j0;
     const int n = static_cast<int>(std::clamp<int64_t>(K - k0, 0, vk.width));
@@ -310,7 +311,7 @@ void transposed_kernel_block(const Conv2dGeometry& g, int tile, const float* w, 
 // block: panel q's block c0 at (q * C + c0) * points * NR floats. Null without packed weights.
 const float* packed_transposed_kernels(const Conv2dGeometry& g, int tile, const float* w, PackedWeights* packed) {
   if (!packed) return nullptr;
-  const int64_t nr = active_gemm_microkernel()->nr, points = (tile + 2) * (tile + 2);
+  const int64_t nr = active_few_rows_microkernel()->nr, points = (tile + 2) * (tile + 2);
   const int64_t panels = (g.K + nr - 1) / nr, kc_max = few_tiles_depth(static_cast<int>(points), static_cast<int>(nr));
   const std::string key = "winograd F(" + std::to_string(tile) + ",3) transposed: NR " + std::to_string(nr) +
                           ", depth " + std::to_string(kc_max) + ", " + std::to_string(g.K) + "x" + std::to_string(g.C);
@@ -325,7 +326,7 @@ const float* packed_transposed_kernels(const Conv2dGeometry& g, int tile, const 
 
 void forward_few_tiles(const Conv2dGeometry& g, int tile, const float* x, const float* w,
                        const float* bias, float* y, PackedWeights* packed) {
-  const GemmMicroKernel& uk = *active_gemm_microkernel();
+  const GemmMicroKernel& uk = *active_few_rows_microkernel();
   const VectorKernels& vk = *active_vector_kernels();
   const int mr = uk.mr, nr = uk.nr, side = tile + 2, points = side * side;
   const int64_t C = g.C, K = g.K;
@@ -335,27 +336,29 @@ void forward_few_tiles(const Conv2dGeometry& g, int tile, const float* x, const 
   const float* xpad = pad_batch(g, tiles, x);
 
   // V^T as A panels: vt[((xi * row_panels + p) * C + c) * MR + i] = V[xi][c][tile p * MR + i],
-  // in the calling thread's scratch (slot 9). The transform runs NR tiles at a time (its lanes)
-  // on chunks of channels, so that one group of tiles still splits over the threads, and each
-  // chunk is copied into the panels (rows past the last tile repeat it: finite, never stored).
+  // in the calling thread's scratch (slot 9). The transform runs a group of tiles at a time (its
+  // lanes: whole vectors and whole panels, 24 under avx2, 48 under avx512) on chunks of channels,
+  // so that one group of tiles still splits over the threads, and each chunk is copied into the
+  // panels (rows past the last tile repeat it: finite, never stored).
   float* vt = aligned_thread_scratch(static_cast<size_t>(points * rows * C), 9);
-  const int64_t groups = (tiles.total + nr - 1) / nr;
+  const int group = std::lcm(mr, vk.width);
+  const int64_t groups = (tiles.total + group - 1) / group;
   const int64_t chunks = std::max<int64_t>(1, (2 * cpu_threads() + groups - 1) / groups);
   const int64_t chunk = (C + chunks - 1) / chunks;
   parallel_for(groups * chunks, 1, [&](int64_t i0, int64_t i1) {
-    float* v = aligned_thread_scratch(static_cast<size_t>(points * chunk * nr), 3);
+    float* v = aligned_thread_scratch(static_cast<size_t>(points * chunk * group), 3);
     for (int64_t i = i0; i < i1; ++i) {
-      const int64_t t0 = i / chunks * nr, c0 = i % chunks * chunk, cc = std::min(chunk, C - c0);
+      const int64_t t0 = i / chunks * group, c0 = i % chunks * chunk, cc = std::min(chunk, C - c0);
       if (cc <= 0) continue;
       int32_t offsets[kMaxNr];
-      for (int j = 0; j < nr; ++j) {
+      for (int j = 0; j < group; ++j) {
         const int64_t t = std::min(t0 + j, tiles.total - 1);
         const int64_t n = t / tiles.per_image, r = t % tiles.per_image;
         offsets[j] = static_cast<int32_t>(n * C * padded + (r / tiles.cols * Wp + r % tiles.cols) * tile);
       }
       // Only the vectors that hold tiles of this group's panels (9 tiles: 16 lanes of 24).
-      const int64_t group_rows = std::min<int64_t>(nr, rows - t0);  // t0, rows: whole panels
-      const int lanes = static_cast<int>(std::min<int64_t>(nr, round_up(group_rows, vk.width)));
+      const int64_t group_rows = std::min<int64_t>(group, rows - t0);  // t0, rows: whole panels
+      const int lanes = static_cast<int>(round_up(group_rows, vk.width));
       vk.winograd_input(tile, xpad + c0 * padded, offsets, lanes, cc, padded, Wp, v);
       for (int xi = 0; xi < points; ++xi)
         for (int64_t p = 0; p < group_rows / mr; ++p) {

@@ -58,6 +58,11 @@ const GemmMicroKernel* active_gemm_microkernel() {
   return for_fp32_isa(&avx2, &avx512);
 }
 
+const GemmMicroKernel* active_few_rows_microkernel() {
+  static const GemmMicroKernel avx2 = few_rows_microkernel_avx2(), avx512 = few_rows_microkernel_avx512();
+  return for_fp32_isa(&avx2, &avx512);
+}
+
 const VectorKernels* active_vector_kernels() {
   static const VectorKernels avx2 = vector_kernels_avx2(), avx512 = vector_kernels_avx512();
   return for_fp32_isa(&avx2, &avx512);

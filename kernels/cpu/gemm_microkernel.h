@@ -86,10 +86,17 @@ constexpr int64_t kWinogradInputSlack = 8;
 // scalar set, whose callers take their reference paths.
 const GemmMicroKernel* active_gemm_microkernel();
 const VectorKernels* active_vector_kernels();
+// The same product on a tile of three rows and four vectors, for products with few rows: one
+// face's nine Winograd tiles as the rows of the transposed products (conv2d_winograd.cpp) fill
+// three of its panels exactly, where the main kernel's MR computes 12 rows (avx2) or 16
+// (avx512), and its 32 or 64 columns divide the FER networks' channel counts.
+const GemmMicroKernel* active_few_rows_microkernel();
 
 // Defined in simd_<isa>.cpp; call only after isa_supported() said yes.
-GemmMicroKernel gemm_microkernel_avx2();    // 4 x 24: 12 of the 16 ymm registers accumulate
-GemmMicroKernel gemm_microkernel_avx512();  // 8 x 48: 24 of the 32 zmm registers accumulate
+GemmMicroKernel gemm_microkernel_avx2();      // 4 x 24: 12 of the 16 ymm registers accumulate
+GemmMicroKernel gemm_microkernel_avx512();    // 8 x 48: 24 of the 32 zmm registers accumulate
+GemmMicroKernel few_rows_microkernel_avx2();  // 3 x 32: 12 ymm accumulators
+GemmMicroKernel few_rows_microkernel_avx512();  // 3 x 64: 12 zmm accumulators
 VectorKernels vector_kernels_avx2();
 VectorKernels vector_kernels_avx512();
 
