@@ -201,7 +201,7 @@ void CpuBackend::conv2d_forward(const Conv2dGeometry& g, const float* x, const f
   const PrecisionScope precision(precision_for(g));
   if (const AmxConvKernels* amx = active_amx_conv_kernels(); amx && conv2d_amx_applies(g))
     return conv2d_amx_forward(*amx, g, x, w, bias, y);
-  if (conv2d_winograd_applies(g, packed != nullptr)) return conv2d_winograd_forward(g, x, w, bias, y, packed);
+  if (conv2d_winograd_applies(g)) return conv2d_winograd_forward(g, x, w, bias, y, packed);
   if (conv2d_direct_applies(g)) return conv2d_direct_forward(g, x, w, bias, y);
   if (conv2d_depthwise_applies(g)) return conv2d_depthwise_forward(g, x, w, bias, y);
   const int64_t Cg = g.C / g.groups, Kg = g.K / g.groups, P = g.OH * g.OW;

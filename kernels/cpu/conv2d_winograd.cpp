@@ -172,31 +172,29 @@ constexpr double kMaxTileWaste = 1.5;
 // 24x24 (36 tiles, 1.5 blocks) 0.52 against 0.64 ms; 128 -> 128 at 12x12 in F(2, 3) (36 tiles
 // of 4 points fewer: twice the tiles per output) 0.83-1.0 against 0.70 ms. Before the kernel
 // transform was vectorised (Zen 3): 36 tiles 0.73 against 0.32 ms, 144 tiles 1.3-2.1x faster.
-// With fewer tiles the products run transposed (forward_few_tiles), in F(4, 3) only: one face on
-// the Zen 1-class EPYC (2 threads), 128 -> 128 at 12x12 0.69-0.71 -> 0.50 ms, 64 -> 128 0.35 ->
-// 0.26 ms (0.72 -> 0.52 and 0.37 -> 0.28 inside the network, its weights colder); in F(2, 3) at
-// 6x6 no clear gain over the direct convolution (256 -> 256 0.69-0.71 against 0.75-0.86 ms,
-// 128 -> 256 0.40 against 0.37-0.42: the kernel transform a third of the products), and at
-// 24x24 (36 tiles) even with the path above. With the kernels transformed once (a frozen layer's
-// packed weights), F(2, 3) at 6x6 pays too: PACKED_6X6_NOTE.
+// With fewer tiles the products run transposed (forward_few_tiles) on the 3-row micro-kernel:
+// one face on the Zen 1-class EPYC (2 threads), against the direct convolution, 128 -> 128 at
+// 12x12 0.70 -> 0.38 ms, 256 -> 256 at 6x6 in F(2, 3) 0.79 -> 0.65 ms, 128 -> 256 0.41 -> 0.34;
+// with the kernels' transforms kept (packed weights of a frozen layer) 0.28, 0.38 and 0.18-0.22
+// ms. At 24x24 (36 tiles) the products untransposed are faster (64 -> 64 packed 0.36 ms against
+// 0.51 transposed).
 constexpr double kMinPanelsOfTiles = 1.5;
 
 // How a geometry runs: the output tile side (4 where its tiles fit the map well enough, else 2;
 // 0 for no Winograd) and, with fewer tiles than kMinPanelsOfTiles panels, whether the products
-// are transposed (forward_few_tiles below: tiles as the micro-kernel's rows, output channels
-// across), which the forward alone takes; in F(2, 3) only when the kernels' transforms are
-// packed (kept from an earlier call). The tiles' offsets are 32-bit gather indices into the
-// padded batch.
+// are transposed (forward_few_tiles below: tiles as the rows of the few-rows micro-kernel,
+// output channels across), which the forward alone takes. The tiles' offsets are 32-bit gather
+// indices into the padded batch.
 struct Plan {
   int tile = 0;
   bool few_tiles = false;
 };
-Plan winograd_plan(const Conv2dGeometry& g, int64_t nr, bool packed) {
+Plan winograd_plan(const Conv2dGeometry& g, int64_t nr) {
   const int tile = Tiles(g, 4).waste(g) <= kMaxTileWaste ? 4 : 2;
   const Tiles t(g, tile);
   if (t.waste(g) > kMaxTileWaste || t.padded_floats(g) >= (int64_t{1} << 31)) return {};
   if (static_cast<double>(t.total) >= kMinPanelsOfTiles * static_cast<double>(nr)) return {tile, false};
-  return tile == 4 || packed ? Plan{tile, true} : Plan{};
+  return {tile, true};
 }
 
 // Where the outputs of a block's tiles go in the output maps, worked out once per block (two
@@ -280,8 +278,9 @@ const float* pad_batch(const Conv2dGeometry& g, const Tiles& tiles, const float*
 //
 //   M^T[xi][t, k] = sum over c of  V^T[xi][t, c] * U^T[xi][c, k],
 //
-// the tiles as the micro-kernel's rows (MR: 9 tiles fill 12 rows) and the output channels across
-// its NR columns, so that the threads share the output channels' panels. Each thread transforms
+// the tiles as the rows of the few-rows micro-kernel (gemm_microkernel.h: MR = 3, so 9 tiles fill
+// three panels exactly) and the output channels across its NR columns (32 or 64), so that the
+// threads share the output channels' panels. Each thread transforms
 // its panel's kernels in blocks of input channels that stay in L2 (points x kc x NR floats),
 // runs their products and, at the last block, the output transform of its channels. The input
 // transform (every tile, every channel) runs first, shared.
@@ -424,12 +423,12 @@ int64_t conv2d_winograd_few_tiles_calls() { return few_tiles_calls.load(); }
 int64_t conv2d_winograd_packed_calls() { return packed_calls.load(); }
 int64_t conv2d_winograd_weight_calls() { return weight_calls.load(); }
 
-bool conv2d_winograd_applies(const Conv2dGeometry& g, bool packed_weights) {
+bool conv2d_winograd_applies(const Conv2dGeometry& g) {
   const GemmMicroKernel* uk = active_gemm_microkernel();
   return enabled() && uk && uk->nr <= kMaxNr && matmul_precision() == Precision::FP32 &&
          g.KH == 3 && g.KW == 3 && g.stride_h == 1 && g.stride_w == 1 && g.dil_h == 1 &&
          g.dil_w == 1 && g.groups == 1 && g.pad_h <= 2 && g.pad_w <= 2 && g.C >= min_channels(uk->nr) &&
-         g.K >= min_channels(uk->nr) && winograd_plan(g, uk->nr, packed_weights).tile != 0;
+         g.K >= min_channels(uk->nr) && winograd_plan(g, uk->nr).tile != 0;
 }
 
 void conv2d_winograd_forward(const Conv2dGeometry& g, const float* x, const float* w,
@@ -437,7 +436,7 @@ void conv2d_winograd_forward(const Conv2dGeometry& g, const float* x, const floa
   calls.fetch_add(1, std::memory_order_relaxed);
   if (packed) packed_calls.fetch_add(1, std::memory_order_relaxed);
   const GemmMicroKernel& uk = *active_gemm_microkernel();
-  const Plan plan = winograd_plan(g, uk.nr, packed != nullptr);
+  const Plan plan = winograd_plan(g, uk.nr);
   if (plan.few_tiles) {
     few_tiles_calls.fetch_add(1, std::memory_order_relaxed);
     return forward_few_tiles(g, plan.tile, x, w, bias, y, packed);
@@ -546,12 +545,12 @@ double max_channel_padding(int64_t nr) { return nr <= 24 ? 1.5 : 1.125; }
 
 bool conv2d_winograd_weight_applies(const Conv2dGeometry& g) {
   const GemmMicroKernel* uk = active_gemm_microkernel();
-  if (!conv2d_winograd_applies(g, false) || winograd_plan(g, uk->nr, false).few_tiles ||
+  if (!conv2d_winograd_applies(g) || winograd_plan(g, uk->nr).few_tiles ||
       g.C % uk->mr != 0 ||  // A rows in place: whole panels of C
       static_cast<double>(round_up(g.K, uk->nr)) > max_channel_padding(uk->nr) * static_cast<double>(g.K))
     return false;
   // The output-gradient transform gathers with 32-bit offsets across one image's channels.
-  const Tiles tiles(g, winograd_plan(g, uk->nr, false).tile);
+  const Tiles tiles(g, winograd_plan(g, uk->nr).tile);
   return round_up(g.K, uk->nr) * tiles.rows * tiles.side * tiles.cols * tiles.side < (int64_t{1} << 31);
 }
 
@@ -562,7 +561,7 @@ void conv2d_winograd_backward_weight(const Conv2dGeometry& g, const float* dy, c
   const VectorKernels& vk = *active_vector_kernels();
   const int mr = uk.mr, nr = uk.nr;
   const int64_t C = g.C, K = g.K, K_pad = round_up(K, nr), panels = K_pad / nr;
-  const int tile = winograd_plan(g, nr, false).tile, side = tile + 2, points = side * side;
+  const int tile = winograd_plan(g, nr).tile, side = tile + 2, points = side * side;
   const Tiles tiles(g, tile);
   const int64_t Wp = tiles.cols * tile + 2, padded = (tiles.rows * tile + 2) * Wp;
   const float* xpad = pad_batch(g, tiles, x);

@@ -12,10 +12,10 @@ namespace fer::cpu {
 // under avx2 (64 under avx512), output tiles (4x4, else 2x2) that overhang the map by at most
 // half, and at least one and a half panels of the micro-kernel of tiles in the batch (one face:
 // its 48x48 and 24x24 layers under avx2), or fewer 4x4 tiles (one face's 12x12 layers), whose
-// products run transposed, or fewer 2x2 tiles (one face's 6x6 layers) when the kernels'
-// transforms are kept from call to call (packed_weights): where it measured faster than the
-// direct convolution. FER_WINOGRAD=0 in the environment turns it off (for comparisons; read once).
-bool conv2d_winograd_applies(const Conv2dGeometry& g, bool packed_weights);
+// products run transposed (one face's 12x12 layers in F(4x4, 3x3), its 6x6 layers in F(2x2, 3x3)):
+// where it measured faster than the direct convolution. FER_WINOGRAD=0 in the environment turns
+// it off (for comparisons; read once).
+bool conv2d_winograd_applies(const Conv2dGeometry& g);
 
 // packed: where a frozen layer keeps its kernels' transforms (made at the first call), or null.
 void conv2d_winograd_forward(const Conv2dGeometry& g, const float* x, const float* w,

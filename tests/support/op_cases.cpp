@@ -346,8 +346,9 @@ std::vector<OpCase> all_op_cases() {
   conv("one image 20->70, 9x11 pad 1 + bias", {1, 20, 9, 11}, {70, 20, 3, 3}, true, conv_opts(1, 1, 1, 1), false);
   conv("one image 64->64, 12x12 pad 1 (fer_vgg_small)", {1, 64, 12, 12}, {64, 64, 3, 3}, false,
        conv_opts(1, 1, 1, 1), false);
-  // One image of a small map (one face's last stage), a quarter of the grid's columns dropped.
-  conv("one image 40->36, 6x6 pad 1 + bias", {1, 40, 6, 6}, {36, 40, 3, 3}, true, conv_opts(1, 1, 1, 1), false);
+  // One image of a small map (one face's last stage), a quarter of the grid's columns dropped
+  // (20 input channels: the direct convolution under every set, not Winograd's few tiles).
+  conv("one image 20->36, 6x6 pad 1 + bias", {1, 20, 6, 6}, {36, 20, 3, 3}, true, conv_opts(1, 1, 1, 1), false);
   // One face's 24x24 layers: 36 tiles, which the Winograd path takes under avx2 (32 channels and
   // 1.5 panels of 24 tiles), in two blocks of tiles, the second partly empty, with output
   // channels that are not a multiple of the micro-kernel's rows (the direct convolution under
@@ -357,9 +358,9 @@ std::vector<OpCase> all_op_cases() {
   // A frozen layer's convolution (Module::freeze_for_inference): the kernels' Winograd transforms
   // made at the first call and kept (engine/backend.h's PackedWeights), read by the second, whose
   // output the case returns. The standard products (A panels), the transposed ones (B panels, 9
-  // tiles of 4x4), and F(2x2) transposed, which only packed weights take: one face's 6x6 layers,
-  // and two images of 5x7 (24 tiles) with more input channels than a depth block (the kernels of every
-  // panel and block packed side by side). Inference only: nothing takes gradients.
+  // tiles of 4x4), and F(2x2) transposed: one face's 6x6 layers, and two images of 5x7 (24 tiles)
+  // with more input channels than a depth block (the kernels of every panel and block packed side
+  // by side). Inference only: nothing takes gradients.
   auto conv_packed = [&](const std::string& name, Shape x, Shape w, bool bias, Conv2dOptions o) {
     std::vector<Input> in{{x, -1, 1, false}, {w, -1, 1, false}};
     if (bias) in.push_back({{w[0]}, -1, 1, false});
@@ -379,9 +380,9 @@ std::vector<OpCase> all_op_cases() {
   conv_packed("3x3 Winograd few tiles F(2x2) 180->64, 5x7 pad 1", {2, 180, 5, 7}, {64, 180, 3, 3}, false,
               conv_opts(1, 1, 1, 1));
   conv("fer 64 channels", {2, 64, 12, 12}, {64, 64, 3, 3}, false, conv_opts(1, 1, 1, 1), false);
-  // 160 x 9 = 1440 taps, forward and backward: the direct convolution's passes over the taps,
-  // several and a partial one.
-  conv("fer 160 channels", {2, 160, 6, 6}, {160, 160, 3, 3}, false, conv_opts(1, 1, 1, 1), false);
+  // 160 x 15 = 2400 taps, forward and backward: the direct convolution's passes over the taps
+  // (576 each), several and a partial one (3x3 kernels of this many channels go to Winograd).
+  conv("160 channels 5x3 pad 2x1, 6x6", {2, 160, 6, 6}, {160, 160, 5, 3}, false, conv_opts(1, 1, 2, 1), false);
 
   // Pooling (bit-identical by construction).
   auto pool = [&](const std::string& name, Shape x, bool max, Pool2dOptions o) {
