@@ -330,24 +330,28 @@ void forward_few_tiles(const Conv2dGeometry& g, int tile, const float* x, const 
   const int mr = uk.mr, nr = uk.nr, side = tile + 2, points = side * side;
   const int64_t C = g.C, K = g.K;
   const Tiles tiles(g, tile);
-  const int64_t rows = round_up(tiles.total, mr), row_panels = rows / mr;
+  const int64_t rows = round_up(tiles.total, mr);
   const int64_t Wp = tiles.cols * tile + 2, padded = (tiles.rows * tile + 2) * Wp;
   const float* xpad = pad_batch(g, tiles, x);
 
-  // V^T as A panels: vt[((xi * row_panels + p) * C + c) * MR + i] = V[xi][c][tile p * MR + i],
-  // in the calling thread's scratch (slot 9). The transform runs a group of tiles at a time (its
-  // lanes: whole vectors and whole panels, 24 under avx2, 48 under avx512) on chunks of channels,
-  // so that one group of tiles still splits over the threads, and each chunk is copied into the
-  // panels (rows past the last tile repeat it: finite, never stored).
-  float* vt = aligned_thread_scratch(static_cast<size_t>(points * rows * C), 9);
+  // V, transformed a group of tiles at a time (whole vectors and whole panels of MR: 24 tiles
+  // under avx2, 48 under avx512), group g's vectors of `lanes` tiles at
+  // vt + g * points * C * group + (xi * C + c) * lanes (rows past the last tile repeat it: finite,
+  // never stored), in the calling thread's scratch (slot 9). The micro-kernel reads each panel of
+  // MR tiles there in place, lanes floats from one depth step to the next (gemm_microkernel.h's
+  // lda < 0). The transform runs on chunks of channels, so that one group of tiles still splits
+  // over the threads.
   const int group = std::lcm(mr, vk.width);
-  const int64_t groups = (tiles.total + group - 1) / group;
+  const int64_t groups = (tiles.total + group - 1) / group, group_floats = points * C * group;
+  float* vt = aligned_thread_scratch(static_cast<size_t>(groups * group_floats), 9);
+  const auto group_lanes = [&](int64_t g_index) {  // only the vectors that hold tiles of its panels
+    return round_up(std::min<int64_t>(group, rows - g_index * group), vk.width);  // 9 tiles: 16
+  };
   const int64_t chunks = std::max<int64_t>(1, (2 * cpu_threads() + groups - 1) / groups);
   const int64_t chunk = (C + chunks - 1) / chunks;
   parallel_for(groups * chunks, 1, [&](int64_t i0, int64_t i1) {
-    float* v = aligned_thread_scratch(static_cast<size_t>(points * chunk * group), 3);
     for (int64_t i = i0; i < i1; ++i) {
-      const int64_t t0 = i / chunks * group, c0 = i % chunks * chunk, cc = std::min(chunk, C - c0);
+      const int64_t gi = i / chunks, t0 = gi * group, c0 = i % chunks * chunk, cc = std::min(chunk, C - c0);
       if (cc <= 0) continue;
       int32_t offsets[kMaxNr];
       for (int j = 0; j < group; ++j) {
@@ -355,17 +359,9 @@ void forward_few_tiles(const Conv2dGeometry& g, int tile, const float* x, const 
         const int64_t n = t / tiles.per_image, r = t % tiles.per_image;
         offsets[j] = static_cast<int32_t>(n * C * padded + (r / tiles.cols * Wp + r % tiles.cols) * tile);
       }
-      // Only the vectors that hold tiles of this group's panels (9 tiles: 16 lanes of 24).
-      const int64_t group_rows = std::min<int64_t>(group, rows - t0);  // t0, rows: whole panels
-      const int lanes = static_cast<int>(round_up(group_rows, vk.width));
-      vk.winograd_input(tile, xpad + c0 * padded, offsets, lanes, cc, padded, Wp, v);
-      for (int xi = 0; xi < points; ++xi)
-        for (int64_t p = 0; p < group_rows / mr; ++p) {
-          const float* src = v + xi * cc * lanes + p * mr;
-          float* dst = vt + ((xi * row_panels + t0 / mr + p) * C + c0) * mr;
-          for (int64_t c = 0; c < cc; ++c)
-            for (int i = 0; i < mr; ++i) dst[c * mr + i] = src[c * lanes + i];
-        }
+      const int64_t lanes = group_lanes(gi);
+      vk.winograd_input(tile, xpad + c0 * padded, offsets, static_cast<int>(lanes), cc, padded, Wp,
+                        vt + gi * group_floats + c0 * lanes, C * lanes);
     }
   });
 
@@ -384,9 +380,12 @@ void forward_few_tiles(const Conv2dGeometry& g, int tile, const float* x, const 
         const float* ut = ut_packed ? ut_packed + (q * C + c0) * points * nr : scratch;
         if (!ut_packed) transposed_kernel_block(g, tile, w, q, c0, kc, scratch);
         for (int xi = 0; xi < points; ++xi)
-          for (int64_t p = 0; p < row_panels; ++p)
-            uk.run(kc, vt + ((xi * row_panels + p) * C + c0) * mr, 0, ut + xi * kc * nr, nullptr,
-                   mt + (xi * rows + p * mr) * nr, nr, 1.0f, c0 == 0 ? 0.0f : 1.0f);
+          for (int64_t t0 = 0; t0 < rows; t0 += mr) {  // a panel of MR tiles, in place in its group
+            const int64_t gi = t0 / group, lanes = group_lanes(gi);
+            const float* a = vt + gi * group_floats + (xi * C + c0) * lanes + (t0 - gi * group);
+            uk.run(kc, a, -lanes, ut + xi * kc * nr, nullptr, mt + (xi * rows + t0) * nr, nr, 1.0f,
+                   c0 == 0 ? 0.0f : 1.0f);
+          }
       }
       // Y = A^T M A per tile, the panel's channels in the lanes, plus the bias, into the maps.
       const int64_t k0 = q * nr, kn = std::min<int64_t>(nr, K - k0);
@@ -499,7 +498,7 @@ void conv2d_winograd_forward(const Conv2dGeometry& g, const float* x, const floa
       const int64_t n = t / tiles.per_image, r = t % tiles.per_image;
       offsets[j] = static_cast<int32_t>(n * C * padded + (r / tiles.cols * Wp + r % tiles.cols) * tile);
     }
-    vk.winograd_input(tile, xpad, offsets, nr, C, padded, Wp, v);
+    vk.winograd_input(tile, xpad, offsets, nr, C, padded, Wp, v, C * nr);
 
     // The 36 products M[xi] = U[xi] V[xi], in depth blocks of kDepthBlock channels.
     for (int xi = 0; xi < points; ++xi)
@@ -608,7 +607,7 @@ void conv2d_winograd_backward_weight(const Conv2dGeometry& g, const float* dy, c
         offsets[j] = static_cast<int32_t>(n * C * padded + (th * Wp + tw) * tile);
         dy_offsets[j] = n * K_pad * dplane + (th * Wq + tw) * tile;
       }
-      vk.winograd_input(tile, xpad, offsets, nr, C, padded, Wp, v);
+      vk.winograd_input(tile, xpad, offsets, nr, C, padded, Wp, v, C * nr);
       vk.winograd_grad(tile, dypad, dy_offsets, n_tiles, nr, dplane, Wq,
                        static_cast<int>(panels), nr, dmt);
       // dU^T[xi][c, k] += V[xi][c, t] dM[xi][k, t] over this block's tiles.

@@ -17,6 +17,8 @@
 // Either operand may instead be read where it lies, without packing, as the direct convolution
 // does (conv2d_direct.cpp):
 //   lda > 0:    row i of A is a + i*lda, so A(i, k) = a[i*lda + k] (a weight matrix in place);
+//   lda < 0:    A(i, k) = a[k*(-lda) + i], a panel wider than MR read in place (the Winograd
+//               input transform's vectors of tiles, conv2d_winograd.cpp); b_offsets null then;
 //   b_offsets:  row k of B is the NR floats at b + b_offsets[k] (shifted rows of a padded image).
 //
 // The kernels are templates written once over a vector type (simd_kernels.h) and compiled once
@@ -52,13 +54,14 @@ struct VectorKernels {
   // tiles side by side (a multiple of the vector width), lane j holding tile j; A = M + 2:
   //   winograd_input:  V = B^T d B of every channel c < C, where tile j's A x A window d is at
   //                    base + offsets[j] + c * channel_stride + a * row_stride + b (a, b < A);
-  //                    writes v[(xi * C + c) * lanes + j] for the A*A points xi = a * A + b.
+  //                    writes v[xi * point_stride + c * lanes + j] for the A*A points
+  //                    xi = a * A + b (point_stride >= C * lanes).
   //                    Reads up to 8 floats from each window row's start: 8 - A past its end,
   //                    which must be readable (kWinogradInputSlack past the last window).
   //   winograd_output: Y = A^T M A of one output channel, M's point xi for tile j at
   //                    m[xi * point_stride + j]; writes out[(a * M + b) * lanes + j], a, b < M.
   void (*winograd_input)(int tile, const float* base, const int32_t* offsets, int lanes, int64_t C,
-                         int64_t channel_stride, int64_t row_stride, float* v);
+                         int64_t channel_stride, int64_t row_stride, float* v, int64_t point_stride);
   void (*winograd_output)(int tile, const float* m, int64_t point_stride, int lanes, float* out);
   //   winograd_kernels: U = G g G^T of one vector's width of 3x3 kernels, lane i the kernel at
   //                    g + i * stride (zero lanes from n on); writes u[xi * point_stride + i].

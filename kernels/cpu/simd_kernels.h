@@ -12,15 +12,20 @@
 namespace fer::cpu {
 namespace {  // NOLINT: internal linkage on purpose, one copy per instruction set
 
+// How the micro-kernel reads A (gemm_microkernel.h): packed a[k*MR + i], rows in place
+// a[i*lda + k] (lda > 0), or packed panels wider than MR read in place a[k*(-lda) + i] (lda < 0).
+enum class AForm { Packed, Rows, Strided };
+
 // The GEMM micro-kernel: an MR x (NV * S::width) tile of C in MR * NV registers.
-//   ARows:    row i of A is a + i*lda (read in place) instead of the packed a[k*MR + i].
+//   AF:       how A is read (above).
 //   BOffsets: row k of B starts at b + b_offsets[k] instead of b + k*NR.
 // Per k: NV vector loads of B, MR broadcasts of A, MR*NV FMAs.
-template <class S, int MR, int NV, bool ARows, bool BOffsets>
+template <class S, int MR, int NV, AForm AF, bool BOffsets>
 void gemm_tile(int64_t kc, const float* a, int64_t lda, const float* b, const int32_t* b_offsets,
                float* c, int64_t ldc, float alpha, float beta) {
   using V = typename S::V;
   constexpr int W = S::width, NR = NV * W;
+  const int64_t a_step = AF == AForm::Strided ? -lda : MR;  // a compile-time MR when packed
   // The tile of C is read (beta) or written only after the kc steps: fetch its lines now, so that
   // a tile far from the last one (GEMM's C is streamed once per depth block) is not a miss then.
   for (int i = 0; i < MR; ++i) {
@@ -35,7 +40,7 @@ void gemm_tile(int64_t kc, const float* a, int64_t lda, const float* b, const in
     V bv[NV];
     for (int v = 0; v < NV; ++v) bv[v] = S::load(bk + v * W);
     for (int i = 0; i < MR; ++i) {
-      const V ai = S::broadcast(ARows ? a[i * lda + k] : a[k * MR + i]);
+      const V ai = S::broadcast(AF == AForm::Rows ? a[i * lda + k] : a[k * a_step + i]);
       for (int v = 0; v < NV; ++v) acc[i][v] = S::fmadd(ai, bv[v], acc[i][v]);
     }
   }
@@ -48,14 +53,16 @@ void gemm_tile(int64_t kc, const float* a, int64_t lda, const float* b, const in
     }
 }
 
-// The four operand forms behind the one GemmMicroKernelFn signature (lda == 0: packed A).
+// The operand forms behind the one GemmMicroKernelFn signature (lda == 0: packed A; lda < 0:
+// strided panels, with packed B only).
 template <class S, int MR, int NV>
 void gemm_microkernel(int64_t kc, const float* a, int64_t lda, const float* b,
                       const int32_t* b_offsets, float* c, int64_t ldc, float alpha, float beta) {
-  if (lda == 0 && !b_offsets) return gemm_tile<S, MR, NV, false, false>(kc, a, 0, b, nullptr, c, ldc, alpha, beta);
-  if (lda == 0) return gemm_tile<S, MR, NV, false, true>(kc, a, 0, b, b_offsets, c, ldc, alpha, beta);
-  if (!b_offsets) return gemm_tile<S, MR, NV, true, false>(kc, a, lda, b, nullptr, c, ldc, alpha, beta);
-  gemm_tile<S, MR, NV, true, true>(kc, a, lda, b, b_offsets, c, ldc, alpha, beta);
+  if (lda == 0 && !b_offsets) return gemm_tile<S, MR, NV, AForm::Packed, false>(kc, a, 0, b, nullptr, c, ldc, alpha, beta);
+  if (lda == 0) return gemm_tile<S, MR, NV, AForm::Packed, true>(kc, a, 0, b, b_offsets, c, ldc, alpha, beta);
+  if (lda < 0) return gemm_tile<S, MR, NV, AForm::Strided, false>(kc, a, lda, b, nullptr, c, ldc, alpha, beta);
+  if (!b_offsets) return gemm_tile<S, MR, NV, AForm::Rows, false>(kc, a, lda, b, nullptr, c, ldc, alpha, beta);
+  gemm_tile<S, MR, NV, AForm::Rows, true>(kc, a, lda, b, b_offsets, c, ldc, alpha, beta);
 }
 
 // The convolution weight-gradient micro-kernel (conv2d_microkernel.h): MR taps x 2 vectors of
@@ -189,7 +196,7 @@ void winograd_output_1d(const typename S::V* m, typename S::V* y) {
 
 template <class S, int M>
 void winograd_input_tiles(const float* base, const int32_t* offsets, int lanes, int64_t C,
-                          int64_t channel_stride, int64_t row_stride, float* v) {
+                          int64_t channel_stride, int64_t row_stride, float* v, int64_t point_stride) {
   using V = typename S::V;
   constexpr int W = S::width, A = M + 2;
   for (int j = 0; j < lanes; j += W) {
@@ -207,7 +214,7 @@ void winograd_input_tiles(const float* base, const int32_t* offsets, int lanes, 
       for (int r = 0; r < A; ++r) {  // (B^T d) B, row by row
         V t[A];
         winograd_input_1d<S, M>(rows + r * A, t);
-        for (int b = 0; b < A; ++b) S::store(v + ((r * A + b) * C + c) * lanes + j, t[b]);
+        for (int b = 0; b < A; ++b) S::store(v + (r * A + b) * point_stride + c * lanes + j, t[b]);
       }
     }
   }
@@ -350,9 +357,9 @@ void winograd_kernel_tiles(const float* g, int64_t stride, int n, float* u, int6
 // The VectorKernels entries: the tile size M (4 or 2) chosen at run time.
 template <class S>
 void winograd_input(int tile, const float* base, const int32_t* offsets, int lanes, int64_t C,
-                    int64_t channel_stride, int64_t row_stride, float* v) {
-  if (tile == 2) return winograd_input_tiles<S, 2>(base, offsets, lanes, C, channel_stride, row_stride, v);
-  winograd_input_tiles<S, 4>(base, offsets, lanes, C, channel_stride, row_stride, v);
+                    int64_t channel_stride, int64_t row_stride, float* v, int64_t point_stride) {
+  if (tile == 2) return winograd_input_tiles<S, 2>(base, offsets, lanes, C, channel_stride, row_stride, v, point_stride);
+  winograd_input_tiles<S, 4>(base, offsets, lanes, C, channel_stride, row_stride, v, point_stride);
 }
 
 template <class S>
