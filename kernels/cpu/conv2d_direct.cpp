@@ -90,9 +90,7 @@ std::vector<int32_t> tap_offsets(const Conv2dGeometry& g, const Grid& grid) {
 }
 
 const ConvWeightGradKernel* active_weight_grad_kernel() {
-  static const ConvWeightGradKernel avx2 = conv_weight_grad_kernel_avx2(),
-                                    avx512 = conv_weight_grad_kernel_avx512();
-  return for_fp32_isa(&avx2, &avx512);
+  return for_fp32_isa<ConvWeightGradKernel, conv_weight_grad_kernel_avx2, conv_weight_grad_kernel_avx512>();
 }
 
 // The products run in bf16 and the active set has VDPBF16PS (AMX tiles, where they apply, are

@@ -54,18 +54,15 @@ static_assert(gemm_depth_block(24) <= kMaxGemmDepthBlock && gemm_depth_block(48)
 }  // namespace
 
 const GemmMicroKernel* active_gemm_microkernel() {
-  static const GemmMicroKernel avx2 = gemm_microkernel_avx2(), avx512 = gemm_microkernel_avx512();
-  return for_fp32_isa(&avx2, &avx512);
+  return for_fp32_isa<GemmMicroKernel, gemm_microkernel_avx2, gemm_microkernel_avx512>();
 }
 
 const GemmMicroKernel* active_few_rows_microkernel() {
-  static const GemmMicroKernel avx2 = few_rows_microkernel_avx2(), avx512 = few_rows_microkernel_avx512();
-  return for_fp32_isa(&avx2, &avx512);
+  return for_fp32_isa<GemmMicroKernel, few_rows_microkernel_avx2, few_rows_microkernel_avx512>();
 }
 
 const VectorKernels* active_vector_kernels() {
-  static const VectorKernels avx2 = vector_kernels_avx2(), avx512 = vector_kernels_avx512();
-  return for_fp32_isa(&avx2, &avx512);
+  return for_fp32_isa<VectorKernels, vector_kernels_avx2, vector_kernels_avx512>();
 }
 
 namespace {

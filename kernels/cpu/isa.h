@@ -91,13 +91,22 @@ inline uint16_t to_bf16(float x) {
 // Rounds x[0..n) in place when the matrix products run in bf16; nothing in fp32.
 void round_operands(float* x, int64_t n);
 
-// Of one thing per vector set (a micro-kernel table), the one for the active fp32 set; null
-// under the scalar set, whose callers take their reference paths.
-template <typename T>
-const T* for_fp32_isa(const T* avx2, const T* avx512) {
+// Of one thing per vector set (a micro-kernel table), the one for the active fp32 set, made at
+// its first use by that set's function; null under the scalar set, whose callers take their
+// reference paths. Only the active set's function runs: each is compiled for its own
+// instructions (simd_<set>.cpp), which the compiler may use even to fill in a table (AVX-512
+// stores of a ten-pointer struct: SIGILL on a CPU without it).
+template <typename T, T (*Avx2)(), T (*Avx512)()>
+const T* for_fp32_isa() {
   switch (fp32_isa()) {
-    case Isa::Avx2: return avx2;
-    case Isa::Avx512: return avx512;
+    case Isa::Avx2: {
+      static const T table = Avx2();
+      return &table;
+    }
+    case Isa::Avx512: {
+      static const T table = Avx512();
+      return &table;
+    }
     default: return nullptr;
   }
 }
