@@ -14,14 +14,21 @@
 //             column ow + kw/2 of the even half (kw even) or of the odd half (kw odd). Output row
 //             oh starts at padded row 2*oh: offset(kh, kw) = (kw odd ? Hp*We : 0) + kh*We + kw/2.
 // So one vector loop (taps_sum: y[q] = sum_t w[t] * x[q + offset(t)]) computes any output row,
-// and the gradients are the same walk with dot products (dW) and scaled additions (dx).
+// and the gradients are the same walk: dW[t] the dot product of dy with the input at offset(t)
+// (taps_dot: every tap in one pass over dy), dx scaled additions of dy at every offset.
 //
 // With stride 1 the walk covers a whole plane at once, as in the direct convolution: number the
 // outputs on a grid as wide as the padded plane, q = oh*Wp + ow, and tap t of every output q
 // reads buffer[q + offset(t)]. The grid's last Wp - OW columns of each row are not outputs: the
 // forward computes and drops them, the gradients see them as zeros of dy. One call per tap and
 // plane instead of one per tap and row: MobileNet's planes are 3x3 to 48x48, and on the small
-// ones the per-row calls were mostly call overhead and masked tails.
+// ones the per-row calls were mostly call overhead and masked tails. The input gradient is then
+// itself a taps_sum over dy's grid, with the offsets negated:
+//
+//   dx_buffer[p] = sum over t of w[c, t] * dy_grid[p - offset(t)],
+//
+// dy_grid zero outside the grid (a margin of the largest offset before and after it) and in its
+// dropped columns: one pass over the interior rows instead of a scaled addition per tap.
 //
 // Threads over channels: each thread owns whole channels, so dW needs no partial sums.
 #include "kernels/cpu/conv2d_depthwise.h"
@@ -72,13 +79,24 @@ void load_plane(const Conv2dGeometry& g, const PlaneLayout& L, const float* plan
   }
 }
 
+// The zeros kept before and after the stride-1 grid: the largest tap offset (a row of slack).
+int64_t grid_margin(const Conv2dGeometry& g, const PlaneLayout& L) { return g.KH * L.row + g.KW; }
+
 // Runs body(c, buffer, grid) for every channel, channels spread over the threads; grid is a
-// second per-thread buffer of OH*Wp floats for the stride-1 whole-plane walk (else unused).
+// second per-thread buffer of OH*Wp floats for the stride-1 whole-plane walk (else null), with
+// grid_margin() zeros before and after it.
 template <typename Body>
 void for_each_channel(const Conv2dGeometry& g, const PlaneLayout& L, Body body) {
   parallel_for(g.C, 1, [&](int64_t c0, int64_t c1) {
     float* buf = thread_scratch(L.size, 0);
-    float* grid = g.stride_h == 1 ? thread_scratch(g.OH * L.row, 1) : nullptr;
+    float* grid = nullptr;
+    if (g.stride_h == 1) {
+      const int64_t margin = grid_margin(g, L), cells = g.OH * L.row;
+      float* whole = thread_scratch(cells + 2 * margin, 1);
+      std::memset(whole, 0, margin * sizeof(float));
+      std::memset(whole + margin + cells, 0, margin * sizeof(float));
+      grid = whole + margin;
+    }
     for (int64_t c = c0; c < c1; ++c) body(c, buf, grid);
   });
 }
@@ -120,52 +138,60 @@ void conv2d_depthwise_forward(const Conv2dGeometry& g, const float* x, const flo
   });
 }
 
-// dx: every output pixel hands w[c, t] * dy back to the input pixel its tap t read, i.e. for
-// each output row and tap, dx_buffer[row_start + offset(t) + ow] += w[c, t] * dy[oh, ow], then
-// the buffer's padded plane is cropped (and its columns re-interleaved) into dx.
+// dx: every output pixel hands w[c, t] * dy back to the input pixel its tap t read. Stride 1:
+// the taps_sum over dy's grid above, for the padded plane's interior rows, cropped into dx.
+// Stride 2: for each output row and tap, dx_buffer[row_start + offset(t) + ow] += w[c, t] *
+// dy[oh, ow], then the buffer's padded plane is cropped and its columns re-interleaved into dx.
 void conv2d_depthwise_backward_input(const Conv2dGeometry& g, const float* dy, const float* w,
                                      float* dx) {
   const VectorKernels& vk = *active_vector_kernels();
   const PlaneLayout L(g);
   const int64_t taps = g.KH * g.KW;
+  std::vector<int32_t> back(L.offsets.size());  // the offsets negated: from dx to the dy it gathers
+  for (size_t t = 0; t < back.size(); ++t) back[t] = -L.offsets[t];
   for_each_channel(g, L, [&](int64_t c, float* buf, float* grid) {
     for (int64_t n = 0; n < g.N; ++n) {
-      std::memset(buf, 0, L.size * sizeof(float));
       const float* grad = dy + (n * g.C + c) * g.OH * g.OW;
-      if (grid) {  // stride 1: a whole-plane scaled addition per tap
-        spread_onto_grid(g, L, grad, grid);
-        for (int64_t t = 0; t < taps; ++t) vk.axpy(g.OH * L.row, w[c * taps + t], grid, buf + L.offsets[t]);
-      } else {
-        for (int64_t oh = 0; oh < g.OH; ++oh)
-          for (int64_t t = 0; t < taps; ++t)
-            vk.axpy(g.OW, w[c * taps + t], grad + oh * g.OW, buf + L.row_start(g, oh) + L.offsets[t]);
-      }
       float* plane = dx + (n * g.C + c) * g.H * g.W;
+      if (grid) {
+        spread_onto_grid(g, L, grad, grid);
+        vk.taps_sum(g.H * L.row, grid + g.pad_h * L.row, back.data(), w + c * taps, static_cast<int>(taps), buf);
+        for (int64_t h = 0; h < g.H; ++h) std::memcpy(plane + h * g.W, buf + h * L.row + g.pad_w, g.W * sizeof(float));
+        continue;
+      }
+      std::memset(buf, 0, L.size * sizeof(float));
+      for (int64_t oh = 0; oh < g.OH; ++oh)
+        for (int64_t t = 0; t < taps; ++t)
+          vk.axpy(g.OW, w[c * taps + t], grad + oh * g.OW, buf + L.row_start(g, oh) + L.offsets[t]);
       for (int64_t h = 0; h < g.H; ++h)
         for (int64_t x = 0; x < g.W; ++x) plane[h * g.W + x] = buf[L.index(g, h + g.pad_h, x + g.pad_w)];
     }
   });
 }
 
-// dW[c, t] = sum over n, oh of dot(dy[n, c, oh, :], the input row that tap t read for it).
+// dW[c, t] = sum over n, oh of dot(dy[n, c, oh, :], the input row that tap t read for it):
+// every tap's dot product in one pass over dy (taps_dot), whole planes at stride 1, rows at 2.
 void conv2d_depthwise_backward_weight(const Conv2dGeometry& g, const float* dy, const float* x,
                                       float* dw, float* dbias) {
   const VectorKernels& vk = *active_vector_kernels();
   const PlaneLayout L(g);
-  const int64_t taps = g.KH * g.KW;
+  const int taps = static_cast<int>(g.KH * g.KW);
   for_each_channel(g, L, [&](int64_t c, float* buf, float* grid) {
     std::vector<double> sums(taps, 0.0);
+    std::vector<float> part(taps);
     double bias_sum = 0.0;
+    const auto add = [&](int64_t len, const float* grad_row, const float* input) {
+      vk.taps_dot(len, grad_row, input, L.offsets.data(), taps, part.data());
+      for (int t = 0; t < taps; ++t) sums[t] += part[t];
+    };
     for (int64_t n = 0; n < g.N; ++n) {
       load_plane(g, L, x + (n * g.C + c) * g.H * g.W, buf);
       const float* grad = dy + (n * g.C + c) * g.OH * g.OW;
-      if (grid) {  // stride 1: a whole-plane dot product per tap
+      if (grid) {  // stride 1: the whole plane at once
         spread_onto_grid(g, L, grad, grid);
-        for (int64_t t = 0; t < taps; ++t) sums[t] += vk.dot(g.OH * L.row, grid, buf + L.offsets[t]);
+        add(g.OH * L.row, grid, buf);
       } else {
-        for (int64_t oh = 0; oh < g.OH; ++oh)
-          for (int64_t t = 0; t < taps; ++t)
-            sums[t] += vk.dot(g.OW, grad + oh * g.OW, buf + L.row_start(g, oh) + L.offsets[t]);
+        for (int64_t oh = 0; oh < g.OH; ++oh) add(g.OW, grad + oh * g.OW, buf + L.row_start(g, oh));
       }
       if (dbias)
         for (int64_t i = 0; i < g.OH * g.OW; ++i) bias_sum += grad[i];

@@ -50,6 +50,9 @@ struct VectorKernels {
   // y[q] = sum over t < taps of w[t] * x[q + offsets[t]], q < len
   void (*taps_sum)(int64_t len, const float* x, const int32_t* offsets, const float* w, int taps,
                    float* y);
+  // sums[t] = sum over q < len of g[q] * x[q + offsets[t]], t < taps (offsets may be negative)
+  void (*taps_dot)(int64_t len, const float* g, const float* x, const int32_t* offsets, int taps,
+                   float* sums);
   // Winograd F(M x M, 3x3)'s transforms (conv2d_winograd.cpp; M = tile, 4 or 2) for `lanes`
   // tiles side by side (a multiple of the vector width), lane j holding tile j; A = M + 2:
   //   winograd_input:  V = B^T d B of every channel c < C, where tile j's A x A window d is at

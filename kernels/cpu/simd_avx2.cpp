@@ -79,7 +79,7 @@ GemmMicroKernel few_rows_microkernel_avx2() {
   return {"avx2", 3, 4 * 8, gemm_microkernel<Avx2, 3, 4>};
 }
 
-VectorKernels vector_kernels_avx2() { return {"avx2", Avx2::width, dot<Avx2>, axpy<Avx2>, taps_sum<Avx2>,
+VectorKernels vector_kernels_avx2() { return {"avx2", Avx2::width, dot<Avx2>, axpy<Avx2>, taps_sum<Avx2>, taps_dot<Avx2>,
                                                    winograd_input<Avx2>, winograd_output<Avx2>, winograd_kernels<Avx2>,
                                                    winograd_grad<Avx2>}; }
 

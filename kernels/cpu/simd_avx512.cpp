@@ -77,7 +77,7 @@ GemmMicroKernel few_rows_microkernel_avx512() {
   return {"avx512", 3, 4 * 16, gemm_microkernel<Avx512, 3, 4>};
 }
 
-VectorKernels vector_kernels_avx512() { return {"avx512", Avx512::width, dot<Avx512>, axpy<Avx512>, taps_sum<Avx512>,
+VectorKernels vector_kernels_avx512() { return {"avx512", Avx512::width, dot<Avx512>, axpy<Avx512>, taps_sum<Avx512>, taps_dot<Avx512>,
                                                        winograd_input<Avx512>, winograd_output<Avx512>, winograd_kernels<Avx512>,
                                                    winograd_grad<Avx512>}; }
 

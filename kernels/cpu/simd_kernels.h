@@ -148,6 +148,51 @@ void taps_sum(int64_t len, const float* x, const int32_t* offsets, const float* 
   }
 }
 
+// sums[t] = sum over q < len of g[q] * x[q + offsets[t]] for t < taps: the depthwise weight
+// gradient of one plane, every tap's dot product in one pass over g (a vector of g loaded once
+// for up to nine taps, one accumulator each), instead of one pass per tap.
+template <class S, int N>
+void taps_dot_chunk(int64_t len, const float* g, const float* x, const int32_t* offsets, float* sums) {
+  using V = typename S::V;
+  constexpr int W = S::width;
+  V acc[N];
+  for (int i = 0; i < N; ++i) acc[i] = S::zero();
+  int64_t q = 0;
+  for (; q + W <= len; q += W) {
+    const V gv = S::load(g + q);
+    for (int i = 0; i < N; ++i) acc[i] = S::fmadd(gv, S::load(x + q + offsets[i]), acc[i]);
+  }
+  if (q < len) {  // the tail, in masked lanes
+    const int rest = static_cast<int>(len - q);
+    const V gv = S::load_n(g + q, rest);
+    for (int i = 0; i < N; ++i) acc[i] = S::fmadd(gv, S::load_n(x + q + offsets[i], rest), acc[i]);
+  }
+  for (int i = 0; i < N; ++i) {
+    float lanes[W];
+    S::store(lanes, acc[i]);
+    float sum = 0.0f;
+    for (int l = 0; l < W; ++l) sum += lanes[l];
+    sums[i] = sum;
+  }
+}
+
+template <class S>
+void taps_dot(int64_t len, const float* g, const float* x, const int32_t* offsets, int taps, float* sums) {
+  int t = 0;
+  for (; t + 9 <= taps; t += 9) taps_dot_chunk<S, 9>(len, g, x, offsets + t, sums + t);
+  switch (taps - t) {  // the rest of a kernel larger than 3x3 (5x5: 25 = 2 x 9 + 7)
+    case 8: return taps_dot_chunk<S, 8>(len, g, x, offsets + t, sums + t);
+    case 7: return taps_dot_chunk<S, 7>(len, g, x, offsets + t, sums + t);
+    case 6: return taps_dot_chunk<S, 6>(len, g, x, offsets + t, sums + t);
+    case 5: return taps_dot_chunk<S, 5>(len, g, x, offsets + t, sums + t);
+    case 4: return taps_dot_chunk<S, 4>(len, g, x, offsets + t, sums + t);
+    case 3: return taps_dot_chunk<S, 3>(len, g, x, offsets + t, sums + t);
+    case 2: return taps_dot_chunk<S, 2>(len, g, x, offsets + t, sums + t);
+    case 1: return taps_dot_chunk<S, 1>(len, g, x, offsets + t, sums + t);
+    default: return;
+  }
+}
+
 // ---- Winograd transforms (gemm_microkernel.h's VectorKernels; conv2d_winograd.cpp) -------------
 // F(M x M, 3x3) for output tiles of M = 4 or 2, input tiles of M + 2. The 1-d transforms are
 // written out so that the zeros of the matrices cost nothing.

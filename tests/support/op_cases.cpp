@@ -295,6 +295,10 @@ std::vector<OpCase> all_op_cases() {
   conv("depthwise 3x3 pad 1 + bias", {2, 5, 6, 37}, {5, 1, 3, 3}, true, conv_opts(1, 1, 1, 1, 1, 5));
   conv("depthwise stride 2 even, wide", {2, 4, 8, 40}, {4, 1, 3, 3}, true, conv_opts(2, 2, 1, 1, 1, 4));
   conv("depthwise 5x5 pad 2", {1, 3, 9, 20}, {3, 1, 5, 5}, false, conv_opts(1, 1, 2, 2, 1, 3));
+  // Stride 1 without padding (the input gradient's taps reach past the grid's first rows on both
+  // sides) and a 3x5 kernel padded 1x2 (the taps of the weight gradient in two passes of 9 and 6).
+  conv("depthwise 3x3 no padding + bias", {2, 4, 7, 11}, {4, 1, 3, 3}, true, conv_opts(1, 1, 0, 0, 1, 4));
+  conv("depthwise 3x5 pad 1x2", {1, 3, 8, 9}, {3, 1, 3, 5}, false, conv_opts(1, 1, 1, 2, 1, 3));
   conv("dilation 2", img, {4, 5, 3, 3}, true, conv_opts(1, 1, 2, 2, 2));
   conv("5x3 stride 2x1 pad 2x0", img, {3, 5, 5, 3}, true, conv_opts(2, 1, 2, 0));
   conv("1x1", img, {7, 5, 1, 1}, true, conv_opts(1, 1, 0, 0));
