@@ -403,10 +403,58 @@ void conv2d_direct_forward(const Conv2dGeometry& g, const float* x, const float*
   }
 }
 
+namespace {
+
+// ---- Few taps: the grayscale stem's weight gradient -------------------------------------------
+//
+// With at most nine rows r = (c, kh, kw) (the grayscale stem: one channel, 3x3), dW^T [R, K] is a
+// product of a few rows, and the general path below spent more on its pixel-major copy of dy (a
+// strided store per value) than on the products. Per output
+// channel k instead: dy_n[k] spread onto the grid, then every tap's dot product with the padded
+// image in one pass over it (VectorKernels::taps_dot), the image (a few KB) read from L1 by every
+// channel. Output channels over the threads, each summing its own over the images (in double).
+bool few_taps(const Conv2dGeometry& g) {
+  return g.C * g.KH * g.KW <= 9 && matmul_precision() == Precision::FP32;
+}
+
+void weight_grad_few_taps(const Conv2dGeometry& g, const float* dy, const float* x, float* dw, float* dbias) {
+  const VectorKernels& vk = *active_vector_kernels();
+  const Grid grid(g, 0);
+  const std::vector<int32_t> offsets = tap_offsets(g, grid);
+  const int taps = static_cast<int>(offsets.size());
+  const int64_t P = g.OH * g.OW;
+  parallel_for(g.K, 1, [&](int64_t k0, int64_t k1) {
+    float* xpad = thread_scratch(grid.image, 0);
+    float* dy_grid = thread_scratch(grid.cells, 1);  // dy_n[k] at q = oh * Wp + ow, zero elsewhere
+    std::vector<double> sums((k1 - k0) * taps, 0.0), bias_sums(k1 - k0, 0.0);
+    float part[9];
+    for (int64_t n = 0; n < g.N; ++n) {
+      pad_image(g, grid, x + n * g.C * g.H * g.W, xpad);
+      for (int64_t k = k0; k < k1; ++k) {
+        const float* plane = dy + (n * g.K + k) * P;
+        for (int64_t oh = 0; oh < g.OH; ++oh) {
+          std::memcpy(dy_grid + oh * grid.Wp, plane + oh * g.OW, g.OW * sizeof(float));
+          std::memset(dy_grid + oh * grid.Wp + g.OW, 0, (grid.Wp - g.OW) * sizeof(float));
+        }
+        vk.taps_dot(grid.cells, dy_grid, xpad, offsets.data(), taps, part);
+        for (int r = 0; r < taps; ++r) sums[(k - k0) * taps + r] += part[r];
+        if (dbias) bias_sums[k - k0] += lane_sum(plane, P);
+      }
+    }
+    for (int64_t k = k0; k < k1; ++k) {
+      for (int r = 0; r < taps; ++r) dw[k * taps + r] = static_cast<float>(sums[(k - k0) * taps + r]);
+      if (dbias) dbias[k] = static_cast<float>(bias_sums[k - k0]);
+    }
+  });
+}
+
+}  // namespace
+
 void conv2d_direct_backward_weight(const Conv2dGeometry& g, const float* dy, const float* x,
                                    float* dw, float* dbias) {
   if (const Bf16ConvWeightGradKernel* bf16 = active_bf16_conv_weight_grad_kernel())
     return conv2d_bf16_backward_weight(*bf16, g, dy, x, dw, dbias);
+  if (few_taps(g)) return weight_grad_few_taps(g, dy, x, dw, dbias);
   const ConvWeightGradKernel& kernel = *active_weight_grad_kernel();
   const int64_t R = g.C * g.KH * g.KW, P = g.OH * g.OW;
   const Grid grid(g, kernel.mr + g.KW);

@@ -345,6 +345,10 @@ std::vector<OpCase> all_op_cases() {
        conv_opts(1, 1, 1, 1), false);
   conv("1x1 stride 2", img, {7, 5, 1, 1}, false, conv_opts(2, 2, 0, 0));
   conv("fer first layer", {4, 1, 48, 48}, {32, 1, 3, 3}, false, conv_opts(1, 1, 1, 1), false);
+  // One input channel, whose weight gradient sums every tap in one pass per output channel
+  // (conv2d_direct.cpp's few taps): no padding with a bias, and a 2x3 kernel of six taps.
+  conv("one input channel 3x3 no padding + bias", {3, 1, 13, 11}, {7, 1, 3, 3}, true, conv_opts(1, 1, 0, 0));
+  conv("one input channel 2x3 pad 1x0", {2, 1, 9, 10}, {5, 1, 2, 3}, false, conv_opts(1, 1, 1, 0));
   // One image, fewer than the threads: one-face inference, whose direct convolution splits the
   // output channels (and the padding of the input channels) over the threads.
   conv("one image 20->70, 9x11 pad 1 + bias", {1, 20, 9, 11}, {70, 20, 3, 3}, true, conv_opts(1, 1, 1, 1), false);
