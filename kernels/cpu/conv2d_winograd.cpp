@@ -176,12 +176,21 @@ constexpr double kMaxTileWaste = 1.5;
 // one face on the Zen 1-class EPYC (2 threads), against the direct convolution, 128 -> 128 at
 // 12x12 0.70 -> 0.38 ms, 256 -> 256 at 6x6 in F(2, 3) 0.79 -> 0.65 ms, 128 -> 256 0.41 -> 0.34;
 // with the kernels' transforms kept (packed weights of a frozen layer) 0.28, 0.38 and 0.18-0.22
-// ms. At 24x24 (36 tiles) the products untransposed are faster (64 -> 64 packed 0.36 ms against
-// 0.51 transposed).
+// ms. Since the transposed products read the input transform in place, they also win under avx2
+// up to three panels of tiles when the kernels are transformed at every call (the untransposed
+// path's transform is the slower one): 64 -> 64 at 24x24 (36 tiles) 0.47 -> 0.31-0.35 ms, 128 ->
+// 128 2.1 -> 1.2 ms, 64 -> 64 at 28x28 (49 tiles) 0.73 -> 0.43, two images of 24x24 (72 tiles)
+// 0.76-0.90 -> 0.66-0.67; 108 tiles even. With packed kernels they are even alone (0.30-0.31 ->
+// 0.29-0.32 ms at 36 tiles) and 3-10% slower inside one face's network (its weights colder), so
+// packed layers keep one and a half panels; so do avx512 (not measured since) and the weight
+// gradient, whose products need whole panels of tiles.
 constexpr double kMinPanelsOfTiles = 1.5;
+int64_t min_untransposed_tiles(int64_t nr, bool packed) {
+  return nr <= 24 && !packed ? 84 : static_cast<int64_t>(kMinPanelsOfTiles * static_cast<double>(nr));
+}
 
 // How a geometry runs: the output tile side (4 where its tiles fit the map well enough, else 2;
-// 0 for no Winograd) and, with fewer tiles than kMinPanelsOfTiles panels, whether the products
+// 0 for no Winograd) and, with fewer tiles than min_untransposed_tiles(), whether the products
 // are transposed (forward_few_tiles below: tiles as the rows of the few-rows micro-kernel,
 // output channels across), which the forward alone takes. The tiles' offsets are 32-bit gather
 // indices into the padded batch.
@@ -189,11 +198,11 @@ struct Plan {
   int tile = 0;
   bool few_tiles = false;
 };
-Plan winograd_plan(const Conv2dGeometry& g, int64_t nr) {
+Plan winograd_plan(const Conv2dGeometry& g, int64_t nr, bool packed) {
   const int tile = Tiles(g, 4).waste(g) <= kMaxTileWaste ? 4 : 2;
   const Tiles t(g, tile);
   if (t.waste(g) > kMaxTileWaste || t.padded_floats(g) >= (int64_t{1} << 31)) return {};
-  if (static_cast<double>(t.total) >= kMinPanelsOfTiles * static_cast<double>(nr)) return {tile, false};
+  if (t.total >= min_untransposed_tiles(nr, packed)) return {tile, false};
   return {tile, true};
 }
 
@@ -427,7 +436,7 @@ bool conv2d_winograd_applies(const Conv2dGeometry& g) {
   return enabled() && uk && uk->nr <= kMaxNr && matmul_precision() == Precision::FP32 &&
          g.KH == 3 && g.KW == 3 && g.stride_h == 1 && g.stride_w == 1 && g.dil_h == 1 &&
          g.dil_w == 1 && g.groups == 1 && g.pad_h <= 2 && g.pad_w <= 2 && g.C >= min_channels(uk->nr) &&
-         g.K >= min_channels(uk->nr) && winograd_plan(g, uk->nr).tile != 0;
+         g.K >= min_channels(uk->nr) && winograd_plan(g, uk->nr, false).tile != 0;
 }
 
 void conv2d_winograd_forward(const Conv2dGeometry& g, const float* x, const float* w,
@@ -435,7 +444,7 @@ void conv2d_winograd_forward(const Conv2dGeometry& g, const float* x, const floa
   calls.fetch_add(1, std::memory_order_relaxed);
   if (packed) packed_calls.fetch_add(1, std::memory_order_relaxed);
   const GemmMicroKernel& uk = *active_gemm_microkernel();
-  const Plan plan = winograd_plan(g, uk.nr);
+  const Plan plan = winograd_plan(g, uk.nr, packed != nullptr);
   if (plan.few_tiles) {
     few_tiles_calls.fetch_add(1, std::memory_order_relaxed);
     return forward_few_tiles(g, plan.tile, x, w, bias, y, packed);
@@ -544,12 +553,12 @@ double max_channel_padding(int64_t nr) { return nr <= 24 ? 1.5 : 1.125; }
 
 bool conv2d_winograd_weight_applies(const Conv2dGeometry& g) {
   const GemmMicroKernel* uk = active_gemm_microkernel();
-  if (!conv2d_winograd_applies(g) || winograd_plan(g, uk->nr).few_tiles ||
+  if (!conv2d_winograd_applies(g) || winograd_plan(g, uk->nr, /*packed=*/true).few_tiles ||
       g.C % uk->mr != 0 ||  // A rows in place: whole panels of C
       static_cast<double>(round_up(g.K, uk->nr)) > max_channel_padding(uk->nr) * static_cast<double>(g.K))
     return false;
   // The output-gradient transform gathers with 32-bit offsets across one image's channels.
-  const Tiles tiles(g, winograd_plan(g, uk->nr).tile);
+  const Tiles tiles(g, winograd_plan(g, uk->nr, true).tile);
   return round_up(g.K, uk->nr) * tiles.rows * tiles.side * tiles.cols * tiles.side < (int64_t{1} << 31);
 }
 
@@ -560,7 +569,7 @@ void conv2d_winograd_backward_weight(const Conv2dGeometry& g, const float* dy, c
   const VectorKernels& vk = *active_vector_kernels();
   const int mr = uk.mr, nr = uk.nr;
   const int64_t C = g.C, K = g.K, K_pad = round_up(K, nr), panels = K_pad / nr;
-  const int tile = winograd_plan(g, nr).tile, side = tile + 2, points = side * side;
+  const int tile = winograd_plan(g, nr, true).tile, side = tile + 2, points = side * side;
   const Tiles tiles(g, tile);
   const int64_t Wp = tiles.cols * tile + 2, padded = (tiles.rows * tile + 2) * Wp;
   const float* xpad = pad_batch(g, tiles, x);
