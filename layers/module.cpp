@@ -133,15 +133,15 @@ void Module::freeze_for_inference() {
 }
 
 void Module::train(bool on) {
-  training_ = on;
-  for (auto& [name, m] : children_) m->train(on);
+  for_each_module([on](Module& m) { m.training_ = on; });
 }
 
 void Module::to(Device device) {
-  for (auto& [name, t] : params_) t.move_to_(device);
-  for (auto& [name, t] : buffers_) t.move_to_(device);
-  drop_packed_weights();
-  for (auto& [name, m] : children_) m->to(device);
+  for_each_module([device](Module& m) {
+    for (auto& [name, t] : m.params_) t.move_to_(device);
+    for (auto& [name, t] : m.buffers_) t.move_to_(device);
+    m.drop_packed_weights();
+  });
 }
 
 void Module::zero_grad() {

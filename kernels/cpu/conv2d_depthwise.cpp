@@ -101,15 +101,14 @@ void for_each_channel(const Conv2dGeometry& g, const PlaneLayout& L, Body body) 
   });
 }
 
-// dy's plane spread onto the stride-1 grid: row oh at oh*Wp, zeros in the Wp - OW columns after.
-void spread_onto_grid(const Conv2dGeometry& g, const PlaneLayout& L, const float* plane, float* grid) {
-  for (int64_t oh = 0; oh < g.OH; ++oh) {
-    std::memcpy(grid + oh * L.row, plane + oh * g.OW, g.OW * sizeof(float));
-    std::memset(grid + oh * L.row + g.OW, 0, (L.row - g.OW) * sizeof(float));
+}  // namespace
+
+void spread_onto_grid(int64_t rows, int64_t width, int64_t row, const float* plane, float* grid) {
+  for (int64_t r = 0; r < rows; ++r) {
+    std::memcpy(grid + r * row, plane + r * width, width * sizeof(float));
+    std::memset(grid + r * row + width, 0, (row - width) * sizeof(float));
   }
 }
-
-}  // namespace
 
 bool conv2d_depthwise_applies(const Conv2dGeometry& g) {
   return active_vector_kernels() && g.groups == g.C && g.K == g.C && g.dil_h == 1 && g.dil_w == 1 &&
@@ -154,7 +153,7 @@ void conv2d_depthwise_backward_input(const Conv2dGeometry& g, const float* dy, c
       const float* grad = dy + (n * g.C + c) * g.OH * g.OW;
       float* plane = dx + (n * g.C + c) * g.H * g.W;
       if (grid) {
-        spread_onto_grid(g, L, grad, grid);
+        spread_onto_grid(g.OH, g.OW, L.row, grad, grid);
         vk.taps_sum(g.H * L.row, grid + g.pad_h * L.row, back.data(), w + c * taps, static_cast<int>(taps), buf);
         for (int64_t h = 0; h < g.H; ++h) std::memcpy(plane + h * g.W, buf + h * L.row + g.pad_w, g.W * sizeof(float));
         continue;
@@ -188,7 +187,7 @@ void conv2d_depthwise_backward_weight(const Conv2dGeometry& g, const float* dy, 
       load_plane(g, L, x + (n * g.C + c) * g.H * g.W, buf);
       const float* grad = dy + (n * g.C + c) * g.OH * g.OW;
       if (grid) {  // stride 1: the whole plane at once
-        spread_onto_grid(g, L, grad, grid);
+        spread_onto_grid(g.OH, g.OW, L.row, grad, grid);
         add(g.OH * L.row, grid, buf);
       } else {
         for (int64_t oh = 0; oh < g.OH; ++oh) add(g.OW, grad + oh * g.OW, buf + L.row_start(g, oh));

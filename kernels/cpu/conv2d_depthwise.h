@@ -15,4 +15,9 @@ void conv2d_depthwise_backward_input(const Conv2dGeometry& g, const float* dy, c
 void conv2d_depthwise_backward_weight(const Conv2dGeometry& g, const float* dy, const float* x,
                                       float* dw, float* dbias);
 
+// An output gradient's plane [rows, width] spread onto the grid the taps kernels (taps_sum,
+// taps_dot) run over: row r at r * row floats, zeros in the row - width columns after it. Also
+// the few-taps weight gradient's (conv2d_direct.cpp).
+void spread_onto_grid(int64_t rows, int64_t width, int64_t row, const float* plane, float* grid);
+
 }  // namespace fer::cpu

@@ -42,6 +42,7 @@
 #include <vector>
 
 #include "kernels/cpu/conv2d_bf16_microkernel.h"
+#include "kernels/cpu/conv2d_depthwise.h"
 #include "kernels/cpu/conv2d_microkernel.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/gemm_microkernel.h"
@@ -432,10 +433,7 @@ void weight_grad_few_taps(const Conv2dGeometry& g, const float* dy, const float*
       pad_image(g, grid, x + n * g.C * g.H * g.W, xpad);
       for (int64_t k = k0; k < k1; ++k) {
         const float* plane = dy + (n * g.K + k) * P;
-        for (int64_t oh = 0; oh < g.OH; ++oh) {
-          std::memcpy(dy_grid + oh * grid.Wp, plane + oh * g.OW, g.OW * sizeof(float));
-          std::memset(dy_grid + oh * grid.Wp + g.OW, 0, (grid.Wp - g.OW) * sizeof(float));
-        }
+        spread_onto_grid(g.OH, g.OW, grid.Wp, plane, dy_grid);
         vk.taps_dot(grid.cells, dy_grid, xpad, offsets.data(), taps, part);
         for (int r = 0; r < taps; ++r) sums[(k - k0) * taps + r] += part[r];
         if (dbias) bias_sums[k - k0] += lane_sum(plane, P);

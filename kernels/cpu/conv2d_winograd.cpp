@@ -205,6 +205,9 @@ Plan winograd_plan(const Conv2dGeometry& g, int64_t nr, bool packed) {
   if (t.total >= min_untransposed_tiles(nr, packed)) return {tile, false};
   return {tile, true};
 }
+// The weight gradient's plan: its products take whole panels of tiles (never transposed), so it
+// applies only where the forward with packed kernels would not transpose them either.
+Plan weight_gradient_plan(const Conv2dGeometry& g, int64_t nr) { return winograd_plan(g, nr, /*packed=*/true); }
 
 // Where the outputs of a block's tiles go in the output maps, worked out once per block (two
 // divisions per tile and channel were most of the copy): tile j's first output at at[j] floats
@@ -553,12 +556,12 @@ double max_channel_padding(int64_t nr) { return nr <= 24 ? 1.5 : 1.125; }
 
 bool conv2d_winograd_weight_applies(const Conv2dGeometry& g) {
   const GemmMicroKernel* uk = active_gemm_microkernel();
-  if (!conv2d_winograd_applies(g) || winograd_plan(g, uk->nr, /*packed=*/true).few_tiles ||
+  if (!conv2d_winograd_applies(g) || weight_gradient_plan(g, uk->nr).few_tiles ||
       g.C % uk->mr != 0 ||  // A rows in place: whole panels of C
       static_cast<double>(round_up(g.K, uk->nr)) > max_channel_padding(uk->nr) * static_cast<double>(g.K))
     return false;
   // The output-gradient transform gathers with 32-bit offsets across one image's channels.
-  const Tiles tiles(g, winograd_plan(g, uk->nr, true).tile);
+  const Tiles tiles(g, weight_gradient_plan(g, uk->nr).tile);
   return round_up(g.K, uk->nr) * tiles.rows * tiles.side * tiles.cols * tiles.side < (int64_t{1} << 31);
 }
 
@@ -569,7 +572,7 @@ void conv2d_winograd_backward_weight(const Conv2dGeometry& g, const float* dy, c
   const VectorKernels& vk = *active_vector_kernels();
   const int mr = uk.mr, nr = uk.nr;
   const int64_t C = g.C, K = g.K, K_pad = round_up(K, nr), panels = K_pad / nr;
-  const int tile = winograd_plan(g, nr, true).tile, side = tile + 2, points = side * side;
+  const int tile = weight_gradient_plan(g, nr).tile, side = tile + 2, points = side * side;
   const Tiles tiles(g, tile);
   const int64_t Wp = tiles.cols * tile + 2, padded = (tiles.rows * tile + 2) * Wp;
   const float* xpad = pad_batch(g, tiles, x);
