@@ -121,7 +121,8 @@ class Backend {
   virtual double sum_squares(const float* x, int64_t n) = 0;
 
   // ---- Activations (the functions f and f': activation in engine/ops/elementwise.cpp) -----------
-  // y = f(x) elementwise; alpha is LeakyReLU's negative slope (unused by the others).
+  // y = f(x) elementwise; alpha is LeakyReLU's negative slope (unused by the others). y may be x
+  // (in place: a frozen convolution's fused activation).
   virtual void activation_forward(Activation act, float alpha, const float* x, float* y,
                                   int64_t n) = 0;
   // dx = f'(x) dy, from x, y = f(x) and dy (each activation reads whichever is cheaper).

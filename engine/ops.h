@@ -43,6 +43,9 @@ struct Conv2dOptions {
   // Where a frozen layer keeps the forms of its weights the backend made (engine/backend.h), or
   // null. The weights must not change while it holds forms of them, nor take gradients.
   PackedWeights* packed = nullptr;
+  // relu or relu6 of the output in the same op (a frozen convolution that folded a batchnorm and
+  // the activation after it: layers/layers.h); applied in place when nothing takes gradients.
+  BnActivation activation = BnActivation::None;
 };
 // x [N,C,H,W], weight [K, C/groups, KH, KW], bias [K] or undefined.
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& o);

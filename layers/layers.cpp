@@ -1,6 +1,7 @@
 #include "layers/layers.h"
 
 #include <cmath>
+#include <mutex>
 #include <optional>
 #include <sstream>
 
@@ -34,14 +35,74 @@ Conv2d::Conv2d(const Conv2dConfig& c) : config_(c) {
   }
 }
 
+struct Conv2d::Folding {
+  std::shared_ptr<BatchNorm> bn;
+  BnActivation act = BnActivation::None;
+  std::mutex mutex;      // the first call makes the folded weights; concurrent calls wait
+  Tensor weight, bias;   // the folded ones, undefined until then
+  PackedWeights packed;  // the backend's forms of the folded weights (the raw ones keep packed_)
+};
+
 Tensor Conv2d::forward(const Tensor& x) {
   Conv2dOptions o;
   o.stride_h = o.stride_w = config_.stride;
   o.pad_h = o.pad_w = config_.padding;
   o.dil_h = o.dil_w = config_.dilation;
   o.groups = config_.groups;
-  o.packed = packed_.get();
-  return conv2d(x, weight, bias, o);
+  if (absorbed_layers() == 0) {
+    o.packed = packed_.get();
+    return conv2d(x, weight, bias, o);
+  }
+  Folding& f = *folding_;
+  {
+    std::lock_guard<std::mutex> lock(f.mutex);
+    if (!f.weight.defined()) {
+      // On the host, in the order PyTorch's fuse_conv_bn_weights computes it.
+      const BatchNorm& bn = *f.bn;
+      const int64_t K = config_.out_channels, per_channel = weight.numel() / K;
+      std::vector<float> w = weight.to_vector(), b(static_cast<size_t>(K), 0.0f);
+      if (bias.defined()) b = bias.to_vector();
+      const std::vector<float> gamma = bn.weight.to_vector(), beta = bn.bias.to_vector(),
+                               mean = bn.running_mean.to_vector(), var = bn.running_var.to_vector();
+      for (int64_t k = 0; k < K; ++k) {
+        const float scale = gamma[k] / std::sqrt(var[k] + bn.eps);
+        for (int64_t i = 0; i < per_channel; ++i) w[k * per_channel + i] *= scale;
+        b[k] = (b[k] - mean[k]) * scale + beta[k];
+      }
+      f.weight = Tensor::from_vector(weight.shape(), w, weight.device());
+      f.bias = Tensor::from_vector({K}, b, weight.device());
+    }
+  }
+  o.packed = &f.packed;
+  o.activation = f.act;
+  return conv2d(x, f.weight, f.bias, o);
+}
+
+void Conv2d::fold_batchnorm(std::shared_ptr<BatchNorm> bn, BnActivation act) {
+  FER_CHECK(bn && bn->weight.numel() == config_.out_channels, describe(),
+            ": cannot fold a batchnorm of ", bn ? bn->weight.numel() : 0, " channels");
+  folding_ = std::make_shared<Folding>();
+  folding_->bn = std::move(bn);
+  folding_->act = act;
+}
+
+int Conv2d::absorbed_layers() const {
+  if (!folding_ || !packed_ || folding_->bn->is_training() || ForwardHook::active() || active_trace())
+    return 0;
+  return folding_->act == BnActivation::None ? 1 : 2;
+}
+
+size_t Conv2d::packed_weight_bytes() const {
+  return (packed_ ? packed_->bytes() : 0) + (folding_ ? folding_->packed.bytes() : 0);
+}
+
+void Conv2d::drop_packed_weights() {
+  if (packed_) packed_->clear();
+  if (folding_) {
+    std::lock_guard<std::mutex> lock(folding_->mutex);
+    folding_->packed.clear();
+    folding_->weight = folding_->bias = Tensor();
+  }
 }
 
 std::string Conv2d::describe() const {
@@ -161,9 +222,31 @@ Sequential& Sequential::add(const std::string& name, std::shared_ptr<Module> m) 
   return *this;
 }
 
+void Sequential::start_packing_weights() {
+  for (size_t i = 0; i + 1 < layers_.size(); ++i) {
+    auto conv = std::dynamic_pointer_cast<Conv2d>(layers_[i]);
+    auto bn = std::dynamic_pointer_cast<BatchNorm>(layers_[i + 1]);
+    if (!conv || !bn || bn->weight.numel() != conv->config().out_channels) continue;
+    const auto* act = i + 2 < layers_.size() ? dynamic_cast<const Act*>(layers_[i + 2].get()) : nullptr;
+    conv->fold_batchnorm(bn, !act                               ? BnActivation::None
+                             : act->kind == Activation::ReLU    ? BnActivation::ReLU
+                             : act->kind == Activation::ReLU6   ? BnActivation::ReLU6
+                                                                : BnActivation::None);
+  }
+}
+
 Tensor Sequential::forward(const Tensor& x) {
   Tensor h = x;
   for (size_t i = 0; i < layers_.size(); ++i) {
+    // A frozen convolution that folded the batchnorm after it (and its activation) runs them.
+    if (const auto* conv = dynamic_cast<Conv2d*>(layers_[i].get())) {
+      const int absorbed = conv->absorbed_layers();
+      if (absorbed > 0) {
+        h = (*layers_[i])(h);
+        i += static_cast<size_t>(absorbed);
+        continue;
+      }
+    }
     // A BatchNorm followed by a ReLU or a ReLU6 runs as one op (BatchNorm::activated), unless a
     // hook must see both modules.
     auto* bn = dynamic_cast<BatchNorm*>(layers_[i].get());

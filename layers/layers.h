@@ -10,6 +10,8 @@
 
 namespace fer {
 
+class BatchNorm;
+
 struct Conv2dConfig {
   int64_t in_channels, out_channels, kernel = 3, stride = 1, padding = 0, groups = 1,
           dilation = 1;
@@ -27,17 +29,30 @@ class Conv2d : public Module {
   const Conv2dConfig& config() const { return config_; }
   Tensor weight, bias;  // [out, in/groups, k, k], [out] (undefined when bias=false)
   // The bytes of the packed forms of the weights this layer keeps (after freeze_for_inference()).
-  size_t packed_weight_bytes() const { return packed_ ? packed_->bytes() : 0; }
+  size_t packed_weight_bytes() const;
+
+  // Conv-BN folding, as torch.jit.freeze does it: a frozen convolution followed by a BatchNorm
+  // in eval mode computes bn(conv(x)) as one convolution whose weights and bias absorb the
+  // batchnorm's affine map, w' = w * s, b' = beta + (b - mean) * s with s = gamma / sqrt(var +
+  // eps) per output channel, and applies the ReLU or ReLU6 after it (act) in the same op.
+  // Sequential sets it up when the model is frozen (a Conv2d, a BatchNorm of its channels, and
+  // optionally a ReLU/ReLU6 in a row); the folded weights are computed at the first call and
+  // dropped with the packed forms.
+  void fold_batchnorm(std::shared_ptr<BatchNorm> bn, BnActivation act);
+  // How many of the layers after this one its forward computes now: 0, 1 (the batchnorm) or 2
+  // (and the activation). Never while the batchnorm trains, while a ForwardHook must see each
+  // module or while an op trace records the graph.
+  int absorbed_layers() const;
 
  protected:
   void start_packing_weights() override { packed_ = std::make_shared<PackedWeights>(); }
-  void drop_packed_weights() override {
-    if (packed_) packed_->clear();
-  }
+  void drop_packed_weights() override;
 
  private:
+  struct Folding;
   Conv2dConfig config_;
   std::shared_ptr<PackedWeights> packed_;  // null until frozen for inference
+  std::shared_ptr<Folding> folding_;       // null unless a batchnorm is folded in
 };
 
 // BatchNorm over channels of [N,C,H,W] (BatchNorm2d) or features of [N,C] (BatchNorm1d).
@@ -140,6 +155,10 @@ class Sequential : public Module {
   std::string describe() const override { return "Sequential()"; }
   size_t size() const { return layers_.size(); }
   std::shared_ptr<Module> operator[](size_t i) const { return layers_.at(i); }
+
+ protected:
+  // Frozen: each Conv2d followed by a BatchNorm of its channels (and a ReLU or ReLU6) folds them.
+  void start_packing_weights() override;
 
  private:
   std::vector<std::shared_ptr<Module>> layers_;

@@ -175,6 +175,68 @@ TEST_CASE("freeze_for_inference: eval's logits, packed weights dropped on reload
   CHECK(throws_naming([&] { (*model)(batch); }, "packed"));
 }
 
+namespace {
+// Statistics and affine parameters away from BatchNorm's initial 0/1, so that a folding that
+// dropped any term of the batchnorm's map would show.
+void randomize_batchnorms(Module& model, uint64_t seed) {
+  Generator g(seed);
+  NoGradGuard no_grad;
+  for (auto& [name, t] : model.state_dict()) {
+    if (name.find("running_mean") != std::string::npos || name.find(".bias") != std::string::npos)
+      t.copy_(Tensor::uniform(t.shape(), -0.5f, 0.5f, g));
+    else if (name.find("running_var") != std::string::npos || (name.find(".weight") != std::string::npos && t.dim() == 1))
+      t.copy_(Tensor::uniform(t.shape(), 0.5f, 2.0f, g));
+  }
+}
+}  // namespace
+
+// Conv-BN folding (Conv2d::fold_batchnorm): a frozen Sequential computes eval mode's outputs
+// with each convolution absorbing the batchnorm after it and its ReLU or ReLU6 (a conv with a
+// bias, one without, a 1x1 one with no activation after its batchnorm; a batchnorm after a pool
+// stays itself); a hook sees every module again; reloaded statistics are folded anew; a model
+// put back in training mode folds nothing.
+TEST_CASE("freeze_for_inference folds each convolution's batchnorm and activation") {
+  auto make = [] {
+    return std::make_shared<Sequential>(std::initializer_list<std::shared_ptr<Module>>{
+        std::make_shared<Conv2d>(3, 8, 3, 1, 1, true), std::make_shared<BatchNorm2d>(8), ReLU(),
+        std::make_shared<Conv2d>(8, 16, 3, 2, 1, false), std::make_shared<BatchNorm2d>(16), ReLU6(),
+        std::make_shared<Conv2d>(16, 4, 1, 1, 0, false), std::make_shared<BatchNorm2d>(4),
+        std::make_shared<MaxPool2d>(2), std::make_shared<BatchNorm2d>(4), ReLU()});
+  };
+  manual_seed(5);
+  auto model = make();
+  randomize_batchnorms(*model, 6);
+  manual_seed(7);
+  auto other = make();
+  randomize_batchnorms(*other, 8);
+  model->eval();
+  other->eval();
+  Generator g(9);
+  const Tensor x = Tensor::uniform({2, 3, 12, 12}, -4.0f, 4.0f, g);  // some outputs above 6
+  const Tensor ref = (*model)(x), ref_other = (*other)(x);
+  const Tolerance tol{1e-5, 1e-4, 1e-3};
+  model->freeze_for_inference();
+  auto conv = [&](size_t i) { return std::dynamic_pointer_cast<Conv2d>((*model)[i]); };
+  CHECK(conv(0)->absorbed_layers() == 2);
+  CHECK(conv(3)->absorbed_layers() == 2);
+  CHECK(conv(6)->absorbed_layers() == 1);
+  for (int call = 0; call < 2; ++call) {
+    INFO("call " << call);
+    CHECK(compare_values(ref, (*model)(x), tol).count == 0);
+  }
+  {
+    std::vector<std::string> seen;
+    ForwardHook hook([&](const Module& m, const Tensor&, const Tensor&) { seen.push_back(m.describe()); });
+    CHECK(conv(0)->absorbed_layers() == 0);
+    CHECK(compare_values(ref, (*model)(x), tol).count == 0);
+    CHECK(seen.size() == model->size() + 1);  // every layer and the Sequential itself
+  }
+  model->load_state_dict(other->state_dict());
+  CHECK(compare_values(ref_other, (*model)(x), tol).count == 0);
+  model->train();
+  CHECK(conv(0)->absorbed_layers() == 0);
+}
+
 TEST_CASE("Sequential fuses a BatchNorm and its ReLU, and runs them apart for a hook") {
   // Same outputs and gradients either way; the fused run leaves num_batches_tracked counted once
   // per BatchNorm; a hook sees the BatchNorm's own output (negative values) and the ReLU's.

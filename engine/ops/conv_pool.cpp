@@ -162,6 +162,10 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
     trace->record("conv2d", {x, weight, bias}, y,
                   {{"stride_h", o.stride_h}, {"stride_w", o.stride_w}, {"pad_h", o.pad_h},
                    {"pad_w", o.pad_w}, {"dil_h", o.dil_h}, {"dil_w", o.dil_w}, {"groups", o.groups}});
+  if (o.activation == BnActivation::None) return y;
+  const Activation act = o.activation == BnActivation::ReLU ? Activation::ReLU : Activation::ReLU6;
+  if (y.requires_grad() || active_trace()) return activation(y, act);  // a node of its own
+  backend(dev).activation_forward(act, 0.0f, y.data(), y.data(), y.numel());  // in place: y is ours
   return y;
 }
 

@@ -96,8 +96,8 @@ double CpuBackend::sum_squares(const float* x, int64_t n) {
 void CpuBackend::activation_forward(Activation act, float alpha, const float* x, float* y,
                                     int64_t n) {
   chunks(n, [=](int64_t s, int64_t e) {
-    const float* __restrict in = x;
-    float* __restrict out = y;
+    const float* in = x;  // may be y itself: each element is read before it is written
+    float* out = y;
     switch (act) {
       case Activation::ReLU:
         for (int64_t i = s; i < e; ++i) out[i] = std::max(in[i], 0.0f);
