@@ -389,6 +389,16 @@ std::vector<OpCase> all_op_cases() {
               conv_opts(1, 1, 1, 1));
   conv_packed("3x3 Winograd few tiles F(2x2) 180->64, 5x7 pad 1", {2, 180, 5, 7}, {64, 180, 3, 3}, false,
               conv_opts(1, 1, 1, 1));
+  // A frozen convolution's fused activation (Conv2dOptions::activation, after conv-bn folding):
+  // applied in place without gradients, as a node of its own with them (the gradient check).
+  Conv2dOptions relu6_fused = conv_opts(1, 1, 1, 1), relu_fused = conv_opts(1, 1, 1, 1);
+  relu6_fused.activation = BnActivation::ReLU6;
+  relu_fused.activation = BnActivation::ReLU;
+  c.push_back(op_case("conv2d 3x3 pad 1 + bias, relu6 fused", {"conv2d"}, {{img}, {{4, 5, 3, 3}}, {{4}}},
+                      [relu6_fused](auto& t) { return conv2d(t[0], t[1], t[2], relu6_fused); }, kMatmul, true)
+                  .without_gradcheck(kKinkAtZero));
+  conv_packed("3x3 Winograd few tiles 64->70, 12x12 pad 1 + bias, relu fused (one face, frozen)", {1, 64, 12, 12},
+              {70, 64, 3, 3}, true, relu_fused);
   conv("fer 64 channels", {2, 64, 12, 12}, {64, 64, 3, 3}, false, conv_opts(1, 1, 1, 1), false);
   // 160 x 15 = 2400 taps, forward and backward: the direct convolution's passes over the taps
   // (576 each), several and a partial one (3x3 kernels of this many channels go to Winograd).
