@@ -57,7 +57,7 @@ Tensor Conv2d::forward(const Tensor& x) {
   {
     std::lock_guard<std::mutex> lock(f.mutex);
     if (!f.weight.defined()) {
-      // On the host, in the order PyTorch's fuse_conv_bn_weights computes it.
+      // On the host, as PyTorch's fuse_conv_bn_weights computes it (scale = gamma / sqrt(var + eps)).
       const BatchNorm& bn = *f.bn;
       const int64_t K = config_.out_channels, per_channel = weight.numel() / K;
       std::vector<float> w = weight.to_vector(), b(static_cast<size_t>(K), 0.0f);
