@@ -222,16 +222,23 @@ Sequential& Sequential::add(const std::string& name, std::shared_ptr<Module> m) 
   return *this;
 }
 
+namespace {
+// The activation a batchnorm (or a convolution that folded one) runs in its own op when layer i
+// of a Sequential is a ReLU or a ReLU6; None for any other layer, or past the end.
+BnActivation fusable_activation(const std::vector<std::shared_ptr<Module>>& layers, size_t i) {
+  const auto* act = i < layers.size() ? dynamic_cast<const Act*>(layers[i].get()) : nullptr;
+  if (!act) return BnActivation::None;
+  if (act->kind == Activation::ReLU) return BnActivation::ReLU;
+  return act->kind == Activation::ReLU6 ? BnActivation::ReLU6 : BnActivation::None;
+}
+}  // namespace
+
 void Sequential::start_packing_weights() {
   for (size_t i = 0; i + 1 < layers_.size(); ++i) {
     auto conv = std::dynamic_pointer_cast<Conv2d>(layers_[i]);
     auto bn = std::dynamic_pointer_cast<BatchNorm>(layers_[i + 1]);
-    if (!conv || !bn || bn->weight.numel() != conv->config().out_channels) continue;
-    const auto* act = i + 2 < layers_.size() ? dynamic_cast<const Act*>(layers_[i + 2].get()) : nullptr;
-    conv->fold_batchnorm(bn, !act                               ? BnActivation::None
-                             : act->kind == Activation::ReLU    ? BnActivation::ReLU
-                             : act->kind == Activation::ReLU6   ? BnActivation::ReLU6
-                                                                : BnActivation::None);
+    if (conv && bn && bn->weight.numel() == conv->config().out_channels)
+      conv->fold_batchnorm(bn, fusable_activation(layers_, i + 2));
   }
 }
 
@@ -250,13 +257,11 @@ Tensor Sequential::forward(const Tensor& x) {
     // A BatchNorm followed by a ReLU or a ReLU6 runs as one op (BatchNorm::activated), unless a
     // hook must see both modules.
     auto* bn = dynamic_cast<BatchNorm*>(layers_[i].get());
-    if (bn && i + 1 < layers_.size() && !ForwardHook::active()) {
-      const auto* act = dynamic_cast<const Act*>(layers_[i + 1].get());
-      if (act && (act->kind == Activation::ReLU || act->kind == Activation::ReLU6)) {
-        h = bn->activated(h, act->kind == Activation::ReLU ? BnActivation::ReLU : BnActivation::ReLU6);
-        ++i;
-        continue;
-      }
+    const BnActivation act = bn ? fusable_activation(layers_, i + 1) : BnActivation::None;
+    if (act != BnActivation::None && !ForwardHook::active()) {
+      h = bn->activated(h, act);
+      ++i;
+      continue;
     }
     h = (*layers_[i])(h);
   }
