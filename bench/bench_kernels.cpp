@@ -62,10 +62,10 @@ void conv_forward(benchmark::State& state, Target t) {
   const Conv2dGeometry g = conv3x3(N, C, K, H);
   Tensor x = random({N, C, H, H}, 1, t.device), w = random({K, C, 3, 3}, 2, t.device);
   Tensor y = Tensor::empty({N, K, H, H}, t.device);
-  be.conv2d_forward(g, x.data(), w.data(), nullptr, y.data(), nullptr);
+  be.conv2d_forward(g, x.data(), w.data(), nullptr, y.data(), nullptr, BnActivation::None);
   be.synchronize();
   for (auto _ : state) {
-    be.conv2d_forward(g, x.data(), w.data(), nullptr, y.data(), nullptr);
+    be.conv2d_forward(g, x.data(), w.data(), nullptr, y.data(), nullptr, BnActivation::None);
     be.synchronize();
   }
   state.counters["GFLOP/s"] = benchmark::Counter(2.0 * N * K * H * H * C * 9 * 1e-9,

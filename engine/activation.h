@@ -7,8 +7,9 @@ namespace fer {
 // The elementwise activations (activation() in engine/ops/elementwise.cpp has their math).
 enum class Activation { ReLU, ReLU6, LeakyReLU, Sigmoid, Tanh };
 
-// The activation a batch normalisation may carry in the same pass (batch_norm_relu,
-// batch_norm_relu6): of the normalised z, y = z, max(z, 0) or min(max(z, 0), 6).
+// The activation a batch normalisation (batch_norm_relu, batch_norm_relu6) or a convolution
+// (Conv2dOptions::activation) may carry in the same pass: of its output z, y = z, max(z, 0) or
+// min(max(z, 0), 6).
 enum class BnActivation { None, ReLU, ReLU6 };
 
 }  // namespace fer

@@ -141,11 +141,12 @@ class Backend {
 
   // ---- Convolution (the math: conv2d in engine/ops/conv_pool.cpp) -------------------------------
   // x [N, C, H, W], w [K, C/groups, KH, KW], bias [K], y and dy [N, K, OH, OW].
-  // y = conv(x, w) + bias. packed: the forms of w the backend may keep between calls (w then
-  // never changes: a frozen layer's), or null.
+  // y = act(conv(x, w) + bias), act none, ReLU or ReLU6 (a frozen model's folded batchnorm and
+  // activation: the CPU kernels apply both in their output stores). packed: the forms of w the
+  // backend may keep between calls (w then never changes: a frozen layer's), or null.
   virtual void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w,
                               const float* bias /*nullable*/, float* y,
-                              PackedWeights* packed /*nullable*/) = 0;
+                              PackedWeights* packed /*nullable*/, BnActivation act) = 0;
   // dx = the adjoint of the forward convolution applied to dy.
   virtual void conv2d_backward_input(const Conv2dGeometry& g, const float* dy, const float* w,
                                      float* dx) = 0;

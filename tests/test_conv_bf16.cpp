@@ -82,7 +82,7 @@ void check_kernel(const Bf16ConvKernel& kernel) {
     for (float& v : w) v = gen.uniform(-1, 1);
     for (float& v : bias) v = gen.uniform(-1, 1);
     std::vector<float> y(static_cast<size_t>(g.N * g.K * g.OH * g.OW), std::nanf(""));
-    conv2d_bf16_forward(kernel, g, x.data(), w.data(), bias.data(), y.data());
+    conv2d_bf16_forward(kernel, g, x.data(), w.data(), ConvOutput(bias.data(), BnActivation::None), y.data());
     std::vector<double> ref, scale;
     reference(g, x, w, bias, ref, scale);
     CHECK(count_off("output", y, ref, scale) == 0);

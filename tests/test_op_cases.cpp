@@ -184,8 +184,8 @@ class RecordingBackend final : public Backend {
   }
 
   void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
-                      float* y, PackedWeights* packed) override {
-    note("conv2d_forward").conv2d_forward(g, x, w, bias, y, packed);
+                      float* y, PackedWeights* packed, BnActivation act) override {
+    note("conv2d_forward").conv2d_forward(g, x, w, bias, y, packed, act);
   }
   void conv2d_backward_input(const Conv2dGeometry& g, const float* dy, const float* w, float* dx) override {
     note("conv2d_backward_input").conv2d_backward_input(g, dy, w, dx);
@@ -404,6 +404,68 @@ TEST_CASE("CPU kernel sets: the Winograd op cases run the Winograd convolution")
     INFO(cpu::isa_name(isa));
     CHECK(weight_cases[cpu::isa_name(isa)] >= 3);
   }
+}
+
+// A frozen model's convolutions carry their folded batchnorm as the bias and the ReLU/ReLU6 after
+// it, applied by every forward path in its output stores (kernels/cpu/conv2d_output.h): under
+// each kernel set, in fp32 and bf16 products, the fused output must equal the same convolution
+// with the activation as an op of its own, bit for bit (the same sums, the same additions).
+// Inputs wide enough for outputs past 0 and 6 in every case; one image and several (the paths
+// split the work differently), and the Winograd counters show the two Winograd paths ran.
+TEST_CASE("fused activation: every convolution path's output stores equal the activation after it") {
+  const cpu::PrecisionScope restore(cpu::matmul_precision());
+  struct Fused {
+    const char* path;
+    Shape x, w;
+    Conv2dOptions o;
+  };
+  const Conv2dOptions pad1 = conv_opts(1, 1, 1, 1), valid = conv_opts(1, 1, 0, 0);
+  const std::vector<Fused> cases = {
+      {"Winograd F(4x4), tiles untransposed", {16, 64, 13, 11}, {72, 64, 3, 3}, pad1},
+      {"Winograd few tiles, transposed (one face's 12x12)", {1, 64, 12, 12}, {70, 64, 3, 3}, pad1},
+      {"Winograd F(2x2) few tiles (one face's 6x6)", {1, 64, 6, 6}, {64, 64, 3, 3}, pad1},
+      {"direct 3x3, whole images per thread", {3, 20, 9, 11}, {36, 20, 3, 3}, pad1},
+      {"direct 3x3, one image over the threads", {1, 20, 9, 11}, {70, 20, 3, 3}, pad1},
+      {"direct 1x1 in place (MobileNet's pointwise)", {2, 16, 6, 8}, {24, 16, 1, 1}, valid},
+      {"depthwise 3x3 stride 1", {2, 8, 10, 9}, {8, 1, 3, 3}, conv_opts(1, 1, 1, 1, 1, 8)},
+      {"depthwise 3x3 stride 2", {2, 8, 11, 9}, {8, 1, 3, 3}, conv_opts(2, 2, 1, 1, 1, 8)},
+      {"GEMM, 3x3 stride 2", {2, 12, 11, 9}, {10, 12, 3, 3}, conv_opts(2, 2, 1, 1)},
+      {"GEMM, grouped 1x1", {2, 12, 7, 5}, {9, 4, 1, 1}, conv_opts(1, 1, 0, 0, 1, 3)},
+  };
+  const NoGradGuard no_grad;
+  int compared = 0;
+  for (cpu::Precision precision : {cpu::Precision::FP32, cpu::Precision::BF16})
+    for (cpu::Isa isa : cpu::supported_isas())
+      for (const Fused& f : cases)
+        for (BnActivation act : {BnActivation::ReLU, BnActivation::ReLU6}) {
+          cpu::set_matmul_precision(precision);
+          CpuKernelsAs as(isa, 2);
+          const Tensor x = make_input({f.x, -3, 3, false}, 7, Device::CPU);
+          const Tensor w = make_input({f.w, -1, 1, false}, 8, Device::CPU);
+          const Tensor b = make_input({{f.w[0]}, -4, 4, false}, 9, Device::CPU);
+          const Activation separate_act = act == BnActivation::ReLU ? Activation::ReLU : Activation::ReLU6;
+          const int64_t winograd_before = cpu::conv2d_winograd_calls();
+          Conv2dOptions fused = f.o;
+          fused.activation = act;
+          const std::vector<float> got = conv2d(x, w, b, fused).to_vector();
+          const std::vector<float> want = activation(conv2d(x, w, b, f.o), separate_act).to_vector();
+          const std::string label = std::string(f.path) + ", " + cpu::isa_name(isa) +
+                                    (precision == cpu::Precision::BF16 ? " bf16" : " fp32") +
+                                    (act == BnActivation::ReLU ? ", relu" : ", relu6");
+          INFO(label);
+          REQUIRE(got.size() == want.size());
+          const auto [lowest, highest] = std::minmax_element(want.begin(), want.end());
+          CHECK(*lowest == 0.0f);  // some outputs clamped at 0 ...
+          if (act == BnActivation::ReLU6) CHECK(*highest == 6.0f);  // ... and at 6
+          size_t differ = 0;
+          for (size_t i = 0; i < got.size(); ++i) differ += got[i] != want[i];
+          CHECK(differ == 0);
+          const bool winograd = std::string(f.path).find("Winograd") == 0;
+          if (winograd && isa != cpu::Isa::Scalar && precision == cpu::Precision::FP32)
+            CHECK(cpu::conv2d_winograd_calls() - winograd_before == 2);
+          ++compared;
+        }
+  MESSAGE(compared, " fused convolutions against the activation applied after them");
 }
 
 // bf16 products (kernels/cpu/isa.h): every set rounds the same operands, so it must agree with

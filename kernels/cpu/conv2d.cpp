@@ -39,6 +39,7 @@
 #include "kernels/cpu/conv2d_amx.h"
 #include "kernels/cpu/conv2d_depthwise.h"
 #include "kernels/cpu/conv2d_direct.h"
+#include "kernels/cpu/conv2d_output.h"
 #include "kernels/cpu/conv2d_winograd.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/gemm.h"
@@ -197,13 +198,17 @@ void for_each_image_group(int64_t N, int64_t per_group, Body body) {
 }  // namespace
 
 void CpuBackend::conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w,
-                                const float* bias, float* y, PackedWeights* packed) {
+                                const float* bias, float* y, PackedWeights* packed,
+                                BnActivation act) {
   const PrecisionScope precision(precision_for(g));
-  if (const AmxConvKernels* amx = active_amx_conv_kernels(); amx && conv2d_amx_applies(g))
-    return conv2d_amx_forward(*amx, g, x, w, bias, y);
-  if (conv2d_winograd_applies(g)) return conv2d_winograd_forward(g, x, w, bias, y, packed);
-  if (conv2d_direct_applies(g)) return conv2d_direct_forward(g, x, w, bias, y);
-  if (conv2d_depthwise_applies(g)) return conv2d_depthwise_forward(g, x, w, bias, y);
+  const ConvOutput out(bias, act);
+  if (const AmxConvKernels* amx = active_amx_conv_kernels(); amx && conv2d_amx_applies(g)) {
+    conv2d_amx_forward(*amx, g, x, w, bias, y);
+    return out.activate(y, g.N * g.K * g.OH * g.OW);
+  }
+  if (conv2d_winograd_applies(g)) return conv2d_winograd_forward(g, x, w, out, y, packed);
+  if (conv2d_direct_applies(g)) return conv2d_direct_forward(g, x, w, out, y);
+  if (conv2d_depthwise_applies(g)) return conv2d_depthwise_forward(g, x, w, out, y);
   const int64_t Cg = g.C / g.groups, Kg = g.K / g.groups, P = g.OH * g.OW;
   const int64_t R = Cg * g.KH * g.KW;
   if (!active_gemm_microkernel()) {  // the scalar set: im2col and the reference product, plainly
@@ -211,11 +216,10 @@ void CpuBackend::conv2d_forward(const Conv2dGeometry& g, const float* x, const f
     for (int64_t n = 0; n < g.N; ++n)
       for (int64_t grp = 0; grp < g.groups; ++grp) {
         im2col(g, Cg, x + (n * g.C + grp * Cg) * g.H * g.W, col.data(), P);
-        float* out = y + (n * g.K + grp * Kg) * P;
-        sgemm_reference(false, false, Kg, P, R, 1.0f, w + grp * Kg * R, R, col.data(), P, 0.0f, out, P);
-        if (bias)
-          for (int64_t k = 0; k < Kg; ++k)
-            for (int64_t p = 0; p < P; ++p) out[k * P + p] += bias[grp * Kg + k];
+        float* yg = y + (n * g.K + grp * Kg) * P;
+        sgemm_reference(false, false, Kg, P, R, 1.0f, w + grp * Kg * R, R, col.data(), P, 0.0f, yg, P);
+        for (int64_t k = 0; k < Kg; ++k)  // act(sum + bias), plainly
+          for (int64_t p = 0; p < P; ++p) yg[k * P + p] = out(yg[k * P + p], out.bias(grp * Kg + k));
       }
     return;
   }
@@ -228,15 +232,14 @@ void CpuBackend::conv2d_forward(const Conv2dGeometry& g, const float* x, const f
     float* buffer = nb > 1 ? thread_scratch(Kg * nb * P) : nullptr;
     for (int64_t grp = 0; grp < g.groups; ++grp) {
       const ImageColumns cols(g, x + (n0 * g.C + grp * Cg) * g.H * g.W, g.C * g.H * g.W);
-      float* out = nb > 1 ? buffer : y + (n0 * g.K + grp * Kg) * P;
-      sgemm_packed(weights[grp], cols, nb * P, 1.0f, 0.0f, out, nb * P);
+      float* sums = nb > 1 ? buffer : y + (n0 * g.K + grp * Kg) * P;
+      sgemm_packed(weights[grp], cols, nb * P, 1.0f, 0.0f, sums, nb * P);
+      if (nb == 1 && out.plain()) continue;
+      // act(sum + bias) on the way to each image's NCHW planes (in place for one image).
       for (int64_t i = 0; i < nb; ++i)
-        for (int64_t k = 0; k < Kg; ++k) {
-          float* dst = y + ((n0 + i) * g.K + grp * Kg + k) * P;
-          if (nb > 1) std::memcpy(dst, buffer + k * nb * P + i * P, P * sizeof(float));
-          if (bias)
-            for (int64_t p = 0; p < P; ++p) dst[p] += bias[grp * Kg + k];
-        }
+        for (int64_t k = 0; k < Kg; ++k)
+          out.store(sums + k * nb * P + i * P, y + ((n0 + i) * g.K + grp * Kg + k) * P, P,
+                    out.bias(grp * Kg + k));
     }
   });
 }
@@ -269,7 +272,7 @@ void CpuBackend::conv2d_backward_input(const Conv2dGeometry& g, const float* dy,
                   w[(((grp * Kg + k) * Cg + c) * g.KH + i) * g.KW + j];
     Conv2dGeometry t{g.N, g.K, g.OH, g.OW, g.C, g.KH, g.KW, 1, 1, g.KH - 1 - g.pad_h,
                      g.KW - 1 - g.pad_w, 1, 1, g.groups, g.H, g.W};
-    conv2d_forward(t, dy, rotated.data(), nullptr, dx, nullptr);
+    conv2d_forward(t, dy, rotated.data(), nullptr, dx, nullptr, BnActivation::None);
     return;
   }
   for_each_image_group(g.N, 1, [&](int64_t n, int64_t) {

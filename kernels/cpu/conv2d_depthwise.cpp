@@ -116,7 +116,7 @@ bool conv2d_depthwise_applies(const Conv2dGeometry& g) {
 }
 
 void conv2d_depthwise_forward(const Conv2dGeometry& g, const float* x, const float* w,
-                              const float* bias, float* y) {
+                              const ConvOutput& output, float* y) {
   const VectorKernels& vk = *active_vector_kernels();
   const PlaneLayout L(g);
   const int taps = static_cast<int>(g.KH * g.KW);
@@ -126,12 +126,14 @@ void conv2d_depthwise_forward(const Conv2dGeometry& g, const float* x, const flo
       float* out = y + (n * g.C + c) * g.OH * g.OW;
       if (grid)  // stride 1: the whole plane on the grid, then its output columns
         vk.taps_sum(g.OH * L.row, buf, L.offsets.data(), w + c * taps, taps, grid);
-      for (int64_t oh = 0; oh < g.OH; ++oh) {
+      for (int64_t oh = 0; oh < g.OH; ++oh) {  // each row: act(sums + bias) while in L1
         float* row = out + oh * g.OW;
-        if (grid) std::memcpy(row, grid + oh * L.row, g.OW * sizeof(float));
-        else vk.taps_sum(g.OW, buf + L.row_start(g, oh), L.offsets.data(), w + c * taps, taps, row);
-        if (bias)
-          for (int64_t ow = 0; ow < g.OW; ++ow) row[ow] += bias[c];
+        if (grid) {
+          output.store(grid + oh * L.row, row, g.OW, output.bias(c));
+        } else {
+          vk.taps_sum(g.OW, buf + L.row_start(g, oh), L.offsets.data(), w + c * taps, taps, row);
+          if (!output.plain()) output.store(row, row, g.OW, output.bias(c));
+        }
       }
     }
   });

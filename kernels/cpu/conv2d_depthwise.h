@@ -2,6 +2,7 @@
 // stride 1 or 2, on the vector loops of the active kernel set. See conv2d_depthwise.cpp.
 #pragma once
 #include "engine/backend.h"
+#include "kernels/cpu/conv2d_output.h"
 
 namespace fer::cpu {
 
@@ -9,7 +10,7 @@ namespace fer::cpu {
 bool conv2d_depthwise_applies(const Conv2dGeometry& g);
 
 void conv2d_depthwise_forward(const Conv2dGeometry& g, const float* x, const float* w,
-                              const float* bias, float* y);
+                              const ConvOutput& output, float* y);
 void conv2d_depthwise_backward_input(const Conv2dGeometry& g, const float* dy, const float* w,
                                      float* dx);
 void conv2d_depthwise_backward_weight(const Conv2dGeometry& g, const float* dy, const float* x,

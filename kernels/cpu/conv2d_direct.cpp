@@ -121,18 +121,14 @@ bool conv2d_direct_applies(const Conv2dGeometry& g) {
 
 namespace {
 
-// y[k, oh, ow] = out[k, oh*Wp + ow] (+ bias[k]) for the channels [k0, k1) of one image: the valid
-// cells of the padded-width grid, rows of cells_pad floats per channel.
+// y[k, oh, ow] = act(out[k, oh*Wp + ow] + bias[k]) for the channels [k0, k1) of one image: the
+// valid cells of the padded-width grid, rows of cells_pad floats per channel.
 void copy_out_cells(const Conv2dGeometry& g, int64_t Wp, int64_t cells_pad, const float* out,
-                    const float* bias, float* yn, int64_t k0, int64_t k1) {
+                    const ConvOutput& output, float* yn, int64_t k0, int64_t k1) {
   const int64_t P = g.OH * g.OW;
   for (int64_t k = k0; k < k1; ++k)
-    for (int64_t oh = 0; oh < g.OH; ++oh) {
-      const float* src = out + k * cells_pad + oh * Wp;
-      float* dst = yn + k * P + oh * g.OW;
-      const float b = bias ? bias[k] : 0.0f;
-      for (int64_t ow = 0; ow < g.OW; ++ow) dst[ow] = src[ow] + b;
-    }
+    for (int64_t oh = 0; oh < g.OH; ++oh)
+      output.store(out + k * cells_pad + oh * Wp, yn + k * P + oh * g.OW, g.OW, output.bias(k));
 }
 
 // dW[k, r] = sum over threads t of dW^T_t[r, k], and dbias likewise: the weight-gradient paths
@@ -214,7 +210,7 @@ const Bf16PackKernels& active_bf16_pack_kernels() {
 }
 
 void conv2d_bf16_forward(const Bf16ConvKernel& kernel, const Conv2dGeometry& g, const float* x,
-                         const float* w, const float* bias, float* y) {
+                         const float* w, const ConvOutput& output, float* y) {
   const int64_t mr = kernel.mr, nr = kernel.nr;
   const int64_t C2 = (g.C + 1) / 2;  // channel pairs (an odd last channel pairs with zeros)
   const int64_t pairs = C2 * g.KH * g.KW;
@@ -258,7 +254,7 @@ void conv2d_bf16_forward(const Bf16ConvKernel& kernel, const Conv2dGeometry& g, 
     for (int64_t q = 0; q < cells_pad; q += nr)
       for (int64_t k0 = 0; k0 < K_pad; k0 += mr)
         kernel.run(pairs, wpack.data() + k0 * pairs, xpad + q, offsets.data(), out + k0 * cells_pad + q, cells_pad);
-    copy_out_cells(g, Wp, cells_pad, out, bias, y + n * g.K * g.OH * g.OW, 0, g.K);
+    copy_out_cells(g, Wp, cells_pad, out, output, y + n * g.K * g.OH * g.OW, 0, g.K);
   }
 }
 
@@ -330,8 +326,8 @@ void conv2d_bf16_backward_weight(const Bf16ConvWeightGradKernel& kernel, const C
 constexpr int64_t kDirectDepthBlock = 576;
 
 void conv2d_direct_forward(const Conv2dGeometry& g, const float* x, const float* w,
-                           const float* bias, float* y) {
-  if (const Bf16ConvKernel* bf16 = active_bf16_conv_kernel()) return conv2d_bf16_forward(*bf16, g, x, w, bias, y);
+                           const ConvOutput& output, float* y) {
+  if (const Bf16ConvKernel* bf16 = active_bf16_conv_kernel()) return conv2d_bf16_forward(*bf16, g, x, w, output, y);
   const GemmMicroKernel& uk = *active_gemm_microkernel();
   const int64_t R = g.C * g.KH * g.KW, P = g.OH * g.OW;
   const Grid grid(g, 2 * uk.nr + g.KW);
@@ -359,22 +355,23 @@ void conv2d_direct_forward(const Conv2dGeometry& g, const float* x, const float*
     }
   };
   auto copy_out = [&](const float* out, float* yn, int64_t k0, int64_t k1) {
-    copy_out_cells(g, grid.Wp, cells_pad, out, bias, yn, k0, k1);
+    copy_out_cells(g, grid.Wp, cells_pad, out, output, yn, k0, k1);
   };
 
   const int threads = cpu_threads();
   if (g.N >= threads || threads == 1) {  // whole images per thread
     // A 1x1 convolution without padding has the image itself for its grid (no dropped columns):
     // where its pixels fill whole panels, its output channels whole micro-kernel rows (no
-    // w_copy: that also means fp32 products) and there is no bias to add, it reads the image and
-    // writes its output where they lie (MobileNet's pointwise layers at 48x48 to 12x12: the
-    // padded copy and the copy out were a tenth of its inference).
+    // w_copy: that also means fp32 products), it reads the image and writes its output where they
+    // lie, then adds a bias and activation in place (MobileNet's pointwise layers at 48x48 to
+    // 12x12: the padded copy and the copy out were a tenth of its inference).
     const bool in_place = g.KH == 1 && g.KW == 1 && g.pad_h == 0 && g.pad_w == 0 && cells_pad == P &&
-                          !bias && w_copy.empty();
+                          w_copy.empty();
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t n = 0; n < g.N; ++n) {
       if (in_place) {
         multiply(x + n * g.C * g.H * g.W, y + n * g.K * P, 0, K_pad);
+        output.apply(y + n * g.K * P, 0, g.K, P);
         continue;
       }
       float* xpad = thread_scratch(grid.image, 0);

@@ -2,6 +2,7 @@
 // most of the backbones'), on the micro-kernels of the active kernel set. See conv2d_direct.cpp.
 #pragma once
 #include "engine/backend.h"
+#include "kernels/cpu/conv2d_output.h"
 
 namespace fer::cpu {
 
@@ -9,13 +10,13 @@ namespace fer::cpu {
 bool conv2d_direct_applies(const Conv2dGeometry& g);
 
 void conv2d_direct_forward(const Conv2dGeometry& g, const float* x, const float* w,
-                           const float* bias, float* y);
+                           const ConvOutput& output, float* y);
 // The forward pass on a bf16 micro-kernel (conv2d_bf16_microkernel.h): operands rounded to
 // bfloat16, channel pairs multiplied by VDPBF16PS (or its emulation, in tests), float sums.
 // conv2d_direct_forward takes this path itself when active_bf16_conv_kernel() has one.
 struct Bf16ConvKernel;
 void conv2d_bf16_forward(const Bf16ConvKernel& kernel, const Conv2dGeometry& g, const float* x,
-                         const float* w, const float* bias, float* y);
+                         const float* w, const ConvOutput& output, float* y);
 
 void conv2d_direct_backward_weight(const Conv2dGeometry& g, const float* dy, const float* x,
                                    float* dw, float* dbias);

@@ -229,31 +229,33 @@ struct TileOutputs {
   }
   bool whole(int j) const { return rows[j] == side && cols[j] == side; }
 
-  // y_k[at[j] + a*OW + b] = out[(a * side + b) * lanes + j] + bias for one output channel's map
-  // y_k. Four whole 4x4 tiles at a time go through SSE registers (baseline x86-64): the four
-  // values of point (a, b) for tiles j..j+3 are one load, and a 4x4 transpose turns four such
-  // loads into each tile's row a.
-  void store(const float* out, int lanes, float bias, float* y_k) const {
+  // y_k[at[j] + a*OW + b] = act(out[(a * side + b) * lanes + j] + bias) for one output channel's
+  // map y_k (ConvOutput: the bias and activation). Four whole 4x4 tiles at a time go through SSE
+  // registers (baseline x86-64): the four values of point (a, b) for tiles j..j+3 are one load,
+  // and a 4x4 transpose turns four such loads into each tile's row a.
+  // (output by value: a copy the stores through y_k cannot change, kept in registers.)
+  void store(const float* out, int lanes, ConvOutput output, float bias, float* y_k) const {
     const __m128 vb = _mm_set1_ps(bias);
     for (int j = 0; j < n_tiles; j += 4) {
       if (side != 4 || j + 4 > n_tiles || !whole(j) || !whole(j + 1) || !whole(j + 2) || !whole(j + 3)) {
-        for (int i = j; i < std::min(j + 4, n_tiles); ++i) store_tile(out, lanes, bias, y_k, i);
+        for (int i = j; i < std::min(j + 4, n_tiles); ++i) store_tile(out, lanes, output, bias, y_k, i);
         continue;
       }
       for (int a = 0; a < 4; ++a) {
         __m128 r0 = _mm_load_ps(out + (a * 4 + 0) * lanes + j), r1 = _mm_load_ps(out + (a * 4 + 1) * lanes + j),
                r2 = _mm_load_ps(out + (a * 4 + 2) * lanes + j), r3 = _mm_load_ps(out + (a * 4 + 3) * lanes + j);
         _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
-        _mm_storeu_ps(y_k + at[j] + a * g.OW, _mm_add_ps(r0, vb));
-        _mm_storeu_ps(y_k + at[j + 1] + a * g.OW, _mm_add_ps(r1, vb));
-        _mm_storeu_ps(y_k + at[j + 2] + a * g.OW, _mm_add_ps(r2, vb));
-        _mm_storeu_ps(y_k + at[j + 3] + a * g.OW, _mm_add_ps(r3, vb));
+        _mm_storeu_ps(y_k + at[j] + a * g.OW, output(r0, vb));
+        _mm_storeu_ps(y_k + at[j + 1] + a * g.OW, output(r1, vb));
+        _mm_storeu_ps(y_k + at[j + 2] + a * g.OW, output(r2, vb));
+        _mm_storeu_ps(y_k + at[j + 3] + a * g.OW, output(r3, vb));
       }
     }
   }
-  void store_tile(const float* out, int lanes, float bias, float* y_k, int j) const {
+  void store_tile(const float* out, int lanes, ConvOutput output, float bias, float* y_k, int j) const {
     for (int a = 0; a < rows[j]; ++a)
-      for (int b = 0; b < cols[j]; ++b) y_k[at[j] + a * g.OW + b] = out[(a * side + b) * lanes + j] + bias;
+      for (int b = 0; b < cols[j]; ++b)
+        y_k[at[j] + a * g.OW + b] = output(out[(a * side + b) * lanes + j], bias);
   }
 };
 
@@ -336,7 +338,7 @@ const float* packed_transposed_kernels(const Conv2dGeometry& g, int tile, const 
 }
 
 void forward_few_tiles(const Conv2dGeometry& g, int tile, const float* x, const float* w,
-                       const float* bias, float* y, PackedWeights* packed) {
+                       const ConvOutput& output, float* y, PackedWeights* packed) {
   const GemmMicroKernel& uk = *active_few_rows_microkernel();
   const VectorKernels& vk = *active_vector_kernels();
   const int mr = uk.mr, nr = uk.nr, side = tile + 2, points = side * side;
@@ -399,7 +401,9 @@ void forward_few_tiles(const Conv2dGeometry& g, int tile, const float* x, const 
                    c0 == 0 ? 0.0f : 1.0f);
           }
       }
-      // Y = A^T M A per tile, the panel's channels in the lanes, plus the bias, into the maps.
+      // Y = A^T M A per tile, the panel's channels in the lanes, then act(Y + bias) into the maps
+      // (a local copy of the output's bias and activation: the stores cannot change it).
+      const ConvOutput act = output;
       const int64_t k0 = q * nr, kn = std::min<int64_t>(nr, K - k0);
       for (int64_t t = 0; t < tiles.total; ++t) {
         vk.winograd_output(tile, mt + t * nr, rows * nr, nr, out);
@@ -408,9 +412,9 @@ void forward_few_tiles(const Conv2dGeometry& g, int tile, const float* x, const 
         const int64_t oh_n = std::min<int64_t>(tile, g.OH - oh0), ow_n = std::min<int64_t>(tile, g.OW - ow0);
         for (int64_t j = 0; j < kn; ++j) {
           float* y_k = y + (n * K + k0 + j) * out_plane + oh0 * g.OW + ow0;
-          const float b = bias ? bias[k0 + j] : 0.0f;
+          const float b = act.bias(k0 + j);
           for (int64_t a = 0; a < oh_n; ++a)
-            for (int64_t e = 0; e < ow_n; ++e) y_k[a * g.OW + e] = out[(a * tile + e) * nr + j] + b;
+            for (int64_t e = 0; e < ow_n; ++e) y_k[a * g.OW + e] = act(out[(a * tile + e) * nr + j], b);
         }
       }
     }
@@ -443,14 +447,14 @@ bool conv2d_winograd_applies(const Conv2dGeometry& g) {
 }
 
 void conv2d_winograd_forward(const Conv2dGeometry& g, const float* x, const float* w,
-                             const float* bias, float* y, PackedWeights* packed) {
+                             const ConvOutput& output, float* y, PackedWeights* packed) {
   calls.fetch_add(1, std::memory_order_relaxed);
   if (packed) packed_calls.fetch_add(1, std::memory_order_relaxed);
   const GemmMicroKernel& uk = *active_gemm_microkernel();
   const Plan plan = winograd_plan(g, uk.nr, packed != nullptr);
   if (plan.few_tiles) {
     few_tiles_calls.fetch_add(1, std::memory_order_relaxed);
-    return forward_few_tiles(g, plan.tile, x, w, bias, y, packed);
+    return forward_few_tiles(g, plan.tile, x, w, output, y, packed);
   }
   const int mr = uk.mr, nr = uk.nr;
   const int64_t C = g.C, K = g.K, K_pad = round_up(K, mr);
@@ -522,12 +526,12 @@ void conv2d_winograd_forward(const Conv2dGeometry& g, const float* x, const floa
                  m + (xi * K_pad + p * mr) * nr, nr, 1.0f, c0 == 0 ? 0.0f : 1.0f);
       }
 
-    // Output transform: Y = A^T M A per tile, plus the bias, into the map (edges dropped).
+    // Output transform: Y = A^T M A per tile, then act(Y + bias) into the map (edges dropped).
     TileOutputs dst(g, tiles, t0, n_tiles);
     alignas(64) float out[16 * kMaxNr];
     for (int64_t k = 0; k < K; ++k) {
       vk.winograd_output(tile, m + k * nr, K_pad * nr, nr, out);
-      dst.store(out, nr, bias ? bias[k] : 0.0f, y + k * out_plane);
+      dst.store(out, nr, output, output.bias(k), y + k * out_plane);
     }
   }
 }

@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "engine/backend.h"
+#include "kernels/cpu/conv2d_output.h"
 
 namespace fer::cpu {
 
@@ -19,7 +20,7 @@ bool conv2d_winograd_applies(const Conv2dGeometry& g);
 
 // packed: where a frozen layer keeps its kernels' transforms (made at the first call), or null.
 void conv2d_winograd_forward(const Conv2dGeometry& g, const float* x, const float* w,
-                             const float* bias, float* y, PackedWeights* packed);
+                             const ConvOutput& output, float* y, PackedWeights* packed);
 
 // The weight gradient on the same transforms, where conv2d_winograd_applies() with enough tiles
 // for the untransposed products, with the input channels a multiple of the micro-kernel's rows

@@ -38,7 +38,7 @@ class CpuBackend final : public Backend {
                 bool accumulate) override;
 
   void conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w, const float* bias,
-                      float* y, PackedWeights* packed) override;
+                      float* y, PackedWeights* packed, BnActivation act) override;
   void conv2d_backward_input(const Conv2dGeometry& g, const float* dy, const float* w,
                              float* dx) override;
   void conv2d_backward_weight(const Conv2dGeometry& g, const float* dy, const float* x, float* dw,

@@ -188,9 +188,11 @@ ConvPlan& CudaBackend::conv_plan(const Conv2dGeometry& g) {
   return *slot;
 }
 
-// packed: unused (cuDNN chooses and keeps its algorithms per geometry, conv_plan).
+// packed: unused (cuDNN chooses and keeps its algorithms per geometry, conv_plan). The bias and
+// the activation in one elementwise pass after cuDNN's product.
 void CudaBackend::conv2d_forward(const Conv2dGeometry& g, const float* x, const float* w,
-                                 const float* bias, float* y, PackedWeights* /*packed*/) {
+                                 const float* bias, float* y, PackedWeights* /*packed*/,
+                                 BnActivation act) {
   if (g.N == 0) return;  // an empty batch: nothing to compute (cuDNN rejects zero sizes)
   ConvPlan& p = conv_plan(g);
   if (!p.forward.chosen)
@@ -207,10 +209,19 @@ void CudaBackend::conv2d_forward(const Conv2dGeometry& g, const float* x, const 
                                           a.workspace, &zero, p.y, y),
                   "conv2d_forward", conv_str(g), ", algorithm ", a.algo);
   library_done("conv2d_forward", [&] { return conv_str(g); });
-  if (bias) {
+  if (bias || act != BnActivation::None) {
     const int64_t K = g.K, P = g.OH * g.OW;
-    launch_planes(stream_, g.N * K, P, [=] __device__(int64_t plane, int32_t j) { y[plane * P + j] += bias[plane % K]; });
-    launched("conv2d_forward (bias)", [&] { return conv_str(g); });
+    const bool clamps = act != BnActivation::None;
+    const float hi = act == BnActivation::ReLU6 ? 6.0f : INFINITY;
+    launch_planes(stream_, g.N * K, P, [=] __device__(int64_t plane, int32_t j) {
+      float v = y[plane * P + j] + (bias ? bias[plane % K] : 0.0f);
+      if (clamps) {  // comparisons, so that a NaN stays NaN as through a separate ReLU
+        v = v < 0.0f ? 0.0f : v;
+        v = v > hi ? hi : v;
+      }
+      y[plane * P + j] = v;
+    });
+    launched("conv2d_forward (bias, activation)", [&] { return conv_str(g); });
   }
 }
 
