@@ -21,8 +21,6 @@ class ConvOutput {
 
   // Nothing to do beyond storing the sums: no bias, no activation.
   bool plain() const { return !bias_ && !clamps_; }
-  bool clamps() const { return clamps_; }
-  const float* bias_data() const { return bias_; }
   float bias(int64_t k) const { return bias_ ? bias_[k] : 0.0f; }
 
   // act(v + b). A NaN stays NaN, as through a separate ReLU (comparisons with NaN are false).
