@@ -93,6 +93,29 @@ std::vector<std::string> lines_of(const std::string& text) {
   return out;
 }
 
+// The mean of -log p(true class) over the rows of fer_eval's predictions.csv
+// (index,source,true,predicted,p_<class>...).
+double mean_nll(const std::string& csv_path) {
+  const std::vector<std::string> rows = lines_of(read_text(csv_path));
+  REQUIRE(rows.size() > 1);
+  auto cells = [](const std::string& line) {
+    std::vector<std::string> out;
+    std::stringstream in(line);
+    for (std::string cell; std::getline(in, cell, ',');) out.push_back(cell);
+    return out;
+  };
+  const std::vector<std::string> header = cells(rows[0]);
+  double sum = 0;
+  for (size_t i = 1; i < rows.size(); ++i) {
+    const std::vector<std::string> row = cells(rows[i]);
+    REQUIRE(row.size() == header.size());
+    const auto column = std::find(header.begin(), header.end(), "p_" + row[2]);
+    REQUIRE(column != header.end());
+    sum -= std::log(std::stod(row[static_cast<size_t>(column - header.begin())]));
+  }
+  return sum / static_cast<double>(rows.size() - 1);
+}
+
 double sum_of(const std::vector<float>& v) {
   double s = 0;
   for (float x : v) s += x;
@@ -670,7 +693,7 @@ TEST_CASE("fer_eval: --calibrate stores a temperature that later runs apply; --c
     args.insert(args.end(), data.begin(), data.end());
     return args;
   };
-  Run r = run_predict(binary, with({"--checkpoint", raw}), tmp);
+  Run r = run_predict(binary, with({"--checkpoint", raw, "--out", tmp / "eval_raw"}), tmp);
   REQUIRE(r.status == 0);
   CHECK(r.out.find("no temperature in the checkpoint") != std::string::npos);
   r = run_predict(binary, with({"--checkpoint", raw, "--calibrate", "--out", tmp / "eval"}), tmp);
@@ -690,7 +713,12 @@ TEST_CASE("fer_eval: --calibrate stores a temperature that later runs apply; --c
   }
   const nlohmann::json report = nlohmann::json::parse(read_text(tmp / "eval/report.json"));
   CHECK(report["calibration"]["temperatures"][0].get<double>() == doctest::Approx(t));
-  CHECK(report["calibration"]["ece"].get<double>() <= report["calibration"]["ece_uncalibrated"].get<double>() + 1e-9);
+  // The temperature minimises the negative log-likelihood on the split it was fitted on (not the
+  // ECE, which may rise on a few dozen faces): the calibrated probabilities of predictions.csv
+  // score no worse than the uncalibrated ones (up to the CSV's six digits).
+  const double ece = report["calibration"]["ece"].get<double>();
+  CHECK((ece >= 0.0 && ece <= 1.0));
+  CHECK(mean_nll(tmp / "eval/predictions.csv") <= mean_nll(tmp / "eval_raw/predictions.csv") + 1e-4);
   // The stored temperature is what the next run (and every app) applies.
   r = run_predict(binary, with({"--checkpoint", raw}), tmp);
   CHECK(r.out.find("uncalibrated ->") != std::string::npos);
