@@ -201,14 +201,14 @@ void CpuBackend::conv2d_forward(const Conv2dGeometry& g, const float* x, const f
                                 const float* bias, float* y, PackedWeights* packed,
                                 BnActivation act) {
   const PrecisionScope precision(precision_for(g));
-  const ConvOutput out(bias, act);
+  const ConvOutput output(bias, act);
   if (const AmxConvKernels* amx = active_amx_conv_kernels(); amx && conv2d_amx_applies(g)) {
     conv2d_amx_forward(*amx, g, x, w, bias, y);
-    return out.activate(y, g.N * g.K * g.OH * g.OW);
+    return output.activate(y, g.N * g.K * g.OH * g.OW);
   }
-  if (conv2d_winograd_applies(g)) return conv2d_winograd_forward(g, x, w, out, y, packed);
-  if (conv2d_direct_applies(g)) return conv2d_direct_forward(g, x, w, out, y);
-  if (conv2d_depthwise_applies(g)) return conv2d_depthwise_forward(g, x, w, out, y);
+  if (conv2d_winograd_applies(g)) return conv2d_winograd_forward(g, x, w, output, y, packed);
+  if (conv2d_direct_applies(g)) return conv2d_direct_forward(g, x, w, output, y);
+  if (conv2d_depthwise_applies(g)) return conv2d_depthwise_forward(g, x, w, output, y);
   const int64_t Cg = g.C / g.groups, Kg = g.K / g.groups, P = g.OH * g.OW;
   const int64_t R = Cg * g.KH * g.KW;
   if (!active_gemm_microkernel()) {  // the scalar set: im2col and the reference product, plainly
@@ -219,7 +219,7 @@ void CpuBackend::conv2d_forward(const Conv2dGeometry& g, const float* x, const f
         float* yg = y + (n * g.K + grp * Kg) * P;
         sgemm_reference(false, false, Kg, P, R, 1.0f, w + grp * Kg * R, R, col.data(), P, 0.0f, yg, P);
         for (int64_t k = 0; k < Kg; ++k)  // act(sum + bias), plainly
-          for (int64_t p = 0; p < P; ++p) yg[k * P + p] = out(yg[k * P + p], out.bias(grp * Kg + k));
+          for (int64_t p = 0; p < P; ++p) yg[k * P + p] = output(yg[k * P + p], output.bias(grp * Kg + k));
       }
     return;
   }
@@ -234,12 +234,12 @@ void CpuBackend::conv2d_forward(const Conv2dGeometry& g, const float* x, const f
       const ImageColumns cols(g, x + (n0 * g.C + grp * Cg) * g.H * g.W, g.C * g.H * g.W);
       float* sums = nb > 1 ? buffer : y + (n0 * g.K + grp * Kg) * P;
       sgemm_packed(weights[grp], cols, nb * P, 1.0f, 0.0f, sums, nb * P);
-      if (nb == 1 && out.plain()) continue;
+      if (nb == 1 && output.plain()) continue;
       // act(sum + bias) on the way to each image's NCHW planes (in place for one image).
       for (int64_t i = 0; i < nb; ++i)
         for (int64_t k = 0; k < Kg; ++k)
-          out.store(sums + k * nb * P + i * P, y + ((n0 + i) * g.K + grp * Kg + k) * P, P,
-                    out.bias(grp * Kg + k));
+          output.store(sums + k * nb * P + i * P, y + ((n0 + i) * g.K + grp * Kg + k) * P, P,
+                       output.bias(grp * Kg + k));
     }
   });
 }
