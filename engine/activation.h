@@ -12,4 +12,9 @@ enum class Activation { ReLU, ReLU6, LeakyReLU, Sigmoid, Tanh };
 // min(max(z, 0), 6).
 enum class BnActivation { None, ReLU, ReLU6 };
 
+// The same activation as an op of its own (`act` is ReLU or ReLU6).
+inline Activation separate_activation(BnActivation act) {
+  return act == BnActivation::ReLU6 ? Activation::ReLU6 : Activation::ReLU;
+}
+
 }  // namespace fer

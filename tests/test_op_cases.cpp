@@ -443,12 +443,11 @@ TEST_CASE("fused activation: every convolution path's output stores equal the ac
           const Tensor x = make_input({f.x, -3, 3, false}, 7, Device::CPU);
           const Tensor w = make_input({f.w, -1, 1, false}, 8, Device::CPU);
           const Tensor b = make_input({{f.w[0]}, -4, 4, false}, 9, Device::CPU);
-          const Activation separate_act = act == BnActivation::ReLU ? Activation::ReLU : Activation::ReLU6;
           const int64_t winograd_before = cpu::conv2d_winograd_calls();
           Conv2dOptions fused = f.o;
           fused.activation = act;
           const std::vector<float> got = conv2d(x, w, b, fused).to_vector();
-          const std::vector<float> want = activation(conv2d(x, w, b, f.o), separate_act).to_vector();
+          const std::vector<float> want = activation(conv2d(x, w, b, f.o), separate_activation(act)).to_vector();
           const std::string label = std::string(f.path) + ", " + cpu::isa_name(isa) +
                                     (precision == cpu::Precision::BF16 ? " bf16" : " fp32") +
                                     (act == BnActivation::ReLU ? ", relu" : ", relu6");

@@ -148,11 +148,12 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
   Tensor y = Tensor::empty({g.N, g.K, g.OH, g.OW}, dev);
   // The activation goes into the convolution's output stores unless it must be a node of its own
   // (gradients, or a trace that records each op).
-  const bool separate_activation = needs_grad({&x, &weight, &bias}) || active_trace();
+  const bool grad = needs_grad({&x, &weight, &bias});
+  const bool own_node = grad || active_trace();
   backend(dev).conv2d_forward(g, x.data(), weight.data(), bias.defined() ? bias.data() : nullptr,
                               y.data(), o.packed,
-                              separate_activation ? BnActivation::None : o.activation);
-  if (needs_grad({&x, &weight, &bias})) {
+                              own_node ? BnActivation::None : o.activation);
+  if (grad) {
     auto node = std::make_shared<Conv2dBackward>();
     node->g = g;
     node->x = x.detach();
@@ -166,8 +167,8 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
     trace->record("conv2d", {x, weight, bias}, y,
                   {{"stride_h", o.stride_h}, {"stride_w", o.stride_w}, {"pad_h", o.pad_h},
                    {"pad_w", o.pad_w}, {"dil_h", o.dil_h}, {"dil_w", o.dil_w}, {"groups", o.groups}});
-  if (o.activation == BnActivation::None || !separate_activation) return y;
-  return activation(y, o.activation == BnActivation::ReLU ? Activation::ReLU : Activation::ReLU6);
+  if (o.activation == BnActivation::None || !own_node) return y;
+  return activation(y, separate_activation(o.activation));
 }
 
 namespace {

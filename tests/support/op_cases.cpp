@@ -390,7 +390,8 @@ std::vector<OpCase> all_op_cases() {
   conv_packed("3x3 Winograd few tiles F(2x2) 180->64, 5x7 pad 1", {2, 180, 5, 7}, {64, 180, 3, 3}, false,
               conv_opts(1, 1, 1, 1));
   // A frozen convolution's fused activation (Conv2dOptions::activation, after conv-bn folding):
-  // applied in place without gradients, as a node of its own with them (the gradient check).
+  // applied in the kernels' output stores without gradients, as a node of its own with them (the
+  // gradient check).
   Conv2dOptions relu6_fused = conv_opts(1, 1, 1, 1), relu_fused = conv_opts(1, 1, 1, 1);
   relu6_fused.activation = BnActivation::ReLU6;
   relu_fused.activation = BnActivation::ReLU;
