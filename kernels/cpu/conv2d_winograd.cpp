@@ -259,6 +259,53 @@ struct TileOutputs {
   }
 };
 
+// One tile's outputs with the output channels in the lanes (the transposed products'):
+// y_t[j * plane + a * OW + b] = act(out[(a * side + b) * lanes + j] + bias[k0 + j]) for the
+// channels j < kn and the tile's rows x cols outputs inside the map. Four channels of a whole tile
+// at a time go through SSE registers: a 4x4 transpose turns the four points (a, 0..3) of four
+// channels into each channel's row a (F(4, 3)); an interleave turns the points (a, 0..1) into
+// two-float rows (F(2, 3)). out is 16-byte aligned and lanes a multiple of 4.
+void store_channel_lanes(const float* out, int side, int lanes, int64_t kn, int rows, int cols, ConvOutput output,
+                         int64_t k0, float* y_t, int64_t plane, int64_t OW) {
+  int64_t j = 0;
+  if (rows == side && cols == side && (side == 4 || side == 2)) {
+    for (; j + 4 <= kn; j += 4) {
+      float* y0 = y_t + j * plane;
+      float *y1 = y0 + plane, *y2 = y1 + plane, *y3 = y2 + plane;
+      const float b0 = output.bias(k0 + j), b1 = output.bias(k0 + j + 1), b2 = output.bias(k0 + j + 2),
+                  b3 = output.bias(k0 + j + 3);
+      if (side == 4) {
+        const __m128 vb0 = _mm_set1_ps(b0), vb1 = _mm_set1_ps(b1), vb2 = _mm_set1_ps(b2), vb3 = _mm_set1_ps(b3);
+        for (int a = 0; a < 4; ++a) {
+          __m128 r0 = _mm_load_ps(out + (a * 4 + 0) * lanes + j), r1 = _mm_load_ps(out + (a * 4 + 1) * lanes + j),
+                 r2 = _mm_load_ps(out + (a * 4 + 2) * lanes + j), r3 = _mm_load_ps(out + (a * 4 + 3) * lanes + j);
+          _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+          _mm_storeu_ps(y0 + a * OW, output(r0, vb0));
+          _mm_storeu_ps(y1 + a * OW, output(r1, vb1));
+          _mm_storeu_ps(y2 + a * OW, output(r2, vb2));
+          _mm_storeu_ps(y3 + a * OW, output(r3, vb3));
+        }
+      } else {
+        const __m128 vb01 = _mm_setr_ps(b0, b0, b1, b1), vb23 = _mm_setr_ps(b2, b2, b3, b3);
+        for (int a = 0; a < 2; ++a) {
+          const __m128 e0 = _mm_load_ps(out + (a * 2) * lanes + j), e1 = _mm_load_ps(out + (a * 2 + 1) * lanes + j);
+          const __m128 c01 = output(_mm_unpacklo_ps(e0, e1), vb01), c23 = output(_mm_unpackhi_ps(e0, e1), vb23);
+          _mm_storel_pi(reinterpret_cast<__m64*>(y0 + a * OW), c01);
+          _mm_storeh_pi(reinterpret_cast<__m64*>(y1 + a * OW), c01);
+          _mm_storel_pi(reinterpret_cast<__m64*>(y2 + a * OW), c23);
+          _mm_storeh_pi(reinterpret_cast<__m64*>(y3 + a * OW), c23);
+        }
+      }
+    }
+  }
+  for (; j < kn; ++j) {
+    float* y_k = y_t + j * plane;
+    const float b = output.bias(k0 + j);
+    for (int a = 0; a < rows; ++a)
+      for (int e = 0; e < cols; ++e) y_k[a * OW + e] = output(out[(a * side + e) * lanes + j], b);
+  }
+}
+
 // The batch zero-padded once so that every tile reads a whole (tile + 2)^2 window without bounds
 // checks: pad_h / pad_w rows and columns before the map, and after it as many as the last tiles
 // need (and kWinogradInputSlack floats after the last plane, which the transform may read and
@@ -409,13 +456,10 @@ void forward_few_tiles(const Conv2dGeometry& g, int tile, const float* x, const 
         vk.winograd_output(tile, mt + t * nr, rows * nr, nr, out);
         const int64_t n = t / tiles.per_image, r = t % tiles.per_image;
         const int64_t oh0 = r / tiles.cols * tile, ow0 = r % tiles.cols * tile;
-        const int64_t oh_n = std::min<int64_t>(tile, g.OH - oh0), ow_n = std::min<int64_t>(tile, g.OW - ow0);
-        for (int64_t j = 0; j < kn; ++j) {
-          float* y_k = y + (n * K + k0 + j) * out_plane + oh0 * g.OW + ow0;
-          const float b = act.bias(k0 + j);
-          for (int64_t a = 0; a < oh_n; ++a)
-            for (int64_t e = 0; e < ow_n; ++e) y_k[a * g.OW + e] = act(out[(a * tile + e) * nr + j], b);
-        }
+        const int oh_n = static_cast<int>(std::min<int64_t>(tile, g.OH - oh0));
+        const int ow_n = static_cast<int>(std::min<int64_t>(tile, g.OW - ow0));
+        store_channel_lanes(out, tile, nr, kn, oh_n, ow_n, act, k0, y + (n * K + k0) * out_plane + oh0 * g.OW + ow0,
+                            out_plane, g.OW);
       }
     }
   });
