@@ -282,14 +282,56 @@ TEST_CASE("analyzer: several checkpoints are an ensemble - the mean of the membe
     }
   CHECK(members_differ);  // otherwise the check above would not tell a mean from one member
 
-  // A member that reads faces differently is refused, naming it.
+  // A member that names other classes is refused, naming it.
   ModelSpec six = shipped.spec;
   six.class_names.pop_back();
   six.config.num_classes = 6;
   const std::string six_path = dir.file("six.safetensors");
   save_checkpoint(six_path, *create_model(six.name, six.config), six);
   o.checkpoint = checkpoint() + "," + six_path;
-  CHECK(throws_naming([&] { FaceAnalyzer x(o); }, six_path + "' (input 48, 6 classes) does not read faces"));
+  CHECK(throws_naming([&] { FaceAnalyzer x(o); }, six_path + "' (6 classes) does not name the classes of"));
+}
+
+TEST_CASE("analyzer: ensemble members read the faces their own way (a 40x40-crop member beside a whole-face one)") {
+  TempDir dir("fer_ensemble_crop");
+  LoadedCheckpoint shipped = load_checkpoint(checkpoint());
+  // A member trained on 40x40 crops of the face, standardised: another input size, crop and
+  // preprocessing than the shipped network's.
+  ModelSpec cropped = shipped.spec;
+  cropped.config.input_size = 40;
+  cropped.preprocess.crop = 40;
+  cropped.preprocess.standardize = true;
+  cropped.preprocess.mean = 0.5f;
+  cropped.preprocess.std = 0.25f;
+  manual_seed(6);
+  const std::string cropped_path = dir.file("crop40.safetensors");
+  save_checkpoint(cropped_path, *create_model(cropped.name, cropped.config), cropped);
+
+  std::vector<data::GrayImage> images;
+  for (int k = 0; k < 3; ++k) {  // photos larger than a face, so that each member resizes them
+    data::GrayImage g{60, 60, std::vector<uint8_t>(60 * 60)};
+    for (int i = 0; i < 60 * 60; ++i) g.pixels[i] = static_cast<uint8_t>((i * (5 + 11 * k)) % 253);
+    images.push_back(g);
+  }
+  for (Tta tta : {Tta::None, Tta::TenCrop}) {
+    AnalyzerOptions o = crops_options();
+    o.tta = tta;
+    const auto a = FaceAnalyzer(o).analyze_batch(images);
+    o.checkpoint = cropped_path;
+    const FaceAnalyzer crop_alone(o);
+    CHECK(crop_alone.input_size() == 48);  // it reads 48x48 faces, crops of them
+    const auto b = crop_alone.analyze_batch(images);
+    o.checkpoint = checkpoint() + "," + cropped_path;
+    const auto ab = FaceAnalyzer(o).analyze_batch(images);
+    bool members_differ = false;
+    for (size_t i = 0; i < images.size(); ++i)
+      for (size_t c = 0; c < 7; ++c) {
+        const float pa = a[i][0].probabilities[c], pb = b[i][0].probabilities[c];
+        members_differ |= std::fabs(pa - pb) > 1e-3f;
+        CHECK(ab[i][0].probabilities[c] == doctest::Approx((pa + pb) / 2).epsilon(1e-5));
+      }
+    CHECK(members_differ);
+  }
 }
 
 TEST_CASE("ensemble manifests: members relative to the manifest, by path or by shipped name; bad ones named") {

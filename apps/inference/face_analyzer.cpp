@@ -23,13 +23,38 @@ namespace fer {
 
 namespace fs = std::filesystem;
 
+namespace {
+
+// The side of the faces a model reads: its input, or the 48 pixels of a FER2013 face when it reads
+// crops of it (predict_batch takes them).
+int64_t face_side(const ModelSpec& spec) {
+  return spec.preprocess.crop > 0 ? data::kFaceSize : spec.config.input_size;
+}
+
+// Whether two models take the same input tensors: the same face side and pixel preprocessing. A
+// crop is not part of it: predict_batch takes each model's own from the same faces.
+bool same_input(const ModelSpec& a, const ModelSpec& b) {
+  data::PreprocessOptions pa = a.preprocess, pb = b.preprocess;
+  pa.crop = pb.crop = 0;
+  return face_side(a) == face_side(b) && pa == pb;
+}
+
+// One face of one image: the image and the face's box in it.
+using FaceRef = std::pair<const data::GrayImage*, data::Rect>;
+
+struct Member {
+  std::shared_ptr<Module> model;
+  double temperature = 1.0;  // its calibration (1: none)
+  ModelSpec spec;
+};
+
+}  // namespace
+
 struct FaceAnalyzer::Impl {
   AnalyzerOptions options;
-  std::string checkpoint_path;                  // the files loaded, comma-separated
-  std::vector<std::shared_ptr<Module>> models;  // one per checkpoint: an ensemble when several
-  std::vector<double> temperatures;             // each member's calibration (1: none)
-  std::vector<std::string> member_names;        // their architectures
-  ModelSpec spec;                               // the first member's (all share its input)
+  std::string checkpoint_path;  // the files loaded, comma-separated
+  std::vector<Member> members;  // one per checkpoint: an ensemble when several
+  ModelSpec spec;               // the first member's (all share its classes)
   std::optional<data::FaceFinder> finder;
   mutable std::mutex model_mutex;  // Module::forward is not re-entrant
 
@@ -38,13 +63,9 @@ struct FaceAnalyzer::Impl {
     return finder->find(image);
   }
 
-  // The side faces are resized to: the model's input, or the 48 pixels of a FER2013 face when the
-  // model reads crops of it (predict_batch takes them).
-  int64_t face_side() const { return spec.preprocess.crop > 0 ? data::kFaceSize : spec.config.input_size; }
-
-  // The model input of one face: crop with margin (clamped), resize, preprocess.
-  void face_input(const data::GrayImage& image, const data::Rect& r, float* out) const {
-    const int S = static_cast<int>(face_side());
+  // The input of one face as `reader` reads it: crop with margin (clamped), resize, preprocess.
+  void face_input(const ModelSpec& reader, const data::GrayImage& image, const data::Rect& r, float* out) const {
+    const int S = static_cast<int>(face_side(reader));
     data::GrayImage crop;
     if (!options.detect) {
       crop = image;
@@ -64,24 +85,37 @@ struct FaceAnalyzer::Impl {
                     crop.pixels.data() + static_cast<size_t>(y - y0) * crop.width);
     }
     const data::GrayImage face = data::resize_gray(crop, S, S);
-    data::to_unit_float(face.pixels.data(), out, face.pixels.size(), spec.preprocess);
-    data::standardize(out, face.pixels.size(), spec.preprocess);
+    data::to_unit_float(face.pixels.data(), out, face.pixels.size(), reader.preprocess);
+    data::standardize(out, face.pixels.size(), reader.preprocess);
   }
 
-  // Probabilities [n, C] of n preprocessed faces: the mean of the members' probabilities.
-  std::vector<float> classify(std::vector<float> inputs, int64_t n) const {
-    const int64_t S = face_side();
-    const Tensor faces = Tensor::from_vector({n, 1, S, S}, inputs).to(options.device);
+  // The faces as `reader` reads them: a tensor [n, 1, S, S] on the analyzer's device.
+  Tensor inputs(const ModelSpec& reader, const FaceRef* faces, int64_t n) const {
+    const int64_t S = face_side(reader);
+    std::vector<float> values(static_cast<size_t>(n * S * S));
+    for (int64_t k = 0; k < n; ++k) face_input(reader, *faces[k].first, faces[k].second, values.data() + k * S * S);
+    return Tensor::from_vector({n, 1, S, S}, values).to(options.device);
+  }
+
+  // Probabilities [n, C] of n faces: the mean of the members' calibrated probabilities, each member
+  // reading the faces its own way (the input tensors made once for members that read alike).
+  std::vector<float> classify(const FaceRef* faces, int64_t n) const {
     NoGradGuard no_grad;  // grad mode is per thread: this thread's forward records nothing
     std::lock_guard<std::mutex> lock(model_mutex);
     std::vector<float> mean;
-    for (size_t k = 0; k < models.size(); ++k) {
-      std::vector<float> p = predict_batch(*models[k], faces, options.tta, spec.preprocess.crop).to_vector();
-      metrics::apply_temperature(p, static_cast<int64_t>(p.size()) / std::max<int64_t>(n, 1), temperatures[k]);
+    Tensor x;
+    const ModelSpec* x_reader = nullptr;
+    for (const Member& member : members) {
+      if (!x_reader || !same_input(*x_reader, member.spec)) {
+        x = inputs(member.spec, faces, n);
+        x_reader = &member.spec;
+      }
+      std::vector<float> p = predict_batch(*member.model, x, options.tta, member.spec.preprocess.crop).to_vector();
+      metrics::apply_temperature(p, static_cast<int64_t>(p.size()) / std::max<int64_t>(n, 1), member.temperature);
       if (mean.empty()) mean.assign(p.size(), 0.0f);
       FER_CHECK(p.size() == mean.size(), "checkpoint '", checkpoint_path, "': the ensemble's members "
                 "give different numbers of outputs (", p.size(), " and ", mean.size(), ")");
-      for (size_t i = 0; i < p.size(); ++i) mean[i] += p[i] / static_cast<float>(models.size());
+      for (size_t i = 0; i < p.size(); ++i) mean[i] += p[i] / static_cast<float>(members.size());
     }
     return mean;
   }
@@ -101,33 +135,27 @@ FaceAnalyzer::FaceAnalyzer(const AnalyzerOptions& options) : impl_(std::make_uni
             "face analyzer: max_side must be 0 (no limit) or >= 64, got ", options.max_side);
 
   // Several comma-separated checkpoints make an ensemble: the faces go through each member and
-  // their probabilities are averaged (as fer_eval --checkpoint a,b). The members must read faces
-  // the same way: same input size, preprocessing and classes.
-  const std::vector<std::string> members = checkpoint_members(options.checkpoint);
-  for (const std::string& path : members) {
+  // their probabilities are averaged (as fer_eval --checkpoint a,b). Each member reads the faces
+  // its own way (input size, crop, preprocessing); all must name the same classes.
+  for (const std::string& path : checkpoint_members(options.checkpoint)) {
     LoadedCheckpoint ck = load_checkpoint(path, options.device);
     ck.model->freeze_for_inference();  // eval mode, and the kernels' transforms kept between faces
-    if (!m.models.empty()) {
-      FER_CHECK(ck.spec.config.input_size == m.spec.config.input_size &&
-                    ck.spec.class_names == m.spec.class_names &&
-                    ck.spec.preprocess == m.spec.preprocess,
-                "ensemble: checkpoint '", path, "' (input ", ck.spec.config.input_size, ", ",
-                ck.spec.class_names.size(), " classes) does not read faces as '", m.checkpoint_path,
-                "' does (input ", m.spec.config.input_size, ", ", m.spec.class_names.size(),
-                " classes, and the same preprocessing)");
-    } else {
+    FER_CHECK(ck.spec.config.in_channels == 1, "checkpoint '", path, "': the model takes ",
+              ck.spec.config.in_channels, "-channel input; the face analyzer feeds grayscale faces");
+    FER_CHECK(ck.spec.config.input_size >= 8 && ck.spec.config.input_size <= 1024, "checkpoint '", path,
+              "': implausible input size ", ck.spec.config.input_size);
+    FER_CHECK(!ck.spec.class_names.empty(), "checkpoint '", path, "': no class names");
+    if (m.members.empty()) {
       m.spec = ck.spec;
+    } else {
+      FER_CHECK(ck.spec.class_names == m.spec.class_names, "ensemble: checkpoint '", path, "' (",
+                ck.spec.class_names.size(), " classes) does not name the classes of '", m.checkpoint_path, "' (",
+                m.spec.class_names.size(), " classes, in the same order)");
     }
     m.checkpoint_path += (m.checkpoint_path.empty() ? "" : ",") + path;
-    m.models.push_back(ck.model);
-    m.temperatures.push_back(calibration_temperature(ck.file.metadata, path));
-    m.member_names.push_back(ck.spec.name);
+    const double temperature = calibration_temperature(ck.file.metadata, path);
+    m.members.push_back(Member{ck.model, temperature, std::move(ck.spec)});
   }
-  FER_CHECK(m.spec.config.in_channels == 1, "checkpoint '", m.checkpoint_path, "': the model takes ",
-            m.spec.config.in_channels, "-channel input; the face analyzer feeds grayscale faces");
-  FER_CHECK(m.spec.config.input_size >= 8 && m.spec.config.input_size <= 1024, "checkpoint '",
-            m.checkpoint_path, "': implausible input size ", m.spec.config.input_size);
-  FER_CHECK(!m.spec.class_names.empty(), "checkpoint '", m.checkpoint_path, "': no class names");
 
   if (options.detect) {
     data::FaceFinderOptions f;
@@ -152,13 +180,13 @@ const std::vector<std::string>& FaceAnalyzer::class_names() const { return impl_
 const std::string& FaceAnalyzer::checkpoint_path() const { return impl_->checkpoint_path; }
 std::string FaceAnalyzer::model_name() const {
   const Impl& m = *impl_;
-  if (m.models.size() == 1) return m.spec.name;
+  if (m.members.size() == 1) return m.spec.name;
   std::string names;
-  for (const std::string& name : m.member_names) names += (names.empty() ? "" : ", ") + name;
-  return "ensemble of " + std::to_string(m.models.size()) + ": " + names;
+  for (const Member& member : m.members) names += (names.empty() ? "" : ", ") + member.spec.name;
+  return "ensemble of " + std::to_string(m.members.size()) + ": " + names;
 }
 
-int FaceAnalyzer::input_size() const { return static_cast<int>(impl_->spec.config.input_size); }
+int FaceAnalyzer::input_size() const { return static_cast<int>(face_side(impl_->spec)); }
 
 std::vector<std::vector<FacePrediction>> FaceAnalyzer::analyze_batch(
     const std::vector<data::GrayImage>& images) const {
@@ -174,14 +202,12 @@ std::vector<std::vector<FacePrediction>> FaceAnalyzer::analyze_batch(
     for (const data::Rect& r : m.faces_of(images[i])) faces.emplace_back(i, r);
 
   std::vector<std::vector<FacePrediction>> out(images.size());
-  const int64_t S = m.face_side();
+  std::vector<FaceRef> refs;
+  for (const auto& [image_index, r] : faces) refs.emplace_back(&images[image_index], r);
   const size_t C = m.spec.class_names.size();
   for (size_t begin = 0; begin < faces.size(); begin += kFacesPerForward) {
     const size_t n = std::min<size_t>(kFacesPerForward, faces.size() - begin);
-    std::vector<float> inputs(n * S * S);
-    for (size_t k = 0; k < n; ++k)
-      m.face_input(images[faces[begin + k].first], faces[begin + k].second, inputs.data() + k * S * S);
-    const std::vector<float> probs = m.classify(std::move(inputs), static_cast<int64_t>(n));
+    const std::vector<float> probs = m.classify(refs.data() + begin, static_cast<int64_t>(n));
     FER_CHECK(probs.size() == n * C, "checkpoint '", m.checkpoint_path, "': the model gives ",
               probs.size() / std::max<size_t>(n, 1), " outputs per face for ", C, " class names");
     for (size_t k = 0; k < n; ++k) {

@@ -11,9 +11,11 @@
 //
 // The crop of a detected box (x, y, w, h) is [x - margin*w, x + w + margin*w) x
 // [y - margin*h, y + h + margin*h), clamped to the image, resized with data::resize_gray (area
-// averaging when shrinking) to the model's input_size. All faces of one call go through the model
-// together (in batches of at most kFacesPerForward), with the checkpoint's test-time augmentation
-// option (predict_batch in apps/training/evaluate.h).
+// averaging when shrinking) to the model's input_size (48x48, the whole FER2013 face, for a model
+// trained on crops of it). All faces of one call go through the model together (in batches of at
+// most kFacesPerForward), with the checkpoint's test-time augmentation option (predict_batch in
+// apps/training/evaluate.h). Several checkpoints are an ensemble: each member reads the faces its
+// own way (input size, crop, preprocessing), and their calibrated probabilities are averaged.
 #pragma once
 #include <memory>
 #include <mutex>
@@ -72,7 +74,9 @@ class FaceAnalyzer {
   const std::string& checkpoint_path() const;  // the file(s) actually loaded, comma-separated
   // The architecture ("fer_vgg_small"); an ensemble's is "ensemble of N: a, b".
   std::string model_name() const;
-  int input_size() const;                      // the model's face side (48 for FER2013 models)
+  // The side of the faces the (first) model reads: 48 for FER2013 models, also those that read
+  // 40x40 crops of the 48x48 face.
+  int input_size() const;
 
   // Every face of the image, largest first; an image with no face gives an empty list.
   std::vector<FacePrediction> analyze(const data::GrayImage& image) const;
