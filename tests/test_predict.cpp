@@ -209,6 +209,23 @@ void same_faces(const nlohmann::json& a, const nlohmann::json& b) {
 
 const std::vector<std::string> kFerNames{"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"};
 
+// An ensemble's answers `ab` (one face per image) are the mean of its two members' `a` and `b`, and
+// the members differ (otherwise the check would not tell a mean from one member).
+void check_mean_of_members(const std::vector<std::vector<FacePrediction>>& a,
+                           const std::vector<std::vector<FacePrediction>>& b,
+                           const std::vector<std::vector<FacePrediction>>& ab) {
+  REQUIRE(a.size() == ab.size());
+  REQUIRE(b.size() == ab.size());
+  bool members_differ = false;
+  for (size_t i = 0; i < ab.size(); ++i)
+    for (size_t c = 0; c < 7; ++c) {
+      const float pa = a[i][0].probabilities[c], pb = b[i][0].probabilities[c];
+      members_differ |= std::fabs(pa - pb) > 1e-3f;
+      CHECK(ab[i][0].probabilities[c] == doctest::Approx((pa + pb) / 2).epsilon(1e-5));
+    }
+  CHECK(members_differ);
+}
+
 }  // namespace
 
 // ---- FaceAnalyzer ------------------------------------------------------------------------------
@@ -272,15 +289,7 @@ TEST_CASE("analyzer: several checkpoints are an ensemble - the mean of the membe
   const FaceAnalyzer both(o);
   CHECK(both.model_name() == "ensemble of 2: fer_vgg_small, fer_vgg_small");
   CHECK(both.checkpoint_path().find(',') != std::string::npos);
-  const auto ab = both.analyze_batch(images);
-  bool members_differ = false;
-  for (size_t i = 0; i < images.size(); ++i)
-    for (size_t c = 0; c < 7; ++c) {
-      const float pa = a[i][0].probabilities[c], pb = b[i][0].probabilities[c];
-      members_differ |= std::fabs(pa - pb) > 1e-3f;
-      CHECK(ab[i][0].probabilities[c] == doctest::Approx((pa + pb) / 2).epsilon(1e-5));
-    }
-  CHECK(members_differ);  // otherwise the check above would not tell a mean from one member
+  check_mean_of_members(a, b, both.analyze_batch(images));
 
   // A member that names other classes is refused, naming it.
   ModelSpec six = shipped.spec;
@@ -322,15 +331,7 @@ TEST_CASE("analyzer: ensemble members read the faces their own way (a 40x40-crop
     CHECK(crop_alone.input_size() == 48);  // it reads 48x48 faces, crops of them
     const auto b = crop_alone.analyze_batch(images);
     o.checkpoint = checkpoint() + "," + cropped_path;
-    const auto ab = FaceAnalyzer(o).analyze_batch(images);
-    bool members_differ = false;
-    for (size_t i = 0; i < images.size(); ++i)
-      for (size_t c = 0; c < 7; ++c) {
-        const float pa = a[i][0].probabilities[c], pb = b[i][0].probabilities[c];
-        members_differ |= std::fabs(pa - pb) > 1e-3f;
-        CHECK(ab[i][0].probabilities[c] == doctest::Approx((pa + pb) / 2).epsilon(1e-5));
-      }
-    CHECK(members_differ);
+    check_mean_of_members(a, b, FaceAnalyzer(o).analyze_batch(images));
   }
 }
 
