@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Side-by-side CPU benchmark: this engine (build/bench_cpu, Google Benchmark) against PyTorch
 running the same cases (same shapes, same network, same thread count), in one run.
 

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """The fer_vgg_small training step (batch 64), ours against PyTorch, in alternating rounds.
 
   bench/train_step_rounds.py [--build build] [--threads 2] [--rounds 3] [--face | --fp32]
