@@ -24,12 +24,12 @@
 // L2; U (36 x K x C) is read once per block. The batch is zero-padded once so that every tile
 // reads a whole 6x6 window; the transforms (simd_kernels.h, per kernel set) keep a vector's
 // tiles in its lanes (the input transform loads each tile's window rows and transposes them into
-// columns under avx2, gathers them under avx512), so that V comes out in the B panel's layout
+// columns in registers), so that V comes out in the B panel's layout
 // and M is read as it lies.
 //
 // The arithmetic: 36 products per 16 outputs against 144, so 4x fewer multiplications in the
 // products (fewer at map sizes that are not multiples of 4, whose last tiles are partly
-// dropped), paid for by the transforms (a few dozen additions per tile and channel, gathers,
+// dropped), paid for by the transforms (a few dozen additions per tile and channel, transpositions,
 // the traffic of V and M): conv2d_winograd_applies() takes this path only where it measured
 // faster. The points 0, +-1, +-2 and infinity cost accuracy: on fer_vgg_small's layers (inputs
 // in [0, 2), He-scaled weights) the largest error against double sums is 3-5e-6 of the largest
