@@ -185,23 +185,33 @@ TEST_CASE("bf16 direct convolution: the AVX-512 conversions write exactly the re
     CHECK(a == b);
     CHECK(b.back() == 7);
   }
-  // dy of 20 channels of 5x3 pixels on a grid 5 wide (two dropped columns per row) cut after 23
-  // cells: 12 pairs, the last cell past the grid; panels of 32 and 16 channels, full and partial.
-  const int64_t P = 15, cells = 5 * 5 - 2;
-  std::vector<float> dy(static_cast<size_t>(20 * P));
-  for (float& v : dy) v = gen.uniform(-3, 3);
-  dy[3] = std::nanf("");
-  std::vector<int32_t> pixel(static_cast<size_t>(cells + 1), -1);
-  for (int64_t oh = 0; oh < 5; ++oh)
-    for (int64_t ow = 0; ow < 3; ++ow)
-      if (oh * 5 + ow < cells) pixel[static_cast<size_t>(oh * 5 + ow)] = static_cast<int32_t>(oh * 3 + ow);
-  const int64_t pairs = (cells + 1) / 2;
-  for (const auto& [nr, channels] : {std::pair{32, 20}, std::pair{32, 7}, std::pair{16, 16}, std::pair{16, 3}}) {
-    INFO("dy pairs: nr " << nr << ", " << channels << " channels");
-    std::vector<uint32_t> a(static_cast<size_t>(pairs * nr + 1), 7u), b(a);
-    ref.pair_cells(dy.data(), P, channels, pixel.data(), pairs, nr, a.data());
-    vec.pair_cells(dy.data(), P, channels, pixel.data(), pairs, nr, b.data());
-    CHECK(a == b);
-    CHECK(b.back() == 7u);
+  // dy of 20 channels on grids with two dropped columns per row: 5x3 pixels on a grid 5 wide cut
+  // after 23 cells (12 pairs, the last cell past the grid: runs too short for the vector path's
+  // eight cells), and rows that hold such runs, even and odd (whole runs, runs cut by a row's
+  // end, runs across two rows); panels of 32 and 16 channels, full and partial.
+  struct Grid {
+    int64_t OH, OW, Wp, cells;
+  };
+  for (const Grid& grid : {Grid{5, 3, 5, 5 * 5 - 2}, Grid{3, 13, 15, 3 * 15}, Grid{3, 12, 14, 3 * 14},
+                           Grid{2, 6, 8, 2 * 8}, Grid{2, 24, 26, 2 * 26 - 1}}) {
+    const int64_t P = grid.OH * grid.OW;
+    std::vector<float> dy(static_cast<size_t>(20 * P));
+    for (float& v : dy) v = gen.uniform(-3, 3);
+    dy[3] = std::nanf("");
+    std::vector<int32_t> pixel(static_cast<size_t>(grid.cells + 1), -1);
+    for (int64_t oh = 0; oh < grid.OH; ++oh)
+      for (int64_t ow = 0; ow < grid.OW; ++ow)
+        if (oh * grid.Wp + ow < grid.cells)
+          pixel[static_cast<size_t>(oh * grid.Wp + ow)] = static_cast<int32_t>(oh * grid.OW + ow);
+    const int64_t pairs = (grid.cells + 1) / 2;
+    for (const auto& [nr, channels] : {std::pair{32, 20}, std::pair{32, 7}, std::pair{16, 16}, std::pair{16, 3}}) {
+      INFO("dy pairs: " << grid.OW << " pixels a row on a grid " << grid.Wp << " wide, nr " << nr << ", "
+                        << channels << " channels");
+      std::vector<uint32_t> a(static_cast<size_t>(pairs * nr + 1), 7u), b(a);
+      ref.pair_cells(dy.data(), P, channels, pixel.data(), pairs, nr, a.data());
+      vec.pair_cells(dy.data(), P, channels, pixel.data(), pairs, nr, b.data());
+      CHECK(a == b);
+      CHECK(b.back() == 7u);
+    }
   }
 }

@@ -9,6 +9,7 @@
 #include "kernels/cpu/fma_peak.h"
 #include "kernels/cpu/gemm_microkernel.h"
 #include "kernels/cpu/simd_kernels.h"
+#include "kernels/cpu/transpose_avx512.h"
 
 namespace fer::cpu {
 
@@ -35,30 +36,13 @@ struct Avx512 {
   static __mmask16 lanes(int n) { return static_cast<__mmask16>((1u << n) - 1u); }
   // d[b] = (p[idx[0] + b], ..., p[idx[15] + b]) for b < count <= 8: the first eight floats of
   // sixteen rows, by row loads and a transposition in registers, as the avx2 set does (eight
-  // floats read per row: the caller leaves 8 - count floats readable past each). Register i holds
-  // row i in its low half and row i + 8 in its high half, so the 8x8 transposition of the avx2
-  // set (unpacks and shuffles within 128-bit lanes) transposes both halves at once; a two-source
-  // permutation then joins the four-row pieces of a column. Gathers cost several times more on
-  // AMD cores: one 64x64 layer at 24x24 (batch 64) spent twice as long in the gathers of the
-  // input transform as in its products on a Zen 5.
+  // floats read per row: the caller leaves 8 - count floats readable past each). Gathers instead:
+  // one 64x64 layer at 24x24 (batch 64) spent twice as long in the input transform as in its
+  // products on a Zen 5.
   static void columns(const float* p, const int32_t* idx, int count, V* d) {
-    V r[8];
-    for (int i = 0; i < 8; ++i)
-      r[i] = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(p + idx[i])), _mm256_loadu_ps(p + idx[i + 8]), 1);
-    const V t0 = _mm512_unpacklo_ps(r[0], r[1]), t1 = _mm512_unpackhi_ps(r[0], r[1]);
-    const V t2 = _mm512_unpacklo_ps(r[2], r[3]), t3 = _mm512_unpackhi_ps(r[2], r[3]);
-    const V t4 = _mm512_unpacklo_ps(r[4], r[5]), t5 = _mm512_unpackhi_ps(r[4], r[5]);
-    const V t6 = _mm512_unpacklo_ps(r[6], r[7]), t7 = _mm512_unpackhi_ps(r[6], r[7]);
-    // s[b] 128-bit lanes: (column b, rows 0-3), (column b + 4, rows 0-3), the same of rows 8-11;
-    // s[b + 4]: the same of rows 4-7 and 12-15.
-    const V s[8] = {_mm512_shuffle_ps(t0, t2, 0x44), _mm512_shuffle_ps(t0, t2, 0xEE),
-                    _mm512_shuffle_ps(t1, t3, 0x44), _mm512_shuffle_ps(t1, t3, 0xEE),
-                    _mm512_shuffle_ps(t4, t6, 0x44), _mm512_shuffle_ps(t4, t6, 0xEE),
-                    _mm512_shuffle_ps(t5, t7, 0x44), _mm512_shuffle_ps(t5, t7, 0xEE)};
-    const __m512i low = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
-    const __m512i high = _mm512_setr_epi32(4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
-    for (int b = 0; b < count; ++b)
-      d[b] = _mm512_permutex2var_ps(s[b % 4], b < 4 ? low : high, s[b % 4 + 4]);
+    V rows[8];
+    for (int i = 0; i < 8; ++i) rows[i] = row_pair(_mm256_loadu_ps(p + idx[i]), _mm256_loadu_ps(p + idx[i + 8]));
+    transpose_16x8(rows, count, d);
   }
   // The nine values of sixteen 3x3 kernels (kernel i at g + i * stride), d[e] holding value e
   // of each in its lanes: a gather per value.
