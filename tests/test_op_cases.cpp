@@ -368,9 +368,8 @@ TEST_CASE("CPU kernel sets: every op case under each supported set matches the s
           ") against scalar; 1 thread");
 }
 
-// The cases named for the Winograd path (op_cases.cpp) must reach it under every vector set
-// (those named "(avx2: Winograd)" under avx2, whose thresholds are lower), forward and input
-// gradient, or the check above would compare the direct convolution twice.
+// The cases named for the Winograd path (op_cases.cpp) must reach it under every vector set,
+// forward and input gradient, or the check above would compare the direct convolution twice.
 // (The weight gradient takes it where input channels fill whole micro-kernel rows and output
 // channels whole panels but for an eighth under avx512 (three of these cases), half under avx2
 // (most of them).)
@@ -382,7 +381,6 @@ TEST_CASE("CPU kernel sets: the Winograd op cases run the Winograd convolution")
     ++cases;
     for (cpu::Isa isa : cpu::supported_isas()) {
       if (isa == cpu::Isa::Scalar) continue;
-      if (c.name.find("(avx2: Winograd)") != std::string::npos && isa != cpu::Isa::Avx2) continue;
       const int64_t before = cpu::conv2d_winograd_calls(), weight_before = cpu::conv2d_winograd_weight_calls();
       const int64_t few_before = cpu::conv2d_winograd_few_tiles_calls();
       const int64_t packed_before = cpu::conv2d_winograd_packed_calls();

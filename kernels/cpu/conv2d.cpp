@@ -10,7 +10,7 @@
 // Which code runs (the first that applies):
 // - bf16 products on a CPU with AMX, stride 1, one group, at least 16 channels in and out: the
 //   tile convolution of conv2d_amx.cpp (NHWC inside the call).
-// - 3x3, stride 1, fp32, at least 32 channels in and out under avx2, 64 under avx512:
+// - 3x3, stride 1, fp32, at least 32 channels in and out:
 //   Winograd's F(4x4, 3x3) of conv2d_winograd.cpp, 4x fewer products (F(2x2, 3x3) on maps where
 //   4x4 tiles would overhang). The weight gradient takes it where the output channels fill
 //   whole micro-kernel panels but for an eighth (conv2d_winograd.h).

@@ -163,8 +163,11 @@ struct Tiles {
 // 1-class EPYC (avx2): 32 -> 32 at 48x48, batch 64, 41-42 -> 28-29 ms forward, 96 -> 82-84 ms
 // backward; one face 0.65-0.67 -> 0.47-0.52 ms. And not where the tiles overhang the map by
 // much: F(4, 3) computes 8x8 outputs for a 6x6 map (0.9x); F(2, 3) fits it exactly, with 2.25x
-// fewer products.
-int64_t min_channels(int64_t nr) { return nr <= 24 ? 32 : 64; }
+// fewer products. Zen 5 (avx512, 2 threads), once the input transform had lost its gathers
+// (aa5abe3): 32 -> 32 at 48x48, batch 64, 10.0-10.4 -> 6.1-6.3 ms forward, 21.9-24.8 -> 17.9-18.6
+// ms backward, the fer_vgg_small step 144-149 -> 129-135 ms, one face even; so 32 channels under
+// every set (not re-measured on an Intel core since).
+constexpr int64_t kMinWinogradChannels = 32;
 constexpr double kMaxTileWaste = 1.5;
 // And only with enough tiles: the kernel transform (36 x K x C values, once per call) costs about
 // what the products of a block of NR tiles save, whatever the vector width. Measured against the
@@ -486,8 +489,8 @@ bool conv2d_winograd_applies(const Conv2dGeometry& g) {
   const GemmMicroKernel* uk = active_gemm_microkernel();
   return enabled() && uk && uk->nr <= kMaxNr && matmul_precision() == Precision::FP32 &&
          g.KH == 3 && g.KW == 3 && g.stride_h == 1 && g.stride_w == 1 && g.dil_h == 1 &&
-         g.dil_w == 1 && g.groups == 1 && g.pad_h <= 2 && g.pad_w <= 2 && g.C >= min_channels(uk->nr) &&
-         g.K >= min_channels(uk->nr) && winograd_plan(g, uk->nr, false).tile != 0;
+         g.dil_w == 1 && g.groups == 1 && g.pad_h <= 2 && g.pad_w <= 2 && g.C >= kMinWinogradChannels &&
+         g.K >= kMinWinogradChannels && winograd_plan(g, uk->nr, false).tile != 0;
 }
 
 void conv2d_winograd_forward(const Conv2dGeometry& g, const float* x, const float* w,

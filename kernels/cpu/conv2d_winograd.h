@@ -9,8 +9,8 @@
 namespace fer::cpu {
 
 // True when the Winograd path takes this forward convolution: 3x3, stride 1, no dilation, one
-// group, padding at most 2, fp32 products, a vector kernel set, at least 32 channels in and out
-// under avx2 (64 under avx512), output tiles (4x4, else 2x2) that overhang the map by at most
+// group, padding at most 2, fp32 products, a vector kernel set, at least 32 channels in and out,
+// output tiles (4x4, else 2x2) that overhang the map by at most
 // half, and at least one and a half panels of the micro-kernel of tiles in the batch (one face:
 // its 48x48 and 24x24 layers under avx2), or fewer 4x4 tiles (one face's 12x12 layers), whose
 // products run transposed (one face's 12x12 layers in F(4x4, 3x3), its 6x6 layers in F(2x2, 3x3)):

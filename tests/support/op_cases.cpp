@@ -363,13 +363,13 @@ std::vector<OpCase> all_op_cases() {
   // One image of a small map (one face's last stage), a quarter of the grid's columns dropped
   // (20 input channels: the direct convolution under every set, not Winograd's few tiles).
   conv("one image 20->36, 6x6 pad 1 + bias", {1, 20, 6, 6}, {36, 20, 3, 3}, true, conv_opts(1, 1, 1, 1), false);
-  // Under avx2 (from 32 channels; the direct convolution under avx512): one face's 24x24 layers,
-  // 36 tiles, whose products run transposed (twelve panels of three tiles, in two groups of the
-  // input transform); and 100 tiles of a 40x40 map untransposed, in five blocks of tiles, the
-  // last partly empty; output channels that are not a multiple of the micro-kernel's rows.
-  conv("one image 32->35, 24x24 pad 1, few tiles (avx2: Winograd)", {1, 32, 24, 24}, {35, 32, 3, 3}, true,
+  // From 32 channels: one face's 24x24 layers, 36 tiles, whose products run transposed (twelve
+  // panels of three tiles, in two groups of the input transform); and 100 tiles of a 40x40 map
+  // untransposed, in blocks of tiles, the last partly empty; output channels that are not a
+  // multiple of the micro-kernel's rows.
+  conv("one image 32->35, 24x24 pad 1, few tiles (Winograd)", {1, 32, 24, 24}, {35, 32, 3, 3}, true,
        conv_opts(1, 1, 1, 1), false);
-  conv("one image 32->35, 40x40 pad 1 (avx2: Winograd)", {1, 32, 40, 40}, {35, 32, 3, 3}, true,
+  conv("one image 32->35, 40x40 pad 1 (Winograd)", {1, 32, 40, 40}, {35, 32, 3, 3}, true,
        conv_opts(1, 1, 1, 1), false);
   // A frozen layer's convolution (Module::freeze_for_inference): the kernels' Winograd transforms
   // made at the first call and kept (engine/backend.h's PackedWeights), read by the second, whose
