@@ -429,22 +429,29 @@ void forward_few_tiles(const Conv2dGeometry& g, int tile, const float* x, const 
     }
   });
 
+  // The work: panels of NR output channels, and where there are fewer panels than threads (64
+  // output channels under avx512 are one panel), each panel's tiles split into parts of whole
+  // micro-kernel rows too, so that no thread idles (the kernels' transform, where not kept
+  // packed, is then made by each part).
   const int64_t panels = (K + nr - 1) / nr, kc_max = few_tiles_depth(points, nr);
+  const int64_t parts = std::min<int64_t>((cpu_threads() + panels - 1) / panels, rows / mr);
   const int64_t out_plane = g.OH * g.OW;
   const float* ut_packed = packed_transposed_kernels(g, tile, w, packed);
-  parallel_for(panels, 1, [&](int64_t q0, int64_t q1) {
+  parallel_for(panels * parts, 1, [&](int64_t i0, int64_t i1) {
     // U^T of one panel and depth block (transposed_kernel_block: made here, or kept packed);
-    // M^T of the panel: mt[(xi * rows + t) * NR + j].
+    // M^T of the panel: mt[(xi * rows + t) * NR + j], for the part's tiles [t_lo, t_hi).
     float* scratch = ut_packed ? nullptr : aligned_thread_scratch(static_cast<size_t>(points * kc_max * nr), 3);
     float* mt = aligned_thread_scratch(static_cast<size_t>(points * rows * nr), 4);
     alignas(64) float out[16 * kMaxNr];
-    for (int64_t q = q0; q < q1; ++q) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t q = i / parts, part = i % parts;
+      const int64_t t_lo = rows / mr * part / parts * mr, t_hi = rows / mr * (part + 1) / parts * mr;
       for (int64_t c0 = 0; c0 < C; c0 += kc_max) {
         const int64_t kc = std::min(kc_max, C - c0);
         const float* ut = ut_packed ? ut_packed + (q * C + c0) * points * nr : scratch;
         if (!ut_packed) transposed_kernel_block(g, tile, w, q, c0, kc, scratch);
         for (int xi = 0; xi < points; ++xi)
-          for (int64_t t0 = 0; t0 < rows; t0 += mr) {  // a panel of MR tiles, in place in its group
+          for (int64_t t0 = t_lo; t0 < t_hi; t0 += mr) {  // a panel of MR tiles, in place in its group
             const int64_t gi = t0 / group, lanes = group_lanes(gi);
             const float* a = vt + gi * group_floats + (xi * C + c0) * lanes + (t0 - gi * group);
             uk.run(kc, a, -lanes, ut + xi * kc * nr, nullptr, mt + (xi * rows + t0) * nr, nr, 1.0f,
@@ -455,7 +462,7 @@ void forward_few_tiles(const Conv2dGeometry& g, int tile, const float* x, const 
       // (a local copy of the output's bias and activation: the stores cannot change it).
       const ConvOutput act = output;
       const int64_t k0 = q * nr, kn = std::min<int64_t>(nr, K - k0);
-      for (int64_t t = 0; t < tiles.total; ++t) {
+      for (int64_t t = t_lo; t < std::min(t_hi, tiles.total); ++t) {
         vk.winograd_output(tile, mt + t * nr, rows * nr, nr, out);
         const int64_t n = t / tiles.per_image, r = t % tiles.per_image;
         const int64_t oh0 = r / tiles.cols * tile, ow0 = r % tiles.cols * tile;
