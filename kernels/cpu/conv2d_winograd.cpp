@@ -552,42 +552,76 @@ void conv2d_winograd_forward(const Conv2dGeometry& g, const float* x, const floa
   const float* xpad = pad_batch(g, tiles, x);
 
   const VectorKernels& vk = *active_vector_kernels();
-  const int64_t blocks = (tiles.total + nr - 1) / nr;
-#pragma omp parallel for schedule(static) num_threads(static_cast<int>(std::min<int64_t>(cpu_threads(), blocks)))
-  for (int64_t block = 0; block < blocks; ++block) {
-    // V[xi][c][j] (one B panel of depth C per xi) and M[xi][k][j] (rows of NR floats).
-    float* v = aligned_thread_scratch(static_cast<size_t>(points * C * nr), 3);
-    float* m = aligned_thread_scratch(static_cast<size_t>(points * K_pad * nr), 4);
-    const int64_t t0 = block * nr, n_tiles = std::min<int64_t>(nr, tiles.total - t0);
+  const int64_t blocks = (tiles.total + nr - 1) / nr, row_panels = K_pad / mr;
 
-    // Input transform: V = B^T d B of every channel, lane j's window at channel 0 starting
-    // offsets[j] floats into the padded batch (lanes past the last tile repeat it).
+  // The three steps of a block of NR tiles, over V[xi][c][j] (one B panel of depth C per xi) and
+  // M[xi][k][j] (rows of NR floats).
+  // Input transform: V = B^T d B of the channels [c0, c0 + cc), lane j's window at channel 0
+  // starting offsets[j] floats into the padded batch (lanes past the last tile repeat it).
+  const auto transform_input = [&](int64_t block, int64_t c0, int64_t cc, float* v) {
+    const int64_t t0 = block * nr, n_tiles = std::min<int64_t>(nr, tiles.total - t0);
     int32_t offsets[kMaxNr];
     for (int j = 0; j < nr; ++j) {
       const int64_t t = t0 + std::min<int64_t>(j, n_tiles - 1);
       const int64_t n = t / tiles.per_image, r = t % tiles.per_image;
       offsets[j] = static_cast<int32_t>(n * C * padded + (r / tiles.cols * Wp + r % tiles.cols) * tile);
     }
-    vk.winograd_input(tile, xpad, offsets, nr, C, padded, Wp, v, C * nr);
-
-    // The 36 products M[xi] = U[xi] V[xi], in depth blocks of kDepthBlock channels.
+    vk.winograd_input(tile, xpad + c0 * padded, offsets, nr, cc, padded, Wp, v + c0 * nr, C * nr);
+  };
+  // The 36 products M[xi] = U[xi] V[xi] of the micro-kernel's row panels [p0, p1), in depth blocks
+  // of kDepthBlock channels; then Y = A^T M A per tile of their output channels, act(Y + bias)
+  // into the map (edges dropped).
+  const auto multiply_and_store = [&](int64_t block, const float* v, float* m, int64_t p0, int64_t p1) {
     for (int xi = 0; xi < points; ++xi)
       for (int64_t c0 = 0; c0 < C; c0 += kDepthBlock) {
         const int64_t kc = std::min(kDepthBlock, C - c0);
         const float* b_panel = v + (xi * C + c0) * nr;
-        for (int64_t p = 0; p < K_pad / mr; ++p)
+        for (int64_t p = p0; p < p1; ++p)
           uk.run(kc, u + xi * K_pad * C + c0 * K_pad + p * kc * mr, 0, b_panel, nullptr,
                  m + (xi * K_pad + p * mr) * nr, nr, 1.0f, c0 == 0 ? 0.0f : 1.0f);
       }
-
-    // Output transform: Y = A^T M A per tile, then act(Y + bias) into the map (edges dropped).
-    TileOutputs dst(g, tiles, t0, n_tiles);
+    const int64_t t0 = block * nr;
+    TileOutputs dst(g, tiles, t0, std::min<int64_t>(nr, tiles.total - t0));
     alignas(64) float out[16 * kMaxNr];
-    for (int64_t k = 0; k < K; ++k) {
+    for (int64_t k = p0 * mr; k < std::min(p1 * mr, K); ++k) {
       vk.winograd_output(tile, m + k * nr, K_pad * nr, nr, out);
       dst.store(out, nr, output, output.bias(k), y + k * out_plane);
     }
+  };
+
+  const int threads = cpu_threads();
+  if (blocks >= 2 * threads || blocks % threads == 0) {
+    // Enough blocks to share out: one thread takes a block through all three steps (its V and M
+    // stay in its L2).
+#pragma omp parallel for schedule(static) num_threads(static_cast<int>(std::min<int64_t>(threads, blocks)))
+    for (int64_t block = 0; block < blocks; ++block) {
+      float* v = aligned_thread_scratch(static_cast<size_t>(points * C * nr), 3);
+      float* m = aligned_thread_scratch(static_cast<size_t>(points * K_pad * nr), 4);
+      transform_input(block, 0, C, v);
+      multiply_and_store(block, v, m, 0, row_panels);
+    }
+    return;
   }
+  // A few blocks that the threads would share unevenly (one face's 48x48 layer under avx512: 144
+  // tiles, three blocks of 48 on two threads): every block's V first, the channels in chunks
+  // across the threads, then the products and outputs of each block in parts of its row panels.
+  float* v_all = aligned_thread_scratch(static_cast<size_t>(blocks * points * C * nr), 6);
+  const int64_t chunks = (2 * threads + blocks - 1) / blocks, chunk = (C + chunks - 1) / chunks;
+  parallel_for(blocks * chunks, 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t block = i / chunks, c0 = i % chunks * chunk;
+      if (c0 < C) transform_input(block, c0, std::min(chunk, C - c0), v_all + block * points * C * nr);
+    }
+  });
+  const int64_t parts = std::min<int64_t>(row_panels, (2 * threads + blocks - 1) / blocks);
+  parallel_for(blocks * parts, 1, [&](int64_t i0, int64_t i1) {
+    float* m = aligned_thread_scratch(static_cast<size_t>(points * K_pad * nr), 4);
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t block = i / parts, part = i % parts;
+      multiply_and_store(block, v_all + block * points * C * nr, m, row_panels * part / parts,
+                         row_panels * (part + 1) / parts);
+    }
+  });
 }
 
 // ---- The weight gradient --------------------------------------------------------------------
