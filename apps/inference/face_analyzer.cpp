@@ -54,9 +54,11 @@ struct FaceAnalyzer::Impl {
   AnalyzerOptions options;
   std::string checkpoint_path;  // the files loaded, comma-separated
   std::vector<Member> members;  // one per checkpoint: an ensemble when several
-  ModelSpec spec;               // the first member's (all share its classes)
   std::optional<data::FaceFinder> finder;
   mutable std::mutex model_mutex;  // Module::forward is not re-entrant
+
+  // The first member's spec: its classes are every member's, its reading the analyzer's input size.
+  const ModelSpec& first() const { return members.front().spec; }
 
   std::vector<data::Rect> faces_of(const data::GrayImage& image) const {
     if (!options.detect) return {data::Rect{0, 0, image.width, image.height}};
@@ -145,13 +147,10 @@ FaceAnalyzer::FaceAnalyzer(const AnalyzerOptions& options) : impl_(std::make_uni
     FER_CHECK(ck.spec.config.input_size >= 8 && ck.spec.config.input_size <= 1024, "checkpoint '", path,
               "': implausible input size ", ck.spec.config.input_size);
     FER_CHECK(!ck.spec.class_names.empty(), "checkpoint '", path, "': no class names");
-    if (m.members.empty()) {
-      m.spec = ck.spec;
-    } else {
-      FER_CHECK(ck.spec.class_names == m.spec.class_names, "ensemble: checkpoint '", path, "' (",
+    if (!m.members.empty())
+      FER_CHECK(ck.spec.class_names == m.first().class_names, "ensemble: checkpoint '", path, "' (",
                 ck.spec.class_names.size(), " classes) does not name the classes of '", m.checkpoint_path, "' (",
-                m.spec.class_names.size(), " classes, in the same order)");
-    }
+                m.first().class_names.size(), " classes, in the same order)");
     m.checkpoint_path += (m.checkpoint_path.empty() ? "" : ",") + path;
     const double temperature = calibration_temperature(ck.file.metadata, path);
     m.members.push_back(Member{ck.model, temperature, std::move(ck.spec)});
@@ -176,17 +175,17 @@ FaceAnalyzer::FaceAnalyzer(const AnalyzerOptions& options) : impl_(std::make_uni
 
 FaceAnalyzer::~FaceAnalyzer() = default;
 
-const std::vector<std::string>& FaceAnalyzer::class_names() const { return impl_->spec.class_names; }
+const std::vector<std::string>& FaceAnalyzer::class_names() const { return impl_->first().class_names; }
 const std::string& FaceAnalyzer::checkpoint_path() const { return impl_->checkpoint_path; }
 std::string FaceAnalyzer::model_name() const {
   const Impl& m = *impl_;
-  if (m.members.size() == 1) return m.spec.name;
+  if (m.members.size() == 1) return m.first().name;
   std::string names;
   for (const Member& member : m.members) names += (names.empty() ? "" : ", ") + member.spec.name;
   return "ensemble of " + std::to_string(m.members.size()) + ": " + names;
 }
 
-int FaceAnalyzer::input_size() const { return static_cast<int>(face_side(impl_->spec)); }
+int FaceAnalyzer::input_size() const { return static_cast<int>(face_side(impl_->first())); }
 
 std::vector<std::vector<FacePrediction>> FaceAnalyzer::analyze_batch(
     const std::vector<data::GrayImage>& images) const {
@@ -204,7 +203,7 @@ std::vector<std::vector<FacePrediction>> FaceAnalyzer::analyze_batch(
   std::vector<std::vector<FacePrediction>> out(images.size());
   std::vector<FaceRef> refs;
   for (const auto& [image_index, r] : faces) refs.emplace_back(&images[image_index], r);
-  const size_t C = m.spec.class_names.size();
+  const size_t C = m.first().class_names.size();
   for (size_t begin = 0; begin < faces.size(); begin += kFacesPerForward) {
     const size_t n = std::min<size_t>(kFacesPerForward, faces.size() - begin);
     const std::vector<float> probs = m.classify(refs.data() + begin, static_cast<int64_t>(n));
@@ -218,7 +217,7 @@ std::vector<std::vector<FacePrediction>> FaceAnalyzer::analyze_batch(
                              probs.begin() + static_cast<std::ptrdiff_t>((k + 1) * C));
       p.label = static_cast<int>(std::max_element(p.probabilities.begin(), p.probabilities.end()) -
                                  p.probabilities.begin());
-      p.emotion = m.spec.class_names[p.label];
+      p.emotion = m.first().class_names[p.label];
       p.confidence = p.probabilities[p.label];
       out[image_index].push_back(std::move(p));
     }
