@@ -411,22 +411,17 @@ void forward_few_tiles(const Conv2dGeometry& g, int tile, const float* x, const 
   const auto group_lanes = [&](int64_t g_index) {  // only the vectors that hold tiles of its panels
     return round_up(std::min<int64_t>(group, rows - g_index * group), vk.width);  // 9 tiles: 16
   };
-  const int64_t chunks = std::max<int64_t>(1, (2 * cpu_threads() + groups - 1) / groups);
-  const int64_t chunk = (C + chunks - 1) / chunks;
-  parallel_for(groups * chunks, 1, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t gi = i / chunks, t0 = gi * group, c0 = i % chunks * chunk, cc = std::min(chunk, C - c0);
-      if (cc <= 0) continue;
-      int32_t offsets[kMaxNr];
-      for (int j = 0; j < group; ++j) {
-        const int64_t t = std::min(t0 + j, tiles.total - 1);
-        const int64_t n = t / tiles.per_image, r = t % tiles.per_image;
-        offsets[j] = static_cast<int32_t>(n * C * padded + (r / tiles.cols * Wp + r % tiles.cols) * tile);
-      }
-      const int64_t lanes = group_lanes(gi);
-      vk.winograd_input(tile, xpad + c0 * padded, offsets, static_cast<int>(lanes), cc, padded, Wp,
-                        vt + gi * group_floats + c0 * lanes, C * lanes);
+  parallel_for_parts(groups, C, 2 * cpu_threads(), [&](int64_t gi, int64_t c0, int64_t c1) {
+    const int64_t t0 = gi * group;
+    int32_t offsets[kMaxNr];
+    for (int j = 0; j < group; ++j) {
+      const int64_t t = std::min(t0 + j, tiles.total - 1);
+      const int64_t n = t / tiles.per_image, r = t % tiles.per_image;
+      offsets[j] = static_cast<int32_t>(n * C * padded + (r / tiles.cols * Wp + r % tiles.cols) * tile);
     }
+    const int64_t lanes = group_lanes(gi);
+    vk.winograd_input(tile, xpad + c0 * padded, offsets, static_cast<int>(lanes), c1 - c0, padded, Wp,
+                      vt + gi * group_floats + c0 * lanes, C * lanes);
   });
 
   // The work: panels of NR output channels, and where there are fewer panels than threads (64
@@ -434,43 +429,39 @@ void forward_few_tiles(const Conv2dGeometry& g, int tile, const float* x, const 
   // micro-kernel rows too, so that no thread idles (the kernels' transform, where not kept
   // packed, is then made by each part).
   const int64_t panels = (K + nr - 1) / nr, kc_max = few_tiles_depth(points, nr);
-  const int64_t parts = std::min<int64_t>((cpu_threads() + panels - 1) / panels, rows / mr);
   const int64_t out_plane = g.OH * g.OW;
   const float* ut_packed = packed_transposed_kernels(g, tile, w, packed);
-  parallel_for(panels * parts, 1, [&](int64_t i0, int64_t i1) {
+  parallel_for_parts(panels, rows / mr, cpu_threads(), [&](int64_t q, int64_t mr_lo, int64_t mr_hi) {
     // U^T of one panel and depth block (transposed_kernel_block: made here, or kept packed);
     // M^T of the panel: mt[(xi * rows + t) * NR + j], for the part's tiles [t_lo, t_hi).
     float* scratch = ut_packed ? nullptr : aligned_thread_scratch(static_cast<size_t>(points * kc_max * nr), 3);
     float* mt = aligned_thread_scratch(static_cast<size_t>(points * rows * nr), 4);
+    const int64_t t_lo = mr_lo * mr, t_hi = mr_hi * mr;
+    for (int64_t c0 = 0; c0 < C; c0 += kc_max) {
+      const int64_t kc = std::min(kc_max, C - c0);
+      const float* ut = ut_packed ? ut_packed + (q * C + c0) * points * nr : scratch;
+      if (!ut_packed) transposed_kernel_block(g, tile, w, q, c0, kc, scratch);
+      for (int xi = 0; xi < points; ++xi)
+        for (int64_t t0 = t_lo; t0 < t_hi; t0 += mr) {  // a panel of MR tiles, in place in its group
+          const int64_t gi = t0 / group, lanes = group_lanes(gi);
+          const float* a = vt + gi * group_floats + (xi * C + c0) * lanes + (t0 - gi * group);
+          uk.run(kc, a, -lanes, ut + xi * kc * nr, nullptr, mt + (xi * rows + t0) * nr, nr, 1.0f,
+                 c0 == 0 ? 0.0f : 1.0f);
+        }
+    }
+    // Y = A^T M A per tile, the panel's channels in the lanes, then act(Y + bias) into the maps
+    // (a local copy of the output's bias and activation: the stores cannot change it).
+    const ConvOutput act = output;
+    const int64_t k0 = q * nr, kn = std::min<int64_t>(nr, K - k0);
     alignas(64) float out[16 * kMaxNr];
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t q = i / parts, part = i % parts;
-      const int64_t t_lo = rows / mr * part / parts * mr, t_hi = rows / mr * (part + 1) / parts * mr;
-      for (int64_t c0 = 0; c0 < C; c0 += kc_max) {
-        const int64_t kc = std::min(kc_max, C - c0);
-        const float* ut = ut_packed ? ut_packed + (q * C + c0) * points * nr : scratch;
-        if (!ut_packed) transposed_kernel_block(g, tile, w, q, c0, kc, scratch);
-        for (int xi = 0; xi < points; ++xi)
-          for (int64_t t0 = t_lo; t0 < t_hi; t0 += mr) {  // a panel of MR tiles, in place in its group
-            const int64_t gi = t0 / group, lanes = group_lanes(gi);
-            const float* a = vt + gi * group_floats + (xi * C + c0) * lanes + (t0 - gi * group);
-            uk.run(kc, a, -lanes, ut + xi * kc * nr, nullptr, mt + (xi * rows + t0) * nr, nr, 1.0f,
-                   c0 == 0 ? 0.0f : 1.0f);
-          }
-      }
-      // Y = A^T M A per tile, the panel's channels in the lanes, then act(Y + bias) into the maps
-      // (a local copy of the output's bias and activation: the stores cannot change it).
-      const ConvOutput act = output;
-      const int64_t k0 = q * nr, kn = std::min<int64_t>(nr, K - k0);
-      for (int64_t t = t_lo; t < std::min(t_hi, tiles.total); ++t) {
-        vk.winograd_output(tile, mt + t * nr, rows * nr, nr, out);
-        const int64_t n = t / tiles.per_image, r = t % tiles.per_image;
-        const int64_t oh0 = r / tiles.cols * tile, ow0 = r % tiles.cols * tile;
-        const int oh_n = static_cast<int>(std::min<int64_t>(tile, g.OH - oh0));
-        const int ow_n = static_cast<int>(std::min<int64_t>(tile, g.OW - ow0));
-        store_channel_lanes(out, tile, nr, kn, oh_n, ow_n, act, k0, y + (n * K + k0) * out_plane + oh0 * g.OW + ow0,
-                            out_plane, g.OW);
-      }
+    for (int64_t t = t_lo; t < std::min(t_hi, tiles.total); ++t) {
+      vk.winograd_output(tile, mt + t * nr, rows * nr, nr, out);
+      const int64_t n = t / tiles.per_image, r = t % tiles.per_image;
+      const int64_t oh0 = r / tiles.cols * tile, ow0 = r % tiles.cols * tile;
+      const int oh_n = static_cast<int>(std::min<int64_t>(tile, g.OH - oh0));
+      const int ow_n = static_cast<int>(std::min<int64_t>(tile, g.OW - ow0));
+      store_channel_lanes(out, tile, nr, kn, oh_n, ow_n, act, k0, y + (n * K + k0) * out_plane + oh0 * g.OW + ow0,
+                          out_plane, g.OW);
     }
   });
 }
@@ -606,21 +597,12 @@ void conv2d_winograd_forward(const Conv2dGeometry& g, const float* x, const floa
   // tiles, three blocks of 48 on two threads): every block's V first, the channels in chunks
   // across the threads, then the products and outputs of each block in parts of its row panels.
   float* v_all = aligned_thread_scratch(static_cast<size_t>(blocks * points * C * nr), 6);
-  const int64_t chunks = (2 * threads + blocks - 1) / blocks, chunk = (C + chunks - 1) / chunks;
-  parallel_for(blocks * chunks, 1, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t block = i / chunks, c0 = i % chunks * chunk;
-      if (c0 < C) transform_input(block, c0, std::min(chunk, C - c0), v_all + block * points * C * nr);
-    }
+  parallel_for_parts(blocks, C, 2 * threads, [&](int64_t block, int64_t c0, int64_t c1) {
+    transform_input(block, c0, c1 - c0, v_all + block * points * C * nr);
   });
-  const int64_t parts = std::min<int64_t>(row_panels, (2 * threads + blocks - 1) / blocks);
-  parallel_for(blocks * parts, 1, [&](int64_t i0, int64_t i1) {
+  parallel_for_parts(blocks, row_panels, 2 * threads, [&](int64_t block, int64_t p0, int64_t p1) {
     float* m = aligned_thread_scratch(static_cast<size_t>(points * K_pad * nr), 4);
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t block = i / parts, part = i % parts;
-      multiply_and_store(block, v_all + block * points * C * nr, m, row_panels * part / parts,
-                         row_panels * (part + 1) / parts);
-    }
+    multiply_and_store(block, v_all + block * points * C * nr, m, p0, p1);
   });
 }
 

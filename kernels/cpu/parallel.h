@@ -30,6 +30,24 @@ void parallel_for(int64_t n, int64_t grain, Body body) {
   }
 }
 
+// Work items that split: calls body(item, begin, end) for every item in [0, items) and every part
+// [begin, end) of [0, extent) that it is cut into, the pieces in parallel. Each item is cut into
+// as few equal parts as make at least `pieces` pieces in all (at most `extent` parts), so that a
+// few large items still keep every thread busy: the Winograd convolution's blocks of tiles, cut
+// along their channels or their panels of output channels when there are fewer blocks than twice
+// the threads.
+template <typename Body>
+void parallel_for_parts(int64_t items, int64_t extent, int64_t pieces, Body body) {
+  if (items <= 0 || extent <= 0) return;
+  const int64_t parts = std::clamp<int64_t>((pieces + items - 1) / items, 1, extent);
+  parallel_for(items * parts, 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t part = i % parts, begin = extent * part / parts, end = extent * (part + 1) / parts;
+      if (begin < end) body(i / parts, begin, end);
+    }
+  });
+}
+
 // A 64-byte aligned scratch buffer per thread and slot, grown on demand and kept (so that vector
 // loads of packed panels never straddle two cache lines). Slots: 0-2 the GEMM driver (gemm.cpp)
 // and the AMX convolution (conv2d_amx.cpp), which never runs a GEMM; 3-6 and 9 the Winograd
