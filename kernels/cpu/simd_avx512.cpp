@@ -45,11 +45,15 @@ struct Avx512 {
     transpose_16x8(rows, count, d);
   }
   // The nine values of sixteen 3x3 kernels (kernel i at g + i * stride), d[e] holding value e
-  // of each in its lanes: a gather per value.
+  // of each in its lanes: the first eight of each kernel transposed in registers as columns()
+  // does, the ninth gathered (a gather per value before: nine where one is left now).
   static void taps9(const float* g, int64_t stride, V* d) {
+    V rows[8];
+    for (int i = 0; i < 8; ++i) rows[i] = row_pair(_mm256_loadu_ps(g + i * stride), _mm256_loadu_ps(g + (i + 8) * stride));
+    transpose_16x8(rows, 8, d);
     const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                            _mm512_set1_epi32(static_cast<int>(stride)));
-    for (int e = 0; e < 9; ++e) d[e] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), 0xFFFF, idx, g + e, 4);
+    d[8] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), 0xFFFF, idx, g + 8, 4);
   }
 };
 // VDPBF16PS done with AVX-512F: a bfloat16 is the high half of a float, so the odd elements of
