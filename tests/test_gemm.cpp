@@ -4,6 +4,7 @@
 // left operands, and 1 thread against 2. Sets the CPU lacks are named on a SKIPPED line.
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -16,6 +17,7 @@
 #include "engine/random.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/isa.h"
+#include "kernels/cpu/parallel.h"
 
 using namespace fer;
 using namespace fer::cpu;
@@ -169,4 +171,34 @@ TEST_CASE("isa: names round-trip and the scalar set is always there") {
   CHECK(cpu_kernels_summary().find("emulated") == std::string::npos);
   set_matmul_precision(before);
   CHECK(said == (active_isa() != Isa::Avx512Bf16 && active_isa() != Isa::Amx));
+}
+
+TEST_CASE("parallel_for_parts: every part of every item exactly once, cut into enough pieces") {
+  IsaGuard guard;
+  set_cpu_threads(2);
+  struct Case {
+    int64_t items, extent, pieces, parts;  // parts: what each item must be cut into
+  };
+  // Enough items: no cut; a few: cut along the extent; never more parts than the extent has.
+  for (const Case c : {Case{8, 10, 4, 1}, Case{3, 36, 4, 2}, Case{1, 5, 4, 4}, Case{1, 3, 4, 3},
+                       Case{2, 1, 4, 1}, Case{3, 64, 2, 1}, Case{1, 7, 1, 1}}) {
+    CAPTURE(c.items);
+    CAPTURE(c.extent);
+    CAPTURE(c.pieces);
+    std::vector<std::atomic<int>> seen(static_cast<size_t>(c.items * c.extent));
+    std::vector<std::atomic<int>> calls(static_cast<size_t>(c.items));
+    std::atomic<int> out_of_range{0};  // (no assertions on the worker threads: counted, checked after)
+    parallel_for_parts(c.items, c.extent, c.pieces, [&](int64_t item, int64_t begin, int64_t end) {
+      if (item < 0 || item >= c.items || begin < 0 || begin >= end || end > c.extent) {
+        out_of_range++;
+        return;
+      }
+      calls[static_cast<size_t>(item)]++;
+      for (int64_t e = begin; e < end; ++e) seen[static_cast<size_t>(item * c.extent + e)]++;
+    });
+    CHECK(out_of_range.load() == 0);
+    for (const auto& s : seen) CHECK(s.load() == 1);
+    for (const auto& n : calls) CHECK(n.load() == c.parts);
+  }
+  parallel_for_parts(0, 5, 4, [&](int64_t, int64_t, int64_t) { FAIL("no items, no calls"); });
 }
